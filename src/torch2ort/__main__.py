@@ -1,0 +1,5 @@
+"""``python -m torch2ort``."""
+
+from torch2ort.cli import entry
+
+entry()

@@ -1,0 +1,65 @@
+"""``torch2ort export``: torch -> ONNX with real dynamic axes and provenance."""
+
+from __future__ import annotations
+
+import argparse
+
+from torch2ort.cli.common import (
+    add_force,
+    add_model_args,
+    add_spec_args,
+    check_writable,
+    input_spec,
+    make_console,
+    model_request,
+    pick,
+    print_notes,
+)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a PyTorch model to ONNX (dynamo first, TorchScript fallback)",
+                       description="Export MODEL to ONNX. MODEL is path/to/file.py:NAME, package.module:NAME "
+                                   "or a TorchScript archive.")
+    p.add_argument("model", nargs="?", metavar="MODEL")
+    add_model_args(p)
+    add_spec_args(p)
+    p.add_argument("-o", "--output", metavar="FILE.onnx", help="where to write (default model.onnx)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's recommended one)")
+    p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"],
+                   help="auto (default) tries dynamo, then the TorchScript exporter")
+    p.add_argument("--verbose", action="store_true", help="print the exporters' own output on failure")
+    add_force(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch2ort.export import export_onnx
+    from torch2ort.sources import load_model
+
+    console = make_console()
+    spec = input_spec(args)
+    out = check_writable(pick(args, "output", "export", "model.onnx"), args.force)
+    loaded = load_model(model_request(args, args.model))
+    print_notes(console, loaded)
+    result = export_onnx(loaded, spec, out, opset=pick(args, "opset", "export"),
+                         exporter=pick(args, "exporter", "export", "auto"), verbose=args.verbose)
+    console.print(f"exported with [bold]{result.exporter}[/bold] (opset {result.opset}) in "
+                  f"{result.seconds:.1f} s -> {result.path}")
+    console.print(f"[dim]•[/dim] {result.why}")
+    if result.external_data:
+        console.print("[dim]•[/dim] weights written as external data next to the model (over 2 GB)")
+    _print_io(console, result.path)
+    return 0
+
+
+def _print_io(console, path: str) -> None:
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    for kind, values in (("input", [v for v in graph.input if v.name not in inits]), ("output", graph.output)):
+        for v in values:
+            dims = [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)
+            console.print(f"  {kind:6} {v.name}: {dtype} {dims}")

@@ -1,0 +1,109 @@
+"""``torch2ort verify``: PyTorch vs ONNX Runtime parity; a mismatch exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from torch2ort.cli.common import (
+    add_force,
+    add_model_args,
+    add_spec_args,
+    check_writable,
+    config_of,
+    input_spec,
+    make_console,
+    model_request,
+    pick,
+    print_notes,
+)
+from torch2ort.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from torch2ort.errors import SpecError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("verify", help="prove PyTorch/ONNX Runtime parity (exit 1 on a mismatch)",
+                       description="Run MODEL in PyTorch and MODEL.onnx in ONNX Runtime on the same "
+                                   "synthetic, real and swept inputs and compare every output. "
+                                   "An output passes when |ort - torch| <= atol + rtol*|torch| everywhere.")
+    p.add_argument("positional", nargs="+", metavar="MODEL ONNX",
+                   help="the PyTorch model and the .onnx file (MODEL may come from --config)")
+    add_model_args(p)
+    add_spec_args(p)
+    p.add_argument("--samples", metavar="FILE.npz|DIR", help="real inputs: .npz files keyed by input name")
+    p.add_argument("--n", type=int, help="number of seeded synthetic inputs (default 3)")
+    p.add_argument("--seed", type=int, help="seed for synthetic inputs (default 0)")
+    p.add_argument("--sweep", action="append", default=[], metavar="LABEL=v1,v2",
+                   help="sizes to try for a dynamic dim (default: its example size plus two others)")
+    p.add_argument("--atol", type=float, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
+    p.add_argument("--rtol", type=float, help=f"relative tolerance (default {DEFAULT_RTOL:g})")
+    p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    add_force(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch2ort.inputs import parse_sweep
+    from torch2ort.sources import load_model
+    from torch2ort.verify import verify_onnx
+
+    console = make_console()
+    if len(args.positional) > 2:
+        raise SpecError(f"verify takes MODEL ONNX, got {len(args.positional)} positional arguments")
+    model, onnx_path = (args.positional if len(args.positional) == 2 else (None, args.positional[0]))
+    spec = input_spec(args)
+    json_out = check_writable(args.json, args.force) if args.json else None
+    sweep_items = args.sweep or [f"{k}={','.join(map(str, v))}"
+                                 for k, v in config_of(args).get("verify", {}).get("sweep", {}).items()]
+    sweep = parse_sweep(sweep_items, spec)
+    loaded = load_model(model_request(args, model))
+    print_notes(console, loaded)
+    result = verify_onnx(loaded, onnx_path, spec, n=pick(args, "n", "verify", 3),
+                         samples=pick(args, "samples", "verify"), sweep=sweep,
+                         atol=pick(args, "atol", "verify", DEFAULT_ATOL),
+                         rtol=pick(args, "rtol", "verify", DEFAULT_RTOL), seed=pick(args, "seed", "verify", 0))
+    print_report(console, result)
+    if json_out:
+        Path(json_out).write_text(json.dumps({"model": loaded.source, "onnx": str(onnx_path),
+                                              "spec": spec.to_dict(), **result.to_dict()}, indent=2))
+        console.print(f"report written to {json_out}")
+    return 0 if result.report else 1
+
+
+def _fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def print_report(console, result) -> None:
+    from rich.table import Table
+
+    report = result.report
+    kinds = {}
+    for c in result.cases:
+        kinds[c["kind"]] = kinds.get(c["kind"], 0) + 1
+    console.print("cases: " + ", ".join(f"{v} {k}" for k, v in kinds.items())
+                  + f" (tolerance: atol {report.atol:g}, rtol {report.rtol:g})")
+    table = Table(title="PyTorch vs ONNX Runtime, worst case per output")
+    for col in ("output", "shape", "cases", "max abs", "max rel", "mean abs", "min cos", "top-1", "decision",
+                "verdict"):
+        table.add_column(col, justify="left" if col in ("output", "shape") else "right")
+    for row in report.per_output():
+        verdict = "[green]pass[/green]" if row["failed"] == 0 else f"[red]FAIL ({row['failed']})[/red]"
+        table.add_row(row["output"], str(row["shape"]), str(row["cases"]), _fmt(row["max_abs"]),
+                      _fmt(row["max_rel"]), _fmt(row["mean_abs"]), _fmt(row["min_cosine"], 7),
+                      _fmt(row["top1"]), _fmt(row["decision"]), verdict)
+    console.print(table)
+    if report:
+        console.print(f"[bold green]PASS[/bold green]: every output within tolerance on {len(result.cases)} "
+                      f"cases ({result.seconds:.1f} s)")
+        return
+    console.print("[bold red]FAIL[/bold red]: parity is not proven")
+    for line in report.failures()[:20]:
+        console.print(f"  - {line}")
+    extra = len(report.failures()) - 20
+    if extra > 0:
+        console.print(f"  … and {extra} more")

@@ -1,0 +1,79 @@
+"""How a torch model is obtained: one small file per source kind, looked up in SOURCES.
+
+A MODEL string picks its source:
+    path/to/file.py:NAME, package.module:NAME  -> factory (plus --kwargs, --checkpoint)
+    path/to/model.pt (torch.jit.save archive)  -> torchscript
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from torch2ort.errors import SourceError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class LoadedModel:
+    """A torch module ready to run: always in eval mode, with notes on how it was obtained."""
+
+    module: torch.nn.Module
+    source: str
+    kind: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What the user asked for: MODEL plus the options that shape how it is built."""
+
+    model: str
+    kwargs: dict[str, Any] | None = None
+    checkpoint: str | None = None
+    trust_checkpoint: bool = False
+    strict: bool = True
+
+
+def _is_torchscript(model: str) -> bool:
+    return ":" not in model and model.endswith((".pt", ".pth", ".ts", ".jit", ".zip"))
+
+
+def _is_factory(model: str) -> bool:
+    return ":" in model
+
+
+def _load_factory(req: ModelRequest) -> LoadedModel:
+    from torch2ort.sources import factory
+
+    return factory.load(req)
+
+
+def _load_torchscript(req: ModelRequest) -> LoadedModel:
+    from torch2ort.sources import torchscript
+
+    return torchscript.load(req)
+
+
+# name -> (does MODEL look like this kind?, loader). Checked in order.
+SOURCES: dict[str, tuple[Callable[[str], bool], Callable[[ModelRequest], LoadedModel]]] = {
+    "torchscript": (_is_torchscript, _load_torchscript),
+    "factory": (_is_factory, _load_factory),
+}
+
+
+def load_model(req: ModelRequest) -> LoadedModel:
+    """Build the torch module that ``req`` names, in eval mode."""
+    for matches, loader in SOURCES.values():
+        if matches(req.model):
+            loaded = loader(req)
+            was_training = loaded.module.training
+            loaded.module.eval()
+            loaded.notes.append("model put in eval mode (dropout off, batch-norm uses running stats)"
+                                + (" — it was in training mode" if was_training else ""))
+            return loaded
+    raise SourceError(f"MODEL {req.model!r} is not recognised; use path/to/file.py:NAME, "
+                      "package.module:NAME or a TorchScript archive (.pt saved with torch.jit.save)")
