@@ -36,6 +36,19 @@ class EmotionCNN(nn.Module):
             _separable(4 * width, 4 * width, 1),
         )
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * width, classes))
+        self._init_like_trained()
+
+    def _init_like_trained(self) -> None:
+        """He-init convs and non-trivial batch-norm statistics, so that without a checkpoint the
+        output still depends on the input (PyTorch's default init lets activations fade away)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.uniform_(m.weight, 0.8, 1.2)
+                nn.init.normal_(m.bias, 0.0, 0.1)
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(image).mean(dim=(2, 3)))

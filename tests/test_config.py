@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MODELS, run_cli
+from fixtures.families import MODELS, run_cli
 from torch2ort.config import config_inputs, load_config
 from torch2ort.errors import SpecError
 from torch2ort.spec import InputSpec

@@ -3,7 +3,7 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from conftest import FAMILIES, MODELS, Family, load_family, run_cli
+from fixtures.families import FAMILIES, MODELS, Family, load_family, run_cli
 from torch2ort.errors import ExportError, OutputExistsError
 from torch2ort.export import export_onnx, read_metadata
 from torch2ort.sources import ModelRequest, load_model

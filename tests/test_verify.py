@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from conftest import FAMILIES, MODELS, load_family, run_cli
 from fixtures import faults
+from fixtures.families import FAMILIES, MODELS, load_family, run_cli
 from torch2ort.verify import verify_onnx
 
 

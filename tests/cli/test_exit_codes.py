@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import MODELS
+from fixtures.families import MODELS
 
 FAM = [f"{MODELS}:MobileNetTiny", "--input", "image:batch=1,3,32,32:float32"]
 

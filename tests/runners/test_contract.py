@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import FAMILIES, load_family
+from fixtures.families import FAMILIES, load_family
 from torch2ort.inputs import synthetic_feed
 from torch2ort.runners import RUNNERS, RunnerError, runner_class
 from torch2ort.runners.ort import OrtRunner

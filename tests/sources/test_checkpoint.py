@@ -5,7 +5,7 @@ import collections
 import pytest
 import torch
 
-from conftest import MODELS
+from fixtures.families import MODELS
 from torch2ort.errors import CheckpointError
 from torch2ort.sources import ModelRequest, load_model
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MODELS
+from fixtures.families import MODELS
 from torch2ort.errors import SourceError
 from torch2ort.sources import ModelRequest, load_model
 

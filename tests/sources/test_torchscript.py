@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import run_cli
+from fixtures.families import run_cli
 from fixtures.models import MobileNetTiny
 from torch2ort.errors import SourceError
 from torch2ort.sources import ModelRequest, load_model

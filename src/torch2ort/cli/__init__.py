@@ -18,6 +18,8 @@ from torch2ort.errors import Torch2OrtError
 COMMANDS = {
     "export": "torch2ort.cli.export",
     "verify": "torch2ort.cli.verify",
+    "pack": "torch2ort.cli.pack",
+    "predict": "torch2ort.cli.predict",
 }
 
 EPILOG = "exit codes: 0 pass, 1 parity outside tolerance, 2 bad input, 3 export failed, 4 internal error"
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except Torch2OrtError as exc:
         print(f"torch2ort {args.command}: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `torch2ort predict … | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,152 @@
+"""Load a bundle (checksums first, then a session) and predict, without torch.
+
+Example::
+
+    from torch2ort.runtime import Bundle
+    bundle = Bundle.load("emotion-bundle")          # verifies every sha256 before loading
+    out = bundle.predict("face.png")                 # raw input through the preprocess pipeline
+    out["topk"], out.raw["logits"]
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from torch2ort.errors import BundleError, PredictInputError
+from torch2ort.runtime import manifest as mf
+from torch2ort.runtime.processors import Context, check_pipeline, run_postprocess, run_preprocess
+from torch2ort.runtime.providers import physical_cores, requested_providers, usable_providers
+
+log = logging.getLogger("torch2ort.runtime")
+
+_ORT_DTYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool", "tensor(string)": "str",
+}
+
+
+class Prediction(dict):
+    """Named outputs (post-processed when the bundle has a postprocess pipeline); ``.raw`` has the rest."""
+
+    def __init__(self, results: dict[str, Any], raw: dict[str, np.ndarray]) -> None:
+        super().__init__(results)
+        self.raw = raw
+
+
+class Bundle:
+    def __init__(self, path: Path, manifest: dict, session, providers: list[str], fallbacks: list[str]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.session = session
+        self.providers = providers
+        self.fallbacks = fallbacks
+        self.name = manifest["name"]
+        self.labels = manifest.get("labels")
+        self.inputs = manifest["inputs"]
+        self.outputs = manifest["outputs"]
+        self._ctx_cache: dict[str, Any] = {}
+
+    @classmethod
+    def load(cls, path: str | Path, providers: list[str] | str | None = None,
+             intra_op_num_threads: int | None = None) -> Bundle:
+        """Validate the manifest and every checksum, then create the ONNX Runtime session."""
+        import onnxruntime as ort
+
+        path = Path(path)
+        manifest = mf.read_manifest(path)
+        mf.verify_files(path, manifest["files"])
+        mf.check_external_data(path, manifest["model"], manifest["files"])
+        check_pipeline(manifest.get("preprocess", []), manifest.get("postprocess", []))
+        wanted = requested_providers(providers)
+        usable, fallbacks = usable_providers(wanted, ort.get_available_providers())
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_num_threads or physical_cores()
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(mf.inside(path, manifest["model"])), opts, providers=usable)
+        except Exception as exc:
+            raise BundleError(f"onnxruntime could not load {manifest['model']}: {' '.join(str(exc).split())[:300]}"
+                              ) from None
+        active = session.get_providers()
+        fallbacks += [f"{p} was requested but onnxruntime did not enable it (active: {', '.join(active)})"
+                      for p in usable if p not in active]
+        for note in fallbacks:
+            log.warning("provider fallback: %s", note)
+        bundle = cls(path, manifest, session, active, fallbacks)
+        bundle._check_io()
+        return bundle
+
+    def _check_io(self) -> None:
+        declared = {i.name for i in self.session.get_inputs()}
+        listed = {t["name"] for t in self.inputs}
+        if declared != listed:
+            raise BundleError(f"the manifest's inputs {sorted(listed)} do not match the model's {sorted(declared)}")
+
+    # --- predict -----------------------------------------------------------------------------
+    def predict(self, inputs: Any, raw: bool = False) -> Prediction:
+        """A dict of arrays keyed by input name, or a raw input for the preprocess pipeline."""
+        ctx = Context(self.path, self.labels, cache=self._ctx_cache)
+        feed = inputs
+        steps = self.manifest.get("preprocess", [])
+        looks_like_feed = isinstance(inputs, dict) and all(isinstance(v, np.ndarray) for v in inputs.values())
+        if steps and not looks_like_feed:
+            feed = run_preprocess(steps, inputs, ctx)
+        if isinstance(feed, np.ndarray) and len(self.inputs) == 1:
+            feed = {self.inputs[0]["name"]: feed}
+        if not isinstance(feed, dict):
+            names = ", ".join(t["name"] for t in self.inputs)
+            raise PredictInputError(f"predict() takes a dict of numpy arrays keyed by input name ({names})"
+                                    + ("" if not steps else ", or a raw input for the preprocess pipeline"))
+        ctx.feed = self.check_feed(feed)
+        values = self.session.run(None, ctx.feed)
+        ctx.raw = {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), values)}
+        post = [] if raw else self.manifest.get("postprocess", [])
+        return Prediction(run_postprocess(post, ctx) if post else dict(ctx.raw), ctx.raw)
+
+    def check_feed(self, feed: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Names, ranks, static dims and dtypes; safe casts only (documented in docs/bundle.md)."""
+        expected = [t["name"] for t in self.inputs]
+        missing = [n for n in expected if n not in feed]
+        extra = [n for n in feed if n not in expected]
+        if missing or extra:
+            raise PredictInputError(f"inputs must be {expected}; missing {missing}, unexpected {extra}")
+        out: dict[str, np.ndarray] = {}
+        sizes: dict[str, int] = {}
+        for t in self.inputs:
+            arr = np.asarray(feed[t["name"]])
+            want = f"{t['name']}: {t['dtype']} {t['shape']}"
+            if arr.ndim != len(t["shape"]):
+                raise PredictInputError(f"input {t['name']!r} has shape {list(arr.shape)}; expected {want}")
+            for axis, (d, n) in enumerate(zip(t["shape"], arr.shape)):
+                if isinstance(d, int) and d >= 0 and d != n:
+                    raise PredictInputError(f"input {t['name']!r} dim {axis} is {n}; expected {want}")
+                if isinstance(d, str) and sizes.setdefault(d, n) != n:
+                    raise PredictInputError(f"input {t['name']!r} dim {axis} ({d}) is {n} but {sizes[d]} in "
+                                            "another input; one label, one size")
+            out[t["name"]] = _cast(arr, t["dtype"], want)
+        return out
+
+
+def _cast(arr: np.ndarray, dtype: str, want: str) -> np.ndarray:
+    """Allow float->float and int->int (when the values fit); refuse everything else."""
+    target = np.dtype(dtype)
+    if arr.dtype == target:
+        return arr
+    src = arr.dtype
+    if src.kind == "f" and target.kind == "f":
+        return arr.astype(target)
+    if src.kind in "iu" and target.kind in "iu":
+        info = np.iinfo(target)
+        if arr.size == 0 or (arr.min() >= info.min and arr.max() <= info.max):
+            return arr.astype(target)
+        raise PredictInputError(f"input {want}: {src} values do not fit in {target}")
+    raise PredictInputError(f"input {want}: got {src}; only float->float and int->int casts are automatic")
+
+
+def ort_dtype(type_str: str) -> str:
+    return _ORT_DTYPES.get(type_str, type_str)

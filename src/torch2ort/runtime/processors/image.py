@@ -1,0 +1,119 @@
+"""Image preprocessing in numpy + Pillow: load, resize, center-crop, scale, normalize, layout."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from torch2ort.errors import PredictInputError
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - depends on the install
+        raise PredictInputError("image preprocessing needs Pillow: pip install pillow") from None
+    return Image
+
+
+def load_image(value, ctx, mode: str = "RGB"):
+    """A path, bytes, PIL image or HWC uint8 array -> a PIL image in ``mode``."""
+    Image = _pil()
+    if isinstance(value, Image.Image):
+        img = value
+    elif isinstance(value, (str, Path)):
+        path = Path(value)
+        if not path.is_file():
+            raise PredictInputError(f"image file not found: {path}")
+        try:
+            img = Image.open(path)
+            img.load()
+        except Exception as exc:  # Pillow raises several types for bad files
+            raise PredictInputError(f"{path} is not a readable image: {exc}") from None
+    elif isinstance(value, (bytes, bytearray)):
+        try:
+            img = Image.open(io.BytesIO(bytes(value)))
+            img.load()
+        except Exception as exc:
+            raise PredictInputError(f"the bytes given are not a readable image: {exc}") from None
+    elif isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3):
+        img = Image.fromarray(value)
+    else:
+        raise PredictInputError("an image input must be a file path, bytes, a PIL image or an HxWxC uint8 array")
+    return img.convert(mode)
+
+
+_FILTERS = {"bilinear": 2, "bicubic": 3, "nearest": 0, "lanczos": 1, "box": 4, "hamming": 5}
+
+
+def resize(img, ctx, size, filter: str = "bilinear"):
+    """``size`` [h, w], or an int for the shorter side (aspect kept). Pillow's filters (antialiased)."""
+    if filter not in _FILTERS:
+        raise ValueError(f"resize filter {filter!r}; valid: {', '.join(_FILTERS)}")
+    w, h = img.size
+    if isinstance(size, int):
+        if w <= h:
+            new = (size, max(1, round(h * size / w)))
+        else:
+            new = (max(1, round(w * size / h)), size)
+    else:
+        new = (int(size[1]), int(size[0]))
+    return img.resize(new, resample=_FILTERS[filter])
+
+
+def center_crop(img, ctx, size):
+    """Crop [h, w] (or an int square) from the centre, like torchvision's CenterCrop."""
+    th, tw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    arr = np.asarray(img) if not isinstance(img, np.ndarray) else img
+    h, w = arr.shape[:2]
+    if th > h or tw > w:
+        raise ValueError(f"center_crop {th}x{tw} is larger than the image {h}x{w}")
+    top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
+    return arr[top:top + th, left:left + tw]
+
+
+def to_array(img, ctx, dtype: str = "float32"):
+    return np.asarray(img).astype(dtype)
+
+
+def scale(arr, ctx, factor: float = 1 / 255.0):
+    """uint8 [0, 255] -> float32 [0, 1] by default."""
+    return np.asarray(arr, dtype=np.float32) * np.float32(factor)
+
+
+def normalize(arr, ctx, mean, std):
+    """(x - mean) / std per channel, channels last (HWC)."""
+    mean = np.asarray(mean, dtype=np.float32)
+    std = np.asarray(std, dtype=np.float32)
+    return (np.asarray(arr, dtype=np.float32) - mean) / std
+
+
+def hwc_to_chw(arr, ctx):
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        return arr[None]
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def add_batch(arr, ctx):
+    return np.asarray(arr)[None]
+
+
+def to_input(arr, ctx, name: str):
+    """Name the final array as the model input ``name`` (needed for multi-input models)."""
+    return {name: np.asarray(arr)}
+
+
+PRE = {
+    "load_image": load_image,
+    "resize": resize,
+    "center_crop": center_crop,
+    "to_array": to_array,
+    "scale": scale,
+    "normalize": normalize,
+    "hwc_to_chw": hwc_to_chw,
+    "add_batch": add_batch,
+    "to_input": to_input,
+}

@@ -1,0 +1,147 @@
+"""Each pre/post step against an independent reference computation (torch math, or by hand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from torch2ort.errors import BundleError
+from torch2ort.runtime.processors import Context, image, postprocess, run_postprocess, run_preprocess, step_names, text
+
+RNG = np.random.default_rng(0)
+
+
+def _ctx(tmp_path=Path("."), labels=None, raw=None, feed=None):
+    return Context(Path(tmp_path), labels, feed=feed or {}, raw=raw or {})
+
+
+def _img(h=37, w=53):
+    return (RNG.random((h, w, 3)) * 255).astype(np.uint8)
+
+
+def test_registry_lists_every_step():
+    pre, post = step_names()
+    want = {"load_image", "resize", "center_crop", "scale", "normalize", "hwc_to_chw", "add_batch", "tokenize"}
+    assert want <= set(pre)
+    assert {"softmax", "sigmoid", "topk", "threshold", "argmax", "mean_pool", "l2_normalize"} <= set(post)
+
+
+def test_load_image_from_path_bytes_and_array(tmp_path):
+    from PIL import Image
+
+    arr = _img()
+    path = tmp_path / "x.png"
+    Image.fromarray(arr).save(path)
+    for value in (str(path), path.read_bytes(), arr, Image.fromarray(arr).convert("L")):
+        got = np.asarray(image.load_image(value, _ctx()))
+        assert got.shape == arr.shape
+    np.testing.assert_array_equal(np.asarray(image.load_image(str(path), _ctx())), arr)  # PNG is lossless
+
+
+def test_resize_matches_torch_antialiased_bilinear():
+    """Pillow's antialiased bilinear vs torch's interpolate(antialias=True): within a uint8 step or two."""
+    from PIL import Image
+
+    arr = _img(96, 120)
+    got = np.asarray(image.resize(Image.fromarray(arr), _ctx(), [40, 50])).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(arr).permute(2, 0, 1)[None].float(), size=(40, 50), mode="bilinear",
+                        antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
+    assert got.shape == (40, 50, 3)
+    assert np.abs(got - ref).max() <= 2.0
+    assert np.abs(got - ref).mean() < 0.5
+    short = image.resize(Image.fromarray(arr), _ctx(), 48)  # shorter side -> 48, aspect kept
+    assert short.size == (60, 48)
+
+
+def test_center_crop_matches_slicing():
+    arr = _img(10, 13)
+    got = image.center_crop(arr, _ctx(), [4, 6])
+    t = torch.from_numpy(arr)
+    top, left = round((10 - 4) / 2), round((13 - 6) / 2)
+    np.testing.assert_array_equal(got, t[top:top + 4, left:left + 6].numpy())
+    with pytest.raises(ValueError, match="larger than the image"):
+        image.center_crop(arr, _ctx(), 20)
+
+
+def test_scale_normalize_layout_match_torch():
+    arr = _img(8, 9)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    x = image.add_batch(image.hwc_to_chw(image.normalize(image.scale(arr, _ctx()), _ctx(), mean, std), _ctx()), _ctx())
+    t = torch.from_numpy(arr).permute(2, 0, 1).float().div(255.0)
+    ref = ((t - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None])[None]
+    assert x.shape == (1, 3, 8, 9) and x.dtype == np.float32
+    np.testing.assert_allclose(x, ref.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_softmax_sigmoid_argmax_topk_threshold_match_torch():
+    logits = RNG.standard_normal((3, 6)).astype(np.float32)
+    labels = list("abcdef")
+    ctx = _ctx(labels=labels, raw={"y": logits})
+    postprocess.softmax(ctx, "y", name="p")
+    postprocess.sigmoid(ctx, "y", name="s")
+    postprocess.topk(ctx, "p", k=3)
+    postprocess.argmax(ctx, "y")
+    postprocess.threshold(ctx, "s", threshold=0.5)
+    t = torch.from_numpy(logits)
+    np.testing.assert_allclose(ctx.results["p"], torch.softmax(t, -1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ctx.results["s"], torch.sigmoid(t).numpy(), rtol=1e-6)
+    values, indices = torch.topk(torch.softmax(t, -1), 3)
+    for row, vals, idx in zip(ctx.results["topk"], values, indices):
+        assert [r["index"] for r in row] == idx.tolist()
+        assert [r["label"] for r in row] == [labels[i] for i in idx.tolist()]
+        np.testing.assert_allclose([r["score"] for r in row], vals.numpy(), rtol=1e-6)
+    assert ctx.results["label"] == [labels[i] for i in torch.argmax(t, -1).tolist()]
+    want = [[labels[j] for j in range(6) if torch.sigmoid(t)[i, j] >= 0.5] for i in range(3)]
+    assert ctx.results["labels"] == want
+
+
+def test_postprocess_keeps_raw_and_reports_unknown_names():
+    ctx = _ctx(raw={"y": np.zeros((1, 2), np.float32)})
+    out = run_postprocess([{"op": "softmax", "output": "y", "name": "p"}], ctx)
+    assert set(out) == {"y", "p"}
+    with pytest.raises(BundleError, match="refers to 'nope'; available: y"):
+        run_postprocess([{"op": "softmax", "output": "nope"}], ctx)
+
+
+def _tiny_tokenizer(path: Path) -> dict[str, int]:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "list": 4, "files": 5, "in": 6, "a": 7,
+             "directory": 8, "show": 9, "disk": 10, "usage": 11}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    from tokenizers.processors import TemplateProcessing
+
+    tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.save(str(path))
+    return vocab
+
+
+def test_tokenize_pads_truncates_and_matches_hand_ids(tmp_path):
+    vocab = _tiny_tokenizer(tmp_path / "tokenizer.json")
+    ctx = _ctx(tmp_path)
+    feed = run_preprocess([{"op": "tokenize", "max_length": 6}], ["List files", "show disk usage in a directory"], ctx)
+    v = vocab
+    assert feed["input_ids"].tolist() == [
+        [v["[CLS]"], v["list"], v["files"], v["[SEP]"], 0, 0],
+        [v["[CLS]"], v["show"], v["disk"], v["usage"], v["in"], v["[SEP]"]],  # truncated to 6
+    ]
+    assert feed["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0], [1] * 6]
+    assert feed["input_ids"].dtype == np.int64
+    single = text.tokenize("show disk", ctx, max_length=6)
+    assert single["input_ids"].tolist() == [[2, 9, 10, 3]]
+
+
+def test_mean_pool_and_l2_match_sentence_transformers_math():
+    h = RNG.standard_normal((2, 5, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int64)
+    ctx = _ctx(raw={"last_hidden_state": h}, feed={"attention_mask": mask})
+    out = run_postprocess([{"op": "mean_pool"}, {"op": "l2_normalize"}], ctx)
+    th, tm = torch.from_numpy(h), torch.from_numpy(mask).unsqueeze(-1).float()
+    ref = F.normalize((th * tm).sum(1) / tm.sum(1).clamp(min=1e-9), p=2, dim=1)
+    np.testing.assert_allclose(out["embeddings"], ref.numpy(), rtol=1e-5, atol=1e-6)
