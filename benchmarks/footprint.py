@@ -63,8 +63,8 @@ def main() -> int:
                        check=True, capture_output=True)
         runtime_bytes, runtime_s = make_venv(tmp / "rt", [str(ROOT), "pillow"])
         torch_bytes, torch_s = make_venv(tmp / "torch", ["torch==2.13.0", "numpy"])
-        from PIL import Image
         import numpy as np
+        from PIL import Image
 
         img = tmp / "face.png"
         Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8")).save(img)
