@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from torch2ort.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, RunResults, compare, run
 from torch2ort.errors import UsageError
 from torch2ort.inputs import InputCase, sample_cases, sweep_cases, synthetic_cases
+from torch2ort.runners.base import RunnerError
 from torch2ort.runners.ort import OrtRunner
 from torch2ort.runners.torch_eager import TorchRunner
 from torch2ort.spec import InputSpec
@@ -92,12 +93,8 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
     runners = [TorchRunner(loaded.module, spec), OrtRunner(onnx_path, providers)]
     try:
         results = run(runners, cases)
-    except Exception as exc:  # the ORT session could not even be created
-        from torch2ort.runners import RunnerError
-
-        if isinstance(exc, RunnerError):
-            raise UsageError(str(exc)) from None
-        raise
+    except RunnerError as exc:  # a runner could not even activate (e.g. an unreadable .onnx file)
+        raise UsageError(str(exc)) from None
     report = compare(results, "torch", atol, rtol)
     report.graph_issues = graph_issues(onnx_path, spec)
     summary = [{"name": c.name, "kind": c.kind, "sizes": c.sizes,

@@ -34,7 +34,14 @@ def _wrong_keys(tmp_path):
     return path
 
 
+def _garbage_onnx(tmp_path):
+    path = tmp_path / "garbage.onnx"
+    path.write_bytes(b"this is not protobuf")
+    return path
+
+
 CASES = {
+    "corrupt onnx": (lambda p: ["verify", FAM[0], _garbage_onnx(p), *FAM[1:]], "could not load"),
     "bad spec": (lambda p: ["export", FAM[0], "--input", "image:1,3,x:float32"], "not an int or label=int"),
     "bad dtype": (lambda p: ["export", FAM[0], "--input", "image:1,3,32,32:double"], "unknown dtype"),
     "missing model file": (lambda p: ["export", f"{p}/nope.py:Net", *FAM[1:]], "model file not found"),
