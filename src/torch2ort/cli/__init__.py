@@ -19,6 +19,7 @@ COMMANDS = {
     "export": "torch2ort.cli.export",
     "verify": "torch2ort.cli.verify",
     "pack": "torch2ort.cli.pack",
+    "bench": "torch2ort.cli.bench",
     "predict": "torch2ort.cli.predict",
 }
 

@@ -1,0 +1,8 @@
+"""Isolated-process measurements: torch vs ONNX Runtime, latency, throughput, cold start, memory."""
+
+from __future__ import annotations
+
+from torch2ort.bench.run import BenchOptions, BenchReport, bench
+from torch2ort.bench.stats import LatencyStats, Ratio
+
+__all__ = ["BenchOptions", "BenchReport", "LatencyStats", "Ratio", "bench"]

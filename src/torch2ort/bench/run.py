@@ -1,0 +1,223 @@
+"""Orchestrate isolated A/B runs: torch and ONNX Runtime each in fresh processes, several repeats.
+
+Example::
+
+    report = bench(ModelRequest("net.py:Net"), spec, "net.onnx", BenchOptions(batches=[1, 8]))
+    report.ratios["onnxruntime"]["8"]    # Ratio(median, min, max): torch p50 / ORT p50
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from torch2ort.bench.stats import Ratio
+from torch2ort.errors import UsageError
+from torch2ort.runtime.providers import ALIASES, physical_cores
+from torch2ort.spec import InputSpec
+
+
+@dataclass
+class BenchOptions:
+    batches: list[int] = field(default_factory=lambda: [1])
+    threads: int | None = None          # default: physical cores, the same on both sides
+    iters: int | None = None            # fixed count, or …
+    seconds: float | None = 2.0         # … run each batch for this long (at least 5 calls)
+    warmup: int = 5
+    repeats: int = 3                    # A/B pairs, each in fresh processes
+    providers: list[str] = field(default_factory=lambda: ["cpu"])
+    compile: bool = False               # add a torch.compile row (compile time reported apart)
+    profile: bool = True                # ORT profiling run for the binding overhead
+    timeout_s: float = 900.0
+
+
+@dataclass
+class BenchReport:
+    model: str
+    onnx: str
+    spec: dict
+    options: dict
+    machine: dict
+    versions: dict
+    batch_label: str | None
+    runs: list[dict] = field(default_factory=list)       # every worker's output, samples included
+    cold_runs: list[dict] = field(default_factory=list)  # cold-start-only processes
+    ratios: dict = field(default_factory=dict)           # candidate -> batch -> Ratio dict
+    cold: dict = field(default_factory=dict)             # backend -> medians over repeats
+    overhead: dict | None = None
+    compile_s: float | None = None
+
+    def rows(self) -> list[dict]:
+        """Per backend and batch: the median of each statistic over repeats."""
+        grouped: dict[tuple[str, str], list[dict]] = {}
+        for r in self.runs:
+            for b, data in r.get("batches", {}).items():
+                grouped.setdefault((r["label"], b), []).append(r | {"stats": data["stats"]})
+        rows = []
+        for (label, b), runs in grouped.items():
+            keys = runs[0]["stats"].keys()
+            stats = {k: float(np.median([x["stats"][k] for x in runs])) for k in keys}
+            rows.append({"backend": label, "batch": int(b), "repeats": len(runs), **stats,
+                         "peak_rss_mb": float(np.median([x["peak_rss_mb"] for x in runs])),
+                         "size_mb": runs[0]["size_mb"]})
+        return sorted(rows, key=lambda r: (r["batch"], r["backend"]))
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"rows": self.rows()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BenchReport:
+        d = {k: v for k, v in d.items() if k != "rows"}
+        return cls(**d)
+
+
+def batch_label(spec: InputSpec) -> str | None:
+    labels = spec.dynamic_labels()
+    if "batch" in labels:
+        return "batch"
+    first = spec.inputs[0].dims[0] if spec.inputs[0].dims else None
+    return first.label if first is not None and first.label else None
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cores": os.cpu_count(), "physical_cores": physical_cores(),
+            "system": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "onnxruntime", "onnx", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _spawn(cfg: dict, workdir: Path, timeout_s: float) -> dict:
+    """Run one worker in a fresh interpreter; returns its result plus the parent-measured wall time."""
+    n = len(list(workdir.glob("cfg-*.json")))
+    cfg_path, out_path = workdir / f"cfg-{n}.json", workdir / f"out-{n}.json"
+    cfg_path.write_text(json.dumps(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": str(cfg["threads"])}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "torch2ort.bench.worker", str(cfg_path), str(out_path)],
+                          capture_output=True, text=True, timeout=timeout_s, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0 or not out_path.is_file():
+        tail = " ".join(proc.stderr.strip().splitlines()[-3:])[:400]
+        raise UsageError(f"the {cfg['backend']} benchmark process failed (exit {proc.returncode}): {tail}")
+    result = json.loads(out_path.read_text())
+    if "error" in result:
+        raise UsageError(f"the {cfg['backend']} benchmark failed: {result['error']}")
+    result["process_wall_s"] = wall
+    return result
+
+
+def _provider(name: str) -> str:
+    full = ALIASES.get(name.lower(), name)
+    if full not in ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        raise UsageError(f"--providers takes cpu, cuda, tensorrt; got {name!r}")
+    return full
+
+
+def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -> BenchReport:
+    """Benchmark torch vs ORT per batch size, each backend in its own processes, ``repeats`` times."""
+    import onnxruntime as ort
+
+    if not Path(onnx_path).is_file():
+        raise UsageError(f"ONNX file not found: {onnx_path}")
+    label = batch_label(spec)
+    example = spec.dynamic_labels().get(label) if label else None
+    if label is None and any(b != spec.inputs[0].dims[0].size for b in opts.batches if spec.inputs[0].dims):
+        raise UsageError("--batch needs a dynamic batch dim in the spec (e.g. x:batch=1,3,224,224:float32)")
+    if any(b < 1 for b in opts.batches) or opts.repeats < 1:
+        raise UsageError("--batch sizes and --repeats must be >= 1")
+    providers = [_provider(p) for p in opts.providers]
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} not available in this onnxruntime build "
+                         f"(available: {', '.join(ort.get_available_providers())}); no silent fallback in a benchmark")
+    threads = opts.threads or physical_cores()
+    base = {"spec": spec.to_dict(), "onnx": str(onnx_path), "batches": opts.batches, "threads": threads,
+            "iters": opts.iters, "seconds": None if opts.iters else opts.seconds, "warmup": opts.warmup,
+            "batch_label": label, "model": asdict(request)}
+    report = BenchReport(request.model, str(onnx_path), spec.to_dict(),
+                         asdict(opts) | {"threads": threads, "example_batch": example}, machine_info(),
+                         _versions(), label)
+    gpu = any(p != "CPUExecutionProvider" for p in providers)
+    with tempfile.TemporaryDirectory(prefix="torch2ort-bench-") as tmp:
+        work = Path(tmp)
+        jobs = [("torch", {"backend": "torch", "device": "cpu"})]
+        if gpu:
+            jobs.append(("torch-cuda", {"backend": "torch", "device": "cuda"}))
+        jobs += [(_job_label(p), {"backend": "onnxruntime", "provider": p, "trt_cache": str(work / "trt")})
+                 for p in providers]
+        for repeat in range(opts.repeats):
+            order = jobs if repeat % 2 == 0 else list(reversed(jobs))  # alternate, so order bias cancels
+            for job_label, extra in order:
+                result = _spawn(base | extra, work, opts.timeout_s)
+                report.runs.append(result | {"label": job_label, "repeat": repeat})
+                # Cold start: a process that only imports, loads and runs once, timed from outside too.
+                cold = _spawn(base | extra | {"cold_only": True}, work, opts.timeout_s)
+                report.cold_runs.append(cold | {"label": job_label, "repeat": repeat})
+        if opts.compile:
+            result = _spawn(base | {"backend": "torch-compile", "device": "cpu"}, work, opts.timeout_s)
+            report.runs.append(result | {"label": "torch.compile", "repeat": 0})
+            report.compile_s = result["cold"]["first_inference_s"]
+        if opts.profile:
+            prof = _spawn(base | {"backend": "onnxruntime", "profile": True, "profile_dir": str(work),
+                                  "iters": opts.iters or 50}, work, opts.timeout_s)["profile"]
+            over = prof["wall_ms"] - prof["model_run_ms"]
+            report.overhead = {**prof, "overhead_ms": over, "overhead_pct": 100.0 * over / prof["wall_ms"]}
+    _summarise(report)
+    return report
+
+
+def _job_label(provider: str) -> str:
+    return {"CPUExecutionProvider": "onnxruntime", "CUDAExecutionProvider": "onnxruntime-cuda",
+            "TensorrtExecutionProvider": "onnxruntime-tensorrt"}[provider]
+
+
+def _summarise(report: BenchReport) -> None:
+    cold_by_label: dict[str, list[dict]] = {}
+    for r in report.cold_runs:
+        cold_by_label.setdefault(r["label"], []).append(r)
+    for label, runs in cold_by_label.items():
+        keys = ["import_s", "load_s", "first_inference_s", "total_s"]
+        report.cold[label] = {k: float(np.median([r["cold"][k] for r in runs])) for k in keys}
+        report.cold[label]["process_wall_s"] = float(np.median([r["process_wall_s"] for r in runs]))
+    by_label: dict[str, list[dict]] = {}
+    for r in report.runs:
+        by_label.setdefault(r["label"], []).append(r)
+    for cand, baseline in (("onnxruntime", "torch"), ("onnxruntime-cuda", "torch-cuda"),
+                           ("onnxruntime-tensorrt", "torch-cuda")):
+        if cand not in by_label or baseline not in by_label:
+            continue
+        report.ratios[cand] = {}
+        for b in map(str, report.options["batches"]):
+            base = [r["batches"][b]["stats"]["p50"] for r in sorted(by_label[baseline], key=lambda r: r["repeat"])]
+            cnd = [r["batches"][b]["stats"]["p50"] for r in sorted(by_label[cand], key=lambda r: r["repeat"])]
+            report.ratios[cand][b] = asdict(Ratio.of(base, cnd))

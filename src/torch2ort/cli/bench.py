@@ -1,0 +1,119 @@
+"""``torch2ort bench``: PyTorch vs ONNX Runtime, each in its own processes, measured honestly."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from torch2ort.cli.common import (
+    add_force,
+    add_model_args,
+    add_spec_args,
+    check_writable,
+    input_spec,
+    make_console,
+    model_request,
+)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark PyTorch vs ONNX Runtime in isolated processes",
+                       description="Benchmark MODEL (PyTorch, eval + inference_mode) against the ONNX model "
+                                   "(ONNX Runtime), each backend in fresh processes with equal thread counts, "
+                                   "repeated as A/B pairs. Reports latency percentiles, throughput, peak RSS, "
+                                   "size, cold start and Python/binding overhead.")
+    p.add_argument("model", metavar="MODEL")
+    add_model_args(p)
+    add_spec_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--onnx", metavar="FILE", help="the ONNX model")
+    src.add_argument("--bundle", metavar="DIR", help="a torch2ort bundle (its model.onnx, checksums verified)")
+    p.add_argument("--batch", default="1", metavar="1,8,32", help="batch sizes (default 1)")
+    p.add_argument("--threads", type=int, help="threads on both sides (default: physical cores)")
+    p.add_argument("--providers", default="cpu", metavar="cpu[,cuda,tensorrt]", help="ORT providers to measure")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--iters", type=int, help="timed calls per batch size")
+    g.add_argument("--seconds", type=float, default=2.0, help="time per batch size (default 2)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="A/B pairs, each in fresh processes (default 3)")
+    p.add_argument("--compile", action="store_true", help="add a torch.compile row (compile time reported apart)")
+    p.add_argument("--no-profile", action="store_true", help="skip the ORT profiling run (binding overhead)")
+    p.add_argument("--json", metavar="FILE", help="write the full report, samples included")
+    p.add_argument("--plot", metavar="FILE.svg", help="latency distributions and speed-ups (matplotlib)")
+    add_force(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch2ort.bench import BenchOptions, bench
+    from torch2ort.errors import UsageError
+
+    console = make_console()
+    spec = input_spec(args)
+    try:
+        batches = [int(b) for b in args.batch.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--batch {args.batch!r}: expected sizes like 1,8,32") from None
+    json_out = check_writable(args.json, args.force) if args.json else None
+    plot_out = check_writable(args.plot, args.force) if args.plot else None
+    onnx_path = args.onnx
+    if args.bundle:
+        from torch2ort.runtime import Bundle
+
+        bundle = Bundle.load(args.bundle)  # checksums verified before anything is timed
+        onnx_path = str(Path(args.bundle) / bundle.manifest["model"])
+    request = model_request(args, args.model)
+    opts = BenchOptions(batches=batches, threads=args.threads, iters=args.iters,
+                        seconds=None if args.iters else args.seconds, warmup=args.warmup, repeats=args.repeats,
+                        providers=[p.strip() for p in args.providers.split(",") if p.strip()],
+                        compile=args.compile, profile=not args.no_profile)
+    console.print(f"benchmarking {request.model} vs {onnx_path}: batches {batches}, {args.repeats} repeats …")
+    report = bench(request, spec, onnx_path, opts)
+    print_report(console, report)
+    if json_out:
+        json_out.write_text(report.to_json())
+        console.print(f"report written to {json_out}")
+    if plot_out:
+        from torch2ort.bench.plot import plot
+
+        plot(report, plot_out)
+        console.print(f"plot written to {plot_out}")
+    return 0
+
+
+def print_report(console, report) -> None:
+    from rich.table import Table
+
+    m = report.machine
+    console.print(f"machine: {m['cpu']}, {m['physical_cores']} physical / {m['logical_cores']} logical cores; "
+                  f"threads {report.options['threads']} on both sides; torch {report.versions['torch']}, "
+                  f"onnxruntime {report.versions['onnxruntime']}")
+    table = Table(title="Latency per call (ms; medians over repeats of each process's statistics)")
+    for col in ("backend", "batch", "mean", "p50", "p90", "p99", "min", "max", "items/s", "peak RSS MB", "size MB"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    for r in report.rows():
+        stats = (f"{r[k]:.3f}" for k in ("mean", "p50", "p90", "p99", "min", "max"))
+        table.add_row(r["backend"], str(r["batch"]), *stats, f"{r['throughput']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                      f"{r['size_mb']:.2f}")
+    console.print(table)
+    for cand, per_batch in report.ratios.items():
+        parts = [f"batch {b}: {v['median']:.2f}× \\[{v['min']:.2f}–{v['max']:.2f}]" for b, v in per_batch.items()]
+        console.print(f"{cand} speed-up vs torch (p50 ratio, median \\[min–max] of {report.options['repeats']} "
+                      f"A/B pairs): " + "; ".join(parts))
+    cold = Table(title="Cold start in a fresh process (s, median over repeats)")
+    for col in ("backend", "import", "model load", "first inference", "total", "process wall"):
+        cold.add_column(col, justify="left" if col == "backend" else "right")
+    for label, c in report.cold.items():
+        cold.add_row(label, *(f"{c[k]:.3f}" for k in ("import_s", "load_s", "first_inference_s", "total_s",
+                                                       "process_wall_s")))
+    console.print(cold)
+    console.print("[dim]total = import + model load + first inference, timed inside the process; process wall = "
+                  "spawn to exit as seen by the parent (interpreter start and torch2ort's own imports included)[/dim]")
+    if report.compile_s is not None:
+        console.print(f"torch.compile: first call (compilation) took {report.compile_s:.2f} s")
+    if report.overhead:
+        o = report.overhead
+        console.print(f"ORT Python/binding overhead: {o['overhead_ms']:.4f} ms per call "
+                      f"({o['overhead_pct']:.1f}% of {o['wall_ms']:.4f} ms wall; ORT model_run "
+                      f"{o['model_run_ms']:.4f} ms, {o['calls']} calls in a separate profiled run, which is "
+                      "slower than the timed runs above)")

@@ -1,0 +1,119 @@
+"""The measurement plumbing on a tiny model: isolation, JSON schema, ratios. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from fixtures.families import FAMILIES, MODELS, run_cli
+from torch2ort.bench import BenchOptions, BenchReport, LatencyStats, Ratio, bench
+from torch2ort.errors import UsageError
+from torch2ort.sources import ModelRequest
+
+FAM = FAMILIES["mobilenet"]
+
+
+@pytest.fixture(scope="module")
+def report(exported):
+    return bench(ModelRequest(FAM.model), FAM.spec, exported("mobilenet"),
+                 BenchOptions(batches=[1, 3], iters=5, warmup=1, repeats=2))
+
+
+def test_every_backend_ran_in_its_own_process(report):
+    pids = [r["pid"] for r in report.runs + report.cold_runs]
+    assert len(set(pids)) == len(pids) and os.getpid() not in pids
+    for r in report.runs + report.cold_runs:
+        # The ORT side never even imports torch, so torch's thread pool cannot disturb it.
+        assert r["torch_imported"] == (r["label"] == "torch")
+    assert sorted(r["label"] for r in report.runs) == ["onnxruntime", "onnxruntime", "torch", "torch"]
+
+
+def test_report_schema_and_json_round_trip(report):
+    data = json.loads(report.to_json())
+    assert {"machine", "versions", "options", "runs", "cold_runs", "ratios", "cold", "overhead", "rows"} <= set(data)
+    assert data["options"]["threads"] >= 1 and data["batch_label"] == "batch"
+    rows = data["rows"]
+    assert {(r["backend"], r["batch"]) for r in rows} == {(b, n) for b in ("torch", "onnxruntime") for n in (1, 3)}
+    for r in rows:
+        assert {"mean", "p50", "p90", "p99", "min", "max", "throughput", "peak_rss_mb", "size_mb"} <= set(r)
+        assert r["min"] <= r["p50"] <= r["p99"] <= r["max"] and r["repeats"] == 2
+    for label in ("torch", "onnxruntime"):
+        c = data["cold"][label]
+        assert c["total_s"] == pytest.approx(c["import_s"] + c["load_s"] + c["first_inference_s"], rel=0.5)
+    assert set(data["ratios"]["onnxruntime"]) == {"1", "3"}
+    assert data["overhead"]["calls"] == 5 and "overhead_pct" in data["overhead"]
+    again = BenchReport.from_dict(data)
+    assert again.rows() == report.rows() and again.ratios == report.ratios
+
+
+def test_ratios_follow_the_per_repeat_p50s(report):
+    for b in ("1", "3"):
+        torch_p50 = [r["batches"][b]["stats"]["p50"] for r in sorted(report.runs, key=lambda r: r["repeat"])
+                     if r["label"] == "torch"]
+        ort_p50 = [r["batches"][b]["stats"]["p50"] for r in sorted(report.runs, key=lambda r: r["repeat"])
+                   if r["label"] == "onnxruntime"]
+        assert report.ratios["onnxruntime"][b]["values"] == pytest.approx([t / o for t, o in zip(torch_p50, ort_p50)])
+
+
+def test_ratio_and_stats_arithmetic():
+    r = Ratio.of([2.0, 4.0, 6.0], [1.0, 2.0, 2.0])
+    assert (r.median, r.min, r.max, r.values) == (2.0, 2.0, 3.0, [2.0, 2.0, 3.0])
+    assert str(r) == "2.00× [2.00–3.00]"
+    with pytest.raises(ValueError):
+        Ratio.of([1.0], [])
+    s = LatencyStats.from_samples([1.0, 2.0, 3.0, 4.0], batch=8)
+    assert (s.n, s.mean, s.p50, s.min, s.max) == (4, 2.5, 2.5, 1.0, 4.0)
+    assert s.throughput == pytest.approx(8 * 1000 / 2.5)
+
+
+def test_cli_writes_json_and_plot(exported, tmp_path, capsys):
+    rc = run_cli("bench", FAM.model, *FAM.cli_inputs(), "--onnx", exported("mobilenet"), "--iters", "3",
+                 "--repeats", "1", "--no-profile", "--json", tmp_path / "b.json", "--plot", tmp_path / "b.svg")
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "speed-up vs torch" in out and "Cold start" in out
+    assert json.loads((tmp_path / "b.json").read_text())["overhead"] is None
+    assert "<svg" in (tmp_path / "b.svg").read_text()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--batch", "1,x"], "expected sizes like 1,8,32"),
+    (["--providers", "cuda"], "not available in this onnxruntime build"),
+    (["--providers", "gpu"], "takes cpu, cuda, tensorrt"),
+])
+def test_bad_invocations_exit_2(exported, capsys, args, fragment):
+    onnx_path = exported("mobilenet")
+    import onnxruntime as ort
+
+    if "cuda" in args and "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    assert run_cli("bench", FAM.model, *FAM.cli_inputs(), "--onnx", onnx_path, "--iters", "2", *args) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_static_batch_cannot_sweep(tmp_path):
+    spec_args = ["--input", "x:2,4:float32"]
+    path = tmp_path / "m.onnx"
+    assert run_cli("export", f"{MODELS}:DataDependentBranch", *spec_args, "-o", path) == 0
+    with pytest.raises(UsageError, match="dynamic batch dim"):
+        from torch2ort.spec import InputSpec
+
+        bench(ModelRequest(f"{MODELS}:DataDependentBranch"), InputSpec.from_cli(spec_args[1:]), path,
+              BenchOptions(batches=[4], iters=2))
+
+
+@pytest.mark.gpu
+def test_cuda_iobinding_and_torch_cuda(exported):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDA execution provider on this machine")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device for torch")
+    rep = bench(ModelRequest(FAM.model), FAM.spec, exported("mobilenet"),
+                BenchOptions(batches=[1], iters=5, repeats=1, providers=["cpu", "cuda"], profile=False))
+    assert {"torch-cuda", "onnxruntime-cuda"} <= {r["label"] for r in rep.runs}
+    assert "onnxruntime-cuda" in rep.ratios
