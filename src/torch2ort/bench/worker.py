@@ -175,8 +175,23 @@ def run(cfg: dict) -> dict:
         samples = _timed(backend, prepared, cfg["warmup"], cfg.get("iters"), cfg.get("seconds"))
         out["batches"][str(batch)] = {"stats": LatencyStats.from_samples(samples, batch).to_dict(),
                                       "samples_ms": samples}
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process's own address space.
+
+    /proc's VmHWM starts afresh at exec; getrusage's ru_maxrss does not on Linux (it keeps the
+    forked parent's peak), which would charge the parent's memory to the worker.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main(argv: list[str]) -> int:
