@@ -117,3 +117,13 @@ def test_cuda_iobinding_and_torch_cuda(exported):
                 BenchOptions(batches=[1], iters=5, repeats=1, providers=["cpu", "cuda"], profile=False))
     assert {"torch-cuda", "onnxruntime-cuda"} <= {r["label"] for r in rep.runs}
     assert "onnxruntime-cuda" in rep.ratios
+
+
+@pytest.mark.slow
+def test_torch_compile_row_reports_compile_time_apart(exported):
+    rep = bench(ModelRequest(FAM.model), FAM.spec, exported("mobilenet"),
+                BenchOptions(batches=[1], iters=5, warmup=1, repeats=1, compile=True, profile=False))
+    compiled = [r for r in rep.runs if r["label"] == "torch.compile"]
+    assert len(compiled) == 1 and "1" in compiled[0]["batches"]
+    assert rep.compile_s is not None and rep.compile_s == compiled[0]["cold"]["first_inference_s"]
+    assert "torch.compile" in {r["backend"] for r in rep.rows()}
