@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 HEADER = """# Benchmarks
@@ -13,17 +12,10 @@ Re-run a script to refresh its section; the others are left as they are.
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
+    from torch2ort.bench.run import machine_info
 
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+    m = machine_info()
+    return f"{m['cpu']}, {m['logical_cores']} logical / {m['physical_cores']} physical cores, {m['system']}"
 
 
 def update_section(path: Path, key: str, title: str, body: str) -> None:
