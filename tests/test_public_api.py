@@ -12,7 +12,7 @@ def test_public_names():
     assert torch2ort.__all__ == sorted([
         "BundleError", "Dim", "ExportError", "InputSpec", "ModelRequest", "ParityError", "ParityReport",
         "RunResults", "TensorSpec", "Torch2OrtError", "UsageError", "__version__", "compare", "export_onnx",
-        "load_model", "run", "verify_onnx"])
+        "load_model", "optimize", "run", "verify_onnx"])
     for name in torch2ort.__all__:
         assert getattr(torch2ort, name) is not None
 

@@ -21,6 +21,7 @@ _LAZY = {
     "load_model": "torch2ort.sources",
     "export_onnx": "torch2ort.export",
     "verify_onnx": "torch2ort.verify",
+    "optimize": "torch2ort.optimize",
     "ParityReport": "torch2ort.compare",
     "RunResults": "torch2ort.compare",
     "compare": "torch2ort.compare",
@@ -39,5 +40,5 @@ def __getattr__(name: str):
 __all__ = [
     "BundleError", "Dim", "ExportError", "InputSpec", "ModelRequest", "ParityError", "ParityReport",
     "RunResults", "TensorSpec", "Torch2OrtError", "UsageError", "__version__", "compare", "export_onnx",
-    "load_model", "run", "verify_onnx",
+    "load_model", "optimize", "run", "verify_onnx",
 ]

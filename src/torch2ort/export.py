@@ -102,9 +102,34 @@ def _dynamo(module, args, spec: InputSpec, output_names, out: Path, opset, big: 
     dynamic_shapes = tuple({i: dims[d.label] for i, d in enumerate(t.dims) if d.label} or None
                            for t in spec.inputs)
     program = torch.onnx.export(module, args, None, dynamo=True, input_names=spec.names,
-                                output_names=output_names, opset_version=opset,
-                                dynamic_shapes=dynamic_shapes if spec.dynamic_labels() else None)
+                                opset_version=opset, dynamic_shapes=dynamic_shapes if spec.dynamic_labels() else None)
+    _rename_outputs(program.model.graph, output_names)
     program.save(str(out), external_data=big)
+
+
+def _rename_outputs(graph, output_names: list[str]) -> None:
+    """Name the graph outputs, moving aside any internal value that already has the name.
+
+    The dynamo exporter names values after their ops (``embedding``, ``linear_3``), so asking it for
+    an output called ``embedding`` gives two definitions of one name and an invalid model.
+    """
+    values = {v.name: v for node in graph for v in node.outputs if v.name}
+    values.update({v.name: v for v in graph.inputs})
+    values.update(graph.initializers)
+    outputs = list(graph.outputs)
+    for value, name in zip(outputs, output_names):
+        if value.name == name:
+            continue
+        clash = values.get(name)
+        if clash is not None and clash is not value:
+            n = 1
+            while f"{name}_internal{n}" in values:
+                n += 1
+            clash.name = f"{name}_internal{n}"
+            values[clash.name] = clash
+        values.pop(value.name, None)
+        value.name = name
+        values[name] = value
 
 
 def _torchscript(module, args, spec: InputSpec, output_names, out: Path, opset, big: bool) -> None:

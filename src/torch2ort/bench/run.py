@@ -161,9 +161,7 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
         raise UsageError(f"{', '.join(missing)} not available in this onnxruntime build "
                          f"(available: {', '.join(ort.get_available_providers())}); no silent fallback in a benchmark")
     threads = opts.threads or physical_cores()
-    base = {"spec": spec.to_dict(), "onnx": str(onnx_path), "batches": opts.batches, "threads": threads,
-            "iters": opts.iters, "seconds": None if opts.iters else opts.seconds, "warmup": opts.warmup,
-            "batch_label": label, "model": asdict(request)}
+    base = _base_cfg(request, spec, onnx_path, opts, threads, label)
     report = BenchReport(request.model, str(onnx_path), spec.to_dict(),
                          asdict(opts) | {"threads": threads, "example_batch": example}, machine_info(),
                          _versions(), label)
@@ -194,6 +192,48 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
             report.overhead = {**prof, "overhead_ms": over, "overhead_pct": 100.0 * over / prof["wall_ms"]}
     _summarise(report)
     return report
+
+
+def _base_cfg(request, spec: InputSpec, onnx_path, opts: BenchOptions, threads: int, label: str | None) -> dict:
+    return {"spec": spec.to_dict(), "onnx": str(onnx_path), "batches": opts.batches, "threads": threads,
+            "iters": opts.iters, "seconds": None if opts.iters else opts.seconds, "warmup": opts.warmup,
+            "batch_label": label, "model": asdict(request)}
+
+
+def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], opts: BenchOptions,
+                   reference: str | None = None) -> dict:
+    """Torch and each ONNX variant, each in its own processes, alternating order over ``repeats``.
+
+    Returns ``{"rows": {label: median stats at the first batch size}, "vs_torch": {label: Ratio},
+    "vs_reference": {label: Ratio}}``; ``reference`` names the variant the second ratio divides by.
+    """
+    label = batch_label(spec)
+    threads = opts.threads or physical_cores()
+    batch = str(opts.batches[0])
+    p50s: dict[str, list[float]] = {}
+    runs: dict[str, list[dict]] = {}
+    jobs = [("torch", {"backend": "torch", "device": "cpu"}, None)]
+    jobs += [(name, {"backend": "onnxruntime", "provider": _provider(opts.providers[0])}, path)
+             for name, path in variants.items()]
+    with tempfile.TemporaryDirectory(prefix="torch2ort-bench-") as tmp:
+        for repeat in range(opts.repeats):
+            for name, extra, path in (jobs if repeat % 2 == 0 else list(reversed(jobs))):
+                cfg = _base_cfg(request, spec, path or "", opts, threads, label) | extra
+                result = _spawn(cfg, Path(tmp), opts.timeout_s)
+                runs.setdefault(name, []).append(result)
+                p50s.setdefault(name, []).append(result["batches"][batch]["stats"]["p50"])
+    rows = {}
+    for name, rs in runs.items():
+        keys = rs[0]["batches"][batch]["stats"].keys()
+        rows[name] = {k: float(np.median([r["batches"][batch]["stats"][k] for r in rs])) for k in keys}
+        rows[name] |= {"size_mb": rs[0]["size_mb"], "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
+                       "repeats": len(rs), "batch": int(batch), "threads": threads}
+    out = {"rows": rows, "vs_torch": {}, "vs_reference": {}, "machine": machine_info(), "versions": _versions()}
+    for name in variants:
+        out["vs_torch"][name] = asdict(Ratio.of(p50s["torch"], p50s[name]))
+        if reference and reference in p50s:
+            out["vs_reference"][name] = asdict(Ratio.of(p50s[reference], p50s[name]))
+    return out
 
 
 def _job_label(provider: str) -> str:

@@ -20,6 +20,7 @@ COMMANDS = {
     "verify": "torch2ort.cli.verify",
     "pack": "torch2ort.cli.pack",
     "bench": "torch2ort.cli.bench",
+    "optimize": "torch2ort.cli.optimize",
     "predict": "torch2ort.cli.predict",
 }
 

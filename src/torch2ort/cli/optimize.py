@@ -1,0 +1,150 @@
+"""``torch2ort optimize``: build optimised/quantised variants, keep only those that pass the gates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from torch2ort.cli.common import (
+    add_force,
+    add_model_args,
+    add_spec_args,
+    check_writable,
+    input_spec,
+    make_console,
+    model_request,
+    pick,
+    print_notes,
+)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("optimize", help="optimise and quantise behind accuracy gates; keep the fastest that passes",
+                       description="Build variants of the ONNX model (graph optimisation, transformer fusion, "
+                                   "fp16, int8 dynamic, int8 static QDQ), re-verify each against PyTorch with a "
+                                   "task-level gate, benchmark the passing ones in isolated processes, and write "
+                                   "the fastest that passes. Exit 1 when none passes. See docs/optimize.md.")
+    p.add_argument("positional", nargs="+", metavar="MODEL ONNX", help="the PyTorch model and its .onnx export")
+    add_model_args(p)
+    add_spec_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where the chosen variant goes")
+    p.add_argument("--passes", action="append", default=[], metavar="auto|PASS[,PASS…]",
+                   help="repeatable; each value is one variant, its passes applied in order. Passes: graph, "
+                        "slim, transformer, fp16, int8-dynamic, int8-static (default: auto)")
+    p.add_argument("--accept", action="append", default=[], metavar="[OUTPUT:]METRIC>=X",
+                   help="accuracy gate, repeatable: cosine>=X, top1>=X, decision>=X, maxabs<=X "
+                        "(default: chosen per output kind)")
+    p.add_argument("--samples", metavar="FILE.npz|DIR", help="real inputs: verified on, and used for calibration")
+    p.add_argument("--n", type=int, help="seeded synthetic verification inputs (default 8)")
+    p.add_argument("--seed", type=int, help="seed for synthetic inputs (default 0)")
+    p.add_argument("--sweep", action="append", default=[], metavar="LABEL=v1,v2", help="dynamic sizes to verify")
+    q = p.add_argument_group("pass options (explicit --passes; auto picks its own grid)")
+    q.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (int8-dynamic)")
+    q.add_argument("--reduce-range", choices=["auto", "on", "off"], default="auto",
+                   help="7-bit int8 weights; auto: on only for CPUs without VNNI")
+    q.add_argument("--calibration", choices=["minmax", "entropy", "percentile"], default="minmax",
+                   help="int8-static calibration method (default minmax)")
+    q.add_argument("--exclude-last", type=int, default=0, metavar="N",
+                   help="int8-dynamic: keep the last N quantisable nodes in float")
+    q.add_argument("--level", choices=["basic", "extended"], default="extended", help="graph pass level")
+    q.add_argument("--fp16-block", metavar="OP,OP", help="op types to keep in fp32 in the fp16 pass")
+    b = p.add_argument_group("benchmark")
+    b.add_argument("--no-bench", action="store_true", help="skip benchmarking; choose the smallest passing variant")
+    b.add_argument("--batch", type=int, help="batch size to time (default: the spec's example)")
+    b.add_argument("--seconds", type=float, default=1.0, help="timed seconds per process (default 1)")
+    b.add_argument("--repeats", type=int, default=2, help="A/B repeats in fresh processes (default 2)")
+    b.add_argument("--threads", type=int, help="threads on both sides (default: physical cores)")
+    p.add_argument("--providers", default="cpu", metavar="cpu|cuda",
+                   help="execution provider to verify and time on (default cpu)")
+    p.add_argument("--json", metavar="FILE", help="write every variant's numbers as JSON")
+    add_force(p)
+    p.set_defaults(func=run)
+
+
+def pass_options(args: argparse.Namespace) -> dict[str, dict]:
+    reduce = args.reduce_range
+    return {"graph": {"level": args.level},
+            "int8-dynamic": {"per_channel": args.per_channel, "reduce_range": reduce,
+                             "exclude_last": args.exclude_last},
+            "int8-static": {"method": args.calibration, "reduce_range": reduce},
+            "fp16": {"op_block_list": [o.strip() for o in args.fp16_block.split(",")] if args.fp16_block else None}}
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from torch2ort.bench.run import BenchOptions, batch_label
+    from torch2ort.errors import SpecError
+    from torch2ort.inputs import parse_sweep
+    from torch2ort.optimize import optimize
+    from torch2ort.runtime.providers import ALIASES
+    from torch2ort.sources import load_model
+
+    console = make_console()
+    if len(args.positional) > 2:
+        raise SpecError(f"optimize takes MODEL ONNX, got {len(args.positional)} positional arguments")
+    model, onnx_path = args.positional if len(args.positional) == 2 else (None, args.positional[0])
+    spec = input_spec(args)
+    out = check_writable(args.output, args.force)
+    json_out = check_writable(args.json, args.force) if args.json else None
+    sweep = parse_sweep(args.sweep, spec)
+    providers = [ALIASES.get(p.strip().lower(), p.strip()) for p in args.providers.split(",") if p.strip()]
+    request = model_request(args, model)
+    loaded = load_model(request)
+    print_notes(console, loaded)
+    label = batch_label(spec)
+    batch = args.batch or (spec.dynamic_labels().get(label) if label else None) or 1
+    bench_opts = None if args.no_bench else BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats,
+                                                         threads=args.threads, warmup=3,
+                                                         providers=[args.providers.split(",")[0]])
+    result = optimize(loaded, request, onnx_path, spec, passes=args.passes or "auto", accept=args.accept,
+                      samples=pick(args, "samples", "verify"), n=pick(args, "n", "optimize", 8), sweep=sweep,
+                      seed=pick(args, "seed", "verify", 0), providers=providers, pass_options=pass_options(args),
+                      bench_opts=bench_opts, out=out, force=True,
+                      log=lambda line: console.print(f"[dim]•[/dim] {escape(line)}"))
+    print_table(console, result)
+    if json_out:
+        Path(json_out).write_text(json.dumps({"model": loaded.source, "onnx": str(onnx_path), **result.to_dict()},
+                                             indent=1, default=str))
+        console.print(f"report written to {json_out}")
+    return 0 if result.output else 1
+
+
+def _x(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}×"
+
+
+def print_table(console, result) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    gates = ", ".join(f"{g['gate']} ({g['why']})" for g in result.gates.values())
+    console.print(f"gates: {escape(gates)}; {result.cases} verification cases; calibration: {result.calibration}")
+    table = Table(title="variants (★ Pareto front among passing variants: latency, size, metric)")
+    for col in ("variant", "gate", "metric", "p50 ms", "p99 ms", "vs torch", "vs fp32 ONNX", "MB", ""):
+        table.add_column(col, justify="left" if col in ("variant", "metric") else "right")
+    for row in result.table():
+        mark = ("→ " if row["chosen"] else "") + ("★" if row["pareto"] else "")
+        gate = "[green]pass[/green]" if row["gate"] == "pass" else "[red]FAIL[/red]"
+        size = "-" if row["size_mb"] is None else f"{row['size_mb']:.2f}"
+        table.add_row(escape(row["variant"]), gate, escape(row["metric"]), _ms(row["p50_ms"]), _ms(row["p99_ms"]),
+                      _x(row["vs_torch"]), _x(row["vs_fp32"]), size, mark)
+    console.print(table)
+    for v in result.variants:
+        if not v.passed:
+            console.print(f"  [red]✗[/red] {escape(v.name)}: {escape(v.error or '; '.join(_fails(v.gate)))}")
+        for note in dict.fromkeys(v.notes):
+            console.print(f"  [yellow]![/yellow] {escape(v.name)}: {escape(note)}")
+    style = "bold green" if result.output else "bold red"
+    console.print(f"[{style}]{escape(result.message)}[/{style}]" + (f" → {result.output}" if result.output else ""))
+
+
+def _fails(gate: dict) -> list[str]:
+    from torch2ort.optimize import gate_failures
+
+    return gate_failures(gate)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
