@@ -98,3 +98,18 @@ def test_large_models_go_to_external_data(tmp_path, monkeypatch):
 def test_output_name_count_must_match(tmp_path):
     fam = Family("x", "AttnMil", FAMILIES["attn_mil"].inputs)
     assert run_cli("export", fam.model, *fam.cli_inputs(), "--output-names", "a,b", "-o", tmp_path / "m.onnx") == 2
+
+
+def test_output_name_that_matches_an_internal_value(tmp_path):
+    # The dynamo exporter names the nn.Embedding result "embedding"; asking for an output of that
+    # name used to give two definitions of one name (an invalid graph).
+    spec = InputSpec.from_cli(["input_ids:batch=2,seq=16:int64:0..99", "attention_mask:batch=2,seq=16:int64:1..1"],
+                              ["embedding", "pooled"])
+    loaded = load_model(ModelRequest(FAMILIES["encoder"].model))
+    out = tmp_path / "e.onnx"
+    export_onnx(loaded, spec, out, exporter="dynamo")
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    assert [o.name for o in model.graph.output] == ["embedding", "pooled"]
+    produced = [o for n in model.graph.node for o in n.output]
+    assert produced.count("embedding") == 1
