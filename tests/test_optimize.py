@@ -24,7 +24,8 @@ def test_auto_plans_by_graph_kind(exported):
     assert "int8-static" in _labels(cnn) and "graph" in _labels(cnn)
     enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
     assert {"transformer", "transformer+int8-dynamic[per-channel]"} <= set(_labels(enc))
-    assert any("exclude-last" in x for x in _labels(enc)) and _labels(fallback) == ["int8-static"]
+    assert any("exclude-last" in x for x in _labels(enc)) and any("exclude-outliers" in x for x in _labels(enc))
+    assert _labels(fallback)[0].startswith("int8-static")
     gpu, _ = plan_auto(exported("encoder"), ["CUDAExecutionProvider"])
     assert "transformer+fp16" in _labels(gpu)
 

@@ -107,8 +107,10 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
         per_layer = max(1, len(quantisable_nodes(Path(onnx_path), OP_TYPES)) // max(1, counts.get("Softmax", 1)))
         primary += [[fuse], [fuse, Int8Dynamic(reduce_range=reduce_range)],
                     [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range)],
-                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_last=per_layer)]]
-        fallback += [[Int8Static(per_channel=True, reduce_range=reduce_range)]]
+                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_last=per_layer)],
+                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=per_layer)],
+                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=2 * per_layer)]]
+        fallback += [[Int8Static(per_channel=True, reduce_range=reduce_range, op_types=["MatMul", "Gemm"])]]
         if gpu:
             primary.append([fuse, Fp16()])
     else:
@@ -147,7 +149,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
     cases = build_cases(spec, n, samples, sweep, seed)
     calibration = ([c.feed for c in sample_cases(samples, spec)] if samples
                    else [c.feed for c in synthetic_cases(spec, 16, seed + 500)])
-    calib_text = (f"{len(calibration)} samples from {samples}" if samples
+    calib_text = (f"{len(calibration)} sample feeds from {Path(samples).name}" if samples
                   else f"{len(calibration)} synthetic feeds (seeds apart from the verification cases)")
     auto = passes == "auto" or passes == ["auto"]
     pass_options = pass_options or {}

@@ -74,6 +74,15 @@ def test_exclude_last_keeps_nodes_in_float(exported, tmp_path):
     assert res.details["quantised"] == res.details["quantisable"] - 2
 
 
+def test_exclude_outliers_keeps_the_spikiest_inputs_in_float(exported, tmp_path):
+    res = Int8Dynamic(per_channel=True, exclude_outliers=3)(exported("encoder"), tmp_path / "o.onnx",
+                                                          _ctx(tmp_path, "encoder"))
+    scores = res.details["outlier_scores"]
+    assert len(res.details["excluded"]) == 3 and set(scores) == set(res.details["excluded"])
+    assert all(v > 1 for v in scores.values())  # max|x| / mean|x| is above 1 for any non-constant input
+    assert res.details["quantised"] == res.details["quantisable"] - 3
+
+
 def test_shared_weights_are_unshared_before_quantisation(exported):
     # The encoder's two cloned layers start equal, so the exporter stores their out_proj weight once.
     model = onnx.load(str(exported("encoder")))

@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
                    help="int8-static calibration method (default minmax)")
     q.add_argument("--exclude-last", type=int, default=0, metavar="N",
                    help="int8-dynamic: keep the last N quantisable nodes in float")
+    q.add_argument("--exclude-outliers", type=int, default=0, metavar="N",
+                   help="int8-dynamic: keep in float the N nodes with the most outlying input activations")
     q.add_argument("--level", choices=["basic", "extended"], default="extended", help="graph pass level")
     q.add_argument("--fp16-block", metavar="OP,OP", help="op types to keep in fp32 in the fp16 pass")
     b = p.add_argument_group("benchmark")
@@ -66,7 +68,7 @@ def pass_options(args: argparse.Namespace) -> dict[str, dict]:
     reduce = args.reduce_range
     return {"graph": {"level": args.level},
             "int8-dynamic": {"per_channel": args.per_channel, "reduce_range": reduce,
-                             "exclude_last": args.exclude_last},
+                             "exclude_last": args.exclude_last, "exclude_outliers": args.exclude_outliers},
             "int8-static": {"method": args.calibration, "reduce_range": reduce},
             "fp16": {"op_block_list": [o.strip() for o in args.fp16_block.split(",")] if args.fp16_block else None}}
 

@@ -33,12 +33,14 @@ class _Reader:
 class Int8Static(Pass):
     name = "int8-static"
 
-    def __init__(self, method: str = "minmax", per_channel: bool = True, reduce_range: str | bool = "auto") -> None:
+    def __init__(self, method: str = "minmax", per_channel: bool = True, reduce_range: str | bool = "auto",
+                 op_types: list[str] | None = None) -> None:
         if method not in METHODS:
             raise PassError(f"calibration method {method!r}: choose from {', '.join(METHODS)}")
         super().__init__(method=None if method == "minmax" else method, per_channel=None if per_channel else "off",
-                         reduce_range=None if reduce_range == "auto" else reduce_range)
+                         reduce_range=None if reduce_range == "auto" else reduce_range, op_types=op_types)
         self.method, self.per_channel, self.reduce_range = method, per_channel, reduce_range
+        self.op_types = op_types or OP_TYPES
 
     def run(self, src: Path, out: Path, ctx: PassContext) -> PassResult:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -55,10 +57,11 @@ class Int8Static(Pass):
                 quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             quantize_static(str(pre), str(out), _Reader(ctx.calibration), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=OP_TYPES, per_channel=self.per_channel,
+                            op_types_to_quantize=self.op_types, per_channel=self.per_channel,
                             reduce_range=reduce_range, calibrate_method=getattr(CalibrationMethod,
                                                                                 METHODS[self.method]))
         pre.unlink(missing_ok=True)
         return PassResult(out, True, {"method": self.method, "per_channel": self.per_channel,
                                       "reduce_range": reduce_range, "reduce_range_why": why,
-                                      "calibration_feeds": len(ctx.calibration), "format": "QDQ"})
+                                      "calibration_feeds": len(ctx.calibration), "format": "QDQ",
+                                      "op_types": self.op_types})
