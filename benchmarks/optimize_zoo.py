@@ -74,14 +74,17 @@ def main() -> int:
                 mark = " **→**" if v.name == result.chosen else ""
                 rows.append(f"| {name} | {v.name}{mark} | {'pass' if v.passed else 'FAIL'} | {v.summary} | "
                             f"{_ms(lat.get('p50'))} | {_x(v.vs_torch)} | {_x(v.vs_fp32)} | "
-                            f"{v.size_mb:.1f} |" if v.size_mb is not None else
+                            f"{v.size_mb:.2f} |" if v.size_mb is not None else
                             f"| {name} | {v.name} | error | {v.error} | - | - | - | - |")
             gates = ", ".join(g["gate"] for g in result.gates.values())
             notes.append(f"- **{name}**: torch p50 {torch_p50:.2f} ms at batch {batches[0]}; gates {gates}; "
                          f"{result.message}. Calibration: {result.calibration}.")
-            for v in result.variants:
-                for note in dict.fromkeys(v.notes):
-                    notes.append(f"  - {v.name}: {note}")
+            seen: set[str] = set()
+            for v in result.variants:  # a note shared by variants built on the same pass is shown once
+                for note in v.notes:
+                    if note not in seen:
+                        seen.add(note)
+                        notes.append(f"  - {v.name}: {note}")
     import onnxruntime
     import torch
 

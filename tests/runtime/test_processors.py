@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from fixtures.tokenizer import tiny_tokenizer as _tiny_tokenizer
 from torch2ort.errors import BundleError
 from torch2ort.runtime.processors import Context, image, postprocess, run_postprocess, run_preprocess, step_names, text
 
@@ -105,21 +106,6 @@ def test_postprocess_keeps_raw_and_reports_unknown_names():
     assert set(out) == {"y", "p"}
     with pytest.raises(BundleError, match="refers to 'nope'; available: y"):
         run_postprocess([{"op": "softmax", "output": "nope"}], ctx)
-
-
-def _tiny_tokenizer(path: Path) -> dict[str, int]:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "list": 4, "files": 5, "in": 6, "a": 7,
-             "directory": 8, "show": 9, "disk": 10, "usage": 11}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    from tokenizers.processors import TemplateProcessing
-
-    tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok.save(str(path))
-    return vocab
 
 
 def test_tokenize_pads_truncates_and_matches_hand_ids(tmp_path):

@@ -22,6 +22,8 @@ COMMANDS = {
     "bench": "torch2ort.cli.bench",
     "optimize": "torch2ort.cli.optimize",
     "predict": "torch2ort.cli.predict",
+    "serve": "torch2ort.cli.serve",
+    "triton": "torch2ort.cli.triton",
 }
 
 EPILOG = "exit codes: 0 pass, 1 parity outside tolerance, 2 bad input, 3 export failed, 4 internal error"

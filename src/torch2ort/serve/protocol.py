@@ -1,0 +1,223 @@
+"""Open Inference Protocol (KServe v2) tensors: JSON and the binary tensor data extension.
+
+Torch-free and framework-free: ``parse_request(body, header_length)`` turns a request body into
+named numpy arrays plus the requested outputs; ``encode_response(...)`` turns outputs into a JSON
+or binary-extension body. Every malformed input raises ``ProtocolError`` with an HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# OIP datatype <-> numpy dtype
+DATATYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+             "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16",
+             "FP32": "float32", "FP64": "float64", "BYTES": "object"}
+NUMPY_TO_OIP = {np.dtype(v): k for k, v in DATATYPES.items() if k != "BYTES"}
+HEADER = "Inference-Header-Content-Length"
+
+
+class ProtocolError(Exception):
+    """A request the server refuses; ``status`` is the HTTP code (400 bad input, 404, 413, 503)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def oip_datatype(dtype: str | np.dtype) -> str:
+    if str(dtype) in ("str", "object", "bytes"):
+        return "BYTES"
+    try:
+        return NUMPY_TO_OIP[np.dtype(dtype)]
+    except (KeyError, TypeError):
+        raise ProtocolError(f"no Open Inference Protocol datatype for {dtype}", 500) from None
+
+
+@dataclass
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    id: str | None = None
+    outputs: list[str] | None = None             # None: all outputs
+    binary_outputs: set[str] = field(default_factory=set)
+    binary_default: bool = False                 # request-level binary_data_output
+    parameters: dict = field(default_factory=dict)
+
+
+def _obj(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return value
+
+
+def parse_request(body: bytes, header_length: str | None) -> InferRequest:
+    """Parse an infer body; ``header_length`` is the Inference-Header-Content-Length header, if any."""
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise ProtocolError(f"{HEADER} must be an integer, got {header_length!r}") from None
+        if n < 0 or n > len(body):
+            raise ProtocolError(f"{HEADER} is {n} but the body has {len(body)} bytes")
+        head, binary = body[:n], memoryview(body)[n:]
+    else:
+        head, binary = body, memoryview(b"")
+    try:
+        doc = json.loads(head)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"the request is not valid JSON: {exc}") from None
+    doc = _obj(doc, "the request")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ProtocolError("the request needs a non-empty 'inputs' list")
+    req_id = doc.get("id")
+    if req_id is not None and not isinstance(req_id, str):
+        raise ProtocolError("'id' must be a string")
+    params = _obj(doc.get("parameters") or {}, "'parameters'")
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, spec in enumerate(raw_inputs):
+        spec = _obj(spec, f"inputs[{i}]")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise ProtocolError(f"inputs[{i}] needs a 'name'")
+        if name in inputs:
+            raise ProtocolError(f"input {name!r} is given twice")
+        datatype, shape = spec.get("datatype"), spec.get("shape")
+        if datatype not in DATATYPES:
+            raise ProtocolError(f"input {name!r}: datatype {datatype!r}; valid: {', '.join(DATATYPES)}")
+        if (not isinstance(shape, list) or any(not isinstance(d, int) or isinstance(d, bool) or d < 0
+                                                for d in shape) or len(shape) > 16):
+            raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if count > 2**31:
+            raise ProtocolError(f"input {name!r}: shape {shape} is too large")
+        in_params = _obj(spec.get("parameters") or {}, f"input {name!r} parameters")
+        size = in_params.get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
+                raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the "
+                                    f"{len(binary)} binary bytes after the JSON header")
+            chunk = binary[offset:offset + size]
+            offset += size
+            inputs[name] = _from_binary(name, datatype, shape, count, chunk)
+        else:
+            if "data" not in spec:
+                raise ProtocolError(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+            inputs[name] = _from_json(name, datatype, shape, count, spec["data"])
+    if offset != len(binary):
+        raise ProtocolError(f"{len(binary) - offset} binary bytes after the JSON header belong to no input")
+    outputs, binary_outputs = None, set()
+    if "outputs" in doc:
+        if not isinstance(doc["outputs"], list):
+            raise ProtocolError("'outputs' must be a list")
+        outputs = []
+        for j, o in enumerate(doc["outputs"]):
+            o = _obj(o, f"outputs[{j}]")
+            if not isinstance(o.get("name"), str):
+                raise ProtocolError(f"outputs[{j}] needs a 'name'")
+            outputs.append(o["name"])
+            if _obj(o.get("parameters") or {}, f"output {o['name']!r} parameters").get("binary_data"):
+                binary_outputs.add(o["name"])
+    return InferRequest(inputs, req_id, outputs, binary_outputs, bool(params.get("binary_data_output")), params)
+
+
+def _flatten(data: Any) -> list:
+    if isinstance(data, list):
+        out: list = []
+        for item in data:
+            out.extend(_flatten(item)) if isinstance(item, list) else out.append(item)
+        return out
+    return [data]
+
+
+def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> np.ndarray:
+    flat = _flatten(data)
+    if len(flat) != count:
+        raise ProtocolError(f"input {name!r}: shape {shape} needs {count} values, 'data' has {len(flat)}")
+    if datatype == "BYTES":
+        if not all(isinstance(v, str) for v in flat):
+            raise ProtocolError(f"input {name!r}: BYTES data must be strings")
+        return np.array(flat, dtype=object).reshape(shape)
+    if datatype == "BOOL":
+        if not all(isinstance(v, bool) for v in flat):
+            raise ProtocolError(f"input {name!r}: BOOL data must be true/false")
+    elif any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in flat):
+        raise ProtocolError(f"input {name!r}: {datatype} data must be numbers")
+    elif datatype not in ("FP16", "FP32", "FP64") and any(isinstance(v, float) for v in flat):
+        raise ProtocolError(f"input {name!r}: {datatype} data must be integers")
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            arr = np.array(flat, dtype=np.float64 if datatype.startswith("FP") else None)
+            if datatype.startswith(("INT", "UINT")):
+                info = np.iinfo(DATATYPES[datatype])
+                if flat and (min(flat) < info.min or max(flat) > info.max):
+                    raise ProtocolError(f"input {name!r}: values out of range for {datatype}")
+            return arr.astype(DATATYPES[datatype]).reshape(shape)
+    except (OverflowError, FloatingPointError, ValueError) as exc:
+        raise ProtocolError(f"input {name!r}: {exc}") from None
+
+
+def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
+    if datatype == "BYTES":
+        items, pos, data = [], 0, bytes(chunk)
+        while pos < len(data):
+            if pos + 4 > len(data):
+                raise ProtocolError(f"input {name!r}: truncated BYTES element length")
+            n = int.from_bytes(data[pos:pos + 4], "little")
+            if pos + 4 + n > len(data):
+                raise ProtocolError(f"input {name!r}: BYTES element overruns the binary data")
+            try:
+                items.append(data[pos + 4:pos + 4 + n].decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ProtocolError(f"input {name!r}: BYTES elements must be UTF-8 text") from None
+            pos += 4 + n
+        if len(items) != count:
+            raise ProtocolError(f"input {name!r}: shape {shape} needs {count} elements, got {len(items)}")
+        return np.array(items, dtype=object).reshape(shape)
+    dtype = np.dtype(DATATYPES[datatype])
+    if len(chunk) != count * dtype.itemsize:
+        raise ProtocolError(f"input {name!r}: {datatype} {shape} needs {count * dtype.itemsize} bytes, "
+                            f"binary_data_size is {len(chunk)}")
+    arr = np.frombuffer(chunk, dtype=dtype).reshape(shape).copy()
+    if datatype == "BOOL" and arr.size and arr.view(np.uint8).max() > 1:
+        raise ProtocolError(f"input {name!r}: BOOL bytes must be 0 or 1")
+    return arr
+
+
+def _bytes_payload(arr: np.ndarray) -> bytes:
+    parts = []
+    for item in arr.ravel():
+        b = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts += [len(b).to_bytes(4, "little"), b]
+    return b"".join(parts)
+
+
+def encode_response(model: str, version: str | None, outputs: dict[str, np.ndarray], req: InferRequest
+                    ) -> tuple[bytes, dict[str, str]]:
+    """The response body and headers; outputs asked for as binary go after the JSON header."""
+    entries, blobs = [], []
+    for name, arr in outputs.items():
+        arr = np.asarray(arr)
+        entry: dict[str, Any] = {"name": name, "datatype": oip_datatype(arr.dtype), "shape": list(arr.shape)}
+        if name in req.binary_outputs or req.binary_default:
+            blob = _bytes_payload(arr) if arr.dtype == object else np.ascontiguousarray(arr).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            flat = arr.ravel()
+            entry["data"] = [str(x) for x in flat] if arr.dtype == object else flat.tolist()
+        entries.append(entry)
+    doc: dict[str, Any] = {"model_name": model, "outputs": entries}
+    if version:
+        doc["model_version"] = version
+    if req.id is not None:
+        doc["id"] = req.id
+    head = json.dumps(doc, allow_nan=True).encode()
+    if not blobs:
+        return head, {"content-type": "application/json"}
+    return head + b"".join(blobs), {"content-type": "application/octet-stream", HEADER.lower(): str(len(head))}

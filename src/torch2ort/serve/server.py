@@ -1,0 +1,47 @@
+"""Run the server: load bundles, build the app, serve with uvicorn; SIGTERM/SIGINT drain in-flight work."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+from torch2ort.serve.app import create_app
+from torch2ort.serve.host import Limits, load_hosts
+
+
+def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          max_body_mb: float = 64.0, providers: list[str] | None = None, threads: int | None = None,
+          log_level: str = "info", graceful_s: float = 30.0) -> None:
+    import uvicorn
+
+    hosts = load_hosts(bundles, limits or Limits(), providers, threads)
+    app = create_app(hosts, max_body_mb)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            timeout_graceful_shutdown=graceful_s, access_log=log_level == "debug")
+    _Server(config).run()
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus re-raising SIGTERM after the drain: a clean stop exits 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def _Server(config):  # noqa: N802 (a class, built lazily so importing this module needs no uvicorn)
+    return _server_class()(config)
