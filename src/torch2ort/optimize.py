@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from torch2ort.compare import RunResults, compare, run
-from torch2ort.errors import UsageError
+from torch2ort.errors import OutputExistsError, UsageError
 from torch2ort.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates
 from torch2ort.inputs import sample_cases, synthetic_cases
 from torch2ort.passes import Pass, PassContext, PassError, parse_chain
@@ -125,10 +125,6 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
     return primary, fallback
 
 
-def _quantised(chain: list[Pass]) -> bool:
-    return any(p.name.startswith("int8") or p.name == "fp16" for p in chain)
-
-
 def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes: str | list[str] = "auto",
              accept: list[str | Gate] | None = None, samples: str | Path | None = None, n: int = 8,
              sweep: dict[str, list[int]] | None = None, seed: int = 0, providers: list[str] | None = None,
@@ -140,8 +136,6 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
     if not onnx_path.is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
     if out is not None and Path(out).exists() and not force:
-        from torch2ort.errors import OutputExistsError
-
         raise OutputExistsError(f"{out} already exists; pass --force to overwrite it")
     providers = providers or ["CPUExecutionProvider"]
     gates_in = [g if isinstance(g, Gate) else parse_gate(g) for g in (accept or [])]

@@ -19,10 +19,11 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, limits:
     app = create_app(hosts, max_body_mb)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=graceful_s, access_log=log_level == "debug")
-    _Server(config).run()
+    _server_class()(config).run()
 
 
 def _server_class():
+    """Built on first use, so importing this module does not import uvicorn."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -42,6 +43,3 @@ def _server_class():
 
     return Server
 
-
-def _Server(config):  # noqa: N802 (a class, built lazily so importing this module needs no uvicorn)
-    return _server_class()(config)
