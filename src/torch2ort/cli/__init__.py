@@ -16,6 +16,7 @@ from torch2ort.errors import Torch2OrtError
 
 # command -> module; each module has add_parser(subparsers) and run(args) -> int.
 COMMANDS = {
+    "migrate": "torch2ort.cli.migrate",
     "export": "torch2ort.cli.export",
     "verify": "torch2ort.cli.verify",
     "pack": "torch2ort.cli.pack",
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # for "the command to reproduce this"
     if not args.command:
         parser.print_help()
         return 2

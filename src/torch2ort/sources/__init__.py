@@ -3,6 +3,7 @@
 A MODEL string picks its source:
     path/to/file.py:NAME, package.module:NAME  -> factory (plus --kwargs, --checkpoint)
     path/to/model.pt (torch.jit.save archive)  -> torchscript
+    hf:DIR (transformers / sentence-transformers folder) -> hf
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class LoadedModel:
     source: str
     kind: str
     notes: list[str] = field(default_factory=list)
+    # What the source knows that the user would otherwise type: "spec" (an InputSpec), "preprocess",
+    # "postprocess", "labels", "tokenizer", "texts" (real samples), "task". Only hf fills it today.
+    hints: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,16 @@ def _is_factory(model: str) -> bool:
     return ":" in model
 
 
+def _is_hf(model: str) -> bool:
+    return model.startswith("hf:")
+
+
+def _load_hf(req: ModelRequest) -> LoadedModel:
+    from torch2ort.sources import hf
+
+    return hf.load(req)
+
+
 def _load_factory(req: ModelRequest) -> LoadedModel:
     from torch2ort.sources import factory
 
@@ -60,6 +74,7 @@ def _load_torchscript(req: ModelRequest) -> LoadedModel:
 
 # name -> (does MODEL look like this kind?, loader). Checked in order.
 SOURCES: dict[str, tuple[Callable[[str], bool], Callable[[ModelRequest], LoadedModel]]] = {
+    "hf": (_is_hf, _load_hf),
     "torchscript": (_is_torchscript, _load_torchscript),
     "factory": (_is_factory, _load_factory),
 }
@@ -76,4 +91,4 @@ def load_model(req: ModelRequest) -> LoadedModel:
                                 + (" — it was in training mode" if was_training else ""))
             return loaded
     raise SourceError(f"MODEL {req.model!r} is not recognised; use path/to/file.py:NAME, "
-                      "package.module:NAME or a TorchScript archive (.pt saved with torch.jit.save)")
+                      "package.module:NAME, hf:DIR or a TorchScript archive (.pt saved with torch.jit.save)")

@@ -1,0 +1,101 @@
+"""Task-level checks of a packed bundle: raw input in, through the runtime, in a process without torch.
+
+``bundle_predict`` runs ``Bundle.load(dir).predict(raw)`` in a fresh interpreter where ``import
+torch`` raises, so a passing check proves the bundle works as shipped: tokenizer or image
+pipeline, model and postprocessing, with no torch at hand.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from torch2ort.errors import BundleError
+
+BLOCK_TORCH = """
+import importlib.abc, sys
+class _BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"torch is blocked ({name})")
+sys.meta_path.insert(0, _BlockTorch())
+"""
+
+_PREDICT = """
+import json, sys
+import numpy as np
+from torch2ort.runtime import Bundle
+bundle_dir, raw_path, out_path = sys.argv[1:4]
+if raw_path.endswith(".json"):
+    raw = json.load(open(raw_path))
+else:
+    with np.load(raw_path) as data:
+        raw = {k: data[k] for k in data.files}
+out = Bundle.load(bundle_dir).predict(raw)
+arrays = {}
+for k, v in list(out.items()) + [("raw:" + k, v) for k, v in out.raw.items()]:
+    a = np.asarray(v)
+    if a.dtype.kind in "biuf":
+        arrays[k] = a
+np.savez(out_path, **arrays)
+print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(out)}))
+"""
+
+
+def tokenize_texts(tokenizer: str | Path, texts: list[str], names: list[str], max_length: int) -> dict[str, np.ndarray]:
+    """The bundle's own tokenisation (runtime.processors.text), so verification sees what predict will."""
+    from torch2ort.runtime.processors import Context
+    from torch2ort.runtime.processors.text import tokenize
+
+    tokenizer = Path(tokenizer)
+    ctx = Context(tokenizer.parent)
+    return tokenize(list(texts), ctx, file=tokenizer.name, max_length=max_length, outputs=names)
+
+
+def bundle_predict(bundle_dir: str | Path, raw: list[str] | dict[str, np.ndarray],
+                   timeout_s: float = 300) -> tuple[dict[str, np.ndarray], dict]:
+    """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info)."""
+    with tempfile.TemporaryDirectory(prefix="torch2ort-check-") as tmp:
+        tmp = Path(tmp)
+        if isinstance(raw, dict):
+            raw_path = tmp / "raw.npz"
+            np.savez(raw_path, **raw)
+        else:
+            raw_path = tmp / "raw.json"
+            raw_path.write_text(json.dumps(list(raw)))
+        out_path = tmp / "out.npz"
+        proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + _PREDICT, str(bundle_dir), str(raw_path),
+                               str(out_path)], capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode != 0 or not out_path.is_file():
+            tail = " ".join(proc.stderr.strip().splitlines()[-2:])[:400]
+            raise BundleError(f"the bundle failed to predict in a torch-free process: {tail}")
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        with np.load(out_path) as data:
+            return {k: data[k] for k in data.files}, info
+
+
+def cosine_rows(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity over the last axis."""
+    r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
+    g = got.reshape(-1, got.shape[-1]).astype(np.float64)
+    denom = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
+    return np.where(denom > 0, (r * g).sum(axis=1) / np.where(denom > 0, denom, 1), 1.0)
+
+
+def agreement(ref: np.ndarray, got: np.ndarray) -> dict:
+    """max abs error, min and mean row cosine, top-1 agreement (for 2-D scores) of got vs ref."""
+    if ref.shape != got.shape:
+        return {"shape_ref": list(ref.shape), "shape_got": list(got.shape), "max_abs": None, "min_cosine": None,
+                "top1": None}
+    cos = cosine_rows(ref, got)
+    out = {"shape": list(ref.shape), "max_abs": float(np.max(np.abs(ref.astype(np.float64) - got))),
+           "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), "top1": None}
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        out["top1"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
+    out["decision"] = float(np.mean((ref > 0.5) == (got > 0.5)))
+    return out

@@ -1,0 +1,300 @@
+"""Hugging Face source: ``hf:DIR``, a local transformers or sentence-transformers directory.
+
+The task is read from the directory (``modules.json`` means sentence-transformers, otherwise the
+config's ``architectures``); the inputs are what the tokenizer produces, with dynamic ``batch``
+and ``sequence`` dims. Models are called with keyword arguments, as transformers 5.x requires.
+Nothing is downloaded: ``HF_HUB_OFFLINE=1`` and ``local_files_only`` are always set.
+
+Options come through ``--kwargs`` (``ModelRequest.kwargs``)::
+
+    {"task": "sequence-classification", "pooling": "graph" | "runtime", "max_length": 256}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch2ort.errors import SourceError, unknown_name
+from torch2ort.sources import LoadedModel, ModelRequest
+
+PREFIX = "hf:"
+# task -> (transformers auto class, the output kept, its ONNX name)
+TASKS = {
+    "feature-extraction": ("AutoModel", "last_hidden_state", "last_hidden_state"),
+    "sentence-embedding": ("AutoModel", "last_hidden_state", "sentence_embedding"),
+    "sequence-classification": ("AutoModelForSequenceClassification", "logits", "logits"),
+    "token-classification": ("AutoModelForTokenClassification", "logits", "logits"),
+    "fill-mask": ("AutoModelForMaskedLM", "logits", "logits"),
+}
+ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
+                 "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
+                 "Model": "feature-extraction"}
+OPTIONS = ("task", "pooling", "max_length")
+POOLINGS = ("graph", "runtime")
+INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
+# Real sentences for verification when the user gives none: short and long, ASCII and not.
+SAMPLE_TEXTS = [
+    "List all files in the current directory, including hidden ones.",
+    "Show the disk usage of each folder, sorted by size.",
+    "Find every Python file modified in the last day.",
+    "Kill the process listening on port 8080.",
+    "Compress the logs folder into a tar.gz archive.",
+    "ONNX Runtime executes the exported graph without the PyTorch stack; the migration is only done when the "
+    "outputs have been compared on real inputs, across the dynamic sizes that production will send, and the "
+    "speed-up has been measured rather than assumed.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "ok",
+]
+
+
+def is_hf(model: str) -> bool:
+    return model.startswith(PREFIX)
+
+
+def model_dir(model: str) -> Path:
+    path = Path(model[len(PREFIX):]).expanduser()
+    if not path.is_dir():
+        raise SourceError(f"{model}: no such directory (hf:DIR takes a local transformers or "
+                          "sentence-transformers folder; nothing is downloaded)")
+    if not (path / "config.json").is_file():
+        raise SourceError(f"{model}: config.json is missing; is this a transformers model directory?")
+    return path
+
+
+def _json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{what} {path} is unreadable: {exc}") from None
+
+
+def sentence_transformers_modules(path: Path) -> list[dict] | None:
+    modules = path / "modules.json"
+    return _json(modules, "sentence-transformers") if modules.is_file() else None
+
+
+def detect_task(path: Path) -> str:
+    """sentence-embedding for a modules.json folder, else from ``architectures`` in config.json."""
+    if sentence_transformers_modules(path) is not None:
+        return "sentence-embedding"
+    archs = _json(path / "config.json", "config").get("architectures") or []
+    for arch in archs:
+        for suffix, task in ARCH_SUFFIXES.items():
+            if arch.endswith(suffix):
+                return task
+    raise SourceError(f"cannot tell the task of {path} from config.json (architectures: {archs}); "
+                      f"pass --task, one of: {', '.join(TASKS)}")
+
+
+def _options(req: ModelRequest) -> dict[str, Any]:
+    opts = dict(req.kwargs or {})
+    bad = [k for k in opts if k not in OPTIONS]
+    if bad:
+        raise SourceError(f"hf: sources take --kwargs keys {', '.join(OPTIONS)}; got {', '.join(bad)}")
+    if opts.get("task") is not None and opts["task"] not in TASKS:
+        raise SourceError(unknown_name("task", opts["task"], list(TASKS)))
+    if opts.get("pooling") is not None and opts["pooling"] not in POOLINGS:
+        raise SourceError(unknown_name("pooling", opts["pooling"], list(POOLINGS)))
+    return opts
+
+
+def _pooling_config(path: Path, modules: list[dict]) -> tuple[str, bool]:
+    """(mode, normalize) from the modules.json chain; anything else is refused by name."""
+    mode, normalize = "mean", False
+    for m in modules:
+        kind = m.get("type", "").rsplit(".", 1)[-1]
+        if kind == "Transformer":
+            continue
+        if kind == "Pooling":
+            cfg = _json(path / m.get("path", "") / "config.json", "pooling config")
+            modes = [k for k in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")
+                     if cfg.get(f"pooling_mode_{k}")]
+            if len(modes) != 1:
+                raise SourceError(f"{path}: pooling {modes or 'none'} is not supported; one of cls, mean, max, "
+                                  "mean_sqrt_len")
+            mode = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max",
+                    "mean_sqrt_len_tokens": "mean_sqrt_len"}[modes[0]]
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise SourceError(f"{path}: sentence-transformers module {m.get('type')!r} is not supported "
+                              "(supported: Transformer, Pooling, Normalize)")
+    return mode, normalize
+
+
+def max_length(path: Path, opts: dict) -> int:
+    if opts.get("max_length"):
+        return int(opts["max_length"])
+    st = path / "sentence_bert_config.json"
+    if st.is_file():
+        return int(_json(st, "sentence-transformers config").get("max_seq_length", 512))
+    cfg = _json(path / "config.json", "config")
+    return int(min(cfg.get("max_position_embeddings", 512), 512))
+
+
+def tokenizer_info(path: Path) -> tuple[Path, list[str]]:
+    """The fast tokenizer's file and the model inputs it produces, in the wrapper's argument order."""
+    tok = path / "tokenizer.json"
+    if not tok.is_file():
+        raise SourceError(f"{path}: tokenizer.json is missing (a fast tokenizer is needed, for the bundle too)")
+    cfg = {}
+    if (path / "tokenizer_config.json").is_file():
+        cfg = _json(path / "tokenizer_config.json", "tokenizer config")
+    names = cfg.get("model_input_names") or ["input_ids", "token_type_ids", "attention_mask"]
+    config = _json(path / "config.json", "config")
+    if config.get("type_vocab_size", 2) < 1 or config.get("model_type") in ("distilbert", "roberta", "xlm-roberta"):
+        names = [n for n in names if n != "token_type_ids"]
+    return tok, [n for n in INPUT_ORDER if n in names]
+
+
+def input_spec(path: Path, names: list[str], output: str):
+    from torch2ort.spec import InputSpec
+
+    cfg = _json(path / "config.json", "config")
+    vocab = int(cfg.get("vocab_size", 30522))
+    types = int(cfg.get("type_vocab_size", 1) or 1)
+    ranges = {"input_ids": f"0..{vocab - 1}", "attention_mask": "1..1", "token_type_ids": f"0..{types - 1}"}
+    return InputSpec.from_cli([f"{n}:batch=2,sequence=16:int64:{ranges[n]}" for n in names], [output])
+
+
+def load(req: ModelRequest) -> LoadedModel:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = model_dir(req.model)
+    opts = _options(req)
+    task = opts.get("task") or detect_task(path)
+    modules = sentence_transformers_modules(path)
+    if task == "sentence-embedding" and modules is None:
+        raise SourceError(f"{path}: task sentence-embedding needs a sentence-transformers folder (modules.json)")
+    tok, names = tokenizer_info(path)
+    length = max_length(path, opts)
+    auto_cls, key, onnx_name = TASKS[task]
+    model = _from_pretrained(path, auto_cls)
+    config = model.config
+    notes = [f"loaded {path} with transformers {auto_cls} (task {task}"
+             + (", auto-detected" if not opts.get("task") else "") + ")",
+             f"inputs from the tokenizer: {', '.join(names)} (dynamic batch and sequence; max_length {length})"]
+    hints: dict[str, Any] = {"task": task, "tokenizer": str(tok), "model_dir": str(path),
+                             "preprocess": [{"op": "tokenize", "outputs": names, "max_length": length}],
+                             "postprocess": [], "labels": None, "texts": SAMPLE_TEXTS}
+    if task == "sentence-embedding":
+        mode, normalize = _pooling_config(path, modules)
+        pooling = opts.get("pooling") or "graph"
+        if pooling == "runtime" and mode != "mean":
+            raise SourceError(f"pooling 'runtime' needs mean pooling (the runtime's mean_pool step); {path} uses "
+                              f"{mode}: keep it in the graph")
+        module = wrappers()["SentenceEmbedding"](model, names, mode, normalize, in_graph=pooling == "graph")
+        onnx_name = "sentence_embedding" if pooling == "graph" else "token_embeddings"
+        hints |= {"pooling": pooling, "pooling_mode": mode, "normalize": normalize,
+                  "pooling_choices": ["graph", "runtime"] if mode == "mean" else ["graph"]}
+        if pooling == "runtime":
+            hints["postprocess"] = [{"op": "mean_pool", "output": "token_embeddings", "name": "sentence_embedding"}]
+            if normalize:
+                hints["postprocess"].append({"op": "l2_normalize", "output": "sentence_embedding"})
+        notes.append(f"sentence-transformers: {mode} pooling" + (" + L2 normalize" if normalize else "")
+                     + (" inside the ONNX graph" if pooling == "graph" else " in the runtime's postprocess"))
+    else:
+        module = wrappers()["KwargsModel"](model, names, key)
+        if task == "sequence-classification":
+            id2label = getattr(config, "id2label", None) or {}
+            labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(len(id2label))]
+            hints |= {"labels": labels or None,
+                      "postprocess": [{"op": "softmax", "output": "logits", "name": "probabilities"},
+                                      {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]}
+    hints["spec"] = input_spec(path, names, onnx_name)
+    # Sequences up to max_length, so the longest input a user can send has been verified.
+    hints["sweep"] = {"batch": [1, 2, 7], "sequence": sorted({1, 16, 77, length})}
+    return LoadedModel(module, req.model, "hf", notes, hints)
+
+
+def _from_pretrained(path: Path, auto_cls: str):
+    try:
+        import transformers
+    except ImportError:
+        raise SourceError("hf: sources need transformers: pip install 'torch2ort[hf]'") from None
+    import torch
+
+    cls = getattr(transformers, auto_cls)
+    torch.manual_seed(0)  # heads missing from the checkpoint get the same init in every process
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # OSError for missing weights, ValueError for unknown configs, …
+        first = " ".join(str(exc).split())[:300]
+        raise SourceError(f"transformers could not load {path}: {first}") from None
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def wrappers() -> dict[str, type]:
+    """The nn.Module wrappers, defined on first use so this file imports without torch."""
+    if _CLASSES:
+        return _CLASSES
+    import torch
+
+    class KwargsModel(torch.nn.Module):
+        """``model(**dict(zip(names, args)))[key]``: positional for the exporter, keywords for transformers."""
+
+        def __init__(self, model, names: list[str], key: str) -> None:
+            super().__init__()
+            self.model, self.names, self.key = model, list(names), key
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.model(**{n: given[n] for n in self.names})[self.key]
+
+    class SentenceEmbedding(KwargsModel):
+        """Transformer + pooling (+ L2 normalize) as sentence-transformers runs them, or the token embeddings."""
+
+        def __init__(self, model, names: list[str], mode: str, normalize: bool, in_graph: bool) -> None:
+            super().__init__(model, names, "last_hidden_state")
+            self.mode, self.normalize, self.in_graph = mode, normalize, in_graph
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            h = super().forward(input_ids, attention_mask, token_type_ids)
+            if not self.in_graph:
+                return h
+            mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).unsqueeze(-1)
+            mask = mask.to(h.dtype)
+            if self.mode == "cls":
+                pooled = h[:, 0]
+            elif self.mode == "max":
+                pooled = h.masked_fill(mask == 0, -1e9).max(dim=1).values
+            else:
+                total = (h * mask).sum(dim=1)
+                count = mask.sum(dim=1).clamp(min=1e-9)
+                pooled = total / (count.sqrt() if self.mode == "mean_sqrt_len" else count)
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return pooled
+
+    _CLASSES.update(KwargsModel=KwargsModel, SentenceEmbedding=SentenceEmbedding)
+    return _CLASSES
+
+
+def reference_sentence_embeddings(path: str | Path, texts: list[str]):
+    """The real thing, ``SentenceTransformer(path).encode(texts)``; without the package, this source's
+    own pooling wrapper on the same tokenisation. Returns (embeddings, what produced them)."""
+    try:
+        import sentence_transformers
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        sentence_transformers = None
+    if sentence_transformers is not None:
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        emb = model.encode(list(texts), convert_to_numpy=True, batch_size=len(texts))
+        return emb, f"sentence-transformers {sentence_transformers.__version__} SentenceTransformer.encode"
+    import torch
+
+    from torch2ort.checks import tokenize_texts
+
+    loaded = load(ModelRequest(f"{PREFIX}{path}", {"pooling": "graph"}))
+    loaded.module.eval()
+    names = loaded.hints["spec"].names
+    feed = tokenize_texts(loaded.hints["tokenizer"], texts, names, loaded.hints["preprocess"][0]["max_length"])
+    with torch.inference_mode():
+        emb = loaded.module(*(torch.from_numpy(feed[n]) for n in names)).numpy()
+    return emb, "torch2ort's pooling of the transformers model (sentence-transformers is not installed)"
