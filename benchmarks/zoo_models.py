@@ -10,6 +10,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fixtures.models import AttnMil, EcgResNet1d, LipSyncTiny, MobileNetTiny  # noqa: E402
+from fixtures.texts import PARAGRAPHS, SHELL_SENTENCES  # noqa: E402
 
 
 def ecg() -> nn.Module:
@@ -50,23 +51,6 @@ class MiniLMEmbed(MiniLM):
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)
-
-
-SHELL_SENTENCES = [
-    "list all files in the current directory", "show disk usage of a folder", "kill a process by name",
-    "find files larger than 100MB", "count lines in a file", "compress a directory into a tar.gz archive",
-    "show the last 20 lines of a log", "search for a string recursively", "change file permissions to executable",
-    "print the current git branch"]
-PARAGRAPHS = [
-    "The quick brown fox jumps over the lazy dog while the farmer watches from the porch, wondering whether "
-    "the rain will come before the harvest is finished and the barn doors are closed for the night.",
-    "Transformers process sequences in parallel using self-attention, which lets every token attend to every "
-    "other token in the input; this makes them efficient on accelerators but quadratic in sequence length.",
-    "To migrate a model to ONNX Runtime, export it with dynamic axes, verify its outputs against the original "
-    "on real inputs, and only then optimise, re-checking accuracy after every transformation.",
-    "Heart rhythm classifiers read twelve leads of an electrocardiogram sampled at five hundred hertz and "
-    "output one probability per diagnosis, several of which can be true at the same time.",
-]
 
 
 def minilm_samples(out_dir) -> None:

@@ -25,3 +25,17 @@ def exported(tmp_path_factory):
 
     return get
 
+
+
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory):
+    """One full `torch2ort migrate` of the mobilenet family, bench included (short), shared by tests."""
+    fam = FAMILIES["mobilenet"]
+    out = tmp_path_factory.mktemp("migrated") / "out"
+    labels = out.parent / "labels.txt"
+    labels.write_text("\n".join(f"class_{i}" for i in range(7)) + "\n")
+    code = run_cli("migrate", fam.model, *fam.cli_inputs(), "--output-names", "logits", "--labels", labels,
+                   "--preprocess", "image", "--postprocess", "softmax-topk", "--batch", "1,4", "--seconds", "0.1",
+                   "--repeats", "1", "-o", out)
+    assert code == 0
+    return out

@@ -96,8 +96,8 @@ def speedup_bars(points: list[tuple[str, float, float, float]], title: str) -> s
              f'height="{height}" role="img" aria-label="{escape(title)}" {FONT} font-size="12">',
              f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">'
              f'{escape(title)}</text>']
-    nice = [v for v in (0.5, 1, 2, 3, 4, 5, 10, 20, 50) if v < ymax]
-    for t in [0, *nice]:
+    step = next(v for v in (0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 1e9) if v >= ymax / 6)
+    for t in [k * step for k in range(int(ymax / step) + 1)]:
         parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e3e3e3"/>')
         parts.append(f'<text x="{left - 8}" y="{y(t) + 4:.1f}" text-anchor="end">{t:g}×</text>')
     for i, (label, med, lo, hi) in enumerate(points):

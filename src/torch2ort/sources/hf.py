@@ -126,13 +126,14 @@ def _pooling_config(path: Path, modules: list[dict]) -> tuple[str, bool]:
 
 
 def max_length(path: Path, opts: dict) -> int:
+    """--kwargs max_length, else sentence-transformers' max_seq_length, capped by the position table."""
+    cap = int(min(_json(path / "config.json", "config").get("max_position_embeddings", 512), 512))
     if opts.get("max_length"):
         return int(opts["max_length"])
     st = path / "sentence_bert_config.json"
     if st.is_file():
-        return int(_json(st, "sentence-transformers config").get("max_seq_length", 512))
-    cfg = _json(path / "config.json", "config")
-    return int(min(cfg.get("max_position_embeddings", 512), 512))
+        return min(int(_json(st, "sentence-transformers config").get("max_seq_length", cap)), cap)
+    return cap
 
 
 def tokenizer_info(path: Path) -> tuple[Path, list[str]]:
@@ -205,7 +206,7 @@ def load(req: ModelRequest) -> LoadedModel:
                                       {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]}
     hints["spec"] = input_spec(path, names, onnx_name)
     # Sequences up to max_length, so the longest input a user can send has been verified.
-    hints["sweep"] = {"batch": [1, 2, 7], "sequence": sorted({1, 16, 77, length})}
+    hints["sweep"] = {"batch": [1, 2, 7], "sequence": sorted({n for n in (1, 16, 77) if n < length} | {length})}
     return LoadedModel(module, req.model, "hf", notes, hints)
 
 
