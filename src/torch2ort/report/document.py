@@ -227,7 +227,8 @@ def _optimize(ev: dict) -> list[Block]:
         ("h2", "Optimisation variants"),
         ("p", f"Each variant was re-verified against PyTorch on {o['cases']} cases and held to its gate: {gates}. "
               f"Int8 calibration: {o['calibration']}. Passing variants were timed in fresh processes (latency at "
-              f"the benchmark batch). ★ marks the Pareto front; → the variant shipped. {o['message']}."),
+              f"the benchmark batch, from short runs meant for choosing; the Performance section's longer run is "
+              f"the figure to quote). ★ marks the Pareto front; → the variant shipped. {o['message']}."),
         ("table", ["variant", "gate", "worst metric", "p50 ms", "p99 ms", "vs torch", "vs fp32", "MB", "",
                    "why it failed"], rows),
     ]
