@@ -26,16 +26,31 @@ if TYPE_CHECKING:
     from torch2ort.sources import LoadedModel
 
 
+RUNTIMES = ("cpu", "web")
+
+
 @dataclass
 class VerifyResult:
     report: ParityReport
     results: RunResults
     cases: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    runtimes: dict[str, dict] = field(default_factory=dict)  # runner name -> what ran (web: version, threads)
 
     def to_dict(self) -> dict:
         return {"passed": self.report.passed, "seconds": round(self.seconds, 3), "cases": self.cases,
-                "parity": self.report.to_dict()}
+                "runtimes": self.runtimes, "parity": self.report.to_dict()}
+
+
+def parse_runtimes(text: str | list[str] | None) -> list[str]:
+    """``cpu``, ``web`` or ``cpu,web``: ORT in this process, onnxruntime-web in Chromium, or both."""
+    from torch2ort.errors import unknown_name
+
+    items = text if isinstance(text, list) else [t.strip() for t in (text or "cpu").split(",") if t.strip()]
+    for item in items:
+        if item not in RUNTIMES:
+            raise UsageError(unknown_name("runtime", item, list(RUNTIMES)))
+    return list(dict.fromkeys(items)) or ["cpu"]
 
 
 def build_cases(spec: InputSpec, n: int = 3, samples: str | Path | None = None,
@@ -84,19 +99,34 @@ def graph_issues(onnx_path: str | Path, spec: InputSpec) -> list[str]:
 def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, n: int = 3,
                 samples: str | Path | None = None, sweep: dict[str, list[int]] | None = None,
                 atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, seed: int = 0,
-                providers: list[str] | None = None) -> VerifyResult:
+                providers: list[str] | None = None, runtimes: list[str] | None = None,
+                web_threads: int | None = None) -> VerifyResult:
     """Run torch and ORT on the same cases and compare every output; never raises on a mismatch."""
     start = time.perf_counter()
     if not Path(onnx_path).is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
     cases = build_cases(spec, n, samples, sweep, seed)
-    runners = [TorchRunner(loaded.module, spec), OrtRunner(onnx_path, providers)]
+    runners = [TorchRunner(loaded.module, spec)]
+    for runtime in runtimes or ["cpu"]:
+        if runtime == "cpu":
+            runners.append(OrtRunner(onnx_path, providers))
+        else:
+            from torch2ort.runners.web import WebRunner
+            from torch2ort.runtime.providers import physical_cores
+
+            runners.append(WebRunner(onnx_path, threads=web_threads or physical_cores()))
     try:
         results = run(runners, cases)
     except RunnerError as exc:  # a runner could not even activate (e.g. an unreadable .onnx file)
         raise UsageError(str(exc)) from None
+    info = {r.name: dict(getattr(r, "info", {}) or {}) for r in runners[1:]}
+    for r in runners[1:]:
+        if r.name == "onnxruntime":
+            import onnxruntime
+
+            info[r.name] = {"version": onnxruntime.__version__, "providers": r.providers}
     report = compare(results, "torch", atol, rtol)
     report.graph_issues = graph_issues(onnx_path, spec)
     summary = [{"name": c.name, "kind": c.kind, "sizes": c.sizes,
                 "shapes": {k: list(v.shape) for k, v in c.feed.items()}} for c in cases]
-    return VerifyResult(report, results, summary, time.perf_counter() - start)
+    return VerifyResult(report, results, summary, time.perf_counter() - start, info)

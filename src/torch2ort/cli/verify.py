@@ -39,6 +39,11 @@ def add_parser(sub) -> None:
                    help="sizes to try for a dynamic dim (default: its example size plus two others)")
     p.add_argument("--atol", type=float, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
     p.add_argument("--rtol", type=float, help=f"relative tolerance (default {DEFAULT_RTOL:g})")
+    p.add_argument("--runtime", default="cpu", metavar="cpu|web|cpu,web",
+                   help="where the ONNX model runs: cpu (ONNX Runtime here), web (onnxruntime-web in headless "
+                        "Chromium), or both (default cpu)")
+    p.add_argument("--web-threads", type=int, help="ort.env.wasm.numThreads for --runtime web (default: "
+                                                   "physical cores)")
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     add_force(p)
     p.set_defaults(func=run)
@@ -47,13 +52,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch2ort.inputs import parse_sweep
     from torch2ort.sources import load_model
-    from torch2ort.verify import verify_onnx
+    from torch2ort.verify import parse_runtimes, verify_onnx
 
     console = make_console()
     if len(args.positional) > 2:
         raise SpecError(f"verify takes MODEL ONNX, got {len(args.positional)} positional arguments")
     model, onnx_path = (args.positional if len(args.positional) == 2 else (None, args.positional[0]))
     spec = input_spec(args)
+    runtimes = parse_runtimes(args.runtime)
     json_out = check_writable(args.json, args.force) if args.json else None
     sweep_items = args.sweep or [f"{k}={','.join(map(str, v))}"
                                  for k, v in config_of(args).get("verify", {}).get("sweep", {}).items()]
@@ -63,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     result = verify_onnx(loaded, onnx_path, spec, n=pick(args, "n", "verify", 3),
                          samples=pick(args, "samples", "verify"), sweep=sweep,
                          atol=pick(args, "atol", "verify", DEFAULT_ATOL),
-                         rtol=pick(args, "rtol", "verify", DEFAULT_RTOL), seed=pick(args, "seed", "verify", 0))
+                         rtol=pick(args, "rtol", "verify", DEFAULT_RTOL), seed=pick(args, "seed", "verify", 0),
+                         runtimes=runtimes, web_threads=args.web_threads)
     print_report(console, result)
     if json_out:
         Path(json_out).write_text(json.dumps({"model": loaded.source, "onnx": str(onnx_path),
@@ -87,13 +94,19 @@ def print_report(console, result) -> None:
         kinds[c["kind"]] = kinds.get(c["kind"], 0) + 1
     console.print("cases: " + ", ".join(f"{v} {k}" for k, v in kinds.items())
                   + f" (tolerance: atol {report.atol:g}, rtol {report.rtol:g})")
-    table = Table(title="PyTorch vs ONNX Runtime, worst case per output")
-    for col in ("output", "shape", "cases", "max abs", "max rel", "mean abs", "min cos", "top-1", "decision",
+    for name, info in result.runtimes.items():
+        if name == "web":
+            console.print(f"web: onnxruntime-web {info.get('version')} in Chromium, WASM threads "
+                          f"{'active' if info.get('threadsActive') else 'NOT active'} ({info.get('threads')} of "
+                          f"{info.get('requestedThreads')} requested; crossOriginIsolated "
+                          f"{info.get('crossOriginIsolated')})")
+    table = Table(title="PyTorch vs ONNX Runtime, worst case per output and runtime")
+    for col in ("runtime", "output", "shape", "cases", "max abs", "max rel", "mean abs", "min cos", "top-1", "decision",
                 "verdict"):
-        table.add_column(col, justify="left" if col in ("output", "shape") else "right")
+        table.add_column(col, justify="left" if col in ("runtime", "output", "shape") else "right")
     for row in report.per_output():
         verdict = "[green]pass[/green]" if row["failed"] == 0 else f"[red]FAIL ({row['failed']})[/red]"
-        table.add_row(row["output"], str(row["shape"]), str(row["cases"]), _fmt(row["max_abs"]),
+        table.add_row(row["runner"], row["output"], str(row["shape"]), str(row["cases"]), _fmt(row["max_abs"]),
                       _fmt(row["max_rel"]), _fmt(row["mean_abs"]), _fmt(row["min_cosine"], 7),
                       _fmt(row["top1"]), _fmt(row["decision"]), verdict)
     console.print(table)

@@ -8,6 +8,7 @@ from torch2ort.runners.base import Runner, RunnerError
 RUNNERS = {
     "torch": "torch2ort.runners.torch_eager:TorchRunner",
     "onnxruntime": "torch2ort.runners.ort:OrtRunner",
+    "web": "torch2ort.runners.web:WebRunner",
 }
 
 
