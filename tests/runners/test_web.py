@@ -97,3 +97,16 @@ def test_unknown_runtime_lists_the_valid_ones(exported, capsys):
     fam = FAMILIES["mobilenet"]
     assert run_cli("verify", fam.model, exported("mobilenet"), *fam.cli_inputs(), "--runtime", "gpu") == 2
     assert "cpu, web" in capsys.readouterr().err
+
+
+def test_bench_reports_browser_latency_next_to_python_ort(exported, tmp_path, capsys):
+    fam = FAMILIES["mobilenet"]
+    out = tmp_path / "bench.json"
+    assert run_cli("bench", fam.model, *fam.cli_inputs(), "--onnx", exported("mobilenet"), "--batch", "1,4",
+                   "--seconds", "0.2", "--repeats", "1", "--no-profile", "--runtime", "cpu,web", "--json", out) == 0
+    web = json.loads(out.read_text())["web"]
+    assert set(web["batches"]) == {"1", "4"} and web["info"]["threadsActive"]
+    for b in ("1", "4"):
+        stats = web["batches"][b]["stats"]
+        assert 0 < stats["p50"] <= stats["p99"] and len(web["batches"][b]["samples_ms"]) >= 5
+    assert "timed in the page" in capsys.readouterr().out

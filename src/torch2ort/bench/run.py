@@ -55,6 +55,7 @@ class BenchReport:
     cold: dict = field(default_factory=dict)             # backend -> medians over repeats
     overhead: dict | None = None
     compile_s: float | None = None
+    web: dict | None = None                               # onnxruntime-web in Chromium: info + per-batch stats
 
     def rows(self) -> list[dict]:
         """Per backend and batch: the median of each statistic over repeats."""
@@ -192,6 +193,24 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
             report.overhead = {**prof, "overhead_ms": over, "overhead_pct": 100.0 * over / prof["wall_ms"]}
     _summarise(report)
     return report
+
+
+def bench_web(spec: InputSpec, onnx_path: str | Path, opts: BenchOptions, threads: int) -> dict:
+    """onnxruntime-web latency per batch size, timed inside the page with performance.now()."""
+    from torch2ort.bench.stats import LatencyStats
+    from torch2ort.inputs import synthetic_feed
+    from torch2ort.runners.web import WebRunner
+
+    label = batch_label(spec)
+    out: dict = {"batches": {}}
+    with WebRunner(onnx_path, threads=threads) as web:
+        out["info"] = web.info
+        for b in opts.batches:
+            feed = synthetic_feed(spec, {label: b} if label else None, seed=b)
+            samples = web.bench(feed, warmup=opts.warmup, iters=opts.iters or 5,
+                                seconds=0.0 if opts.iters else (opts.seconds or 1.0))
+            out["batches"][str(b)] = {"stats": LatencyStats.from_samples(samples, b).to_dict(), "samples_ms": samples}
+    return out
 
 
 def _base_cfg(request, spec: InputSpec, onnx_path, opts: BenchOptions, threads: int, label: str | None) -> dict:

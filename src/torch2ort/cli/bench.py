@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", default="1", metavar="1,8,32", help="batch sizes (default 1)")
     p.add_argument("--threads", type=int, help="threads on both sides (default: physical cores)")
     p.add_argument("--providers", default="cpu", metavar="cpu[,cuda,tensorrt]", help="ORT providers to measure")
+    p.add_argument("--runtime", default="cpu", metavar="cpu|cpu,web",
+                   help="add web: onnxruntime-web in headless Chromium, timed inside the page (performance.now()), "
+                        "reported next to the Python ORT figures")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=int, help="timed calls per batch size")
     g.add_argument("--seconds", type=float, default=2.0, help="time per batch size (default 2)")
@@ -68,7 +71,15 @@ def run(args: argparse.Namespace) -> int:
                         providers=[p.strip() for p in args.providers.split(",") if p.strip()],
                         compile=args.compile, profile=not args.no_profile)
     console.print(f"benchmarking {request.model} vs {onnx_path}: batches {batches}, {args.repeats} repeats …")
+    from torch2ort.verify import parse_runtimes
+
+    runtimes = parse_runtimes(args.runtime)
     report = bench(request, spec, onnx_path, opts)
+    if "web" in runtimes:
+        from torch2ort.bench.run import bench_web
+
+        console.print("timing onnxruntime-web in headless Chromium …")
+        report.web = bench_web(spec, onnx_path, opts, report.options["threads"])
     print_report(console, report)
     if json_out:
         json_out.write_text(report.to_json())
@@ -109,6 +120,8 @@ def print_report(console, report) -> None:
     console.print(cold)
     console.print("[dim]total = import + model load + first inference, timed inside the process; process wall = "
                   "spawn to exit as seen by the parent (interpreter start and torch2ort's own imports included)[/dim]")
+    if report.web:
+        print_web(console, report)
     if report.compile_s is not None:
         console.print(f"torch.compile: first call (compilation) took {report.compile_s:.2f} s")
     if report.overhead:
@@ -117,3 +130,21 @@ def print_report(console, report) -> None:
                       f"({o['overhead_pct']:.1f}% of {o['wall_ms']:.4f} ms wall; ORT model_run "
                       f"{o['model_run_ms']:.4f} ms, {o['calls']} calls in a separate profiled run, which is "
                       "slower than the timed runs above)")
+
+
+def print_web(console, report) -> None:
+    from rich.table import Table
+
+    info = report.web["info"]
+    table = Table(title=f"Browser: onnxruntime-web {info.get('version')} (WASM) in Chromium, threads "
+                        f"{'active' if info.get('threadsActive') else 'NOT active'} ({info.get('threads')}); "
+                        "ms per call, timed in the page")
+    for col in ("batch", "web p50", "web p99", "python ORT p50", "python ORT p99", "web / python ORT"):
+        table.add_column(col, justify="right")
+    rows = {r["batch"]: r for r in report.rows() if r["backend"] == "onnxruntime"}
+    for b, data in report.web["batches"].items():
+        w = data["stats"]
+        py = rows.get(int(b))
+        table.add_row(b, f"{w['p50']:.3f}", f"{w['p99']:.3f}", f"{py['p50']:.3f}" if py else "-",
+                      f"{py['p99']:.3f}" if py else "-", f"{w['p50'] / py['p50']:.2f}×" if py else "-")
+    console.print(table)
