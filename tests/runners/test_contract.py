@@ -15,10 +15,17 @@ from torch2ort.runners.torch_eager import TorchRunner
 def _make(kind, name, exported):
     if kind == "torch":
         return TorchRunner(load_family(name).module, FAMILIES[name].spec)
+    if kind == "web":
+        from torch2ort.runners.web import WebRunner
+
+        return WebRunner(exported(name), threads=1)
     return OrtRunner(exported(name))
 
 
-@pytest.mark.parametrize("kind", list(RUNNERS))
+KINDS = [pytest.param(k, marks=pytest.mark.browser) if k == "web" else k for k in RUNNERS]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", ["attn_mil", "encoder"])
 def test_contract(kind, name, exported):
     runner = _make(kind, name, exported)
@@ -41,7 +48,8 @@ def test_runners_agree_on_names(exported):
     for kind in RUNNERS:
         with _make(kind, "attn_mil", exported) as r:
             names.append(list(r.infer(feed)))
-    assert names[0] == names[1] == ["bag_prob", "bag_logit", "seg_probs", "attn_weights"]
+    assert all(n == ["bag_prob", "bag_logit", "seg_probs", "attn_weights"] for n in names)
+    assert len(names) == len(RUNNERS)
 
 
 def test_a_bad_infer_breaks_the_contract_loudly():
