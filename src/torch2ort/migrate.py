@@ -108,6 +108,7 @@ class _Migration:
         self.samples: str | None = opts.samples
         self.texts: list[str] | None = None
         self.gates: dict[str, Any] | None = None
+        self._reference: tuple[np.ndarray, str] | None = None
         self.ev: dict[str, Any] = {
             "format": 1, "torch2ort": __version__, "command": opts.command,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -231,9 +232,8 @@ class _Migration:
         from torch2ort.export import export_onnx
         from torch2ort.runtime import Bundle
         from torch2ort.sources import load_model
-        from torch2ort.sources.hf import reference_sentence_embeddings
 
-        ref, how = reference_sentence_embeddings(self.loaded.hints["model_dir"], self.texts)
+        ref, how = self._sentence_reference()
         candidates: dict[str, dict] = {}
         loaded_by_choice = {}
         with tempfile.TemporaryDirectory(prefix="torch2ort-pooling-") as tmp:
@@ -263,6 +263,14 @@ class _Migration:
         self.ev["pooling"] = {"chosen": chosen, "reference": how, "texts": len(self.texts),
                               "candidates": candidates, "rule": "lower max abs error vs the reference; graph on a tie"}
         return exported
+
+    def _sentence_reference(self) -> tuple[np.ndarray, str]:
+        """SentenceTransformer.encode on the sample texts, computed once for the pooling choice and the check."""
+        if self._reference is None:
+            from torch2ort.sources.hf import reference_sentence_embeddings
+
+            self._reference = reference_sentence_embeddings(self.loaded.hints["model_dir"], self.texts)
+        return self._reference
 
     def _verify(self) -> str:
         from torch2ort.verify import verify_onnx
@@ -415,10 +423,7 @@ class _Migration:
         hints = self.loaded.hints
         checks = {}
         if self.texts is not None and hints.get("task") == "sentence-embedding":
-            from torch2ort.sources.hf import reference_sentence_embeddings
-
-            ref, how = reference_sentence_embeddings(hints["model_dir"], self.texts)
-            refs = {"sentence_embedding": (ref, how)}
+            refs = {"sentence_embedding": self._sentence_reference()}
         else:
             feed = self._feed_for_check()
             outs = _torch_outputs(self.loaded.module, self.spec, feed)

@@ -7,14 +7,17 @@ import shutil
 
 import pytest
 
+from torch2ort.errors import UsageError
+from torch2ort.runners.web import CHROMIUM_FLAGS, chromium_path
+
 pytestmark = pytest.mark.browser
 
 
 def _chromium() -> str:
-    path = os.environ.get("TORCH2ORT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (scripts/test does this)")
-    return path
+    try:
+        return chromium_path()
+    except UsageError as exc:
+        pytest.fail(f"{exc} (scripts/test installs it)")
 
 
 def test_report_html_renders_in_chromium(migrated, tmp_path):
@@ -22,9 +25,7 @@ def test_report_html_renders_in_chromium(migrated, tmp_path):
     requests: list[str] = []
     errors: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
