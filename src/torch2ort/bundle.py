@@ -131,8 +131,12 @@ def _io(session) -> tuple[list[dict], list[dict]]:
 
 def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, labels: list[str] | None = None,
          preprocess: str | list | None = None, postprocess: str | list | None = None,
-         tokenizer: str | Path | None = None, parity: dict | None = None, force: bool = False) -> Path:
-    """Write a bundle directory from an ONNX file (with its external data, if any)."""
+         tokenizer: str | Path | None = None, parity: dict | None = None, force: bool = False,
+         web: bool = False) -> Path:
+    """Write a bundle directory from an ONNX file (with its external data, if any).
+
+    ``web=True`` adds ``web/``: a page that runs the model in the browser (see ``torch2ort.webpage``).
+    """
     import onnxruntime as ort
 
     src = Path(onnx_path)
@@ -158,6 +162,11 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
     check_pipeline(pre, post)
     if tokenizer is not None and not Path(tokenizer).is_file():
         raise UsageError(f"--tokenizer {tokenizer}: no such file")
+    if web:
+        from torch2ort.webpage import check_web, ort_web_files
+
+        check_web(pre, post, inputs)
+        ort_web_files()  # fails before anything is written when onnxruntime-web is not installed
 
     _prepare_dir(out, force)
     shutil.copyfile(src, out / MODEL_FILE)
@@ -167,6 +176,11 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         shutil.copyfile(src.parent / loc, dst)
     if tokenizer is not None:
         shutil.copyfile(tokenizer, out / TOKENIZER_FILE)
+    web_version = None
+    if web:
+        from torch2ort.webpage import write_web
+
+        web_version = write_web(out)
     manifest: dict[str, Any] = {
         "format_version": mf.FORMAT_VERSION,
         "name": name or src.stem,
@@ -186,6 +200,7 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
             "torch": meta.get("torch.version"),
             "onnx": meta.get("onnx.version"),
             "onnxruntime": ort.__version__,
+            **({"onnxruntime_web": web_version} if web else {}),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         },
         "parity": parity,
@@ -261,6 +276,17 @@ def _readme(m: dict) -> str:
     if m["preprocess"]:
         raw_hint = ("\nThe bundle declares a preprocess pipeline, so `predict` also takes the raw input "
                     "(an image path, or text) instead of the arrays above.\n")
+    web = ""
+    if "onnxruntime_web" in (m.get("provenance") or {}):
+        web = f"""
+## Browser
+
+`web/index.html` runs the model in the browser with onnxruntime-web {m['provenance']['onnxruntime_web']} (in
+`web/ort/`, no CDN), preprocessing and postprocessing included. Browsers refuse to fetch files over
+`file://`, so serve the folder over HTTP: `torch2ort serve path/to/this/folder` and open
+http://127.0.0.1:8000/bundles/{m['name']}/web/ (cross-origin isolated, so WASM threads work), or
+`python -m http.server -d path/to/this/folder` and open http://127.0.0.1:8000/web/ (one thread).
+"""
     return f"""# {m['name']} (torch2ort bundle)
 
 Runs with ONNX Runtime, no torch: `pip install -r requirements.txt`.
@@ -290,5 +316,6 @@ print(out.keys(), out.raw.keys())
 torch2ort predict path/to/this/folder {cli_inputs}
 ```
 
+{web}
 `torch2ort.json` is the manifest: inputs, outputs, pipelines, provenance and checksums.
 """

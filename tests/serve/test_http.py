@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fixtures.families import FAMILIES
-from serve.conftest import running
+from fixtures.server import running
 from torch2ort.inputs import synthetic_feed
 from torch2ort.runtime import Bundle
 from torch2ort.serve import Limits

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
+from fixtures.server import free_port
 from runtime.test_torch_free import BLOCK
-from serve.conftest import free_port
 from serve.test_http import IMAGE, call, tensor
 
 SERVE = """

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--tokenizer", metavar="tokenizer.json", help="copied into the bundle for text preprocessing")
     p.add_argument("--parity", metavar="VERIFY.json", help="a `verify --json` report to record (for .onnx input)")
     p.add_argument("--n", type=int, default=3, help="synthetic inputs for the verification of a torch MODEL")
+    p.add_argument("--web", action="store_true",
+                   help="add web/: a page that runs the model in the browser with onnxruntime-web, with the "
+                        "image preprocessing and postprocessing in JS (image classifiers)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle directory")
     p.set_defaults(func=run)
 
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from torch2ort.errors import UsageError
 
     opts = {"name": args.name, "labels": read_labels(args.labels) if args.labels else None,
-            "preprocess": args.preprocess, "postprocess": args.postprocess, "tokenizer": args.tokenizer}
+            "preprocess": args.preprocess, "postprocess": args.postprocess, "tokenizer": args.tokenizer,
+            "web": args.web}
     if args.model and args.model.endswith(".onnx"):
         parity = None
         if args.parity:

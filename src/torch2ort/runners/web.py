@@ -51,15 +51,18 @@ def chromium_path() -> str:
 
 def ort_web_dir() -> Path:
     """onnxruntime-web's dist folder, from $TORCH2ORT_ORT_WEB or the checkout's node_modules."""
-    candidates = [os.environ.get("TORCH2ORT_ORT_WEB")] if os.environ.get("TORCH2ORT_ORT_WEB") else []
-    root = Path(__file__).resolve().parents[3]
-    candidates += [str(root / "node_modules" / "onnxruntime-web" / "dist"),
-                   str(Path.cwd() / "node_modules" / "onnxruntime-web" / "dist")]
+    if os.environ.get("TORCH2ORT_ORT_WEB"):  # an explicit setting is the only candidate
+        candidates = [Path(os.environ["TORCH2ORT_ORT_WEB"])]
+    else:
+        root = Path(__file__).resolve().parents[3]
+        candidates = [root / "node_modules" / "onnxruntime-web" / "dist",
+                      Path.cwd() / "node_modules" / "onnxruntime-web" / "dist"]
     for c in candidates:
-        if (Path(c) / "ort.wasm.min.js").is_file():
-            return Path(c)
+        if (c / "ort.wasm.min.js").is_file():
+            return c
     raise UsageError("onnxruntime-web is not installed: run `npm ci` in the torch2ort checkout (package.json pins "
-                     "it), or set TORCH2ORT_ORT_WEB to its dist folder")
+                     "it) or `npm install onnxruntime-web@1.30.0`, or set TORCH2ORT_ORT_WEB to its dist folder "
+                     f"(looked in {', '.join(str(c) for c in candidates)})")
 
 
 def ort_web_version(dist: Path) -> str | None:

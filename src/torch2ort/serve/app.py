@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from torch2ort import __version__
@@ -22,6 +23,12 @@ from torch2ort.serve.protocol import HEADER, ProtocolError, encode_response, par
 
 log = logging.getLogger("torch2ort.serve")
 EXTENSIONS = ["binary_tensor_data"]
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
+                ".wasm": "application/wasm", ".json": "application/json", ".onnx": "application/octet-stream",
+                ".md": "text/markdown; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
+# Cross-origin isolation: without it the page gets no SharedArrayBuffer, so no WASM threads.
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
+             "Cross-Origin-Resource-Policy": "same-origin", "Cache-Control": "no-cache"}
 
 
 class BodyLimit:
@@ -155,6 +162,22 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0):
             host.release()
         body, headers = encode_response(name, host.version, {k: outputs[k] for k in wanted}, req)
         return Response(body, headers=headers)
+
+    @app.get("/bundles/{name}/{path:path}", include_in_schema=False)
+    async def bundle_file(name: str, path: str):
+        """A bundle's own files (its web page among them), cross-origin isolated so WASM threads work."""
+        host = host_of(name)
+        listed = host.bundle.manifest["files"]
+        if (path in ("", "web") or path.startswith("web/")) and "web/index.html" not in listed:
+            raise ProtocolError(f"bundle {name!r} has no web page (pack it with --web)", 404)
+        if path in ("", "web"):
+            return RedirectResponse(f"/bundles/{name}/web/", status_code=307)
+        if path.endswith("/"):
+            path += "index.html"
+        if path not in listed and path != "torch2ort.json":
+            raise ProtocolError(f"bundle {name!r} has no file {path!r}", 404)
+        return FileResponse(host.bundle.path / path, media_type=STATIC_TYPES.get(Path(path).suffix),
+                            headers=ISOLATION)
 
     app.openapi_schema = None
     _add_schemas(app)

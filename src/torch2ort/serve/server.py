@@ -16,6 +16,10 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, limits:
     import uvicorn
 
     hosts = load_hosts(bundles, limits or Limits(), providers, threads)
+    for name, h in hosts.items():
+        if "web/index.html" in h.bundle.manifest["files"]:
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            print(f"web page for {name}: http://{shown}:{port}/bundles/{name}/web/", flush=True)
     app = create_app(hosts, max_body_mb)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=graceful_s, access_log=log_level == "debug")
