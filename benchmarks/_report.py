@@ -12,7 +12,7 @@ Re-run a script to refresh its section; the others are left as they are.
 
 
 def machine() -> str:
-    from torch2ort.bench.run import machine_info
+    from torch2ort._env import machine_info
 
     m = machine_info()
     return f"{m['cpu']}, {m['logical_cores']} logical / {m['physical_cores']} physical cores, {m['system']}"

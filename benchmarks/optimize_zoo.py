@@ -1,7 +1,7 @@
 """Run `optimize --passes auto` on each zoo model; write the 'optimize' section of BENCHMARKS.md.
 
 Each model is exported, then every variant is verified against PyTorch with its default task gate
-and the passing ones are benchmarked in isolated processes (torch2ort.optimize). MiniLM is the
+and the passing ones are benchmarked in isolated processes (torch2ort.optimize.planner). MiniLM is the
 sentence-embedding form (mean pooling + L2 norm inside the graph) and is verified on tokenised real
 text as well as synthetic ids.
 """
@@ -21,7 +21,7 @@ from zoo_models import ZOO, minilm_samples  # noqa: E402
 
 from torch2ort.bench import BenchOptions  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
-from torch2ort.optimize import optimize  # noqa: E402
+from torch2ort.optimize.planner import optimize  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
 
@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--only", help="substring of one zoo name")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    from torch2ort.runtime.providers import physical_cores
+    from torch2ort._env import physical_cores
 
     threads = physical_cores()
     rows, notes = [], []

@@ -20,9 +20,9 @@ from zoo_models import ZOO  # noqa: E402
 
 from torch2ort.bench import BenchOptions, bench  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
+from torch2ort.parity.verify import verify_onnx  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
-from torch2ort.verify import verify_onnx  # noqa: E402
 
 
 def sgemm_gflops(threads: int, sizes: tuple[int, ...] = (2048, 3072, 4096)) -> float:
@@ -68,8 +68,8 @@ def main() -> int:
     parser.add_argument("--only", help="substring of one zoo name")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    from torch2ort.bench.run import batch_label, machine_info
-    from torch2ort.runtime.providers import physical_cores
+    from torch2ort._env import machine_info, physical_cores
+    from torch2ort.bench.run import batch_label
 
     threads = physical_cores()
     roof = sgemm_gflops(threads)

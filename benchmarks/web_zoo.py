@@ -23,9 +23,9 @@ from zoo_models import ZOO  # noqa: E402
 from torch2ort.bench import BenchOptions, bench  # noqa: E402
 from torch2ort.bench.run import bench_web  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
+from torch2ort.parity.verify import verify_onnx  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
-from torch2ort.verify import verify_onnx  # noqa: E402
 
 CNNS = [name for name, (factory, _, _) in ZOO.items() if factory != "MiniLM"]
 
@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--only", help="substring of one zoo name")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    from torch2ort.runtime.providers import physical_cores
+    from torch2ort._env import physical_cores
 
     threads = physical_cores()
     rows, parity_rows, version = [], [], None
@@ -78,7 +78,7 @@ def main() -> int:
     import onnxruntime
     import torch
 
-    from torch2ort.bench.run import machine_info
+    from torch2ort._env import machine_info
 
     m = machine_info()
     body = "\n".join([

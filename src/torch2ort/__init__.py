@@ -19,13 +19,13 @@ from torch2ort.spec import Dim, InputSpec, TensorSpec  # noqa: E402
 _LAZY = {
     "ModelRequest": "torch2ort.sources",
     "load_model": "torch2ort.sources",
-    "export_onnx": "torch2ort.export",
-    "verify_onnx": "torch2ort.verify",
-    "optimize": "torch2ort.optimize",
-    "ParityReport": "torch2ort.compare",
-    "RunResults": "torch2ort.compare",
-    "compare": "torch2ort.compare",
-    "run": "torch2ort.compare",
+    "export_onnx": "torch2ort.export.exporters",
+    "verify_onnx": "torch2ort.parity.verify",
+    "optimize": "torch2ort.optimize.planner",
+    "ParityReport": "torch2ort.parity.compare",
+    "RunResults": "torch2ort.parity.compare",
+    "compare": "torch2ort.parity.compare",
+    "run": "torch2ort.parity.compare",
 }
 
 

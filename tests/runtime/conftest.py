@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from torch2ort.bundle import pack
+from torch2ort.bundle.writer import pack
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from fixtures.families import FAMILIES
-from torch2ort.bundle import pack
+from torch2ort.bundle.writer import pack
 from torch2ort.errors import BundleError, OutputExistsError, PredictInputError
 from torch2ort.inputs import synthetic_feed
 from torch2ort.runtime import Bundle
@@ -173,7 +173,7 @@ def test_provider_fallback_is_reported(plain_bundle, caplog, monkeypatch):
 
 
 def test_threads(plain_bundle):
-    from torch2ort.runtime.providers import physical_cores
+    from torch2ort._env import physical_cores
 
     assert 1 <= physical_cores() <= (__import__("os").cpu_count() or 1)
     bundle = Bundle.load(plain_bundle, intra_op_num_threads=1)

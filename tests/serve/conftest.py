@@ -6,7 +6,7 @@ import pytest
 
 from fixtures.server import running
 from fixtures.tokenizer import tiny_tokenizer
-from torch2ort.bundle import pack
+from torch2ort.bundle.writer import pack
 from torch2ort.serve import Limits
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]

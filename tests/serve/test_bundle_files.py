@@ -9,7 +9,7 @@ import pytest
 from fixtures.server import running
 from serve.conftest import LABELS
 from serve.test_http import call, error_of
-from torch2ort.bundle import pack
+from torch2ort.bundle.writer import pack
 
 
 @pytest.fixture(scope="module")

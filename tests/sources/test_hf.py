@@ -62,8 +62,8 @@ def test_feature_extraction_export_matches_transformers(tmp_path):
 
     from torch2ort.export import export_onnx
     from torch2ort.inputs import default_sweep
+    from torch2ort.parity.verify import verify_onnx
     from torch2ort.sources import ModelRequest, load_model
-    from torch2ort.verify import verify_onnx
 
     path = _bert_dir(tmp_path, cls="BertModel")
     loaded = load_model(ModelRequest(f"hf:{path}"))

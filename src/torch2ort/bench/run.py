@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from torch2ort._env import machine_info, physical_cores, versions
 from torch2ort.bench.stats import Ratio
 from torch2ort.errors import UsageError
-from torch2ort.runtime.providers import ALIASES, physical_cores
+from torch2ort.runtime.providers import ALIASES
 from torch2ort.spec import InputSpec
 
 
@@ -92,31 +92,6 @@ def batch_label(spec: InputSpec) -> str | None:
     return first.label if first is not None and first.label else None
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "physical_cores": physical_cores(),
-            "system": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "onnxruntime", "onnx", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def _spawn(cfg: dict, workdir: Path, timeout_s: float) -> dict:
     """Run one worker in a fresh interpreter; returns its result plus the parent-measured wall time."""
     n = len(list(workdir.glob("cfg-*.json")))
@@ -165,7 +140,7 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
     base = _base_cfg(request, spec, onnx_path, opts, threads, label)
     report = BenchReport(request.model, str(onnx_path), spec.to_dict(),
                          asdict(opts) | {"threads": threads, "example_batch": example}, machine_info(),
-                         _versions(), label)
+                         versions(), label)
     gpu = any(p != "CPUExecutionProvider" for p in providers)
     with tempfile.TemporaryDirectory(prefix="torch2ort-bench-") as tmp:
         work = Path(tmp)
@@ -247,7 +222,7 @@ def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], op
         rows[name] = {k: float(np.median([r["batches"][batch]["stats"][k] for r in rs])) for k in keys}
         rows[name] |= {"size_mb": rs[0]["size_mb"], "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
                        "repeats": len(rs), "batch": int(batch), "threads": threads}
-    out = {"rows": rows, "vs_torch": {}, "vs_reference": {}, "machine": machine_info(), "versions": _versions()}
+    out = {"rows": rows, "vs_torch": {}, "vs_reference": {}, "machine": machine_info(), "versions": versions()}
     for name in variants:
         out["vs_torch"][name] = asdict(Ratio.of(p50s["torch"], p50s[name]))
         if reference and reference in p50s:

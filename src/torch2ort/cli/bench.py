@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                         providers=[p.strip() for p in args.providers.split(",") if p.strip()],
                         compile=args.compile, profile=not args.no_profile)
     console.print(f"benchmarking {request.model} vs {onnx_path}: batches {batches}, {args.repeats} repeats …")
-    from torch2ort.verify import parse_runtimes
+    from torch2ort.parity.verify import parse_runtimes
 
     runtimes = parse_runtimes(args.runtime)
     report = bench(request, spec, onnx_path, opts)

@@ -52,11 +52,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.bundle import read_labels
+    from torch2ort.bundle.writer import read_labels
     from torch2ort.config import config_inputs
     from torch2ort.errors import UsageError
     from torch2ort.inputs import parse_sweep
-    from torch2ort.migrate import MigrateOptions, migrate
+    from torch2ort.pipeline.migrate import MigrateOptions, migrate
     from torch2ort.report import summary_lines
 
     console = make_console()

@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.bundle import pack, pack_model, parity_summary, read_labels
+    from torch2ort.bundle.writer import pack, pack_model, parity_summary, read_labels
     from torch2ort.errors import UsageError
 
     opts = {"name": args.name, "labels": read_labels(args.labels) if args.labels else None,

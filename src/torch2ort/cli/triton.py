@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.triton import export_triton
+    from torch2ort.bundle.triton import export_triton
 
     result = export_triton(args.bundle, args.output, max_batch=args.max_batch, instances=args.instances,
                            gpu=args.gpu, tensorrt=args.gpu and not args.no_tensorrt,

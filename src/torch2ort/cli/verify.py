@@ -19,8 +19,8 @@ from torch2ort.cli.common import (
     pick,
     print_notes,
 )
-from torch2ort.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from torch2ort.errors import SpecError
+from torch2ort.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL
 
 
 def add_parser(sub) -> None:
@@ -51,8 +51,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from torch2ort.inputs import parse_sweep
+    from torch2ort.parity.verify import parse_runtimes, verify_onnx
     from torch2ort.sources import load_model
-    from torch2ort.verify import parse_runtimes, verify_onnx
 
     console = make_console()
     if len(args.positional) > 2:

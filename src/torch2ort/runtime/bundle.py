@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from torch2ort._env import physical_cores
 from torch2ort.errors import BundleError, PredictInputError
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.processors import Context, check_pipeline, run_postprocess, run_preprocess
-from torch2ort.runtime.providers import physical_cores, requested_providers, usable_providers
+from torch2ort.runtime.providers import requested_providers, usable_providers
 
 log = logging.getLogger("torch2ort.runtime")
 

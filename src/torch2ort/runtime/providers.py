@@ -43,29 +43,3 @@ def usable_providers(requested: list[str], available: list[str]) -> tuple[list[s
     notes = [f"{p} is not available in this onnxruntime build (available: {', '.join(available)}); "
              "falling back" for p in requested if p not in available]
     return [p for p in requested if p in available], notes
-
-
-def physical_cores() -> int:
-    """Physical cores from /proc/cpuinfo (hyper-threads share a core), else os.cpu_count()."""
-    try:
-        pairs = set()
-        phys = core = None
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "physical id":
-                    phys = value.strip()
-                elif key == "core id":
-                    core = value.strip()
-                elif not line.strip():
-                    if core is not None:
-                        pairs.add((phys, core))
-                    phys = core = None
-        if core is not None:
-            pairs.add((phys, core))
-        if pairs:
-            return len(pairs)
-    except OSError:
-        pass
-    return os.cpu_count() or 1

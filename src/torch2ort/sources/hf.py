@@ -290,7 +290,7 @@ def reference_sentence_embeddings(path: str | Path, texts: list[str]):
         return emb, f"sentence-transformers {sentence_transformers.__version__} SentenceTransformer.encode"
     import torch
 
-    from torch2ort.checks import tokenize_texts
+    from torch2ort.pipeline.checks import tokenize_texts
 
     loaded = load(ModelRequest(f"{PREFIX}{path}", {"pooling": "graph"}))
     loaded.module.eval()

@@ -1,0 +1,321 @@
+"""Write a bundle: model + manifest + checksums + pipelines + requirements + README. See docs/bundle.md.
+
+Example::
+
+    from torch2ort.bundle.writer import pack
+    pack("emotion.onnx", "emotion-bundle", labels=LABELS, preprocess="image", postprocess="softmax-topk")
+
+Packing an existing .onnx file needs only numpy and onnxruntime; ``pack_model`` exports and
+verifies a torch model first and records the parity summary.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch2ort import __version__
+from torch2ort.errors import OutputExistsError, UsageError, unknown_name
+from torch2ort.runtime import manifest as mf
+from torch2ort.runtime.bundle import ort_dtype
+from torch2ort.runtime.processors import check_pipeline
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _image_size(inputs: list[dict]) -> tuple[int, int]:
+    shape = inputs[0]["shape"]
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+        raise UsageError(f"image presets need an NCHW input with static H and W; got {shape}")
+    return int(shape[2]), int(shape[3])
+
+
+def preprocess_preset(name: str, inputs: list[dict], tokenizer: bool) -> list[dict]:
+    if name == "image":
+        h, w = _image_size(inputs)
+        return [{"op": "load_image"}, {"op": "resize", "size": [h, w]}, {"op": "scale"}, {"op": "hwc_to_chw"},
+                {"op": "add_batch"}]
+    if name == "imagenet":
+        h, w = _image_size(inputs)
+        return [{"op": "load_image"}, {"op": "resize", "size": round(min(h, w) * 256 / 224)},
+                {"op": "center_crop", "size": [h, w]}, {"op": "scale"},
+                {"op": "normalize", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}, {"op": "hwc_to_chw"},
+                {"op": "add_batch"}]
+    if name == "text":
+        if not tokenizer:
+            raise UsageError("--preprocess text needs --tokenizer tokenizer.json")
+        return [{"op": "tokenize", "outputs": [t["name"] for t in inputs]}]
+    raise UsageError(unknown_name("preprocess preset", name, ["image", "imagenet", "text"]) +
+                     ", or a JSON list of steps")
+
+
+def postprocess_preset(name: str, outputs: list[dict]) -> list[dict]:
+    first = outputs[0]["name"]
+    presets = {
+        "softmax-topk": [{"op": "softmax", "output": first, "name": "probabilities"},
+                         {"op": "topk", "output": "probabilities", "k": 5}],
+        "sigmoid-threshold": [{"op": "sigmoid", "output": first, "name": "probabilities"},
+                              {"op": "threshold", "output": "probabilities", "threshold": 0.5}],
+        "threshold": [{"op": "threshold", "output": first, "threshold": 0.5}],
+        "argmax": [{"op": "argmax", "output": first}],
+        "embeddings": [{"op": "mean_pool", "output": first}, {"op": "l2_normalize"}],
+    }
+    if name not in presets:
+        raise UsageError(unknown_name("postprocess preset", name, list(presets)) + ", or a JSON list of steps")
+    return presets[name]
+
+
+def _pipeline(value: str | list | None, preset, *args) -> list[dict]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            steps = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"pipeline JSON does not parse: {exc}") from None
+        return steps
+    if text.endswith(".json") and Path(text).is_file():
+        return json.loads(Path(text).read_text())
+    return preset(text, *args)
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """One label per line, or a JSON list."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--labels {path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        labels = json.loads(text)
+    else:
+        labels = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not labels or not all(isinstance(x, str) for x in labels):
+        raise UsageError(f"--labels {path}: expected one label per line or a JSON list of strings")
+    return labels
+
+
+def _prepare_dir(out: Path, force: bool) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise OutputExistsError(f"{out} exists and is not a directory")
+        if any(out.iterdir()):
+            if not force:
+                raise OutputExistsError(f"{out} already exists and is not empty; pass --force to replace it")
+            if not (out / mf.MANIFEST).is_file():
+                raise OutputExistsError(f"{out} is not a torch2ort bundle; refusing to delete it even with --force")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _io(session) -> tuple[list[dict], list[dict]]:
+    def describe(values) -> list[dict]:
+        out = []
+        for v in values:
+            shape = [d if isinstance(d, int) else (d or f"{v.name}_dim{i}") for i, d in enumerate(v.shape)]
+            out.append({"name": v.name, "dtype": ort_dtype(v.type), "shape": shape,
+                        "dynamic": [d for d in shape if isinstance(d, str)]})
+        return out
+
+    return describe(session.get_inputs()), describe(session.get_outputs())
+
+
+def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, labels: list[str] | None = None,
+         preprocess: str | list | None = None, postprocess: str | list | None = None,
+         tokenizer: str | Path | None = None, parity: dict | None = None, force: bool = False,
+         web: bool = False) -> Path:
+    """Write a bundle directory from an ONNX file (with its external data, if any).
+
+    ``web=True`` adds ``web/``: a page that runs the model in the browser (see ``torch2ort.bundle.web``).
+    """
+    import onnxruntime as ort
+
+    src = Path(onnx_path)
+    out = Path(out)
+    if not src.is_file():
+        raise UsageError(f"ONNX file not found: {src}")
+    from torch2ort.runtime.onnx_refs import WireError, external_data_locations
+
+    try:
+        locations = external_data_locations(src.read_bytes())
+    except WireError as exc:
+        raise UsageError(f"{src} is not an ONNX model ({exc})") from None
+    for loc in locations:
+        mf.inside(src.parent, loc)  # refuses escaping references
+    try:
+        session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise UsageError(f"onnxruntime cannot load {src}: {' '.join(str(exc).split())[:300]}") from None
+    inputs, outputs = _io(session)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    pre = _pipeline(preprocess, preprocess_preset, inputs, tokenizer is not None)
+    post = _pipeline(postprocess, postprocess_preset, outputs)
+    check_pipeline(pre, post)
+    if tokenizer is not None and not Path(tokenizer).is_file():
+        raise UsageError(f"--tokenizer {tokenizer}: no such file")
+    if web:
+        from torch2ort.bundle.web import check_web, ort_web_files
+
+        check_web(pre, post, inputs)
+        ort_web_files()  # fails before anything is written when onnxruntime-web is not installed
+
+    _prepare_dir(out, force)
+    shutil.copyfile(src, out / MODEL_FILE)
+    for loc in locations:
+        dst = out / loc
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src.parent / loc, dst)
+    if tokenizer is not None:
+        shutil.copyfile(tokenizer, out / TOKENIZER_FILE)
+    web_version = None
+    if web:
+        from torch2ort.bundle.web import write_web
+
+        web_version = write_web(out)
+    manifest: dict[str, Any] = {
+        "format_version": mf.FORMAT_VERSION,
+        "name": name or src.stem,
+        "model": MODEL_FILE,
+        "inputs": inputs,
+        "outputs": outputs,
+        "labels": labels,
+        "preprocess": pre,
+        "postprocess": post,
+        "provenance": {
+            "torch2ort": __version__,
+            "source": meta.get("torch2ort.source"),
+            "input_spec": meta.get("torch2ort.input_spec"),
+            "input_spec_sha256": meta.get("torch2ort.input_spec_sha256"),
+            "exporter": meta.get("torch2ort.exporter"),
+            "opset": int(meta["onnx.opset"]) if "onnx.opset" in meta else None,
+            "torch": meta.get("torch.version"),
+            "onnx": meta.get("onnx.version"),
+            "onnxruntime": ort.__version__,
+            **({"onnxruntime_web": web_version} if web else {}),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "parity": parity,
+    }
+    (out / "requirements.txt").write_text(_requirements(pre, post))
+    (out / "README.md").write_text(_readme(manifest))
+    manifest["files"] = {rel: mf.sha256_file(out / rel) for rel in mf.bundle_files(out)}
+    mf.validate(manifest)
+    (out / mf.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def parity_summary(verify_dict: dict) -> dict:
+    """The part of a verify report a bundle keeps: verdict, tolerances, per-output worst errors."""
+    parity = verify_dict.get("parity", verify_dict)
+    return {
+        "passed": parity["passed"],
+        "atol": parity["atol"],
+        "rtol": parity["rtol"],
+        "cases": len(verify_dict.get("cases", [])),
+        "outputs": {r["output"]: {"max_abs": r["max_abs"], "min_cosine": r["min_cosine"], "failed": r["failed"]}
+                    for r in parity.get("per_output", [])},
+    }
+
+
+def pack_model(loaded, spec, out: str | Path, *, verify_n: int = 3, force: bool = False,
+               **pack_kwargs) -> tuple[Path, Any]:
+    """Export a torch model, verify it, and pack it; a failed verification writes no bundle."""
+    from torch2ort.errors import ParityError
+    from torch2ort.export import export_onnx
+    from torch2ort.inputs import default_sweep
+    from torch2ort.parity.verify import verify_onnx
+
+    if Path(out).exists() and any(Path(out).iterdir()) and not force:
+        raise OutputExistsError(f"{out} already exists and is not empty; pass --force to replace it")
+    if not pack_kwargs.get("name"):
+        pack_kwargs["name"] = loaded.source.rpartition(":")[2] or Path(loaded.source).stem
+    with tempfile.TemporaryDirectory(prefix="torch2ort-pack-") as tmp:
+        onnx_path = Path(tmp) / MODEL_FILE
+        export_onnx(loaded, spec, onnx_path)
+        result = verify_onnx(loaded, onnx_path, spec, n=verify_n, sweep=default_sweep(spec))
+        if not result.report:
+            reasons = "; ".join(result.report.failures()[:3])
+            raise ParityError(f"verification failed, so no bundle was written: {reasons}")
+        path = pack(onnx_path, out, parity=parity_summary(result.to_dict()), force=force, **pack_kwargs)
+    return path, result
+
+
+def _requirements(pre: list[dict], post: list[dict]) -> str:
+    import numpy
+    import onnxruntime
+
+    ops = {s["op"] for s in pre + post}
+    lines = [f"torch2ort=={__version__}", f"onnxruntime=={onnxruntime.__version__}",
+             f"numpy>={numpy.__version__.split('.')[0]}"]
+    if ops & {"load_image", "resize", "center_crop"}:
+        lines.append("pillow>=10")
+    if "tokenize" in ops:
+        lines.append("tokenizers>=0.19")
+    return "# runtime only: no torch needed\n" + "\n".join(lines) + "\n"
+
+
+def _readme(m: dict) -> str:
+    ins = "\n".join(f"- `{t['name']}`: {t['dtype']} {t['shape']}" for t in m["inputs"])
+    outs = "\n".join(f"- `{t['name']}`: {t['dtype']} {t['shape']}" for t in m["outputs"])
+    example_feed = ", ".join(f'"{t["name"]}": np.load("{t["name"]}.npy")' for t in m["inputs"])
+    cli_inputs = " ".join(f"--input {t['name']}={t['name']}.npy" for t in m["inputs"])
+    parity = m.get("parity")
+    verdict = ("not verified in this bundle" if not parity else
+               f"{'PASSED' if parity['passed'] else 'FAILED'} (atol {parity['atol']:g}, rtol {parity['rtol']:g}, "
+               f"{parity['cases']} cases)")
+    raw_hint = ""
+    if m["preprocess"]:
+        raw_hint = ("\nThe bundle declares a preprocess pipeline, so `predict` also takes the raw input "
+                    "(an image path, or text) instead of the arrays above.\n")
+    web = ""
+    if "onnxruntime_web" in (m.get("provenance") or {}):
+        web = f"""
+## Browser
+
+`web/index.html` runs the model in the browser with onnxruntime-web {m['provenance']['onnxruntime_web']} (in
+`web/ort/`, no CDN), preprocessing and postprocessing included. Browsers refuse to fetch files over
+`file://`, so serve the folder over HTTP: `torch2ort serve path/to/this/folder` and open
+http://127.0.0.1:8000/bundles/{m['name']}/web/ (cross-origin isolated, so WASM threads work), or
+`python -m http.server -d path/to/this/folder` and open http://127.0.0.1:8000/web/ (one thread).
+"""
+    return f"""# {m['name']} (torch2ort bundle)
+
+Runs with ONNX Runtime, no torch: `pip install -r requirements.txt`.
+
+Inputs:
+{ins}
+
+Outputs:
+{outs}
+
+Parity with PyTorch: {verdict}.
+
+## Python
+
+```python
+import numpy as np
+from torch2ort.runtime import Bundle
+
+bundle = Bundle.load("path/to/this/folder")   # checks every sha256 first
+out = bundle.predict({{{example_feed}}})
+print(out.keys(), out.raw.keys())
+```
+{raw_hint}
+## CLI
+
+```bash
+torch2ort predict path/to/this/folder {cli_inputs}
+```
+
+{web}
+`torch2ort.json` is the manifest: inputs, outputs, pipelines, provenance and checksums.
+"""

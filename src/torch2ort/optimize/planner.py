@@ -1,0 +1,318 @@
+"""Build optimised variants of an ONNX model, re-verify each against PyTorch, benchmark, pick one.
+
+Example::
+
+    result = optimize(loaded, request, "model.onnx", spec, passes="auto", out="model.opt.onnx")
+    result.chosen            # "transformer+int8-dynamic[per-channel]", or None when nothing passed
+    result.table()           # variant, gate metric, latency, speed-ups, size, Pareto flag
+
+Every variant, the unmodified fp32 export included, is judged by the accuracy gates in
+``gates.py`` on the same verification cases. A variant that fails is listed with its numbers and
+never written as the result.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from torch2ort.errors import OutputExistsError, UsageError
+from torch2ort.export.graph import model_bytes, op_counts
+from torch2ort.inputs import sample_cases, synthetic_cases
+from torch2ort.optimize.passes import Pass, PassContext, PassError, parse_chain
+from torch2ort.optimize.passes.fp16 import Fp16
+from torch2ort.optimize.passes.graph import GraphOptimize
+from torch2ort.optimize.passes.int8_dynamic import OP_TYPES, Int8Dynamic, quantisable_nodes
+from torch2ort.optimize.passes.int8_static import Int8Static
+from torch2ort.optimize.passes.transformer import TransformerFusion, looks_like_transformer
+from torch2ort.parity.compare import RunResults, compare, run
+from torch2ort.parity.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates
+from torch2ort.parity.verify import build_cases
+from torch2ort.runners.base import RunnerError
+from torch2ort.runners.ort import OrtRunner
+from torch2ort.runners.torch_eager import TorchRunner
+from torch2ort.spec import InputSpec
+
+BASELINE = "fp32"
+
+
+@dataclass
+class Variant:
+    name: str
+    passes: list[str] = field(default_factory=list)
+    path: str | None = None
+    size_mb: float | None = None
+    build_s: float = 0.0
+    details: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    gate: dict = field(default_factory=dict)
+    passed: bool = False
+    summary: str = "-"
+    max_abs: float | None = None
+    min_cosine: float | None = None
+    latency: dict | None = None      # median stats at the benchmark batch
+    vs_torch: dict | None = None     # Ratio: torch p50 / variant p50
+    vs_fp32: dict | None = None      # Ratio: fp32 ONNX p50 / variant p50
+    pareto: bool = False
+
+
+@dataclass
+class OptimizeResult:
+    variants: list[Variant]
+    gates: dict[str, dict]
+    cases: int
+    calibration: str
+    chosen: str | None = None
+    output: str | None = None
+    message: str = ""
+    bench: dict | None = None
+    seconds: float = 0.0
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> list[dict]:
+        rows = []
+        for v in self.variants:
+            rows.append({"variant": v.name, "gate": "pass" if v.passed else "FAIL", "metric": v.summary,
+                         "p50_ms": (v.latency or {}).get("p50"), "p99_ms": (v.latency or {}).get("p99"),
+                         "vs_torch": (v.vs_torch or {}).get("median"), "vs_fp32": (v.vs_fp32 or {}).get("median"),
+                         "size_mb": v.size_mb, "pareto": v.pareto, "chosen": v.name == self.chosen,
+                         "why": v.error or "; ".join(gate_failures(v.gate))})
+        return rows
+
+
+def gate_failures(gate: dict) -> list[str]:
+    """The failure lines of a GateVerdict.to_dict()."""
+    return list(gate.get("errors", [])) + [f"{c['output']}: {c['reason']}" for c in gate.get("checks", [])
+                                           if not c["passed"]]
+
+
+def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | bool = "auto") -> tuple[list, list]:
+    """The variants worth trying for this graph, and fallbacks tried only when no quantised one passes."""
+    counts = op_counts(onnx_path)
+    primary: list[list[Pass]] = [[GraphOptimize()]]
+    fallback: list[list[Pass]] = []
+    gpu = any(p != "CPUExecutionProvider" for p in providers)
+    if looks_like_transformer(counts):
+        fuse = TransformerFusion()
+        per_layer = max(1, len(quantisable_nodes(Path(onnx_path), OP_TYPES)) // max(1, counts.get("Softmax", 1)))
+        primary += [[fuse], [fuse, Int8Dynamic(reduce_range=reduce_range)],
+                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range)],
+                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_last=per_layer)],
+                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=per_layer)],
+                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=2 * per_layer)]]
+        fallback += [[Int8Static(per_channel=True, reduce_range=reduce_range, op_types=["MatMul", "Gemm"])]]
+        if gpu:
+            primary.append([fuse, Fp16()])
+    else:
+        if counts.get("Conv", 0):
+            primary += [[Int8Static(reduce_range=reduce_range)],
+                        [Int8Static(method="percentile", reduce_range=reduce_range)]]
+        elif counts.get("MatMul", 0) + counts.get("Gemm", 0):
+            primary += [[Int8Dynamic(reduce_range=reduce_range)],
+                        [Int8Dynamic(per_channel=True, reduce_range=reduce_range)]]
+        if gpu:
+            primary.append([Fp16()])
+    return primary, fallback
+
+
+def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes: str | list[str] = "auto",
+             accept: list[str | Gate] | None = None, samples: str | Path | None = None, n: int = 8,
+             sweep: dict[str, list[int]] | None = None, seed: int = 0, providers: list[str] | None = None,
+             pass_options: dict[str, dict] | None = None, bench_opts=None, out: str | Path | None = None,
+             force: bool = False, log: Callable[[str], None] = lambda line: None) -> OptimizeResult:
+    """Build, verify, benchmark and choose; writes ``out`` only when a variant passes its gates."""
+    start = time.perf_counter()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise UsageError(f"ONNX file not found: {onnx_path}")
+    if out is not None and Path(out).exists() and not force:
+        raise OutputExistsError(f"{out} already exists; pass --force to overwrite it")
+    providers = providers or ["CPUExecutionProvider"]
+    gates_in = [g if isinstance(g, Gate) else parse_gate(g) for g in (accept or [])]
+    spec = _with_onnx_output_names(spec, onnx_path)
+    cases = build_cases(spec, n, samples, sweep, seed)
+    calibration = ([c.feed for c in sample_cases(samples, spec)] if samples
+                   else [c.feed for c in synthetic_cases(spec, 16, seed + 500)])
+    calib_text = (f"{len(calibration)} sample feeds from {Path(samples).name}" if samples
+                  else f"{len(calibration)} synthetic feeds (seeds apart from the verification cases)")
+    auto = passes == "auto" or passes == ["auto"]
+    pass_options = pass_options or {}
+    if auto:
+        primary, fallback = plan_auto(onnx_path, providers, pass_options.get("int8-dynamic", {})
+                                      .get("reduce_range", "auto"))
+    else:
+        chains = [passes] if isinstance(passes, str) else passes
+        primary, fallback = [parse_chain(c, pass_options) for c in chains], []
+
+    log(f"verifying against PyTorch on {len(cases)} cases")
+    results = run([TorchRunner(loaded.module, spec)], cases)
+    ref = results.records[0]
+    if ref.error:
+        raise UsageError(f"PyTorch failed on the verification inputs: {ref.error}")
+    gates = resolve_gates(gates_in, ref.outputs)
+    with tempfile.TemporaryDirectory(prefix="torch2ort-opt-") as tmp:
+        ctx = PassContext(Path(tmp), calibration, providers)
+        variants = [Variant(BASELINE, [], str(onnx_path), model_bytes(onnx_path) / 2**20)]
+        _judge(variants[0], results, cases, gates, providers)
+        log(f"{BASELINE}: {'pass' if variants[0].passed else 'FAIL'} ({variants[0].summary})")
+        built: dict[tuple, tuple[Path, list, list]] = {}
+        for round_chains in (primary, fallback):
+            if round_chains is fallback and (not fallback or any(v.passed and _quantised_name(v) for v in variants)):
+                continue
+            for chain in round_chains:
+                variant = _build(chain, onnx_path, ctx, built)
+                variants.append(variant)
+                if variant.error is None:
+                    _judge(variant, results, cases, gates, providers)
+                status = "error" if variant.error else ("pass" if variant.passed else "FAIL")
+                log(f"{variant.name}: {status} ({variant.error or variant.summary}, {variant.build_s:.1f} s)")
+        bench = None
+        passing = [v for v in variants if v.passed]
+        if bench_opts is not None and passing:
+            from torch2ort.bench.run import bench_variants
+
+            log(f"benchmarking torch and {len(passing)} passing variants in separate processes")
+            bench = bench_variants(request, spec, {v.name: v.path for v in passing}, bench_opts, reference=BASELINE)
+            for v in passing:
+                v.latency = bench["rows"][v.name]
+                v.vs_torch = bench["vs_torch"][v.name]
+                v.vs_fp32 = bench["vs_reference"].get(v.name)
+            bench["torch"] = bench["rows"]["torch"]
+        _mark_pareto(variants, gates)
+        result = OptimizeResult(variants, {k: {"gate": g.text(), "why": g.why} for k, g in gates.items()},
+                                len(cases), calib_text, bench=bench)
+        _choose(result, auto, bench is not None)
+        if result.chosen and out is not None:
+            _write(result.variant(result.chosen), Path(out), gates)
+            result.output = str(out)
+        for v in variants:  # the temporary files are gone after this
+            if v.name != BASELINE:
+                v.path = None
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _quantised_name(v: Variant) -> bool:
+    return any(p.startswith(("int8", "fp16")) for p in v.passes)
+
+
+def _build(chain: list[Pass], src: Path, ctx: PassContext, built: dict) -> Variant:
+    """Apply the chain, reusing results of shared prefixes (graph, transformer fusion…)."""
+    labels = [p.label for p in chain]
+    variant = Variant("+".join(labels), labels)
+    current, t0 = src, time.perf_counter()
+    for i, p in enumerate(chain):
+        key = tuple(labels[: i + 1])
+        if key not in built:
+            target = ctx.workdir / f"v{len(built)}.onnx"
+            try:
+                res = p(current, target, ctx)
+            except PassError as exc:
+                variant.error, variant.build_s = exc.one_line(), time.perf_counter() - t0
+                return variant
+            built[key] = (res.model, [{"pass": p.label, "changed": res.changed, **res.details}], res.notes)
+        current, details, notes = built[key]
+        variant.details += details
+        variant.notes += notes
+    variant.path, variant.size_mb = str(current), model_bytes(current) / 2**20
+    variant.build_s = time.perf_counter() - t0
+    if not any(d["changed"] for d in variant.details):
+        variant.notes.append("the passes left the model unchanged")
+    return variant
+
+
+def _judge(variant: Variant, results: RunResults, cases, gates: dict[str, Gate], providers: list[str]) -> None:
+    try:
+        got = run([OrtRunner(variant.path, providers, name=variant.name)], cases)
+    except RunnerError as exc:
+        variant.error = str(exc)
+        return
+    combined = RunResults([r for r in results.records if r.runner == "torch"] + got.records)
+    report = compare(combined, "torch")
+    verdict: GateVerdict = judge(report, gates, variant.name)
+    variant.gate, variant.passed, variant.summary = verdict.to_dict(), bool(verdict), verdict.summary()
+    finite = [c for c in report.comparisons if not math.isnan(c.max_abs)]
+    variant.max_abs = max((c.max_abs for c in finite), default=None)
+    variant.min_cosine = min((c.cosine for c in finite if not math.isnan(c.cosine)), default=None)
+
+
+def _mark_pareto(variants: list[Variant], gates: dict[str, Gate]) -> None:
+    """Passing variants that no other passing variant beats on latency, size and every gate metric."""
+    passing = [v for v in variants if v.passed]
+
+    def score(v: Variant) -> list[float]:
+        lat = (v.latency or {}).get("p50", math.inf)
+        vals = [-(c["value"]) if gates[c["output"]].op == ">=" else c["value"] for c in v.gate["checks"]]
+        return [lat, v.size_mb or math.inf, *vals]
+
+    for v in passing:
+        s = score(v)
+        v.pareto = not any(all(a <= b for a, b in zip(score(o), s)) and score(o) != s for o in passing if o is not v)
+
+
+def _choose(result: OptimizeResult, auto: bool, benched: bool) -> None:
+    passing = [v for v in result.variants if v.passed]
+    optimised = [v for v in passing if v.name != BASELINE]
+    base = result.variant(BASELINE)
+    if not base.passed:
+        result.message = (f"the fp32 export itself fails the accuracy gate ({'; '.join(gate_failures(base.gate))});"
+                          " fix the export or the gate first")
+        if not optimised:
+            return
+    pool = passing if auto else optimised
+    if not pool:
+        result.message = ("no optimised variant passed the accuracy gate; " +
+                          ("kept the fp32 export" if base.passed and auto else "nothing written"))
+        if auto and base.passed:
+            result.chosen = BASELINE
+        return
+    key = (lambda v: v.latency["p50"]) if benched else (lambda v: (v.size_mb, len(v.passes)))
+    best = min(pool, key=key)
+    result.chosen = best.name
+    why = "the fastest variant that passes" if benched else "the smallest variant that passes (not benchmarked)"
+    if best.name == BASELINE and optimised:
+        why += "; no optimised variant beat the fp32 export"
+    elif best.name == BASELINE:
+        why = "no optimised variant passed the accuracy gate; kept the fp32 export"
+    result.message = result.message or f"chose {best.name}: {why}"
+
+
+def _write(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
+    import onnx
+
+    from torch2ort.optimize.passes.base import save_model
+
+    model = onnx.load(variant.path)
+    stamp = {"torch2ort.optimize.variant": variant.name,
+             "torch2ort.optimize.gates": " ".join(g.text() for g in gates.values()),
+             "torch2ort.optimize.metric": variant.summary}
+    kept = [p for p in model.metadata_props if p.key not in stamp]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for k, v in stamp.items():
+        model.metadata_props.add(key=k, value=v)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, out)
+
+
+def _with_onnx_output_names(spec: InputSpec, onnx_path: Path) -> InputSpec:
+    """Name PyTorch's outputs like the graph's when the spec does not name them."""
+    if spec.output_names:
+        return spec
+    import onnx
+
+    names = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    return replace(spec, output_names=tuple(names), _by_name={})
+
+
+__all__ = ["OptimizeResult", "Variant", "optimize", "plan_auto"]

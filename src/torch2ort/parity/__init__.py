@@ -1,0 +1,1 @@
+"""Is the ONNX model the torch model? metrics (one definition of each), run-then-compare, gates, verify."""

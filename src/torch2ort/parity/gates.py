@@ -1,0 +1,178 @@
+"""Accuracy gates: the task-level check every optimised variant must pass before it is kept.
+
+A gate is ``[OUTPUT:]METRIC OP LIMIT``, e.g. ``cosine>=0.99`` or ``logits:top1>=0.99``. Metrics,
+each aggregated over every verification case:
+
+    cosine    min per-item cosine similarity to the PyTorch output      (embeddings)
+    top1      share of rows whose argmax agrees with PyTorch            (classifier scores)
+    decision  share of values on the same side of 0.5 as PyTorch        (multi-label sigmoids)
+    maxabs    max |variant - PyTorch|                                   (regression, images)
+
+Without ``--accept``, each output gets the default for its kind, read from the PyTorch output
+itself (``default_gate``). Whatever the gate, NaN/Inf where PyTorch is finite, or a wrong shape
+or dtype, fails.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from torch2ort.errors import UsageError
+from torch2ort.parity.compare import OutputComparison, ParityReport
+
+METRICS = {"cosine": ">=", "top1": ">=", "decision": ">=", "maxabs": "<="}
+_GATE = re.compile(r"^(?:(?P<output>[^:]+):)?(?P<metric>[a-z0-9]+)\s*(?P<op>>=|<=)\s*(?P<limit>[-+0-9.eE]+)$")
+EMBEDDING_WORDS = ("embed", "pool", "sentence", "feature", "vector", "hidden", "encod")
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    limit: float
+    output: str | None = None  # None: every output without a gate of its own
+    why: str = ""
+
+    @property
+    def op(self) -> str:
+        return METRICS[self.metric]
+
+    def text(self) -> str:
+        return f"{self.output + ':' if self.output else ''}{self.metric}{self.op}{self.limit:g}"
+
+    def holds(self, value: float) -> bool:
+        if value is None or math.isnan(value):
+            return False
+        return value >= self.limit if self.op == ">=" else value <= self.limit
+
+
+def parse_gate(text: str) -> Gate:
+    m = _GATE.match(text.replace(" ", ""))
+    if not m or m["metric"] not in METRICS:
+        raise UsageError(f"--accept {text!r}: expected [OUTPUT:]METRIC>=X or maxabs<=X with METRIC one of "
+                         f"{', '.join(f'{k}{v}' for k, v in METRICS.items())}, e.g. cosine>=0.99")
+    if m["op"] != METRICS[m["metric"]]:
+        raise UsageError(f"--accept {text!r}: {m['metric']} takes {METRICS[m['metric']]}")
+    return Gate(m["metric"], float(m["limit"]), m["output"], "asked for with --accept")
+
+
+def default_gate(name: str, ref: np.ndarray) -> Gate:
+    """The gate for an output, from what its PyTorch values look like (documented in docs/optimize.md)."""
+    if not np.issubdtype(ref.dtype, np.floating):
+        return Gate("maxabs", 0.0, name, "integer or bool output: must match exactly")
+    r = ref.astype(np.float64)
+    lowered = name.lower()
+    rows = r.reshape(r.shape[0], -1) if r.ndim >= 2 else None
+    unit_rows = rows is not None and rows.shape[1] > 1 and bool(np.all(np.abs(np.linalg.norm(rows, axis=1) - 1) < 1e-3))
+    if r.ndim in (2, 3) and (any(w in lowered for w in EMBEDDING_WORDS) or unit_rows or r.ndim == 3):
+        return Gate("cosine", 0.99, name, "embedding or token features")
+    if r.ndim == 2 and r.shape[-1] >= 2:
+        in_unit = bool(np.all((r >= 0) & (r <= 1)))
+        softmax = in_unit and bool(np.allclose(r.sum(-1), 1.0, atol=1e-3))
+        if in_unit and not softmax and "logit" not in lowered:
+            return Gate("decision", 0.99, name, "independent probabilities (multi-label sigmoid)")
+        return Gate("top1", 0.99, name, "class scores or softmax rows")
+    if r.ndim <= 2 and r.size and "logit" not in lowered and bool(np.all((r >= 0) & (r <= 1))):
+        return Gate("decision", 0.99, name, "probabilities (sigmoid)")
+    return Gate("maxabs", 1e-3, name, "regression or image output")
+
+
+@dataclass
+class GateCheck:
+    output: str
+    gate: str
+    metric: str
+    value: float | None
+    passed: bool
+    why: str = ""
+    reason: str = ""
+
+
+@dataclass
+class GateVerdict:
+    checks: list[GateCheck] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return not self.errors and bool(self.checks) and all(c.passed for c in self.checks)
+
+    def summary(self) -> str:
+        """``cosine 0.9927`` for one output; ``logits top1 1, probs decision 0.998`` for several."""
+        if len(self.checks) == 1:
+            return f"{self.checks[0].metric} {_fmt(self.checks[0].value)}"
+        return ", ".join(f"{c.output} {c.metric} {_fmt(c.value)}" for c in self.checks) or "-"
+
+    def failures(self) -> list[str]:
+        return self.errors + [f"{c.output}: {c.reason}" for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {"passed": bool(self), "checks": [asdict(c) for c in self.checks], "errors": self.errors}
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.5g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def resolve_gates(accept: list[Gate], reference_outputs: dict[str, np.ndarray]) -> dict[str, Gate]:
+    """One gate per output: an output-specific --accept, else a global one, else the default."""
+    known = set(reference_outputs)
+    for g in accept:
+        if g.output and g.output not in known:
+            raise UsageError(f"--accept {g.text()}: no output named {g.output!r} (outputs: {', '.join(known)})")
+    global_gates = [g for g in accept if not g.output]
+    if len(global_gates) > 1:
+        raise UsageError("give at most one --accept without an output name; name outputs for the others")
+    gates = {}
+    for name, ref in reference_outputs.items():
+        own = [g for g in accept if g.output == name]
+        if own:
+            gates[name] = own[-1]
+        elif global_gates:
+            gates[name] = Gate(global_gates[0].metric, global_gates[0].limit, name, global_gates[0].why)
+        else:
+            gates[name] = default_gate(name, ref)
+    return gates
+
+
+def judge(report: ParityReport, gates: dict[str, Gate], runner: str | None = None) -> GateVerdict:
+    """Aggregate the per-case comparisons of each output and hold them against its gate."""
+    verdict = GateVerdict(errors=list(report.errors))
+    comps = [c for c in report.comparisons if runner is None or c.runner == runner]
+    for name, gate in gates.items():
+        mine = [c for c in comps if c.output == name]
+        if not mine:
+            verdict.checks.append(GateCheck(name, gate.text(), gate.metric, None, False, gate.why,
+                                            "no comparisons (the variant failed to run)"))
+            continue
+        broken = [c for c in mine if c.shape_got != c.shape_ref or c.dtype_got != c.dtype_ref
+                  or c.nonfinite_got > c.nonfinite_ref]
+        value = aggregate(gate.metric, mine)
+        check = GateCheck(name, gate.text(), gate.metric, value, gate.holds(value) and not broken, gate.why)
+        if broken:
+            check.reason = f"{broken[0].case}: {broken[0].reason or 'NaN/Inf, shape or dtype differs'}"
+        elif not check.passed:
+            check.reason = f"{gate.metric} {_fmt(value)} fails {gate.text()}"
+        verdict.checks.append(check)
+    return verdict
+
+
+def aggregate(metric: str, comps: list[OutputComparison]) -> float:
+    if metric == "cosine":
+        return min(c.cosine for c in comps)
+    if metric == "maxabs":
+        return max(c.max_abs for c in comps)
+    field_name = "top1" if metric == "top1" else "decision"
+    weights = [(getattr(c, field_name), _rows(c) if metric == "top1" else c.n_total) for c in comps]
+    if any(v is None for v, _ in weights):
+        return math.nan
+    total = sum(w for _, w in weights)
+    return sum(v * w for v, w in weights) / total if total else math.nan
+
+
+def _rows(c: OutputComparison) -> int:
+    return int(np.prod(c.shape_ref[:-1])) if c.shape_ref else 1

@@ -1,0 +1,1 @@
+"""The end-to-end migration: stages, their typed evidence, the torch-free bundle check and footprints."""

@@ -1,0 +1,108 @@
+"""optimize(): every variant re-verified, failing ones refused, the fastest passing one written."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from fixtures import faults
+from fixtures.families import FAMILIES, load_family, run_cli
+from torch2ort.bench.run import BenchOptions
+from torch2ort.errors import OutputExistsError
+from torch2ort.optimize.planner import BASELINE, optimize, plan_auto
+from torch2ort.sources import ModelRequest
+
+
+def _labels(chains):
+    return ["+".join(p.label for p in c) for c in chains]
+
+
+def test_auto_plans_by_graph_kind(exported):
+    cnn, _ = plan_auto(exported("mobilenet"), ["CPUExecutionProvider"])
+    assert "int8-static" in _labels(cnn) and "graph" in _labels(cnn)
+    enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
+    assert {"transformer", "transformer+int8-dynamic[per-channel]"} <= set(_labels(enc))
+    assert any("exclude-last" in x for x in _labels(enc)) and any("exclude-outliers" in x for x in _labels(enc))
+    assert _labels(fallback)[0].startswith("int8-static")
+    gpu, _ = plan_auto(exported("encoder"), ["CUDAExecutionProvider"])
+    assert "transformer+fp16" in _labels(gpu)
+
+
+def test_auto_returns_a_passing_variant_and_writes_it(exported, tmp_path):
+    fam = FAMILIES["ecg_resnet1d"]
+    out = tmp_path / "opt.onnx"
+    result = optimize(load_family("ecg_resnet1d"), ModelRequest(fam.model), exported("ecg_resnet1d"), fam.spec,
+                      out=out, bench_opts=BenchOptions(batches=[2], seconds=0.2, repeats=1, warmup=1))
+    chosen = result.variant(result.chosen)
+    assert chosen.passed and result.output == str(out)
+    assert result.gates["output_0"]["gate"].startswith("output_0:decision>=")
+    benched = [v for v in result.variants if v.latency]
+    assert {v.name for v in benched} == {v.name for v in result.variants if v.passed}
+    assert chosen.latency["p50"] == min(v.latency["p50"] for v in benched)
+    assert any(v.pareto for v in benched) and chosen.vs_torch["median"] > 0
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["torch2ort.optimize.variant"] == result.chosen
+    assert props["torch2ort.source"]  # the export's provenance survives the passes
+
+
+def test_impossible_gate_is_refused_and_nothing_is_written(exported, tmp_path):
+    fam = FAMILIES["mobilenet"]
+    out = tmp_path / "opt.onnx"
+    result = optimize(load_family("mobilenet"), None, exported("mobilenet"), fam.spec, accept=["cosine>=1.01"],
+                      out=out)
+    assert result.chosen is None and result.output is None and not out.exists()
+    assert not any(v.passed for v in result.variants)
+    assert "fp32 export itself fails" in result.message
+    assert all(v.gate["checks"][0]["value"] is not None for v in result.variants if not v.error)
+
+
+def test_explicit_chain_that_fails_its_gate_is_listed_not_written(exported, tmp_path):
+    fam = FAMILIES["ecg_resnet1d"]
+    out = tmp_path / "opt.onnx"
+    # A gate the fp32 export meets (it is exact to ~1e-7) but int8 cannot.
+    result = optimize(load_family("ecg_resnet1d"), None, exported("ecg_resnet1d"), fam.spec,
+                      passes=["int8-static"], accept=["maxabs<=1e-6"], out=out)
+    assert result.variant(BASELINE).passed
+    failed = result.variant("int8-static")
+    assert not failed.passed and failed.gate["checks"][0]["value"] > 1e-6
+    assert result.chosen is None and not out.exists()
+    assert "nothing written" in result.message
+
+
+def test_planted_fault_fails_every_variant(exported, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    faults.perturb_weight(exported("mobilenet"), bad)
+    fam = FAMILIES["mobilenet"]
+    result = optimize(load_family("mobilenet"), None, bad, fam.spec, passes=["graph"], accept=["maxabs<=1e-3"])
+    assert not result.variant(BASELINE).passed and not result.variant("graph").passed
+
+
+def test_existing_output_needs_force(exported, tmp_path):
+    out = tmp_path / "opt.onnx"
+    out.write_text("mine")
+    fam = FAMILIES["mobilenet"]
+    with pytest.raises(OutputExistsError):
+        optimize(load_family("mobilenet"), None, exported("mobilenet"), fam.spec, passes=["graph"], out=out)
+    assert out.read_text() == "mine"
+
+
+def test_cli_optimize_json_and_exit_codes(exported, tmp_path, capsys):
+    fam = FAMILIES["encoder"]
+    out, report = tmp_path / "o.onnx", tmp_path / "r.json"
+    rc = run_cli("optimize", fam.model, exported("encoder"), *fam.cli_inputs(), "-o", out, "--passes",
+                 "transformer,int8-dynamic", "--per-channel", "--no-bench", "--json", report)
+    text = capsys.readouterr().out
+    assert rc == 0 and out.is_file(), text
+    data = json.loads(report.read_text())
+    names = [v["name"] for v in data["variants"]]
+    assert names == ["fp32", "transformer+int8-dynamic[per-channel]"]
+    assert data["chosen"] == "transformer+int8-dynamic[per-channel]"
+    assert "transformer+int8-dynamic[per-channel]" in text  # rich markup must not eat the brackets
+    rc = run_cli("optimize", fam.model, exported("encoder"), *fam.cli_inputs(), "-o", tmp_path / "x.onnx",
+                 "--passes", "graph", "--no-bench", "--accept", "cosine>=2")
+    assert rc == 1 and not (tmp_path / "x.onnx").exists()
+    rc = run_cli("optimize", fam.model, exported("encoder"), *fam.cli_inputs(), "-o", tmp_path / "y.onnx",
+                 "--passes", "int4")
+    assert rc == 2 and "unknown pass 'int4'" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from torch2ort.errors import UsageError
+from torch2ort.parity.compare import RunRecord, RunResults, compare
+from torch2ort.parity.gates import default_gate, judge, parse_gate, resolve_gates
+
+
+def test_parse_gates():
+    g = parse_gate("logits:top1>=0.99")
+    assert (g.output, g.metric, g.limit, g.op) == ("logits", "top1", 0.99, ">=")
+    assert parse_gate("maxabs <= 1e-3").limit == 1e-3
+    for bad in ("cosine>0.9", "cosine<=0.99", "accuracy>=0.9", "top1>=x"):
+        with pytest.raises(UsageError):
+            parse_gate(bad)
+
+
+@pytest.mark.parametrize("name, ref, metric", [
+    ("sentence_embedding", np.random.default_rng(0).normal(size=(4, 16)), "cosine"),
+    ("output_0", np.eye(4, 8) / 1.0 + 0.0, "cosine"),  # unit-norm rows read as embeddings
+    ("logits", np.random.default_rng(1).normal(size=(4, 7)), "top1"),
+    ("probs", np.full((4, 5), 0.2), "top1"),  # softmax rows
+    ("output_0", np.random.default_rng(2).uniform(size=(4, 12)), "decision"),  # multi-label sigmoid
+    ("last_hidden_state", np.random.default_rng(3).normal(size=(2, 5, 8)), "cosine"),
+    ("image", np.random.default_rng(4).normal(size=(1, 3, 8, 8)), "maxabs"),
+    ("value", np.random.default_rng(5).normal(size=(4,)), "maxabs"),
+    ("bag_logit", np.random.default_rng(6).uniform(size=(4,)), "maxabs"),
+    ("ids", np.arange(6).reshape(2, 3), "maxabs"),
+])
+def test_default_gate_by_output_kind(name, ref, metric):
+    assert default_gate(name, ref.astype(np.float32) if ref.dtype == np.float64 else ref).metric == metric
+
+
+def _report(ref: np.ndarray, got: np.ndarray):
+    results = RunResults([RunRecord("torch", "c0", "synthetic", {"y": ref}),
+                          RunRecord("v", "c0", "synthetic", {"y": got})])
+    return compare(results, "torch")
+
+
+def test_judge_aggregates_and_refuses():
+    ref = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    got = ref.copy()
+    got[0] = got[0][::-1] * 3  # one row in ten flips its argmax (probably): top-1 agreement 0.9
+    gates = resolve_gates([], {"y": ref})
+    verdict = judge(_report(ref, got), gates, "v")
+    assert gates["y"].metric == "top1"
+    expected = float((ref.argmax(1) == got.argmax(1)).mean())
+    assert verdict.checks[0].value == pytest.approx(expected)
+    assert bool(verdict) is (expected >= 0.99)
+    assert judge(_report(ref, ref), resolve_gates(["y:maxabs<=0"] and [parse_gate("y:maxabs<=0")], {"y": ref}), "v")
+    impossible = resolve_gates([parse_gate("cosine>=1.01")], {"y": ref})
+    assert not judge(_report(ref, ref), impossible, "v")
+
+
+def test_nan_fails_any_gate():
+    ref = np.ones((2, 4), np.float32)
+    got = ref.copy()
+    got[1, 1] = np.nan
+    verdict = judge(_report(ref, got), resolve_gates([parse_gate("cosine>=0.5")], {"y": ref}), "v")
+    assert not verdict and "NaN" in verdict.failures()[0]
+
+
+def test_gate_names_must_exist():
+    with pytest.raises(UsageError, match="no output named 'z'"):
+        resolve_gates([parse_gate("z:cosine>=0.9")], {"y": np.ones((1, 2))})
