@@ -6,14 +6,20 @@
     │   ├── SourceError               MODEL cannot be found, imported or built
     │   ├── CheckpointError           a checkpoint that is unsafe, unreadable or does not match
     │   ├── SampleError               a samples file that is missing or does not match the spec
-    │   └── OutputExistsError         refusing to overwrite something without --force
+    │   ├── OutputExistsError         refusing to overwrite something without --force
+    │   └── PassError                 a pass asked for with options it does not take, or without data
     ├── BundleError                   a bundle that is invalid, tampered with or incomplete (exit 2)
-    │   └── PredictInputError         predict() got the wrong names, shapes or dtypes (exit 2)
-    ├── ExportError                   both exporters failed, or the ONNX file is invalid (exit 3)
+    │   ├── PredictInputError         predict() got the wrong names, shapes or dtypes
+    │   └── WireError                 an ONNX file whose protobuf bytes do not parse
+    ├── ProtocolError                 a request the server refuses; ``status`` is its HTTP code
+    ├── ExportError                   export or conversion failed, or the ONNX file is invalid (exit 3)
+    │   ├── PassFailedError           a pass crashed inside its library (quantiser, fusion, slim)
+    │   └── RunnerError               a backend could not run the model on a feed
     └── ParityError                   outputs outside tolerance (exit 1)
 
-Third-party errors (torch.export, the TorchScript exporter, onnx.checker, ONNX Runtime) are
-translated where they enter, so a user sees one line that says what was wrong and how to fix it.
+Anything else reaching the CLI is a bug (exit 4). Third-party errors (torch.export, the TorchScript
+exporter, onnx.checker, ONNX Runtime) are translated where they enter, with ``describe`` making
+the one line a user sees.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ class OutputExistsError(UsageError):
     pass
 
 
+class PassError(UsageError):
+    pass
+
+
 class BundleError(Torch2OrtError):
     exit_code = 2
 
@@ -64,12 +74,45 @@ class PredictInputError(BundleError):
     pass
 
 
+class WireError(BundleError):
+    pass
+
+
+class ProtocolError(Torch2OrtError):
+    """A request the server refuses; ``status`` is the HTTP code (400 bad input, 404, 413, 503)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ExportError(Torch2OrtError):
     exit_code = 3
 
 
+class PassFailedError(ExportError):
+    pass
+
+
+class RunnerError(ExportError):
+    """A backend refused or failed a feed; ``compare`` records it as a failed case."""
+
+
 class ParityError(Torch2OrtError):
     exit_code = 1
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """One line for any exception: our own message, else ``TypeName: first words`` of a library's."""
+    if isinstance(exc, Torch2OrtError):
+        return exc.one_line()
+    text = one_line(str(exc), limit)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Whitespace (newlines included) collapsed, cut at ``limit`` characters."""
+    return " ".join(text.split())[:limit]
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:

@@ -86,7 +86,7 @@ def test_missing_chromium_exits_2_naming_the_package(exported, monkeypatch, caps
 
 
 def test_page_timeout_is_a_clear_error(exported):
-    from torch2ort.runners.base import RunnerError
+    from torch2ort.errors import RunnerError
     from torch2ort.runners.web import WebRunner
 
     with pytest.raises(RunnerError, match="timed out after"):

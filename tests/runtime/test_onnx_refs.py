@@ -4,7 +4,8 @@ import onnx
 import pytest
 from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
-from torch2ort.runtime.onnx_refs import WireError, external_data_locations
+from torch2ort.errors import WireError
+from torch2ort.runtime.onnx_refs import external_data_locations
 
 
 def test_matches_onnx_own_listing(exported, tmp_path):

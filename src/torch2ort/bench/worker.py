@@ -20,6 +20,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from torch2ort.bench.stats import LatencyStats  # noqa: E402
+from torch2ort.errors import describe  # noqa: E402
 from torch2ort.inputs import synthetic_feed  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
 
@@ -199,7 +200,7 @@ def main(argv: list[str]) -> int:
     try:
         result = run(cfg)
     except Exception as exc:  # reported to the parent as data, which turns it into one line
-        result = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"}
+        result = {"error": describe(exc, 500)}
     Path(argv[1]).write_text(json.dumps(result))
     return 0
 

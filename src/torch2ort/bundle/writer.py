@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from torch2ort import __version__
-from torch2ort.errors import OutputExistsError, UsageError, unknown_name
+from torch2ort.errors import OutputExistsError, UsageError, WireError, describe, unknown_name
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.bundle import ort_dtype
 from torch2ort.runtime.processors import check_pipeline
@@ -143,7 +143,7 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
     out = Path(out)
     if not src.is_file():
         raise UsageError(f"ONNX file not found: {src}")
-    from torch2ort.runtime.onnx_refs import WireError, external_data_locations
+    from torch2ort.runtime.onnx_refs import external_data_locations
 
     try:
         locations = external_data_locations(src.read_bytes())
@@ -154,7 +154,7 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
     try:
         session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise UsageError(f"onnxruntime cannot load {src}: {' '.join(str(exc).split())[:300]}") from None
+        raise UsageError(f"onnxruntime cannot load {src}: {describe(exc)}") from None
     inputs, outputs = _io(session)
     meta = dict(session.get_modelmeta().custom_metadata_map)
     pre = _pipeline(preprocess, preprocess_preset, inputs, tokenizer is not None)

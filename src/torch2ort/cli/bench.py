@@ -17,11 +17,12 @@ from torch2ort.cli.common import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmark PyTorch vs ONNX Runtime in isolated processes",
-                       description="Benchmark MODEL (PyTorch, eval + inference_mode) against the ONNX model "
-                                   "(ONNX Runtime), each backend in fresh processes with equal thread counts, "
-                                   "repeated as A/B pairs. Reports latency percentiles, throughput, peak RSS, "
-                                   "size, cold start and Python/binding overhead.")
+    p = sub.add_parser(
+        "bench",
+        description="Benchmark MODEL (PyTorch, eval + inference_mode) against the ONNX model "
+                    "(ONNX Runtime), each backend in fresh processes with equal thread counts, "
+                    "repeated as A/B pairs. Reports latency percentiles, throughput, peak RSS, "
+                    "size, cold start and Python/binding overhead.")
     p.add_argument("model", metavar="MODEL")
     add_model_args(p)
     add_spec_args(p)

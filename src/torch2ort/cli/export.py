@@ -18,9 +18,10 @@ from torch2ort.cli.common import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a PyTorch model to ONNX (dynamo first, TorchScript fallback)",
-                       description="Export MODEL to ONNX. MODEL is path/to/file.py:NAME, package.module:NAME "
-                                   "or a TorchScript archive.")
+    p = sub.add_parser(
+        "export",
+        description="Export MODEL to ONNX. MODEL is path/to/file.py:NAME, package.module:NAME "
+                    "or a TorchScript archive.")
     p.add_argument("model", nargs="?", metavar="MODEL")
     add_model_args(p)
     add_spec_args(p)

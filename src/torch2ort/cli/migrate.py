@@ -10,11 +10,12 @@ from torch2ort.cli.common import add_model_args, add_spec_args, config_of, input
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("migrate", help="the whole migration in one command: a verified torch-free bundle + a report",
-                       description="Run export → verify → optimize (optional) → verify → bench → pack → check → "
-                                   "report for MODEL and write OUTDIR/bundle (torch-free), OUTDIR/report.md, "
-                                   "OUTDIR/report.html and OUTDIR/evidence.json. A failing stage stops the run "
-                                   "with its exit code and still writes a partial report. See docs/migrate.md.")
+    p = sub.add_parser(
+        "migrate",
+        description="Run export → verify → optimize (optional) → verify → bench → pack → check → "
+                    "report for MODEL and write OUTDIR/bundle (torch-free), OUTDIR/report.md, "
+                    "OUTDIR/report.html and OUTDIR/evidence.json. A failing stage stops the run "
+                    "with its exit code and still writes a partial report. See docs/migrate.md.")
     p.add_argument("model", nargs="?", metavar="MODEL",
                    help="path/to/file.py:NAME, package.module:NAME, a TorchScript .pt, or hf:DIR (a local "
                         "transformers or sentence-transformers folder; inputs come from its tokenizer)")

@@ -20,11 +20,12 @@ from torch2ort.cli.common import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("optimize", help="optimise and quantise behind accuracy gates; keep the fastest that passes",
-                       description="Build variants of the ONNX model (graph optimisation, transformer fusion, "
-                                   "fp16, int8 dynamic, int8 static QDQ), re-verify each against PyTorch with a "
-                                   "task-level gate, benchmark the passing ones in isolated processes, and write "
-                                   "the fastest that passes. Exit 1 when none passes. See docs/optimize.md.")
+    p = sub.add_parser(
+        "optimize",
+        description="Build variants of the ONNX model (graph optimisation, transformer fusion, "
+                    "fp16, int8 dynamic, int8 static QDQ), re-verify each against PyTorch with a "
+                    "task-level gate, benchmark the passing ones in isolated processes, and write "
+                    "the fastest that passes. Exit 1 when none passes. See docs/optimize.md.")
     p.add_argument("positional", nargs="+", metavar="MODEL ONNX", help="the PyTorch model and its .onnx export")
     add_model_args(p)
     add_spec_args(p)

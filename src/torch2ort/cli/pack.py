@@ -10,10 +10,11 @@ from torch2ort.cli.common import add_model_args, add_spec_args
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("pack", help="write a torch-free bundle (model, manifest, checksums, pipelines)",
-                       description="Pack MODEL_OR_ONNX into a bundle directory. Given an .onnx file, only "
-                                   "numpy and onnxruntime are needed; given a torch MODEL, it is exported and "
-                                   "verified first, and a failed verification writes nothing (exit 1).")
+    p = sub.add_parser(
+        "pack",
+        description="Pack MODEL_OR_ONNX into a bundle directory. Given an .onnx file, only "
+                    "numpy and onnxruntime are needed; given a torch MODEL, it is exported and "
+                    "verified first, and a failed verification writes nothing (exit 1).")
     p.add_argument("model", nargs="?", metavar="MODEL_OR_ONNX")
     add_model_args(p)
     add_spec_args(p)

@@ -11,9 +11,10 @@ import numpy as np
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="run a bundle (torch-free) and print JSON",
-                       description="Run BUNDLE on arrays (name=FILE.npy), a raw input for its preprocess "
-                                   "pipeline (name=@image.png) or text (--text, repeatable).")
+    p = sub.add_parser(
+        "predict",
+        description="Run BUNDLE on arrays (name=FILE.npy), a raw input for its preprocess "
+                    "pipeline (name=@image.png) or text (--text, repeatable).")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=@FILE",
                    help="an input array from .npy, or @FILE as the raw input of the preprocess pipeline")

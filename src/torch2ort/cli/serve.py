@@ -6,10 +6,11 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("serve", help="serve bundles over the Open Inference Protocol (KServe v2) REST API",
-                       description="Serve one or more bundles with the KServe v2 / Open Inference Protocol REST "
-                                   "API (JSON and binary tensors; tritonclient works). Torch is never imported. "
-                                   "OpenAPI document at /openapi.json. See docs/serve.md.")
+    p = sub.add_parser(
+        "serve",
+        description="Serve one or more bundles with the KServe v2 / Open Inference Protocol REST "
+                    "API (JSON and binary tensors; tritonclient works). Torch is never imported. "
+                    "OpenAPI document at /openapi.json. See docs/serve.md.")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")

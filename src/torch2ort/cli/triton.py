@@ -6,10 +6,11 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("triton", help="export a bundle to a Triton model repository (config.pbtxt + model.onnx)",
-                       description="Write BUNDLE as <repo>/<name>/config.pbtxt and <repo>/<name>/1/model.onnx for "
-                                   "Triton's onnxruntime backend, and list in <repo>/README.md the pre/post-"
-                                   "processing the client must do. Torch-free.")
+    p = sub.add_parser(
+        "triton",
+        description="Write BUNDLE as <repo>/<name>/config.pbtxt and <repo>/<name>/1/model.onnx for "
+                    "Triton's onnxruntime backend, and list in <repo>/README.md the pre/post-"
+                    "processing the client must do. Torch-free.")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_REPOSITORY")
     p.add_argument("--max-batch", type=int, default=8, metavar="N",

@@ -24,10 +24,11 @@ from torch2ort.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("verify", help="prove PyTorch/ONNX Runtime parity (exit 1 on a mismatch)",
-                       description="Run MODEL in PyTorch and MODEL.onnx in ONNX Runtime on the same "
-                                   "synthetic, real and swept inputs and compare every output. "
-                                   "An output passes when |ort - torch| <= atol + rtol*|torch| everywhere.")
+    p = sub.add_parser(
+        "verify",
+        description="Run MODEL in PyTorch and MODEL.onnx in ONNX Runtime on the same "
+                    "synthetic, real and swept inputs and compare every output. "
+                    "An output passes when |ort - torch| <= atol + rtol*|torch| everywhere.")
     p.add_argument("positional", nargs="+", metavar="MODEL ONNX",
                    help="the PyTorch model and the .onnx file (MODEL may come from --config)")
     add_model_args(p)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from torch2ort.errors import OutputExistsError, UsageError
+from torch2ort.errors import OutputExistsError, PassFailedError, RunnerError, UsageError
 from torch2ort.export.graph import model_bytes, op_counts
 from torch2ort.inputs import sample_cases, synthetic_cases
 from torch2ort.optimize.passes import Pass, PassContext, PassError, parse_chain
@@ -32,7 +32,6 @@ from torch2ort.optimize.passes.transformer import TransformerFusion, looks_like_
 from torch2ort.parity.compare import RunResults, compare, run
 from torch2ort.parity.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates
 from torch2ort.parity.verify import build_cases
-from torch2ort.runners.base import RunnerError
 from torch2ort.runners.ort import OrtRunner
 from torch2ort.runners.torch_eager import TorchRunner
 from torch2ort.spec import InputSpec
@@ -217,7 +216,7 @@ def _build(chain: list[Pass], src: Path, ctx: PassContext, built: dict) -> Varia
             target = ctx.workdir / f"v{len(built)}.onnx"
             try:
                 res = p(current, target, ctx)
-            except PassError as exc:
+            except (PassError, PassFailedError) as exc:
                 variant.error, variant.build_s = exc.one_line(), time.perf_counter() - t0
                 return variant
             built[key] = (res.model, [{"pass": p.label, "changed": res.changed, **res.details}], res.notes)

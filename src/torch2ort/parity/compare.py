@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from torch2ort.arrays import array_from_json, array_to_json
+from torch2ort.errors import RunnerError
 from torch2ort.inputs import InputCase
-from torch2ort.runners.base import Runner, RunnerError
+from torch2ort.runners.base import Runner
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-3

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch2ort.errors import UsageError
+from torch2ort.errors import RunnerError, UsageError
 from torch2ort.inputs import InputCase, sample_cases, sweep_cases, synthetic_cases
 from torch2ort.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, RunResults, compare, run
-from torch2ort.runners.base import RunnerError
 from torch2ort.runners.ort import OrtRunner
 from torch2ort.runners.torch_eager import TorchRunner
 from torch2ort.spec import InputSpec

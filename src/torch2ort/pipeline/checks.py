@@ -47,16 +47,6 @@ print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(ou
 """
 
 
-def tokenize_texts(tokenizer: str | Path, texts: list[str], names: list[str], max_length: int) -> dict[str, np.ndarray]:
-    """The bundle's own tokenisation (runtime.processors.text), so verification sees what predict will."""
-    from torch2ort.runtime.processors import Context
-    from torch2ort.runtime.processors.text import tokenize
-
-    tokenizer = Path(tokenizer)
-    ctx = Context(tokenizer.parent)
-    return tokenize(list(texts), ctx, file=tokenizer.name, max_length=max_length, outputs=names)
-
-
 def bundle_predict(bundle_dir: str | Path, raw: list[str] | dict[str, np.ndarray],
                    timeout_s: float = 300) -> tuple[dict[str, np.ndarray], dict]:
     """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info)."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from torch2ort import __version__
-from torch2ort.errors import OutputExistsError, ParityError, SampleError, SpecError, Torch2OrtError
+from torch2ort.errors import OutputExistsError, ParityError, SampleError, SpecError, Torch2OrtError, describe
 
 STAGES = ("load", "export", "verify", "optimize", "verify-optimized", "bench", "pack", "check", "report")
 EVIDENCE = "evidence.json"
@@ -149,8 +149,7 @@ class _Migration:
         except Torch2OrtError as exc:
             record |= {"status": "failed", "error": exc.one_line(), "exit_code": exc.exit_code}
         except Exception as exc:  # a bug: recorded like the rest, exit 4
-            first = " ".join(str(exc).split())[:300]
-            record |= {"status": "failed", "error": f"internal error: {type(exc).__name__}: {first}", "exit_code": 4}
+            record |= {"status": "failed", "error": f"internal error: {describe(exc)}", "exit_code": 4}
         record["seconds"] = round(time.perf_counter() - start, 3)
         self.ev["stages"].append(record)
         self.progress(record["status"] if record["status"] != "ok" else "done", name, record)
@@ -200,7 +199,7 @@ class _Migration:
             self.texts = list(hints["texts"])
         if self.texts is None:
             return
-        from torch2ort.pipeline.checks import tokenize_texts
+        from torch2ort.runtime.processors.text import tokenize_texts
 
         folder = self.out / "samples"
         folder.mkdir(exist_ok=True)
@@ -449,7 +448,7 @@ class _Migration:
 
     def _feed_for_check(self) -> dict[str, np.ndarray]:
         if self.texts is not None:
-            from torch2ort.pipeline.checks import tokenize_texts
+            from torch2ort.runtime.processors.text import tokenize_texts
 
             length = self.loaded.hints["preprocess"][0].get("max_length", 256)
             return tokenize_texts(self.loaded.hints["tokenizer"], self.texts, self.spec.names, length)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch2ort.runners.base import Runner, RunnerError
+from torch2ort.errors import RunnerError
+from torch2ort.runners.base import Runner
 
 # name -> "module:Class", imported on use so the ORT runner never pulls in torch.
 RUNNERS = {

@@ -11,9 +11,7 @@ from typing import Any
 
 import numpy as np
 
-
-class RunnerError(RuntimeError):
-    """A backend refused or failed a feed; compare() records it as a failed case."""
+from torch2ort.errors import RunnerError
 
 
 class Runner:

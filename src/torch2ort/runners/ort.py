@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.runners.base import Runner, RunnerError
+from torch2ort.errors import RunnerError, one_line
+from torch2ort.runners.base import Runner
 
 
 class OrtRunner(Runner):
@@ -47,5 +48,4 @@ class OrtRunner(Runner):
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__
+    return one_line(str(exc)) or type(exc).__name__

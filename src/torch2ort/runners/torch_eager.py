@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from torch2ort._torch import flatten_outputs, name_outputs, to_torch_args
-from torch2ort.runners.base import Runner, RunnerError
+from torch2ort.errors import RunnerError
+from torch2ort.runners.base import Runner
 from torch2ort.spec import InputSpec
 
 

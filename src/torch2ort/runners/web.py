@@ -24,8 +24,8 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from torch2ort.errors import UsageError
-from torch2ort.runners.base import Runner, RunnerError
+from torch2ort.errors import RunnerError, UsageError, describe, one_line
+from torch2ort.runners.base import Runner
 
 HERE = Path(__file__).resolve().parent.parent / "web"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -249,7 +249,7 @@ class WebRunner(Runner):
 
 def describe_load_error(message: str) -> str:
     """Name the op when the WASM build cannot run one; otherwise the first line of ORT's message."""
-    first = " ".join(message.split())[:300]
+    first = one_line(message)
     for pattern in _UNSUPPORTED:
         m = pattern.search(message)
         if m:
@@ -261,7 +261,6 @@ def describe_load_error(message: str) -> str:
 
 
 def _short(exc: BaseException, timeout_s: float) -> str:
-    text = " ".join(str(exc).split())
-    if "Timeout" in type(exc).__name__ or "Timeout" in text[:80]:
+    if "Timeout" in type(exc).__name__ or "Timeout" in str(exc)[:80]:
         return f"the page timed out after {timeout_s:g} s"
-    return text[:300] or type(exc).__name__
+    return describe(exc)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from torch2ort._env import physical_cores
-from torch2ort.errors import BundleError, PredictInputError
+from torch2ort.errors import BundleError, PredictInputError, describe
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.processors import Context, check_pipeline, run_postprocess, run_preprocess
 from torch2ort.runtime.providers import requested_providers, usable_providers
@@ -71,7 +71,7 @@ class Bundle:
         try:
             session = ort.InferenceSession(str(mf.inside(path, manifest["model"])), opts, providers=usable)
         except Exception as exc:
-            raise BundleError(f"onnxruntime could not load {manifest['model']}: {' '.join(str(exc).split())[:300]}"
+            raise BundleError(f"onnxruntime could not load {manifest['model']}: {describe(exc)}"
                               ) from None
         active = session.get_providers()
         fallbacks += [f"{p} was requested but onnxruntime did not enable it (active: {', '.join(active)})"

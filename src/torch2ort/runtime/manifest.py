@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from torch2ort.errors import BundleError
+from torch2ort.errors import BundleError, WireError
 
 FORMAT_VERSION = 1
 MANIFEST = "torch2ort.json"
@@ -127,7 +127,7 @@ def verify_files(bundle_dir: Path, files: dict[str, str]) -> None:
 
 def check_external_data(bundle_dir: Path, model_rel: str, files: dict[str, str]) -> list[str]:
     """The model's external-data files must stay inside the bundle and be listed with checksums."""
-    from torch2ort.runtime.onnx_refs import WireError, external_data_locations
+    from torch2ort.runtime.onnx_refs import external_data_locations
 
     model_path = inside(bundle_dir, model_rel)
     try:

@@ -7,6 +7,8 @@ TensorProto.external_data["location"], recursing into subgraphs and functions.
 
 from __future__ import annotations
 
+from torch2ort.errors import WireError
+
 # (message, field number) pairs that hold messages we must descend into.
 _MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25
 _GRAPH_NODE, _GRAPH_INIT, _GRAPH_SPARSE = 1, 5, 15
@@ -16,10 +18,6 @@ _ATTR_T, _ATTR_G, _ATTR_GRAPHS, _ATTR_TENSORS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_EXTERNAL = 13
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
-
-
-class WireError(ValueError):
-    pass
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from torch2ort.errors import ProtocolError
 from torch2ort.serve.host import Limits, ModelHost, load_hosts
-from torch2ort.serve.protocol import InferRequest, ProtocolError, encode_response, parse_request
+from torch2ort.serve.protocol import InferRequest, encode_response, parse_request
 
 
 def create_app(*args, **kwargs):

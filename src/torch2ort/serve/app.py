@@ -18,8 +18,9 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException
 
 from torch2ort import __version__
+from torch2ort.errors import ProtocolError
 from torch2ort.serve.host import ModelHost
-from torch2ort.serve.protocol import HEADER, ProtocolError, encode_response, parse_request
+from torch2ort.serve.protocol import HEADER, encode_response, parse_request
 
 log = logging.getLogger("torch2ort.serve")
 EXTENSIONS = ["binary_tensor_data"]

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from torch2ort.errors import BundleError, PredictInputError
+from torch2ort.errors import BundleError, PredictInputError, ProtocolError
 from torch2ort.runtime.bundle import Bundle
 from torch2ort.runtime.processors import Context, run_postprocess, run_preprocess
-from torch2ort.serve.protocol import ProtocolError, oip_datatype
+from torch2ort.serve.protocol import oip_datatype
 
 TEXT_INPUT = "text"
 

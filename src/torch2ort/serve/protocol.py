@@ -13,20 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from torch2ort.errors import ProtocolError
+
 # OIP datatype <-> numpy dtype
 DATATYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
              "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16",
              "FP32": "float32", "FP64": "float64", "BYTES": "object"}
 NUMPY_TO_OIP = {np.dtype(v): k for k, v in DATATYPES.items() if k != "BYTES"}
 HEADER = "Inference-Header-Content-Length"
-
-
-class ProtocolError(Exception):
-    """A request the server refuses; ``status`` is the HTTP code (400 bad input, 404, 413, 503)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message, self.status = message, status
 
 
 def oip_datatype(dtype: str | np.dtype) -> str:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from torch2ort.errors import SourceError, unknown_name
+from torch2ort.errors import SourceError, describe, unknown_name
 from torch2ort.sources import LoadedModel, ModelRequest
 
 PREFIX = "hf:"
@@ -223,8 +223,7 @@ def _from_pretrained(path: Path, auto_cls: str):
     try:
         return cls.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # OSError for missing weights, ValueError for unknown configs, …
-        first = " ".join(str(exc).split())[:300]
-        raise SourceError(f"transformers could not load {path}: {first}") from None
+        raise SourceError(f"transformers could not load {path}: {describe(exc)}") from None
 
 
 _CLASSES: dict[str, type] = {}
@@ -290,7 +289,7 @@ def reference_sentence_embeddings(path: str | Path, texts: list[str]):
         return emb, f"sentence-transformers {sentence_transformers.__version__} SentenceTransformer.encode"
     import torch
 
-    from torch2ort.pipeline.checks import tokenize_texts
+    from torch2ort.runtime.processors.text import tokenize_texts
 
     loaded = load(ModelRequest(f"{PREFIX}{path}", {"pooling": "graph"}))
     loaded.module.eval()

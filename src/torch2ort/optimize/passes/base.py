@@ -17,14 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from torch2ort._env import cpu_flags
-from torch2ort.errors import UsageError
+from torch2ort.errors import PassError, PassFailedError, describe  # noqa: F401  (PassError: the passes' own)
 from torch2ort.export.graph import model_bytes, op_counts
 
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GiB per file
-
-
-class PassError(UsageError):
-    """A pass could not run on this model (the variant is listed as failed, with this reason)."""
 
 
 @dataclass
@@ -68,10 +64,9 @@ class Pass:
         except PassError:
             raise
         except Exception as exc:  # a library failure inside a pass: one line, attributed to the pass
-            raise PassError(f"{self.label} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") \
-                from None
+            raise PassFailedError(f"{self.label} failed: {describe(exc)}") from None
         if not result.model.is_file():
-            raise PassError(f"{self.label} wrote no model")
+            raise PassFailedError(f"{self.label} wrote no model")
         after = op_counts(result.model)
         result.details.setdefault("nodes_before", sum(before.values()))
         result.details.setdefault("nodes_after", sum(after.values()))

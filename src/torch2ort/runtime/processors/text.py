@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError
@@ -57,3 +59,12 @@ def l2_normalize(ctx, output: str = "embeddings", name: str | None = None, eps: 
 
 PRE = {"tokenize": tokenize}
 POST = {"mean_pool": mean_pool, "l2_normalize": l2_normalize}
+
+
+def tokenize_texts(tokenizer: str | Path, texts: list[str], names: list[str], max_length: int) -> dict[str, np.ndarray]:
+    """The bundle's own tokenisation (runtime.processors.text), so verification sees what predict will."""
+    from torch2ort.runtime.processors import Context
+
+    tokenizer = Path(tokenizer)
+    ctx = Context(tokenizer.parent)
+    return tokenize(list(texts), ctx, file=tokenizer.name, max_length=max_length, outputs=names)
