@@ -106,3 +106,22 @@ def test_cli_optimize_json_and_exit_codes(exported, tmp_path, capsys):
     rc = run_cli("optimize", fam.model, exported("encoder"), *fam.cli_inputs(), "-o", tmp_path / "y.onnx",
                  "--passes", "int4")
     assert rc == 2 and "unknown pass 'int4'" in capsys.readouterr().err
+
+
+def test_optimize_leaves_the_working_directory_clean(tmp_path, monkeypatch):
+    """A tiny BERT defeats ORT's symbolic shape inference, which then drops temp files into the cwd."""
+    pytest.importorskip("transformers")
+    from fixtures.hf import bert_dir
+    from torch2ort.export import export_onnx
+    from torch2ort.sources import load_model
+
+    request = ModelRequest(f"hf:{bert_dir(tmp_path / 'bert', num_labels=2)}")
+    loaded = load_model(request)
+    onnx_path = export_onnx(loaded, loaded.hints["spec"], tmp_path / "bert.onnx").path
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = optimize(loaded, request, onnx_path, loaded.hints["spec"], passes="int8-static",
+                      out=tmp_path / "opt.onnx", bench_opts=None)
+    assert any(v.name.startswith("int8-static") and v.error is None for v in result.variants)
+    assert sorted(p.name for p in cwd.iterdir()) == []

@@ -130,3 +130,27 @@ def test_unknown_pass_and_bad_options_are_usage_errors():
         pass_class("graph")(level="all")
     with pytest.raises(UsageError, match="entropy"):
         pass_class("int8-static")(method="kl")
+
+
+def test_passes_leave_the_working_directory_clean(tmp_path, monkeypatch):
+    """A tiny BERT's dynamo graph defeats ORT's symbolic shape inference, which then saves
+    sym_shape_infer_temp.onnx and a .data file into the cwd; passes must run in their workdir."""
+    pytest.importorskip("transformers")
+    from fixtures.hf import bert_dir
+    from torch2ort.export import export_onnx
+    from torch2ort.inputs import synthetic_feed
+    from torch2ort.optimize.passes.int8_static import Int8Static
+    from torch2ort.sources import ModelRequest, load_model
+
+    loaded = load_model(ModelRequest(f"hf:{bert_dir(tmp_path / 'bert', num_labels=2)}"))
+    src = tmp_path / "bert.onnx"
+    export_onnx(loaded, loaded.hints["spec"], src)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = PassContext(workdir=work, calibration=[synthetic_feed(loaded.hints["spec"], seed=s) for s in range(2)])
+    result = Int8Static()(src, tmp_path / "int8.onnx", ctx)
+    assert result.model.is_file()
+    assert sorted(p.name for p in cwd.iterdir()) == []

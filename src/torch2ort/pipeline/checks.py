@@ -67,25 +67,3 @@ def bundle_predict(bundle_dir: str | Path, raw: list[str] | dict[str, np.ndarray
         info = json.loads(proc.stdout.strip().splitlines()[-1])
         with np.load(out_path) as data:
             return {k: data[k] for k in data.files}, info
-
-
-def cosine_rows(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
-    """Per-row cosine similarity over the last axis."""
-    r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
-    g = got.reshape(-1, got.shape[-1]).astype(np.float64)
-    denom = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
-    return np.where(denom > 0, (r * g).sum(axis=1) / np.where(denom > 0, denom, 1), 1.0)
-
-
-def agreement(ref: np.ndarray, got: np.ndarray) -> dict:
-    """max abs error, min and mean row cosine, top-1 agreement (for 2-D scores) of got vs ref."""
-    if ref.shape != got.shape:
-        return {"shape_ref": list(ref.shape), "shape_got": list(got.shape), "max_abs": None, "min_cosine": None,
-                "top1": None}
-    cos = cosine_rows(ref, got)
-    out = {"shape": list(ref.shape), "max_abs": float(np.max(np.abs(ref.astype(np.float64) - got))),
-           "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), "top1": None}
-    if ref.ndim == 2 and ref.shape[1] > 1:
-        out["top1"] = float(np.mean(ref.argmax(1) == got.argmax(1)))
-    out["decision"] = float(np.mean((ref > 0.5) == (got > 0.5)))
-    return out

@@ -229,7 +229,7 @@ class _Migration:
         """Sentence-transformers: pooling in the graph or in the runtime, whichever matches encode() better."""
         from torch2ort.bundle.writer import pack
         from torch2ort.export import export_onnx
-        from torch2ort.pipeline.checks import agreement
+        from torch2ort.parity.metrics import agreement
         from torch2ort.runtime import Bundle
         from torch2ort.sources import load_model
 
@@ -418,7 +418,7 @@ class _Migration:
 
     def _check_outputs(self, results: dict[str, np.ndarray]) -> dict[str, dict]:
         """Compare the bundle's answers from raw input with the torch reference, under the gates."""
-        from torch2ort.pipeline.checks import agreement
+        from torch2ort.parity.metrics import agreement, holds, value_of
 
         hints = self.loaded.hints
         checks = {}
@@ -438,9 +438,8 @@ class _Migration:
                 continue
             a = agreement(ref, got)
             metric, limit, op = gate
-            value = {"cosine": a.get("min_cosine"), "top1": a.get("top1"), "maxabs": a.get("max_abs"),
-                     "decision": a.get("decision")}.get(metric)
-            ok = value is not None and (value >= limit if op == ">=" else value <= limit)
+            value = value_of(metric, a)
+            ok = holds(metric, value, limit)
             checks[name] = a | {"metric": metric, "value": value if value is not None else float("nan"),
                                 "gate": f"{metric}{op}{limit:g}", "passed": ok, "reference": how,
                                 "reason": "" if ok else f"{metric} {value} fails {metric}{op}{limit:g}"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +57,12 @@ class Pass:
         return f"{self.name}[{','.join(flags)}]" if flags else self.name
 
     def __call__(self, src: str | Path, out: str | Path, ctx: PassContext) -> PassResult:
-        src, out = Path(src), Path(out)
+        src, out = Path(src).resolve(), Path(out).resolve()
         out.parent.mkdir(parents=True, exist_ok=True)
         before = op_counts(src)
         try:
-            result = self.run(src, out, ctx)
+            with working_directory(ctx.workdir):  # libraries that write debris into the cwd write it here
+                result = self.run(src, out, ctx)
         except PassError:
             raise
         except Exception as exc:  # a library failure inside a pass: one line, attributed to the pass
@@ -151,6 +153,24 @@ def unshare_weights(model, op_types: tuple[str, ...] = ("Gemm", "MatMul")) -> in
                 node.input[1] = clone.name
                 copies += 1
     return copies
+
+
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """Run in ``path`` (made absolute first), then return to where we were.
+
+    ORT's symbolic shape inference saves ``sym_shape_infer_temp.onnx`` and a ``<uuid>.data`` file into
+    the current directory when it cannot infer every shape (a tiny BERT's dynamo graph is enough), and
+    quant_pre_process calls it; a pass must never leave that in the user's folder.
+    """
+    path = Path(path).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(before)
 
 
 @contextlib.contextmanager
