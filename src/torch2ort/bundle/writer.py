@@ -20,6 +20,7 @@ from typing import Any
 
 from torch2ort import __version__
 from torch2ort.errors import OutputExistsError, UsageError, WireError, describe, unknown_name
+from torch2ort.outdir import prepare_outdir
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.bundle import ort_dtype
 from torch2ort.runtime.processors import check_pipeline
@@ -104,19 +105,6 @@ def read_labels(path: str | Path) -> list[str]:
     return labels
 
 
-def _prepare_dir(out: Path, force: bool) -> None:
-    if out.exists():
-        if not out.is_dir():
-            raise OutputExistsError(f"{out} exists and is not a directory")
-        if any(out.iterdir()):
-            if not force:
-                raise OutputExistsError(f"{out} already exists and is not empty; pass --force to replace it")
-            if not (out / mf.MANIFEST).is_file():
-                raise OutputExistsError(f"{out} is not a torch2ort bundle; refusing to delete it even with --force")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _io(session) -> tuple[list[dict], list[dict]]:
     def describe(values) -> list[dict]:
         out = []
@@ -168,7 +156,7 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         check_web(pre, post, inputs)
         ort_web_files()  # fails before anything is written when onnxruntime-web is not installed
 
-    _prepare_dir(out, force)
+    prepare_outdir(out, force, mf.MANIFEST, "a torch2ort bundle")
     shutil.copyfile(src, out / MODEL_FILE)
     for loc in locations:
         dst = out / loc

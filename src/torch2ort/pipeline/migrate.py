@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from torch2ort import __version__
-from torch2ort.errors import OutputExistsError, ParityError, SampleError, SpecError, Torch2OrtError, describe
+from torch2ort.errors import ParityError, SampleError, SpecError, Torch2OrtError, describe
+from torch2ort.outdir import prepare_outdir
 
 STAGES = ("load", "export", "verify", "optimize", "verify-optimized", "bench", "pack", "check", "report")
 EVIDENCE = "evidence.json"
@@ -73,27 +73,11 @@ class _Stop(Exception):
 Progress = Callable[[str, str, dict], None]  # (event: start|done|failed|skipped|log, stage, info)
 
 
-def prepare_outdir(out: Path, force: bool) -> Path:
-    """Refuse to touch a non-empty OUTDIR without --force, and anything not made by migrate even with it."""
-    if out.exists():
-        if not out.is_dir():
-            raise OutputExistsError(f"{out} exists and is not a directory")
-        if any(out.iterdir()):
-            if not force:
-                raise OutputExistsError(f"{out} already exists and is not empty; pass --force to replace it")
-            if not (out / EVIDENCE).is_file():
-                raise OutputExistsError(f"{out} has no {EVIDENCE}, so it is not a torch2ort migrate output; "
-                                        "refusing to delete it even with --force")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def migrate(request, spec, out: str | Path, opts: MigrateOptions | None = None,
             progress: Progress | None = None) -> MigrateResult:
     """Run every stage; never raises for a failing stage (see ``exit_code``), only for a bad OUTDIR."""
     opts = opts or MigrateOptions()
-    out = prepare_outdir(Path(out), opts.force)
+    out = prepare_outdir(Path(out), opts.force, EVIDENCE, "a torch2ort migrate output")
     return _Migration(request, spec, out, opts, progress or (lambda *a: None)).run()
 
 
