@@ -26,7 +26,7 @@ def test_parse_gates():
     ("last_hidden_state", np.random.default_rng(3).normal(size=(2, 5, 8)), "cosine"),
     ("image", np.random.default_rng(4).normal(size=(1, 3, 8, 8)), "maxabs"),
     ("value", np.random.default_rng(5).normal(size=(4,)), "maxabs"),
-    ("bag_logit", np.random.default_rng(6).uniform(size=(4,)), "maxabs"),
+    ("bag_logit", np.random.default_rng(6).uniform(size=(4,)), "decision"),  # named a logit: decision at 0
     ("ids", np.arange(6).reshape(2, 3), "maxabs"),
 ])
 def test_default_gate_by_output_kind(name, ref, metric):
@@ -65,3 +65,47 @@ def test_nan_fails_any_gate():
 def test_gate_names_must_exist():
     with pytest.raises(UsageError, match="no output named 'z'"):
         resolve_gates([parse_gate("z:cosine>=0.9")], {"y": np.ones((1, 2))})
+
+
+def test_default_gates_are_read_from_every_case():
+    """A seed-001-shaped AttnMIL: the segments axis changes size between cases, so it is not a class axis."""
+    rng = np.random.default_rng(0)
+    seg_logits = [rng.normal(size=(2, s)).astype(np.float32) for s in (8, 1, 3)]
+    bag_logit = [rng.normal(size=(2, 1)).astype(np.float32) for _ in range(3)]
+    bag_prob = [rng.uniform(size=(2, 1)).astype(np.float32) for _ in range(3)]
+    gates = resolve_gates([], {"output_0": bag_prob, "output_2": seg_logits, "output_3": bag_logit},
+                          roles={"output_3": "sigmoid"})
+    assert gates["output_0"].metric == "decision" and "probabilities" in gates["output_0"].why
+    assert gates["output_2"].metric == "maxabs"  # unbounded, no role: regression-like, never top1
+    assert gates["output_3"].metric == "decision" and "sigmoid postprocess" in gates["output_3"].why
+    # one case outside [0, 1] makes the output logits, not probabilities
+    mixed = [rng.uniform(size=(2, 1)).astype(np.float32), np.array([[2.5], [-1.0]], np.float32)]
+    assert default_gate("output_0", mixed).metric == "maxabs"
+
+
+def test_a_gate_that_cannot_apply_is_a_usage_error():
+    refs = {"score": [np.zeros((4,), np.float32)], "ids": [np.arange(4)]}
+    with pytest.raises(UsageError, match="top1 needs class scores"):
+        resolve_gates([parse_gate("score:top1>=0.99")], refs)
+    with pytest.raises(UsageError, match="needs floating-point outputs"):
+        resolve_gates([parse_gate("ids:decision>=0.99")], refs)
+
+
+def test_decision_on_logits_uses_threshold_zero():
+    ref = np.array([[-2.0, 0.5, 3.0]], np.float32)
+    got = np.array([[-1.0, 0.2, 2.0]], np.float32)  # same signs: every decision agrees at 0
+    report = _report(ref, got)
+    assert report.comparisons[0].decision_threshold == 0.0 and report.comparisons[0].decision == 1.0
+    verdict = judge(report, {"y": parse_gate("y:decision>=0.99")})
+    assert verdict and verdict.checks[0].value == 1.0
+
+
+def test_psnr_gate_for_image_outputs():
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(size=(1, 3, 16, 16)).astype(np.float32)
+    got = (ref + rng.normal(0, 1e-3, ref.shape)).astype(np.float32)   # about 60 dB
+    verdict = judge(_report(ref, got), {"y": parse_gate("y:psnr>=40")})
+    assert verdict and 55 < verdict.checks[0].value < 65
+    noisy = (ref + rng.normal(0, 0.05, ref.shape)).astype(np.float32)  # about 26 dB
+    assert not judge(_report(ref, noisy), {"y": parse_gate("psnr>=40")})
+    assert judge(_report(ref, ref.copy()), {"y": parse_gate("psnr>=40")}).checks[0].value == float("inf")

@@ -55,7 +55,11 @@ def test_decision_tie_at_the_threshold_is_positive_everywhere():
     ref = np.array([[0.5, 0.2]], F)
     assert metrics.decision(ref, np.array([[0.5, 0.2]], F)) == 1.0
     assert metrics.decision(ref, np.array([[0.4999, 0.2]], F)) == 0.5   # 0.5 is positive, 0.4999 is not
-    assert metrics.decision(np.array([[1.5, 0.2]], F), ref) is None       # outside [0, 1]: not defined
+    logits = np.array([[1.5, -0.2]], F)                                    # outside [0, 1]: logits, threshold 0
+    assert metrics.decision_threshold([logits]) == 0.0 and metrics.decision_threshold([ref]) == 0.5
+    assert metrics.decision(logits, np.array([[0.1, -0.3]], F)) == 1.0
+    assert metrics.decision(logits, np.array([[0.0, 0.0]], F)) == 0.5     # 0 itself is positive on logits
+    assert metrics.decision(np.arange(3), np.arange(3)) is None            # integers: not defined
 
 
 def test_top1_ties_go_to_the_lowest_index():

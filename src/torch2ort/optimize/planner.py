@@ -30,7 +30,8 @@ from torch2ort.optimize.passes.int8_dynamic import OP_TYPES, Int8Dynamic, quanti
 from torch2ort.optimize.passes.int8_static import Int8Static
 from torch2ort.optimize.passes.transformer import TransformerFusion, looks_like_transformer
 from torch2ort.parity.compare import RunResults, compare, run
-from torch2ort.parity.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates
+from torch2ort.parity.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates, roles_from_postprocess
+from torch2ort.parity.metrics import LOGIT_DECISION_THRESHOLD
 from torch2ort.parity.verify import build_cases
 from torch2ort.runners.ort import OrtRunner
 from torch2ort.runners.torch_eager import TorchRunner
@@ -128,8 +129,13 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
              accept: list[str | Gate] | None = None, samples: str | Path | None = None, n: int = 8,
              sweep: dict[str, list[int]] | None = None, seed: int = 0, providers: list[str] | None = None,
              pass_options: dict[str, dict] | None = None, bench_opts=None, out: str | Path | None = None,
-             force: bool = False, log: Callable[[str], None] = lambda line: None) -> OptimizeResult:
-    """Build, verify, benchmark and choose; writes ``out`` only when a variant passes its gates."""
+             force: bool = False, log: Callable[[str], None] = lambda line: None,
+             postprocess: list[dict] | None = None) -> OptimizeResult:
+    """Build, verify, benchmark and choose; writes ``out`` only when a variant passes its gates.
+
+    ``postprocess`` is the bundle's postprocess pipeline, when known: a sigmoid or softmax step on an
+    output says what the output is (logits), which picks its default gate and decision threshold.
+    """
     start = time.perf_counter()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -155,14 +161,17 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
 
     log(f"verifying against PyTorch on {len(cases)} cases")
     results = run([TorchRunner(loaded.module, spec)], cases)
-    ref = results.records[0]
-    if ref.error:
-        raise UsageError(f"PyTorch failed on the verification inputs: {ref.error}")
-    gates = resolve_gates(gates_in, ref.outputs)
+    failed = next((r for r in results.records if r.error), None)
+    if failed:
+        raise UsageError(f"PyTorch itself failed on verification case {failed.case}: {failed.error}")
+    references = {name: [r.outputs[name] for r in results.records] for name in results.records[0].outputs}
+    roles = roles_from_postprocess(postprocess)
+    gates = resolve_gates(gates_in, references, roles)
+    thresholds = {name: LOGIT_DECISION_THRESHOLD for name, role in roles.items() if role == "sigmoid"}
     with tempfile.TemporaryDirectory(prefix="torch2ort-opt-") as tmp:
         ctx = PassContext(Path(tmp), calibration, providers)
         variants = [Variant(BASELINE, [], str(onnx_path), model_bytes(onnx_path) / 2**20)]
-        _judge(variants[0], results, cases, gates, providers)
+        _judge(variants[0], results, cases, gates, providers, thresholds)
         log(f"{BASELINE}: {'pass' if variants[0].passed else 'FAIL'} ({variants[0].summary})")
         built: dict[tuple, tuple[Path, list, list]] = {}
         for round_chains in (primary, fallback):
@@ -172,7 +181,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
                 variant = _build(chain, onnx_path, ctx, built)
                 variants.append(variant)
                 if variant.error is None:
-                    _judge(variant, results, cases, gates, providers)
+                    _judge(variant, results, cases, gates, providers, thresholds)
                 status = "error" if variant.error else ("pass" if variant.passed else "FAIL")
                 log(f"{variant.name}: {status} ({variant.error or variant.summary}, {variant.build_s:.1f} s)")
         bench = None
@@ -230,14 +239,15 @@ def _build(chain: list[Pass], src: Path, ctx: PassContext, built: dict) -> Varia
     return variant
 
 
-def _judge(variant: Variant, results: RunResults, cases, gates: dict[str, Gate], providers: list[str]) -> None:
+def _judge(variant: Variant, results: RunResults, cases, gates: dict[str, Gate], providers: list[str],
+           thresholds: dict[str, float]) -> None:
     try:
         got = run([OrtRunner(variant.path, providers, name=variant.name)], cases)
     except RunnerError as exc:
         variant.error = str(exc)
         return
     combined = RunResults([r for r in results.records if r.runner == "torch"] + got.records)
-    report = compare(combined, "torch")
+    report = compare(combined, "torch", decision_thresholds=thresholds)
     verdict: GateVerdict = judge(report, gates, variant.name)
     variant.gate, variant.passed, variant.summary = verdict.to_dict(), bool(verdict), verdict.summary()
     finite = [c for c in report.comparisons if not math.isnan(c.max_abs)]

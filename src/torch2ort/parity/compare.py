@@ -4,7 +4,7 @@ Both are plain dataclasses that round-trip through JSON, so outputs produced on 
 (a GPU box, a browser) can be loaded and judged by the same code. The numbers are defined once, in
 ``parity.metrics``; the verdict for each output comes from a factory:
 ``allclose(atol, rtol)`` (the verify default), ``cosine(min)``, ``top1_agreement(min)``,
-``decision_agreement(min)``, ``max_abs(max)``.
+``decision_agreement(min)``, ``max_abs(max)``, ``psnr(min_db)``.
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ class OutputComparison:
     n_total: int = 0
     top1: float | None = None
     decision: float | None = None
+    decision_threshold: float | None = None
+    psnr: float | None = None
     passed: bool = False
     reason: str = ""
 
@@ -149,6 +151,7 @@ def _threshold(field_name: str, label: str, metric_name: str) -> Callable[[float
 cosine = _threshold("cosine", "min cosine", "cosine")
 top1_agreement = _threshold("top1", "top-1 agreement", "top1")
 decision_agreement = _threshold("decision", "decision agreement", "decision")
+psnr = _threshold("psnr", "min PSNR (dB)", "psnr")
 max_abs = _threshold("max_abs", "max abs err", "maxabs")
 
 
@@ -190,13 +193,14 @@ class ParityReport:
         for c in self.comparisons:
             row = rows.setdefault((c.runner, c.output), {
                 "runner": c.runner, "output": c.output, "cases": 0, "failed": 0, "max_abs": 0.0,
-                "max_rel": 0.0, "mean_abs": 0.0, "min_cosine": 1.0, "top1": None, "decision": None,
+                "max_rel": 0.0, "mean_abs": 0.0, "min_cosine": 1.0, "top1": None, "decision": None, "psnr": None,
                 "nonfinite": 0, "shape": c.shape_ref, "dtype": c.dtype_ref})
             row["cases"] += 1
             row["failed"] += 0 if c.passed else 1
             for key, value, pick in (("max_abs", c.max_abs, max), ("max_rel", c.max_rel, max),
                                      ("mean_abs", c.mean_abs, max), ("min_cosine", c.cosine, min),
-                                     ("top1", c.top1, min), ("decision", c.decision, min)):
+                                     ("top1", c.top1, min), ("decision", c.decision, min),
+                                     ("psnr", c.psnr, min)):
                 if value is None or (isinstance(value, float) and math.isnan(value)):
                     continue
                 row[key] = value if row[key] is None else pick(row[key], value)
@@ -226,16 +230,23 @@ class ParityReport:
 
 
 def compare(results: RunResults, reference: str = "torch", atol: float = DEFAULT_ATOL,
-            rtol: float = DEFAULT_RTOL, metric: Metric | None = None, metric_name: str = "allclose") -> ParityReport:
+            rtol: float = DEFAULT_RTOL, metric: Metric | None = None, metric_name: str = "allclose",
+            decision_thresholds: dict[str, float] | None = None) -> ParityReport:
     """Judge every non-reference runner against ``reference``, case by case and output by output.
 
     An ``allclose(atol, rtol)`` metric brings its own tolerances: they, not the defaults, count the
-    elements out of tolerance and are what the report prints.
+    elements out of tolerance and are what the report prints. Each output's decision threshold is
+    the declared one, else read from the reference over every case (``metrics.decision_threshold``).
     """
     metric = metric or allclose(atol, rtol)
     atol, rtol = getattr(metric, "atol", atol), getattr(metric, "rtol", rtol)
     report = ParityReport(reference, atol, rtol, metric=metric_name)
     refs = [r for r in results.records if r.runner == reference]
+    thresholds = dict(decision_thresholds or {})
+    for out_name in {k for r in refs for k in r.outputs}:
+        values = [r.outputs[out_name] for r in refs if out_name in r.outputs]
+        if out_name not in thresholds and all(np.issubdtype(v.dtype, np.floating) for v in values):
+            thresholds[out_name] = metrics.decision_threshold(values)
     if not refs:
         report.errors.append(f"no results from the reference runner {reference!r}")
     for ref in refs:
@@ -260,21 +271,21 @@ def compare(results: RunResults, reference: str = "torch", atol: float = DEFAULT
             for out_name, r in ref.outputs.items():
                 if out_name in got.outputs:
                     report.comparisons.append(_compare_one(ref, got, out_name, r, got.outputs[out_name],
-                                                           atol, rtol, metric))
+                                                           atol, rtol, metric, thresholds.get(out_name)))
     return report
 
 
 def _compare_one(ref: RunRecord, got: RunRecord, name: str, r: np.ndarray, g: np.ndarray,
-                 atol: float, rtol: float, metric: Metric) -> OutputComparison:
+                 atol: float, rtol: float, metric: Metric, threshold: float | None) -> OutputComparison:
     c = OutputComparison(ref.case, ref.kind, name, got.runner, list(r.shape), list(g.shape),
-                         str(r.dtype), str(g.dtype))
+                         str(r.dtype), str(g.dtype), decision_threshold=threshold)
     if r.shape != g.shape:
         c.reason = f"shape {list(g.shape)} != {list(r.shape)}"
         return c
     if r.dtype != g.dtype:
         c.reason = f"dtype {g.dtype} != {r.dtype}"
         return c
-    for key, value in metrics.measure(r, g, atol, rtol).items():
+    for key, value in metrics.measure(r, g, atol, rtol, threshold).items():
         setattr(c, key, value)
     if c.nonfinite_got > c.nonfinite_ref:
         c.reason = f"{c.nonfinite_got} NaN/Inf values where the reference has {c.nonfinite_ref}"

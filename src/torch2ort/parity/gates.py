@@ -7,12 +7,13 @@ each aggregated over every verification case:
     top1      share of rows whose argmax agrees with PyTorch            (classifier scores)
     decision  share of values on the same side of 0.5 as PyTorch        (multi-label sigmoids)
     maxabs    max |variant - PyTorch|                                   (regression, images)
+    psnr      min peak signal-to-noise ratio in dB over the cases        (images, e.g. lip-sync frames)
 
 Each is defined once, in ``parity.metrics``; here they are aggregated over cases and held to a limit.
 
-Without ``--accept``, each output gets the default for its kind, read from the PyTorch output
-itself (``default_gate``). Whatever the gate, NaN/Inf where PyTorch is finite, or a wrong shape
-or dtype, fails.
+Without ``--accept``, each output gets the default for its kind, read from the PyTorch output on
+every case and from a declared sigmoid/softmax postprocess (``default_gate``). Whatever the gate,
+NaN/Inf where PyTorch is finite, or a wrong shape or dtype, fails.
 """
 
 from __future__ import annotations
@@ -60,25 +61,50 @@ def parse_gate(text: str) -> Gate:
     return Gate(m["metric"], float(m["limit"]), m["output"], "asked for with --accept")
 
 
-def default_gate(name: str, ref: np.ndarray) -> Gate:
-    """The gate for an output, from what its PyTorch values look like (documented in docs/optimize.md)."""
-    if not np.issubdtype(ref.dtype, np.floating):
+def default_gate(name: str, refs: np.ndarray | list[np.ndarray], role: str | None = None) -> Gate:
+    """The gate for an output, read from its PyTorch values over *every* case (docs/optimize.md).
+
+    ``role`` is what the model declares about the output: ``sigmoid`` (independent logits or
+    probabilities) or ``softmax`` (class scores), from a postprocess step on it. A last axis whose
+    size changes between cases (segments, tokens) is never a class axis, so it never gets top-1.
+    """
+    refs = [refs] if isinstance(refs, np.ndarray) else list(refs)
+    if not all(np.issubdtype(r.dtype, np.floating) for r in refs):
         return Gate("maxabs", 0.0, name, "integer or bool output: must match exactly")
-    r = ref.astype(np.float64)
+    rs = [r.astype(np.float64) for r in refs]
     lowered = name.lower()
-    rows = r.reshape(r.shape[0], -1) if r.ndim >= 2 else None
-    unit_rows = rows is not None and rows.shape[1] > 1 and bool(np.all(np.abs(np.linalg.norm(rows, axis=1) - 1) < 1e-3))
-    if r.ndim in (2, 3) and (any(w in lowered for w in EMBEDDING_WORDS) or unit_rows or r.ndim == 3):
+    ndims = {r.ndim for r in rs}
+    ndim = ndims.pop() if len(ndims) == 1 else -1
+    in_unit = all(bool(np.all((r >= 0) & (r <= 1))) for r in rs)
+    fixed_classes = ndim == 2 and len({r.shape[-1] for r in rs}) == 1 and rs[0].shape[-1] >= 2
+    unit_rows = ndim >= 2 and all(r.size and r.reshape(r.shape[0], -1).shape[1] > 1 and bool(
+        np.all(np.abs(np.linalg.norm(r.reshape(r.shape[0], -1), axis=1) - 1) < 1e-3)) for r in rs)
+    if ndim in (2, 3) and (any(w in lowered for w in EMBEDDING_WORDS) or unit_rows or ndim == 3) and role is None:
         return Gate("cosine", 0.99, name, "embedding or token features")
-    if r.ndim == 2 and r.shape[-1] >= 2:
-        in_unit = bool(np.all((r >= 0) & (r <= 1)))
-        softmax = in_unit and bool(np.allclose(r.sum(-1), 1.0, atol=1e-3))
-        if in_unit and not softmax and "logit" not in lowered:
+    independent = in_unit and ndim in (1, 2) or "logit" in lowered
+    if role == "sigmoid" or (independent and not fixed_classes):
+        why = "probabilities (sigmoid)" if in_unit else "independent logits (decision at 0, sigmoid's 0.5)"
+        return Gate("decision", 0.99, name, why + (", declared by a sigmoid postprocess" if role else ""))
+    if fixed_classes:
+        softmax = in_unit and all(bool(np.allclose(r.sum(-1), 1.0, atol=1e-3)) for r in rs)
+        if in_unit and not softmax and role != "softmax":
             return Gate("decision", 0.99, name, "independent probabilities (multi-label sigmoid)")
         return Gate("top1", 0.99, name, "class scores or softmax rows")
-    if r.ndim <= 2 and r.size and "logit" not in lowered and bool(np.all((r >= 0) & (r <= 1))):
-        return Gate("decision", 0.99, name, "probabilities (sigmoid)")
     return Gate("maxabs", 1e-3, name, "regression or image output")
+
+
+def not_applicable(metric: str, refs: list[np.ndarray]) -> str | None:
+    """Why ``metric`` cannot judge an output with these reference values, or None when it can."""
+    if metric in ("cosine", "maxabs"):
+        return None
+    if not all(np.issubdtype(r.dtype, np.floating) for r in refs):
+        return f"{metric} needs floating-point outputs (this one is {refs[0].dtype}); use maxabs<=0"
+    if metric == "top1" and not all(r.ndim >= 2 and r.shape[-1] >= 2 for r in refs):
+        shapes = sorted({str(list(r.shape)) for r in refs})
+        return f"top1 needs class scores (a last axis of >= 2 classes); the output's shapes are {', '.join(shapes)}"
+    if metric == "psnr" and not all(r.size for r in refs):
+        return "psnr needs non-empty outputs"
+    return None
 
 
 @dataclass
@@ -119,9 +145,16 @@ def _fmt(v: float | None) -> str:
     return f"{v:.5g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
 
 
-def resolve_gates(accept: list[Gate], reference_outputs: dict[str, np.ndarray]) -> dict[str, Gate]:
-    """One gate per output: an output-specific --accept, else a global one, else the default."""
-    known = set(reference_outputs)
+def resolve_gates(accept: list[Gate], references: dict[str, np.ndarray | list[np.ndarray]],
+                  roles: dict[str, str] | None = None) -> dict[str, Gate]:
+    """One gate per output: an output-specific --accept, else a global one, else the default.
+
+    ``references`` holds each output's PyTorch values on every verification case; a gate whose metric
+    cannot judge an output (top-1 on a single score, say) is a usage error that says why.
+    """
+    refs = {k: [v] if isinstance(v, np.ndarray) else list(v) for k, v in references.items()}
+    roles = roles or {}
+    known = set(refs)
     for g in accept:
         if g.output and g.output not in known:
             raise UsageError(f"--accept {g.text()}: no output named {g.output!r} (outputs: {', '.join(known)})")
@@ -129,15 +162,23 @@ def resolve_gates(accept: list[Gate], reference_outputs: dict[str, np.ndarray]) 
     if len(global_gates) > 1:
         raise UsageError("give at most one --accept without an output name; name outputs for the others")
     gates = {}
-    for name, ref in reference_outputs.items():
+    for name, values in refs.items():
         own = [g for g in accept if g.output == name]
         if own:
             gates[name] = own[-1]
         elif global_gates:
             gates[name] = Gate(global_gates[0].metric, global_gates[0].limit, name, global_gates[0].why)
         else:
-            gates[name] = default_gate(name, ref)
+            gates[name] = default_gate(name, values, roles.get(name))
+        why_not = not_applicable(gates[name].metric, values)
+        if why_not:
+            raise UsageError(f"--accept {gates[name].text()}: {why_not} (output {name!r})")
     return gates
+
+
+def roles_from_postprocess(steps: list[dict] | None) -> dict[str, str]:
+    """Output name -> ``sigmoid`` or ``softmax``, where a postprocess step declares it."""
+    return {s["output"]: s["op"] for s in steps or [] if s.get("op") in ("sigmoid", "softmax") and s.get("output")}
 
 
 def judge(report: ParityReport, gates: dict[str, Gate], runner: str | None = None) -> GateVerdict:
@@ -167,6 +208,8 @@ def aggregate(metric: str, comps: list[OutputComparison]) -> float:
         return min(c.cosine for c in comps)
     if metric == "maxabs":
         return max(c.max_abs for c in comps)
+    if metric == "psnr":
+        return min(c.psnr for c in comps)
     field_name = "top1" if metric == "top1" else "decision"
     weights = [(getattr(c, field_name), _rows(c) if metric == "top1" else c.n_total) for c in comps]
     if any(v is None for v, _ in weights):

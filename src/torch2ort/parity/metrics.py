@@ -15,8 +15,12 @@ Definitions (``ref`` is the reference, usually PyTorch; all arithmetic in float6
               every gate on it fails.
     top1      share of rows (every axis but the last) whose argmax over the last axis agrees; ties go
               to the lowest index, in both. Defined for floating outputs with >= 2 classes and ndim >= 2.
-    decision  share of values on the same side of 0.5, where exactly 0.5 counts as positive (>=).
-              Defined when every reference value lies in [0, 1].
+    decision  share of values on the same side of the threshold, where a value equal to it counts as
+              positive (>=). The threshold is 0.5 for probabilities and 0 for logits (sigmoid's 0.5);
+              ``compare`` picks it per output from every case's reference values (0.5 when all lie in
+              [0, 1]) unless the model declares it. Defined for floating outputs.
+    psnr      10·log10(peak² / mean squared error) in dB, peak = the reference's max - min (1 when that
+              is 0); identical outputs give +Inf.
 
 A metric's limit is held with ``holds(metric, value, limit)``: ``>=`` for cosine, top1 and decision,
 ``<=`` for maxabs; NaN or None never holds.
@@ -28,9 +32,10 @@ import math
 
 import numpy as np
 
-DECISION_THRESHOLD = 0.5
+DECISION_THRESHOLD = 0.5      # on probabilities
+LOGIT_DECISION_THRESHOLD = 0.0  # the same decision on logits: sigmoid(0) = 0.5
 # metric name -> the direction its limit is held in
-DIRECTIONS = {"cosine": ">=", "top1": ">=", "decision": ">=", "maxabs": "<="}
+DIRECTIONS = {"cosine": ">=", "top1": ">=", "decision": ">=", "maxabs": "<=", "psnr": ">="}
 
 
 def _f64(a: np.ndarray) -> np.ndarray:
@@ -98,13 +103,31 @@ def top1(ref: np.ndarray, got: np.ndarray) -> float | None:
     return float((r.argmax(-1) == g.argmax(-1)).mean()) if r.shape[0] else None
 
 
-def decision(ref: np.ndarray, got: np.ndarray) -> float | None:
-    """Share of values on the same side of the threshold, or None unless the reference is in [0, 1]."""
-    r = _f64(ref)
-    if not np.issubdtype(np.asarray(ref).dtype, np.floating) or not r.size or not np.all((r >= 0) & (r <= 1)):
+def decision_threshold(refs: list[np.ndarray]) -> float:
+    """0.5 when every reference value (over all cases) is a probability, else 0 (logits)."""
+    probabilities = all(np.all((_f64(r) >= 0) & (_f64(r) <= 1)) for r in refs)
+    return DECISION_THRESHOLD if probabilities else LOGIT_DECISION_THRESHOLD
+
+
+def decision(ref: np.ndarray, got: np.ndarray, threshold: float | None = None) -> float | None:
+    """Share of values on the same side of ``threshold`` (default: read from ``ref``), or None when not floating."""
+    if not np.issubdtype(np.asarray(ref).dtype, np.floating) or not np.asarray(ref).size:
         return None
-    g = _f64(got)
-    return float(((r >= DECISION_THRESHOLD) == (g >= DECISION_THRESHOLD)).mean())
+    threshold = decision_threshold([ref]) if threshold is None else threshold
+    r, g = _f64(ref), _f64(got)
+    return float(((r >= threshold) == (g >= threshold)).mean())
+
+
+def psnr(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """Peak signal-to-noise ratio in dB with the reference's own range as the peak; None when not floating."""
+    if not np.issubdtype(np.asarray(ref).dtype, np.floating) or not np.asarray(ref).size:
+        return None
+    r, g = _f64(ref), _f64(got)
+    if not (np.isfinite(r).all() and np.isfinite(g).all()):
+        return math.nan
+    mse = float(np.mean((g - r) ** 2))
+    peak = float(r.max() - r.min()) or 1.0
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
 def holds(metric: str, value: float | None, limit: float) -> bool:
@@ -114,7 +137,8 @@ def holds(metric: str, value: float | None, limit: float) -> bool:
     return value >= limit if DIRECTIONS[metric] == ">=" else value <= limit
 
 
-def measure(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> dict:
+def measure(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
+            threshold: float | None = None) -> dict:
     """Every per-output number ``compare`` records, by the definitions above."""
     r, g = _f64(ref), _f64(got)
     d = diff(ref, got)
@@ -131,14 +155,14 @@ def measure(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> dict:
         "n_total": n_total,
         "cosine": min_cosine(ref, got),
     }
-    for name, fn in (("top1", top1), ("decision", decision)):
-        value = fn(ref, got)
+    for name, value in (("top1", top1(ref, got)), ("decision", decision(ref, got, threshold)),
+                        ("psnr", psnr(ref, got))):
         if value is not None:
             out[name] = value
     return out
 
 
-def agreement(ref: np.ndarray, got: np.ndarray) -> dict:
+def agreement(ref: np.ndarray, got: np.ndarray, threshold: float | None = None) -> dict:
     """The summary the migrate check and the pooling choice record: max abs, cosine, top-1, decision."""
     if np.shape(ref) != np.shape(got):
         return {"shape_ref": list(np.shape(ref)), "shape_got": list(np.shape(got)), "max_abs": None,
@@ -146,10 +170,10 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> dict:
     cos = cosine_per_item(ref, got)
     return {"shape": list(np.shape(ref)), "max_abs": max_abs(ref, got), "min_cosine": min_cosine(ref, got),
             "mean_cosine": float(np.mean(cos)) if cos.size else 1.0, "top1": top1(ref, got),
-            "decision": decision(ref, got)}
+            "decision": decision(ref, got, threshold), "psnr": psnr(ref, got)}
 
 
 def value_of(metric: str, summary: dict) -> float | None:
     """The number a gate on ``metric`` reads from an ``agreement`` summary."""
-    key = {"cosine": "min_cosine", "maxabs": "max_abs", "top1": "top1", "decision": "decision"}[metric]
+    key = {"cosine": "min_cosine", "maxabs": "max_abs", "top1": "top1", "decision": "decision", "psnr": "psnr"}[metric]
     return summary.get(key)
