@@ -24,8 +24,11 @@ def test_auto_plans_by_graph_kind(exported):
     assert "int8-static" in _labels(cnn) and "graph" in _labels(cnn)
     enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
     assert {"transformer", "transformer+int8-dynamic[per-channel]"} <= set(_labels(enc))
-    assert any("exclude-last" in x for x in _labels(enc)) and any("exclude-outliers" in x for x in _labels(enc))
-    assert _labels(fallback)[0].startswith("int8-static")
+    assert "int8-dynamic[per-channel]" in _labels(enc)  # unfused: the Q/K/V projections in int8 too
+    assert not any("exclude" in x for x in _labels(enc))  # keeping layers in float is only a fallback
+    assert any("exclude-last" in x for x in _labels(fallback))
+    assert any("exclude-outliers" in x for x in _labels(fallback))
+    assert _labels(fallback)[-1].startswith("int8-static")
     gpu, _ = plan_auto(exported("encoder"), ["CUDAExecutionProvider"])
     assert "transformer+fp16" in _labels(gpu)
 
@@ -125,3 +128,17 @@ def test_optimize_leaves_the_working_directory_clean(tmp_path, monkeypatch):
                       out=tmp_path / "opt.onnx", bench_opts=None)
     assert any(v.name.startswith("int8-static") and v.error is None for v in result.variants)
     assert sorted(p.name for p in cwd.iterdir()) == []
+
+
+def test_text_models_are_gated_on_real_text(tmp_path):
+    """With real samples, a text model's gate reads them only; synthetic ids are still verified for parity."""
+    from torch2ort.inputs import InputCase
+    from torch2ort.optimize.planner import _gate_cases
+    from torch2ort.spec import InputSpec
+
+    spec = InputSpec.from_cli(["input_ids:batch=2,seq=8:int64:0..99"])
+    cases = [InputCase("synthetic-0", {}, kind="synthetic"), InputCase("real-text", {}, kind="sample")]
+    assert _gate_cases(spec, cases)["cases"] == ["real-text"]
+    assert _gate_cases(spec, cases[:1])["cases"] == ["synthetic-0"]
+    image = InputSpec.from_cli(["x:batch=1,3,8,8:float32"])
+    assert _gate_cases(image, cases)["cases"] == ["synthetic-0", "real-text"]

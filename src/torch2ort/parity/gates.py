@@ -181,10 +181,20 @@ def roles_from_postprocess(steps: list[dict] | None) -> dict[str, str]:
     return {s["output"]: s["op"] for s in steps or [] if s.get("op") in ("sigmoid", "softmax") and s.get("output")}
 
 
-def judge(report: ParityReport, gates: dict[str, Gate], runner: str | None = None) -> GateVerdict:
-    """Aggregate the per-case comparisons of each output and hold them against its gate."""
+def judge(report: ParityReport, gates: dict[str, Gate], runner: str | None = None,
+          cases: set[str] | None = None) -> GateVerdict:
+    """Aggregate the per-case comparisons of each output and hold them against its gate.
+
+    ``cases`` limits the gate to those verification cases (real text for text models); a case outside
+    them that fails to run, or changes shape, dtype or finiteness, still fails the verdict.
+    """
     verdict = GateVerdict(errors=list(report.errors))
     comps = [c for c in report.comparisons if runner is None or c.runner == runner]
+    if cases is not None:
+        broken = [c for c in comps if c.case not in cases and (c.shape_got != c.shape_ref or c.dtype_got != c.dtype_ref
+                                                                 or c.nonfinite_got > c.nonfinite_ref)]
+        verdict.errors += [f"{c.output} on {c.case}: {c.reason}" for c in broken]
+        comps = [c for c in comps if c.case in cases]
     for name, gate in gates.items():
         mine = [c for c in comps if c.output == name]
         if not mine:
