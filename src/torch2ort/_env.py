@@ -68,3 +68,35 @@ def versions(packages: tuple[str, ...] = ("torch", "onnxruntime", "onnx", "numpy
         except PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+def cpu_times() -> dict[str, int]:
+    """Aggregate CPU jiffies from /proc/stat (user … steal); empty where unreadable."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return {}
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {n: int(v) for n, v in zip(names, first[1:])}
+
+
+def load_average() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def noise_between(before: dict, after: dict) -> dict:
+    """What else the machine did during a measurement: load average at both ends, CPU steal share."""
+    out = {"loadavg_before": before.get("loadavg"), "loadavg_after": after.get("loadavg"),
+           "cores": os.cpu_count(), "steal_pct": None}
+    b, a = before.get("cpu", {}), after.get("cpu", {})
+    if b and a:
+        total = sum(a.values()) - sum(b.values())
+        out["steal_pct"] = round(100.0 * (a.get("steal", 0) - b.get("steal", 0)) / total, 2) if total > 0 else 0.0
+    return out
+
+
+def noise_snapshot() -> dict:
+    return {"loadavg": load_average(), "cpu": cpu_times()}

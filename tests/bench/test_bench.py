@@ -60,7 +60,8 @@ def test_ratios_follow_the_per_repeat_p50s(report):
 def test_ratio_and_stats_arithmetic():
     r = Ratio.of([2.0, 4.0, 6.0], [1.0, 2.0, 2.0])
     assert (r.median, r.min, r.max, r.values) == (2.0, 2.0, 3.0, [2.0, 2.0, 3.0])
-    assert str(r) == "2.00× [2.00–3.00]"
+    assert str(r) == "unstable (2.00× [2.00–3.00]: A/B repeats spread 50% of the median (limit 25%))"
+    assert str(Ratio.of([2.0, 2.1], [1.0, 1.0])) == "2.05× [2.00–2.10]"
     with pytest.raises(ValueError):
         Ratio.of([1.0], [])
     s = LatencyStats.from_samples([1.0, 2.0, 3.0, 4.0], batch=8)
@@ -127,3 +128,24 @@ def test_torch_compile_row_reports_compile_time_apart(exported):
     assert len(compiled) == 1 and "1" in compiled[0]["batches"]
     assert rep.compile_s is not None and rep.compile_s == compiled[0]["cold"]["first_inference_s"]
     assert "torch.compile" in {r["backend"] for r in rep.rows()}
+
+
+def test_a_ratio_whose_repeats_disagree_is_unstable_not_a_result():
+    from torch2ort.bench.stats import Ratio, ratio_text
+
+    steady = Ratio.of([10.0, 10.2, 9.9], [5.0, 5.1, 5.0], jitter=1.1)
+    assert steady.stable and str(steady).startswith("2.00×")
+    wide = Ratio.of([10.0, 10.0], [45.0, 4.8])  # the seed's "1.15× at batch 8 [0.22–2.07]" kind of spread
+    assert not wide.stable and "spread" in wide.why and str(wide).startswith("unstable")
+    jittery = Ratio.of([10.0, 10.0], [5.0, 5.0], jitter=2.4)
+    assert not jittery.stable and "p90/p50" in jittery.why
+    assert ratio_text({"median": 1.15, "min": 0.22, "max": 2.07, "stable": False, "why": "x"}).startswith("unstable")
+
+
+def test_noise_is_recorded_around_a_measurement():
+    from torch2ort._env import noise_between, noise_snapshot
+
+    before = noise_snapshot()
+    sum(i * i for i in range(200_000))
+    noise = noise_between(before, noise_snapshot())
+    assert noise["loadavg_before"] is not None and noise["steal_pct"] is not None and 0 <= noise["steal_pct"] <= 100

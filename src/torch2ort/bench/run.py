@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort._env import machine_info, physical_cores, versions
-from torch2ort.bench.stats import Ratio
+from torch2ort._env import machine_info, noise_between, noise_snapshot, physical_cores, versions
+from torch2ort.bench.stats import Ratio, jitter
 from torch2ort.errors import UsageError
 from torch2ort.runtime.providers import ALIASES
 from torch2ort.spec import InputSpec
@@ -56,6 +56,7 @@ class BenchReport:
     overhead: dict | None = None
     compile_s: float | None = None
     web: dict | None = None                               # onnxruntime-web in Chromium: info + per-batch stats
+    noise: dict = field(default_factory=dict)             # load average and CPU steal around the measurement
 
     def rows(self) -> list[dict]:
         """Per backend and batch: the median of each statistic over repeats."""
@@ -142,6 +143,7 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
                          asdict(opts) | {"threads": threads, "example_batch": example}, machine_info(),
                          versions(), label)
     gpu = any(p != "CPUExecutionProvider" for p in providers)
+    before = noise_snapshot()
     with tempfile.TemporaryDirectory(prefix="torch2ort-bench-") as tmp:
         work = Path(tmp)
         jobs = [("torch", {"backend": "torch", "device": "cpu"})]
@@ -166,6 +168,7 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
                                   "iters": opts.iters or 50}, work, opts.timeout_s)["profile"]
             over = prof["wall_ms"] - prof["model_run_ms"]
             report.overhead = {**prof, "overhead_ms": over, "overhead_pct": 100.0 * over / prof["wall_ms"]}
+    report.noise = noise_between(before, noise_snapshot())
     _summarise(report)
     return report
 
@@ -206,6 +209,7 @@ def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], op
     batch = str(opts.batches[0])
     p50s: dict[str, list[float]] = {}
     runs: dict[str, list[dict]] = {}
+    before = noise_snapshot()
     jobs = [("torch", {"backend": "torch", "device": "cpu"}, None)]
     jobs += [(name, {"backend": "onnxruntime", "provider": _provider(opts.providers[0])}, path)
              for name, path in variants.items()]
@@ -222,11 +226,16 @@ def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], op
         rows[name] = {k: float(np.median([r["batches"][batch]["stats"][k] for r in rs])) for k in keys}
         rows[name] |= {"size_mb": rs[0]["size_mb"], "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
                        "repeats": len(rs), "batch": int(batch), "threads": threads}
-    out = {"rows": rows, "vs_torch": {}, "vs_reference": {}, "machine": machine_info(), "versions": versions()}
+    out = {"rows": rows, "vs_torch": {}, "vs_reference": {}, "machine": machine_info(), "versions": versions(),
+           "noise": noise_between(before, noise_snapshot())}
+
+    def worst(*names: str) -> float:
+        return jitter([r["batches"][batch]["stats"] for n in names for r in runs[n]])
+
     for name in variants:
-        out["vs_torch"][name] = asdict(Ratio.of(p50s["torch"], p50s[name]))
+        out["vs_torch"][name] = asdict(Ratio.of(p50s["torch"], p50s[name], worst("torch", name)))
         if reference and reference in p50s:
-            out["vs_reference"][name] = asdict(Ratio.of(p50s[reference], p50s[name]))
+            out["vs_reference"][name] = asdict(Ratio.of(p50s[reference], p50s[name], worst(reference, name)))
     return out
 
 
@@ -252,6 +261,9 @@ def _summarise(report: BenchReport) -> None:
             continue
         report.ratios[cand] = {}
         for b in map(str, report.options["batches"]):
-            base = [r["batches"][b]["stats"]["p50"] for r in sorted(by_label[baseline], key=lambda r: r["repeat"])]
-            cnd = [r["batches"][b]["stats"]["p50"] for r in sorted(by_label[cand], key=lambda r: r["repeat"])]
-            report.ratios[cand][b] = asdict(Ratio.of(base, cnd))
+            base_runs = sorted(by_label[baseline], key=lambda r: r["repeat"])
+            cand_runs = sorted(by_label[cand], key=lambda r: r["repeat"])
+            base = [r["batches"][b]["stats"]["p50"] for r in base_runs]
+            cnd = [r["batches"][b]["stats"]["p50"] for r in cand_runs]
+            worst = jitter([r["batches"][b]["stats"] for r in base_runs + cand_runs])
+            report.ratios[cand][b] = asdict(Ratio.of(base, cnd, worst))

@@ -33,21 +33,53 @@ class LatencyStats:
         return asdict(self)
 
 
+# A ratio is quoted as a result only when its repeats agree: the A/B pairs' ratios within this share of
+# their median, and no process whose p90 exceeds its p50 by more than JITTER_LIMIT (a noisy machine).
+SPREAD_LIMIT = 0.25
+JITTER_LIMIT = 1.5
+
+
 @dataclass
 class Ratio:
-    """baseline/candidate latency ratios over repeated A/B pairs: > 1 means the candidate is faster."""
+    """baseline/candidate latency ratios over repeated A/B pairs: > 1 means the candidate is faster.
+
+    ``stable`` is False when the repeats disagree widely (``why`` says how); such a ratio is reported
+    as *unstable*, never quoted as a result.
+    """
 
     median: float
     min: float
     max: float
     values: list[float]
+    stable: bool = True
+    why: str = ""
 
     @classmethod
-    def of(cls, baseline_ms: list[float], candidate_ms: list[float]) -> Ratio:
+    def of(cls, baseline_ms: list[float], candidate_ms: list[float], jitter: float | None = None) -> Ratio:
+        """``jitter``: the worst p90/p50 of the processes behind these figures, when known."""
         if len(baseline_ms) != len(candidate_ms) or not baseline_ms:
             raise ValueError("ratios need one baseline and one candidate figure per repeat")
         values = [b / c for b, c in zip(baseline_ms, candidate_ms)]
-        return cls(float(np.median(values)), float(min(values)), float(max(values)), values)
+        median = float(np.median(values))
+        spread = (max(values) - min(values)) / median if median else float("inf")
+        why = []
+        if spread > SPREAD_LIMIT:
+            why.append(f"A/B repeats spread {spread:.0%} of the median (limit {SPREAD_LIMIT:.0%})")
+        if jitter is not None and jitter > JITTER_LIMIT:
+            why.append(f"p90/p50 up to {jitter:.2f} inside a process (limit {JITTER_LIMIT:g})")
+        return cls(median, float(min(values)), float(max(values)), values, not why, "; ".join(why))
 
     def __str__(self) -> str:
-        return f"{self.median:.2f}× [{self.min:.2f}–{self.max:.2f}]"
+        text = f"{self.median:.2f}× [{self.min:.2f}–{self.max:.2f}]"
+        return text if self.stable else f"unstable ({text}: {self.why})"
+
+
+def ratio_text(r: dict) -> str:
+    """A Ratio's dict form as report text: the figure, or *unstable* with the range and the reason."""
+    text = f"{r['median']:.2f}× [{r['min']:.2f}–{r['max']:.2f}]"
+    return text if r.get("stable", True) else f"unstable ({text}: {r.get('why', '')})"
+
+
+def jitter(stats: list[dict]) -> float:
+    """The worst p90/p50 over LatencyStats dicts."""
+    return max((s["p90"] / s["p50"] for s in stats if s.get("p50")), default=1.0)

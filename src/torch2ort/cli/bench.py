@@ -94,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_report(console, report) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from torch2ort.bench.stats import ratio_text
 
     m = report.machine
     console.print(f"machine: {m['cpu']}, {m['physical_cores']} physical / {m['logical_cores']} logical cores; "
@@ -108,8 +111,12 @@ def print_report(console, report) -> None:
         table.add_row(r["backend"], str(r["batch"]), *stats, f"{r['throughput']:.1f}", f"{r['peak_rss_mb']:.0f}",
                       f"{r['size_mb']:.2f}")
     console.print(table)
+    n = report.noise or {}
+    if n:
+        console.print(f"machine load: load average {n.get('loadavg_before')} → {n.get('loadavg_after')} on "
+                      f"{n.get('cores')} cores, CPU steal {n.get('steal_pct')}% during the run")
     for cand, per_batch in report.ratios.items():
-        parts = [f"batch {b}: {v['median']:.2f}× \\[{v['min']:.2f}–{v['max']:.2f}]" for b, v in per_batch.items()]
+        parts = [f"batch {b}: {escape(ratio_text(v))}" for b, v in per_batch.items()]
         console.print(f"{cand} speed-up vs torch (p50 ratio, median \\[min–max] of {report.options['repeats']} "
                       f"A/B pairs): " + "; ".join(parts))
     cold = Table(title="Cold start in a fresh process (s, median over repeats)")
