@@ -109,15 +109,18 @@ def _schema_message(error, data: dict) -> str:
         return f"missing required key {missing!r}" + (f" in {at}" if path else "")
     if error.validator == "type" and len(path) == 1:
         return f"{path[0]!r} has the wrong type ({type(error.instance).__name__}; expected {error.validator_value})"
-    return f"{at}: {_what(error, path)}"
+    return _what(error, path) if path else f"{at}: {_what(error, path)}"
 
 
 def _what(error, path) -> str:
+    """``where: what is wrong`` (``where`` left out when empty), cut short: instances can be huge."""
     if "x-message" in error.schema:
-        return f"{_where(path) or 'value'} {error.schema['x-message']}"
+        return f"{_where(path) or 'the value'} {error.schema['x-message']}"
     if error.validator == "enum":
-        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
-    text = error.message if len(error.message) < 200 else error.message[:200] + "..."
+        text = f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    else:
+        text = error.message
+    text = text if len(text) < 200 else text[:200] + "..."
     return (f"{_where(path)}: " if path else "") + text
 
 
