@@ -51,3 +51,14 @@ def test_spec_level_errors():
         InputSpec.from_cli([])
     with pytest.raises(SpecError, match="distinct"):
         InputSpec.from_cli(["x:1:float32"], "a,a")
+
+
+def test_example_tensors_over_the_byte_budget_are_refused_before_allocating():
+    from torch2ort.spec import MAX_EXAMPLE_BYTES
+
+    with pytest.raises(SpecError, match=r"would take 45,776.4 GiB .* the limit is 2 GiB"):
+        InputSpec.from_cli(["image:batch=100000,3,6400,6400:float32"])
+    side = int((MAX_EXAMPLE_BYTES // 4) ** 0.5)
+    InputSpec.from_cli([f"x:{side},{side}:float32"])  # just under the budget: accepted
+    with pytest.raises(SpecError, match="the limit is 2 GiB"):
+        InputSpec.from_cli([f"x:{side},{side}:float32", f"y:{side},{side}:uint8"])  # the sum counts

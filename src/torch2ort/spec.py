@@ -30,6 +30,11 @@ DTYPES: dict[str, np.dtype] = {
     "bool": np.dtype(np.bool_),
 }
 
+# The example tensors are allocated (and traced, and run on every backend) at their example sizes:
+# past this many bytes in all, a spec is refused before anything is allocated. Dynamic dims are
+# traced small and still take any size at run time.
+MAX_EXAMPLE_BYTES = 2 << 30
+
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CLI_FORMAT = "NAME:DIMS:DTYPE[:LOW..HIGH], e.g. x:batch=1,3,224,224:float32"
 
@@ -87,6 +92,13 @@ class TensorSpec:
     @property
     def np_dtype(self) -> np.dtype:
         return DTYPES[self.dtype]
+
+    @property
+    def example_bytes(self) -> int:
+        n = self.np_dtype.itemsize
+        for d in self.dims:
+            n *= d.size
+        return n
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -170,6 +182,12 @@ class InputSpec:
                     raise SpecError(f"dynamic dim {d.label!r} has example size {sizes[d.label][0]} in "
                                     f"{other!r} but {d.size} in {t.name!r}; one label, one size")
                 sizes.setdefault(d.label, (d.size, t.name))
+        total = sum(t.example_bytes for t in self.inputs)
+        if total > MAX_EXAMPLE_BYTES:
+            biggest = max(self.inputs, key=lambda t: t.example_bytes)
+            raise SpecError(f"the example inputs would take {total / 2**30:,.1f} GiB ({biggest.to_cli()} alone "
+                            f"{biggest.example_bytes / 2**30:,.1f} GiB); the limit is {MAX_EXAMPLE_BYTES >> 30} GiB. "
+                            "Use smaller example sizes: a dynamic dim (label=N) still takes any size at run time")
         self._by_name.update({t.name: t for t in self.inputs})
 
     def __getitem__(self, name: str) -> TensorSpec:

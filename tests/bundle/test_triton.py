@@ -41,7 +41,7 @@ def test_batched_cnn_config(exported, tmp_path):
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 2500
     assert cfg.instance_group[0].count == 2 and cfg.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
     onnx.checker.check_model(str(res.model_dir / "1" / "model.onnx"))
-    readme = (tmp_path / "repo" / "README.md").read_text()
+    readme = (res.model_dir / "README.md").read_text()
     assert "preprocess `resize`" in readme and "postprocess `topk`" in readme and "c6" in readme
 
 
@@ -55,7 +55,7 @@ def test_unbatchable_model_gets_full_dims_and_gpu_tensorrt(exported, tmp_path):
     assert dims["spectrograms"] == [-1, -1, 3, 32, 32] and cfg.input[1].data_type == pb2.TYPE_BOOL
     assert cfg.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
     assert cfg.optimization.execution_accelerators.gpu_execution_accelerator[0].name == "tensorrt"
-    assert "No pre/post-processing" in (tmp_path / "repo" / "README.md").read_text()
+    assert "No pre/post-processing" in (res.model_dir / "README.md").read_text()
 
 
 def test_external_data_goes_into_a_model_directory(exported, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from fixtures.tokenizer import tiny_tokenizer as _tiny_tokenizer
-from torch2ort.errors import BundleError
+from torch2ort.errors import BundleError, PredictInputError
 from torch2ort.runtime.processors import Context, image, postprocess, run_postprocess, run_preprocess, step_names, text
 
 RNG = np.random.default_rng(0)
@@ -148,3 +148,38 @@ def test_mean_pool_and_l2_match_sentence_transformers_math():
     th, tm = torch.from_numpy(h), torch.from_numpy(mask).unsqueeze(-1).float()
     ref = F.normalize((th * tm).sum(1) / tm.sum(1).clamp(min=1e-9), p=2, dim=1)
     np.testing.assert_allclose(out["embeddings"], ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _bilevel_png(path: Path, w: int, h: int) -> Path:
+    """A w x h one-bit PNG: tiny on disk, w*h*3 bytes once decoded to RGB."""
+    from PIL import Image
+
+    Image.new("1", (w, h)).save(path)
+    return path
+
+
+def test_image_pixel_limit_is_checked_before_decoding(tmp_path):
+    big = _bilevel_png(tmp_path / "big.png", 12500, 12500)
+    assert big.stat().st_size < 1 << 20  # 156 Mpx: the 808 MB decode the issue reported
+    with pytest.raises(PredictInputError, match="12500x12500 = 156,250,000 pixels, over the limit of 40,000,000"):
+        image.load_image(big, _ctx(tmp_path))
+    with pytest.raises(PredictInputError, match="over the limit"):
+        image.load_image(big.read_bytes(), _ctx(tmp_path))
+    small = _bilevel_png(tmp_path / "small.png", 40, 30)
+    ctx = _ctx(tmp_path)
+    ctx.cache["max_image_pixels"] = 1199
+    with pytest.raises(PredictInputError, match="40x30 = 1,200 pixels, over the limit of 1,199"):
+        image.load_image(small, ctx)
+    ctx.cache["max_image_pixels"] = 1200
+    assert image.load_image(small, ctx).size == (40, 30)
+
+
+def test_pillows_own_bomb_error_is_one_line(tmp_path):
+    from PIL import Image
+
+    bomb = _bilevel_png(tmp_path / "bomb.png", 2 * Image.MAX_IMAGE_PIXELS // 10_000 + 1, 10_000)
+    ctx = _ctx(tmp_path)
+    ctx.cache["max_image_pixels"] = 10**12  # ours allows it: Pillow's own limit still refuses, in one line
+    with pytest.raises(PredictInputError, match="refused by Pillow as a decompression bomb") as info:
+        image.load_image(bomb, ctx)
+    assert "\n" not in str(info.value)

@@ -2,8 +2,9 @@
 
 Writes ``<repo>/<name>/config.pbtxt`` and ``<repo>/<name>/1/model.onnx`` (a ``model.onnx/``
 directory when the model has external data, as Triton's ONNX Runtime backend expects), plus
-``<repo>/README.md`` listing the pre/post-processing Triton will not run and what the client must
-do instead.
+``<repo>/<name>/README.md`` listing the pre/post-processing Triton will not run and what the client
+must do instead. Nothing outside ``<repo>/<name>/`` is written or deleted: the name is checked
+(``check_model_name``), and a README.md the user keeps in the repository is never touched.
 """
 
 from __future__ import annotations
@@ -98,10 +99,17 @@ def export_triton(bundle_dir: str | Path, repository: str | Path, *, max_batch: 
     refs = mf.check_external_data(bundle_dir, manifest["model"], manifest["files"])
     if max_batch < 0 or instances < 1:
         raise UsageError("--max-batch must be >= 0 and --instances >= 1")
-    model_dir = repository / manifest["name"]
+    model_dir = repository / mf.check_model_name(manifest["name"], f"{bundle_dir}: name")
+    if repository.exists() and not repository.is_dir():
+        raise OutputExistsError(f"{repository} exists and is not a directory")
+    if model_dir.is_symlink() or (model_dir.exists() and not model_dir.is_dir()):
+        raise OutputExistsError(f"{model_dir} is not a model directory (a file or a symlink); refusing to replace it")
     if model_dir.exists():
         if not force:
             raise OutputExistsError(f"{model_dir} already exists; pass --force to replace that model")
+        if not (model_dir / "config.pbtxt").is_file():
+            raise OutputExistsError(f"{model_dir} has no config.pbtxt, so it is not a Triton model; refusing to "
+                                    "delete it even with --force")
         shutil.rmtree(model_dir)
     trt = gpu if tensorrt is None else tensorrt
     config, mbs = render_config(manifest, max_batch, instances, gpu, max_delay_ms, trt)
@@ -121,7 +129,7 @@ def export_triton(bundle_dir: str | Path, repository: str | Path, *, max_batch: 
         shutil.copy2(src, version / "model.onnx")
     (model_dir / "config.pbtxt").write_text(config)
     steps = client_steps(manifest)
-    _write_readme(repository, manifest, steps, mbs)
+    _write_readme(model_dir, manifest, steps, mbs)
     return TritonExport(repository, model_dir, config, mbs, steps)
 
 
@@ -135,10 +143,9 @@ def client_steps(manifest: dict) -> list[str]:
     return out
 
 
-def _write_readme(repository: Path, manifest: dict, steps: list[str], mbs: int) -> None:
-    readme = repository / "README.md"
-    section_start, section_end = f"<!-- {manifest['name']}:start -->", f"<!-- {manifest['name']}:end -->"
-    body = [section_start, f"## {manifest['name']}", "",
+def _write_readme(model_dir: Path, manifest: dict, steps: list[str], mbs: int) -> None:
+    """Our notes go in the model directory we own (Triton ignores files there that are not versions)."""
+    body = [f"# {manifest['name']} (Triton model written by `torch2ort triton`)", "",
             f"Exported by torch2ort from a bundle. `max_batch_size: {mbs}`"
             + (" (dims in config.pbtxt exclude the batch dim)." if mbs else " (no dynamic first dim on every "
                "tensor, so Triton batching is off; dims are complete)."), ""]
@@ -150,12 +157,4 @@ def _write_readme(repository: Path, manifest: dict, steps: list[str], mbs: int) 
         body.append("No pre/post-processing: clients send and receive the model's tensors as they are.")
     if manifest.get("labels"):
         body += ["", f"Labels (index order): {', '.join(manifest['labels'])}."]
-    body.append(section_end)
-    block = "\n".join(body)
-    text = readme.read_text() if readme.exists() else "# Triton model repository\n\nWritten by `torch2ort triton`.\n"
-    if section_start in text and section_end in text:
-        before, rest = text.split(section_start, 1)
-        text = before + block + rest.split(section_end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    readme.write_text(text)
+    (model_dir / "README.md").write_text("\n".join(body) + "\n")

@@ -82,11 +82,19 @@ def _pipeline(value: str | list | None, preset, *args) -> list[dict]:
     if text.startswith("["):
         try:
             steps = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"pipeline JSON does not parse: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"pipeline JSON does not parse: {describe(exc)}") from None
+        if not isinstance(steps, list):
+            raise UsageError("a pipeline must be a JSON list of steps")
         return steps
     if text.endswith(".json") and Path(text).is_file():
-        return json.loads(Path(text).read_text())
+        try:
+            steps = json.loads(Path(text).read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"pipeline file {text} does not parse: {describe(exc)}") from None
+        if not isinstance(steps, list):
+            raise UsageError(f"pipeline file {text} must hold a JSON list of steps")
+        return steps
     return preset(text, *args)
 
 
@@ -129,6 +137,7 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
 
     src = Path(onnx_path)
     out = Path(out)
+    name = mf.check_model_name(name, "--name") if name is not None else mf.safe_model_name(src.stem)
     if not src.is_file():
         raise UsageError(f"ONNX file not found: {src}")
     from torch2ort.runtime.onnx_refs import external_data_locations
@@ -147,7 +156,10 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
     meta = dict(session.get_modelmeta().custom_metadata_map)
     pre = _pipeline(preprocess, preprocess_preset, inputs, tokenizer is not None)
     post = _pipeline(postprocess, postprocess_preset, outputs)
-    check_pipeline(pre, post)
+    # the whole manifest is checked before anything is written; provenance and checksums come last
+    mf.validate({"format_version": mf.FORMAT_VERSION, "name": name, "model": MODEL_FILE, "inputs": inputs,
+                 "outputs": outputs, "labels": labels, "preprocess": pre, "postprocess": post,
+                 "files": {MODEL_FILE: "0" * 64}}, "the bundle's manifest")
     if tokenizer is not None and not Path(tokenizer).is_file():
         raise UsageError(f"--tokenizer {tokenizer}: no such file")
     if web:
@@ -155,6 +167,7 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
 
         check_web(pre, post, inputs)
         ort_web_files()  # fails before anything is written when onnxruntime-web is not installed
+    check_pipeline(pre, post, inputs, outputs)
 
     prepare_outdir(out, force, mf.MANIFEST, "a torch2ort bundle")
     shutil.copyfile(src, out / MODEL_FILE)
@@ -171,7 +184,7 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         web_version = write_web(out)
     manifest: dict[str, Any] = {
         "format_version": mf.FORMAT_VERSION,
-        "name": name or src.stem,
+        "name": name,
         "model": MODEL_FILE,
         "inputs": inputs,
         "outputs": outputs,
@@ -225,7 +238,9 @@ def pack_model(loaded, spec, out: str | Path, *, verify_n: int = 3, force: bool 
     if Path(out).exists() and any(Path(out).iterdir()) and not force:
         raise OutputExistsError(f"{out} already exists and is not empty; pass --force to replace it")
     if not pack_kwargs.get("name"):
-        pack_kwargs["name"] = loaded.source.rpartition(":")[2] or Path(loaded.source).stem
+        pack_kwargs["name"] = mf.safe_model_name(loaded.source.rpartition(":")[2] or Path(loaded.source).stem)
+    else:
+        mf.check_model_name(pack_kwargs["name"], "--name")
     with tempfile.TemporaryDirectory(prefix="torch2ort-pack-") as tmp:
         onnx_path = Path(tmp) / MODEL_FILE
         export_onnx(loaded, spec, onnx_path)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from torch2ort.errors import OutputExistsError, SpecError
+from torch2ort.errors import OutputExistsError, SpecError, UsageError
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -87,9 +88,32 @@ def input_spec(args: argparse.Namespace):
 
 
 def check_writable(path: str | Path, force: bool) -> Path:
+    """Refuse, before any work, an output that exists (without --force) or that cannot be written at all.
+
+    Probed by opening it for appending (nothing is written; a file the probe created is removed again),
+    so `-o /proc/x.onnx` is a one-line error naming the path, not an export failure after the work.
+    """
     path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    existed = path.exists()
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # the writer creates missing parents
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{parent} is not a directory")
+        if existed or parent == path.parent:
+            with open(path, "ab"):
+                pass
+            if not existed:
+                path.unlink()
+        elif not os.access(parent, os.W_OK):
+            raise PermissionError(f"{parent} is not writable")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

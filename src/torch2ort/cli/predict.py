@@ -21,32 +21,65 @@ def add_parser(sub) -> None:
     p.add_argument("--text", action="append", default=[], help="text for a bundle with a text preprocess")
     p.add_argument("--raw", action="store_true", help="skip the postprocess pipeline")
     p.add_argument("--providers", help="e.g. cuda,cpu (default: $TORCH2ORT_PROVIDERS or cpu)")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
+    p.add_argument("--threads", type=int, help="intra-op threads, 1 to 4x the logical cores (default: physical cores)")
+    p.add_argument("--max-image-pixels", type=int, metavar="N",
+                   help="refuse images larger than N pixels, read from the file's header before decoding "
+                        "(default 40000000)")
     p.set_defaults(func=run)
 
 
 def _load_npy(name: str, path: str) -> np.ndarray:
+    """np.load through a memory map first: a header claiming more bytes than the file holds is refused
+    before anything is allocated (a 10**12-row header would otherwise be a MemoryError)."""
     from torch2ort.errors import PredictInputError
 
+    where = f"--input {name}={path}"
+    if not Path(path).is_file():
+        raise PredictInputError(f"{where}: not a readable .npy file (no such regular file)")
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise PredictInputError(f"--input {name}={path}: not a readable .npy file ({exc})") from None
+        if Path(path).stat().st_size == 0:
+            raise EOFError("the file is empty")
+        try:
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            if "mmap length is greater than file size" in str(exc):
+                raise PredictInputError(f"{where}: the .npy header claims more data than the file holds; "
+                                        "refusing to read it") from None
+            mapped = np.load(path, allow_pickle=False)  # e.g. an empty array, which cannot be mapped
+        if not isinstance(mapped, np.ndarray):
+            mapped.close()
+            raise ValueError("an .npz archive; give one array per --input as .npy")
+        return np.array(mapped)
+    except PredictInputError:
+        raise
+    except (OSError, ValueError, EOFError, TypeError, MemoryError) as exc:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise PredictInputError(f"{where}: not a readable .npy file ({text})") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from torch2ort.errors import PredictInputError
     from torch2ort.runtime import Bundle
 
-    bundle = Bundle.load(args.bundle, providers=args.providers, intra_op_num_threads=args.threads)
+    bundle = Bundle.load(args.bundle, providers=args.providers, intra_op_num_threads=args.threads,
+                         max_image_pixels=args.max_image_pixels)
     for note in bundle.fallbacks:
         print(f"warning: provider fallback: {note}", file=sys.stderr)
-    arrays, raw_value = {}, None
+    names = [t["name"] for t in bundle.inputs]
+    arrays, raw_value, seen = {}, None, set()
     for item in args.input:
         name, sep, value = item.partition("=")
         if not sep or not value:
             raise PredictInputError(f"--input {item!r}: expected NAME=FILE.npy or NAME=@FILE")
+        if name not in names:
+            raise PredictInputError(f"--input {item!r}: the bundle has no input {name!r}; its inputs: "
+                                    f"{', '.join(names)}")
+        if name in seen:
+            raise PredictInputError(f"--input {name}=... is given twice; give each input once")
+        seen.add(name)
         if value.startswith("@"):
+            if raw_value is not None:
+                raise PredictInputError("give one raw input (@FILE); the preprocess pipeline takes a single one")
             if not Path(value[1:]).is_file():
                 raise PredictInputError(f"--input {item!r}: no such file {value[1:]}")
             raw_value = value[1:]

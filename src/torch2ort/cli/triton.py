@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "triton",
         description="Write BUNDLE as <repo>/<name>/config.pbtxt and <repo>/<name>/1/model.onnx for "
-                    "Triton's onnxruntime backend, and list in <repo>/README.md the pre/post-"
+                    "Triton's onnxruntime backend, and list in <repo>/<name>/README.md the pre/post-"
                     "processing the client must do. Torch-free.")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_REPOSITORY")
@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
           f"(max_batch_size {result.max_batch_size})")
     if result.client_steps:
         print(f"the client must do {len(result.client_steps)} pre/post-processing steps itself: "
-              f"see {result.repository}/README.md")
+              f"see {result.model_dir}/README.md")
     return 0

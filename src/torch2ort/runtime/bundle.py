@@ -20,6 +20,7 @@ from torch2ort._env import physical_cores
 from torch2ort.errors import BundleError, PredictInputError, describe
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.processors import Context, check_pipeline, run_postprocess, run_preprocess
+from torch2ort.runtime.processors.image import check_max_pixels
 from torch2ort.runtime.providers import requested_providers, usable_providers
 
 log = logging.getLogger("torch2ort.runtime")
@@ -54,15 +55,21 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, providers: list[str] | str | None = None,
-             intra_op_num_threads: int | None = None) -> Bundle:
-        """Validate the manifest and every checksum, then create the ONNX Runtime session."""
+             intra_op_num_threads: int | None = None, max_image_pixels: int | None = None) -> Bundle:
+        """Validate the manifest and every checksum, then create the ONNX Runtime session.
+
+        ``max_image_pixels`` bounds images decoded by ``load_image`` (default 40 MP), checked from the header.
+        """
         import onnxruntime as ort
 
         path = Path(path)
         manifest = mf.read_manifest(path)
         mf.verify_files(path, manifest["files"])
         mf.check_external_data(path, manifest["model"], manifest["files"])
-        check_pipeline(manifest.get("preprocess", []), manifest.get("postprocess", []))
+        check_pipeline(manifest.get("preprocess", []), manifest.get("postprocess", []), manifest["inputs"],
+                       manifest["outputs"])
+        intra_op_num_threads = mf.check_threads(intra_op_num_threads)
+        limits = {"max_image_pixels": check_max_pixels(max_image_pixels)} if max_image_pixels is not None else {}
         wanted = requested_providers(providers)
         usable, fallbacks = usable_providers(wanted, ort.get_available_providers())
         opts = ort.SessionOptions()
@@ -79,6 +86,7 @@ class Bundle:
         for note in fallbacks:
             log.warning("provider fallback: %s", note)
         bundle = cls(path, manifest, session, active, fallbacks)
+        bundle._ctx_cache.update(limits)  # steps read their limits from the per-bundle context cache
         bundle._check_io()
         return bundle
 

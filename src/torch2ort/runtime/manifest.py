@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +15,30 @@ from torch2ort.errors import BundleError, WireError
 FORMAT_VERSION = 1
 MANIFEST = "torch2ort.json"
 
-# key -> (type, required)
-_SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
-    "format_version": (int, True),
-    "name": (str, True),
-    "model": (str, True),
-    "inputs": (list, True),
-    "outputs": (list, True),
-    "labels": ((list, type(None)), False),
-    "preprocess": (list, False),
-    "postprocess": (list, False),
-    "provenance": (dict, False),
-    "parity": ((dict, type(None)), False),
-    "files": (dict, True),
-}
-_TENSOR_KEYS = {"name": str, "dtype": str, "shape": list}
+MAX_MANIFEST_BYTES = 32 << 20
+MAX_JSON_DEPTH = 32  # a real manifest nests 5 levels; deeper ones are refused before the schema walks them
+MODEL_NAME_RULE = ("1 to 128 characters: letters, digits, '_', '-' and '.', starting with a letter, digit or "
+                   "'_', and no '..' (it becomes a directory name in a Triton model repository and a URL path "
+                   "segment in serve)")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_model_name(name: Any, where: str = "model name") -> str:
+    """The one rule for a model name, used by pack, the manifest check, triton and serve.
+
+    >>> check_model_name("resnet-50_v1.5")
+    'resnet-50_v1.5'
+    """
+    if not isinstance(name, str) or not _MODEL_NAME.match(name) or ".." in name:
+        raise BundleError(f"{where} {name!r} is not allowed: a model name is {MODEL_NAME_RULE}")
+    return name
+
+
+def safe_model_name(text: str) -> str:
+    """A valid model name made from ``text`` (a file stem, a source): for defaults, never for names users gave."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).lstrip(".-")
+    name = re.sub(r"\.{2,}", ".", name)[:128]
+    return name or "model"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -39,52 +50,108 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def read_manifest(bundle_dir: Path) -> dict[str, Any]:
-    path = bundle_dir / MANIFEST
     if not bundle_dir.is_dir():
         raise BundleError(f"{bundle_dir} is not a directory (a bundle is a folder written by torch2ort pack)")
-    if not path.is_file():
+    path = bundle_dir / MANIFEST
+    if not path.exists() and not path.is_symlink():
         raise BundleError(f"{bundle_dir} has no {MANIFEST}; it is not a torch2ort bundle")
+    if path.is_symlink() or not path.is_file():
+        raise BundleError(f"{path} is not a regular file (a symlink or a special file); refusing to read it")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; not a torch2ort manifest")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BundleError(f"{path} nests JSON too deeply to be a torch2ort manifest") from None
     validate(data, str(path))
     return data
 
 
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "manifest.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _depth(data: Any) -> int:
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+    return deepest
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_message(error, data: dict) -> str:
+    """One line for a jsonschema error: where, what, and what is allowed."""
+    path = list(error.absolute_path)
+    at = _where(path) or "the manifest"
+    if path and path[0] in ("preprocess", "postprocess") and len(path) >= 2:
+        step = data[path[0]][path[1]]
+        op = step.get("op") if isinstance(step, dict) else None
+        return f"{path[0]} step {op!r} ({_where(path[:2])}) has bad parameters: {_what(error, path[2:])}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"missing required key {missing!r}" + (f" in {at}" if path else "")
+    if error.validator == "type" and len(path) == 1:
+        return f"{path[0]!r} has the wrong type ({type(error.instance).__name__}; expected {error.validator_value})"
+    return _what(error, path) if path else f"{at}: {_what(error, path)}"
+
+
+def _what(error, path) -> str:
+    """``where: what is wrong`` (``where`` left out when empty), cut short: instances can be huge."""
+    if "x-message" in error.schema:
+        return f"{_where(path) or 'the value'} {error.schema['x-message']}"
+    if error.validator == "enum":
+        text = f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    else:
+        text = error.message
+    text = text if len(text) < 200 else text[:200] + "..."
+    return (f"{_where(path)}: " if path else "") + text
+
+
 def validate(data: Any, where: str = MANIFEST) -> None:
-    """Check the manifest's shape; a newer format_version asks for an upgrade."""
+    """Check the manifest against manifest.schema.json; a newer format_version asks for an upgrade."""
     if not isinstance(data, dict):
         raise BundleError(f"{where}: the manifest must be a JSON object")
     version = data.get("format_version")
-    if isinstance(version, int) and version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise BundleError(f"{where}: bundle format_version {version} is newer than this torch2ort supports "
                           f"({FORMAT_VERSION}); upgrade torch2ort (pip install -U torch2ort)")
-    for key, (kind, required) in _SCHEMA.items():
-        if key not in data:
-            if required:
-                raise BundleError(f"{where}: missing required key {key!r}")
-            continue
-        if not isinstance(data[key], kind):
-            raise BundleError(f"{where}: {key!r} has the wrong type ({type(data[key]).__name__})")
-    if version < 1:
-        raise BundleError(f"{where}: format_version must be >= 1")
-    for section in ("inputs", "outputs"):
-        for i, t in enumerate(data[section]):
-            if not isinstance(t, dict):
-                raise BundleError(f"{where}: {section}[{i}] must be an object")
-            for key, kind in _TENSOR_KEYS.items():
-                if not isinstance(t.get(key), kind):
-                    raise BundleError(f"{where}: {section}[{i}] needs {key!r} ({kind.__name__})")
-    for section in ("preprocess", "postprocess"):
-        for i, step in enumerate(data.get(section, [])):
-            if not isinstance(step, dict) or not isinstance(step.get("op"), str):
-                raise BundleError(f"{where}: {section}[{i}] must be an object with an 'op'")
-    for name, digest in data["files"].items():
-        if not isinstance(digest, str) or len(digest) != 64:
-            raise BundleError(f"{where}: files[{name!r}] must be a sha256 hex digest")
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise BundleError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep; not a torch2ort manifest")
+    errors = sorted(_validator().iter_errors(data), key=lambda e: (len(e.absolute_path), str(list(e.absolute_path))))
+    if errors:  # the shallowest first: a missing key before a bad value inside a step
+        error = errors[0]
+        raise BundleError(f"{where}: {_schema_message(error, data)}")
+    check_model_name(data["name"], f"{where}: name")
     if data["model"] not in data["files"]:
         raise BundleError(f"{where}: the model file {data['model']!r} is not listed under 'files'")
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``intra_op_num_threads`` a session may ask for: None (the default), or 1 to 4x the logical cores."""
+    if threads is None or threads == 0:
+        return None
+    limit = 4 * (os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
+        raise BundleError(f"threads {threads!r} is out of range: give 1 to {limit} (4x the {os.cpu_count()} "
+                          "logical cores), or leave it unset for one per physical core")
+    return threads
 
 
 def inside(bundle_dir: Path, rel: str) -> Path:
@@ -99,10 +166,13 @@ def inside(bundle_dir: Path, rel: str) -> Path:
 
 
 def bundle_files(bundle_dir: Path) -> list[str]:
-    """Every file in the bundle (relative, POSIX), except the manifest itself."""
+    """Every entry in the bundle that is not a directory (relative, POSIX), except the manifest itself.
+
+    Symlinks and special files (FIFOs, sockets, devices) are listed too, so that an unlisted one is refused.
+    """
     out = []
     for path in sorted(bundle_dir.rglob("*")):
-        if path.is_file() or path.is_symlink():
+        if path.is_symlink() or not path.is_dir():
             rel = path.relative_to(bundle_dir).as_posix()
             if rel != MANIFEST:
                 out.append(rel)
@@ -114,14 +184,19 @@ def verify_files(bundle_dir: Path, files: dict[str, str]) -> None:
     present = set(bundle_files(bundle_dir))
     for rel, digest in files.items():
         path = inside(bundle_dir, rel)
-        if not path.is_file():
+        if not path.exists():
             raise BundleError(f"bundle file {rel!r} is missing from {bundle_dir}")
+        if not path.is_file():
+            raise BundleError(f"bundle file {rel!r} is not a regular file (a FIFO, socket, device or "
+                              "directory); refusing to load it")
         if sha256_file(path) != digest:
             raise BundleError(f"bundle file {rel!r} has been modified: its sha256 does not match the "
                               "manifest; refusing to load it")
     extra = sorted(present - set(files))
     if extra:
-        raise BundleError(f"bundle {bundle_dir} holds files the manifest does not list: {', '.join(extra)}; "
+        special = [rel for rel in extra if not (bundle_dir / rel).is_symlink() and not (bundle_dir / rel).is_file()]
+        kind = f" (not regular files: {', '.join(special)})" if special else ""
+        raise BundleError(f"bundle {bundle_dir} holds files the manifest does not list: {', '.join(extra)}{kind}; "
                           "refusing to load (re-pack it, or remove them)")
 
 

@@ -2,7 +2,9 @@
 
 The runtime must stay small (numpy + onnxruntime), so this walks the protobuf wire format
 directly: ModelProto.graph -> GraphProto.{initializer, sparse_initializer, node.attribute} ->
-TensorProto.external_data["location"], recursing into subgraphs and functions.
+TensorProto.external_data["location"], recursing into subgraphs and functions. Field numbers are
+onnx.proto's (a test checks them against onnx's own descriptors); subgraphs nested deeper than
+``MAX_DEPTH`` are refused rather than recursed into.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from torch2ort.errors import WireError
 # (message, field number) pairs that hold messages we must descend into.
 _MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25
 _GRAPH_NODE, _GRAPH_INIT, _GRAPH_SPARSE = 1, 5, 15
-_FUNC_NODE = 7
+_FUNC_NODE, _FUNC_ATTR_PROTO = 7, 11
 _NODE_ATTR = 5
-_ATTR_T, _ATTR_G, _ATTR_GRAPHS, _ATTR_TENSORS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
+_ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
+# protobuf's own default recursion limit is 100 messages; real models nest a few subgraphs at most.
+MAX_DEPTH = 64
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_EXTERNAL = 13
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
@@ -75,20 +79,26 @@ def _sparse(buf: memoryview, out: list[str]) -> None:
         _tensor(t, out)
 
 
-def _nodes(bufs, out: list[str]) -> None:
+def _attributes(attrs, out: list[str], depth: int) -> None:
+    for attr in attrs:
+        for number, value in _sub(attr, _ATTR_T, _ATTR_G, _ATTR_GRAPHS, _ATTR_TENSORS, _ATTR_SPARSE,
+                                  _ATTR_SPARSES):
+            if number in (_ATTR_T, _ATTR_TENSORS):
+                _tensor(value, out)
+            elif number in (_ATTR_SPARSE, _ATTR_SPARSES):
+                _sparse(value, out)
+            else:
+                _graph(value, out, depth + 1)
+
+
+def _nodes(bufs, out: list[str], depth: int) -> None:
     for node in bufs:
-        for _, attr in _sub(node, _NODE_ATTR):
-            for number, value in _sub(attr, _ATTR_T, _ATTR_G, _ATTR_GRAPHS, _ATTR_TENSORS, _ATTR_SPARSE,
-                                      _ATTR_SPARSES):
-                if number in (_ATTR_T, _ATTR_TENSORS):
-                    _tensor(value, out)
-                elif number in (_ATTR_SPARSE, _ATTR_SPARSES):
-                    _sparse(value, out)
-                else:
-                    _graph(value, out)
+        _attributes([a for _, a in _sub(node, _NODE_ATTR)], out, depth)
 
 
-def _graph(buf: memoryview, out: list[str]) -> None:
+def _graph(buf: memoryview, out: list[str], depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise WireError(f"subgraphs nested more than {MAX_DEPTH} levels deep")
     nodes = []
     for number, value in _sub(buf, _GRAPH_NODE, _GRAPH_INIT, _GRAPH_SPARSE):
         if number == _GRAPH_INIT:
@@ -97,7 +107,7 @@ def _graph(buf: memoryview, out: list[str]) -> None:
             _sparse(value, out)
         else:
             nodes.append(value)
-    _nodes(nodes, out)
+    _nodes(nodes, out, depth)
 
 
 def external_data_locations(model_bytes: bytes) -> list[str]:
@@ -108,5 +118,6 @@ def external_data_locations(model_bytes: bytes) -> list[str]:
         if number == _MODEL_GRAPH:
             _graph(value, out)
         else:
-            _nodes([v for _, v in _sub(value, _FUNC_NODE)], out)
+            _nodes([v for _, v in _sub(value, _FUNC_NODE)], out, 0)
+            _attributes([v for _, v in _sub(value, _FUNC_ATTR_PROTO)], out, 0)
     return list(dict.fromkeys(out))

@@ -60,13 +60,61 @@ def _step(table: dict[str, Callable], kind: str, spec: dict) -> tuple[Callable, 
     return fn, params
 
 
-def check_pipeline(pre: list[dict], post: list[dict]) -> None:
-    """Fail early (at pack and at load) on unknown steps or bad parameters."""
+def check_pipeline(pre: list[dict], post: list[dict], inputs: list[dict] | None = None,
+                   outputs: list[dict] | None = None) -> None:
+    """Fail early (at pack and at load) on unknown steps, bad parameters, and, given the model's
+    ``inputs``/``outputs``, on postprocess steps that name a tensor that will not exist or an axis
+    outside its rank (what manifest.schema.json cannot express)."""
     pre_table, post_table = _tables()
     for spec in pre:
         _step(pre_table, "preprocess", spec)
     for spec in post:
         _step(post_table, "postprocess", spec)
+    if outputs is not None:
+        _check_post_tensors(post, inputs or [], outputs)
+
+
+# postprocess op -> (rank of what it writes given its input's rank, or None for a list of rows; names it writes)
+_WRITES: dict[str, tuple[Callable[[int], int] | None, Callable[[dict], list[str]]]] = {
+    "softmax": (lambda r: r, lambda p: [p.get("name") or p["output"]]),
+    "sigmoid": (lambda r: r, lambda p: [p.get("name") or p["output"]]),
+    "l2_normalize": (lambda r: r, lambda p: [p.get("name") or p.get("output", "embeddings")]),
+    "mean_pool": (lambda r: r - 1, lambda p: [p.get("name", "embeddings")]),
+    "topk": (None, lambda p: [p.get("name", "topk")]),
+    "threshold": (None, lambda p: [p.get("name", "labels")]),
+    "argmax": (None, lambda p: [p.get("name", "label"), f"{p.get('name', 'label')}_index"]),
+}
+_DEFAULT_OUTPUT = {"mean_pool": "last_hidden_state", "l2_normalize": "embeddings"}
+
+
+def _check_post_tensors(post: list[dict], inputs: list[dict], outputs: list[dict]) -> None:
+    ranks: dict[str, int | None] = {t["name"]: len(t["shape"]) for t in [*inputs, *outputs]}
+    for i, spec in enumerate(post):
+        op = spec["op"]
+        where = f"postprocess step {op!r} (postprocess[{i}])"
+        src = spec.get("output", _DEFAULT_OUTPUT.get(op))
+        if src not in ranks:
+            raise BundleError(f"{where} reads {src!r}, which is not a model output, input or earlier result; "
+                              f"available: {', '.join(sorted(ranks))}")
+        rank = ranks[src]
+        if rank is None:
+            raise BundleError(f"{where} reads {src!r}, which an earlier step made a list of per-row results, "
+                              "not a tensor")
+        if op == "softmax" and rank is not None:
+            axis = spec.get("axis", -1)
+            if not -max(rank, 1) <= axis < max(rank, 1):
+                raise BundleError(f"{where}: axis {axis} is outside {src!r}, which has rank {rank} "
+                                  f"(valid: {-max(rank, 1)} to {max(rank, 1) - 1})")
+        if op == "mean_pool":
+            mask = spec.get("mask", "attention_mask")
+            if mask not in ranks:
+                raise BundleError(f"{where} reads the mask {mask!r}, which is not a model input or output; "
+                                  f"available: {', '.join(sorted(ranks))}")
+            if rank is not None and rank < 2:
+                raise BundleError(f"{where}: {src!r} has rank {rank}; mean pooling needs [batch, tokens, ...]")
+        to_rank, names = _WRITES[op]
+        for name in names(spec):
+            ranks[name] = to_rank(rank) if to_rank else None
 
 
 def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:

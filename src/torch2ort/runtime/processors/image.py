@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from torch2ort.errors import PredictInputError
+
+# 40 megapixels: a 12500x12500 PNG of 150 KB would otherwise decode to ~470 MB of RGB. Checked from the
+# header, before decoding; Bundle.load(max_image_pixels=) and `predict --max-image-pixels` change it.
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+
+
+def check_max_pixels(limit) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise PredictInputError(f"the image pixel limit must be a positive integer; got {limit!r}")
+    return limit
 
 
 def _pil():
@@ -18,26 +29,45 @@ def _pil():
     return Image
 
 
-def load_image(value, ctx, mode: str = "RGB"):
-    """A path, bytes, PIL image or HWC uint8 array -> a PIL image in ``mode``."""
+def _open(source, what: str, limit: int):
+    """Open lazily, check width x height from the header against ``limit``, then decode."""
     Image = _pil()
+    try:
+        with warnings.catch_warnings():  # our limit applies; Pillow's warning below its own is noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+            w, h = img.size
+            if w * h > limit:
+                img.close()
+                raise PredictInputError(f"{what} is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
+                                        "(raise it with --max-image-pixels or Bundle.load(max_image_pixels=))")
+            img.load()
+    except PredictInputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise PredictInputError(f"{what} is refused by Pillow as a decompression bomb: {exc}") from None
+    except Exception as exc:  # Pillow raises several types for bad files
+        raise PredictInputError(f"{what} is not a readable image: {exc}") from None
+    return img
+
+
+def load_image(value, ctx, mode: str = "RGB"):
+    """A path, bytes, PIL image or HxWxC uint8 array -> a PIL image in ``mode``.
+
+    Files and bytes larger than ``ctx.cache["max_image_pixels"]`` (default 40 MP) are refused unread.
+    """
+    Image = _pil()
+    limit = ctx.cache.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS) if ctx is not None else \
+        DEFAULT_MAX_IMAGE_PIXELS
     if isinstance(value, Image.Image):
         img = value
     elif isinstance(value, (str, Path)):
         path = Path(value)
         if not path.is_file():
             raise PredictInputError(f"image file not found: {path}")
-        try:
-            img = Image.open(path)
-            img.load()
-        except Exception as exc:  # Pillow raises several types for bad files
-            raise PredictInputError(f"{path} is not a readable image: {exc}") from None
+        img = _open(path, str(path), limit)
     elif isinstance(value, (bytes, bytearray)):
-        try:
-            img = Image.open(io.BytesIO(bytes(value)))
-            img.load()
-        except Exception as exc:
-            raise PredictInputError(f"the bytes given are not a readable image: {exc}") from None
+        img = _open(io.BytesIO(bytes(value)), "the image given as bytes", limit)
     elif isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3):
         img = Image.fromarray(value)
     else:
