@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from torch2ort.pipeline.evidence import Evidence
 from torch2ort.report import summary_lines
 from torch2ort.report.document import build
 from torch2ort.report.render import to_html, to_markdown
 from torch2ort.report.svg import latency_boxes, speedup_bars
 
-PARTIAL = {
-    "torch2ort": "0.1.0", "command": "torch2ort migrate x.py:Net --input 'x:2,4:float32' -o out",
+PARTIAL = Evidence.from_dict({
+    "format": 2, "torch2ort": "0.1.0", "command": "torch2ort migrate x.py:Net --input 'x:2,4:float32' -o out",
     "started": "2026-11-21T00:00:00+00:00", "finished": "2026-11-21T00:00:05+00:00",
     "machine": {"python": "3.11"}, "versions": {"torch": "2.13.0"},
     "model": {"source": "x.py:Net <b>", "kind": "factory", "task": None, "notes": ["built"], "parameters": 20,
@@ -20,7 +21,7 @@ PARTIAL = {
                 "error": "both exporters failed: aten::linalg_eigh <unsupported>"},
                {"name": "verify", "status": "not run", "seconds": 0.0, "summary": "", "error": None}],
     "outcome": {"passed": False, "stopped_at": "export", "reason": "both exporters failed", "exit_code": 3},
-}
+})
 
 
 def test_partial_evidence_renders_and_says_where_it_stopped():

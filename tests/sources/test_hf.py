@@ -32,10 +32,10 @@ def test_task_and_inputs_are_read_from_the_folder(tmp_path):
     path = _bert_dir(tmp_path, num_labels=3, id2label={0: "neg", 1: "neutral", 2: "pos"})
     assert detect_task(path) == "sequence-classification"
     loaded = load_model(ModelRequest(f"hf:{path}"))
-    spec = loaded.hints["spec"]
+    spec = loaded.hints.spec
     assert spec.names == ["input_ids", "attention_mask", "token_type_ids"]
     assert [str(d) for d in spec.inputs[0].dims] == ["batch=2", "sequence=16"]
-    assert spec.output_names == ("logits",) and loaded.hints["labels"] == ["neg", "neutral", "pos"]
+    assert spec.output_names == ("logits",) and loaded.hints.labels == ["neg", "neutral", "pos"]
 
 
 def test_migrate_a_tiny_classifier_then_predict_from_text(tmp_path, capsys):
@@ -67,8 +67,8 @@ def test_feature_extraction_export_matches_transformers(tmp_path):
 
     path = _bert_dir(tmp_path, cls="BertModel")
     loaded = load_model(ModelRequest(f"hf:{path}"))
-    assert loaded.hints["task"] == "feature-extraction"
-    spec = loaded.hints["spec"]
+    assert loaded.hints.task == "feature-extraction"
+    spec = loaded.hints.spec
     export_onnx(loaded, spec, tmp_path / "m.onnx")
     assert verify_onnx(loaded, tmp_path / "m.onnx", spec, n=2, sweep=default_sweep(spec)).report
     # the wrapper really is the transformers model, called with keywords

@@ -73,7 +73,8 @@ def postprocess_preset(name: str, outputs: list[dict]) -> list[dict]:
     return presets[name]
 
 
-def _pipeline(value: str | list | None, preset, *args) -> list[dict]:
+def pipeline_steps(value: str | list | None, preset, *args) -> list[dict]:
+    """A pipeline given as a list, a JSON list, a .json file or a preset name -> its steps."""
     if value is None:
         return []
     if isinstance(value, list):
@@ -154,8 +155,8 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         raise UsageError(f"onnxruntime cannot load {src}: {describe(exc)}") from None
     inputs, outputs = _io(session)
     meta = dict(session.get_modelmeta().custom_metadata_map)
-    pre = _pipeline(preprocess, preprocess_preset, inputs, tokenizer is not None)
-    post = _pipeline(postprocess, postprocess_preset, outputs)
+    pre = pipeline_steps(preprocess, preprocess_preset, inputs, tokenizer is not None)
+    post = pipeline_steps(postprocess, postprocess_preset, outputs)
     # the whole manifest is checked before anything is written; provenance and checksums come last
     mf.validate({"format_version": mf.FORMAT_VERSION, "name": name, "model": MODEL_FILE, "inputs": inputs,
                  "outputs": outputs, "labels": labels, "preprocess": pre, "postprocess": post,

@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(line, highlight=False, markup=False)
     console.print(f"report: {out / 'report.html'} (and report.md); evidence: {out / 'evidence.json'}"
                   + (f"; bundle: {out / 'bundle'}" if (out / "bundle").is_dir() else ""), markup=False)
-    outcome = result.evidence["outcome"]
+    outcome = result.evidence.outcome
     if not result.passed:
-        print(f"torch2ort migrate: error: stopped at {outcome['stopped_at']}: {outcome['reason']}", file=sys.stderr)
+        print(f"torch2ort migrate: error: stopped at {outcome.stopped_at}: {outcome.reason}", file=sys.stderr)
     return result.exit_code
 
 

@@ -88,3 +88,17 @@ def requirement_names(requirements_txt: str) -> list[str]:
 
 def tree_bytes(path: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())
+
+
+METHOD = ("summed file sizes of each installed distribution's RECORD in this environment, dependencies "
+          "included")
+
+
+def measure_footprint(bundle: str | Path, requirements_txt: str, torch_roots: list[str]):
+    """The bundle folder, its runtime requirements and the torch side, measured here (a FootprintInfo)."""
+    from torch2ort.pipeline.evidence import Closure, FootprintInfo
+
+    return FootprintInfo(bundle_bytes=tree_bytes(bundle),
+                         runtime=Closure.from_dict(closure_size(requirement_names(requirements_txt))),
+                         torch=Closure.from_dict(closure_size(torch_roots)), torch_roots=list(torch_roots),
+                         method=METHOD)

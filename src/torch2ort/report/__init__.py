@@ -1,19 +1,23 @@
-"""Markdown + HTML rendering of a migration's evidence (``evidence.json``); it measures nothing itself.
+"""Markdown + HTML rendering of a migration's typed evidence (``evidence.json``); it measures nothing itself.
 
 Example::
 
-    paths = write_reports(json.load(open("out/evidence.json")), Path("out"))
+    paths = write_reports(Evidence.from_json(Path("out/evidence.json").read_text()), Path("out"))
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch2ort.report.document import build, summary_lines
 from torch2ort.report.render import to_html, to_markdown
 
+if TYPE_CHECKING:
+    from torch2ort.pipeline.evidence import Evidence
 
-def write_reports(evidence: dict, out: Path) -> list[Path]:
+
+def write_reports(evidence: Evidence, out: Path) -> list[Path]:
     """Write report.md (with plots/*.svg beside it) and a self-contained report.html into ``out``."""
     blocks = build(evidence)
     figures = {}
@@ -26,7 +30,7 @@ def write_reports(evidence: dict, out: Path) -> list[Path]:
     md = out / "report.md"
     md.write_text(to_markdown(blocks, figures), encoding="utf-8")
     html = out / "report.html"
-    title = f"torch2ort migration report: {evidence.get('model', {}).get('source', '')}"
+    title = f"torch2ort migration report: {evidence.model.source if evidence.model else ''}"
     html.write_text(to_html(blocks, title), encoding="utf-8")
     return [md, html]
 

@@ -1,4 +1,4 @@
-"""The migration report as a list of blocks, built only from evidence.json; rendered to Markdown and HTML.
+"""The migration report as a list of blocks, built only from the typed evidence; rendered to Markdown and HTML.
 
 A block is a tuple: ("h1"|"h2"|"h3"|"p", text), ("list", [text]), ("table", headers, rows),
 ("code", lang, text), ("figure", name, svg), ("banner", ok, text). Text may use `code` and
@@ -9,9 +9,10 @@ in the evidence is not in the report.
 from __future__ import annotations
 
 import math
-import shlex
 from typing import Any
 
+from torch2ort.pipeline.evidence import Evidence
+from torch2ort.pipeline.evidence_parity import GateVerdictInfo
 from torch2ort.report import svg
 
 Block = tuple
@@ -37,111 +38,110 @@ def _mb(b: float | None) -> str:
     return "-" if b is None else f"{b / 2**20:.1f} MB"
 
 
-def summary_lines(ev: dict) -> list[str]:
+def summary_lines(ev: Evidence) -> list[str]:
     """Three lines: the parity verdict, the speed-up, the footprint."""
     return [_parity_line(ev), _speed_line(ev), _footprint_line(ev)]
 
 
-def _parity_line(ev: dict) -> str:
-    v = ev.get("verify")
+def _parity_line(ev: Evidence) -> str:
+    v = ev.verify
     if not v:
         return "parity: not verified (the run stopped before verification)"
-    out = ev.get("outcome", {})
-    worst = max((r["max_abs"] for r in v["parity"]["per_output"]), default=float("nan"))
-    line = (f"parity: {'PASS' if v['passed'] else 'FAIL'}, ONNX fp32 vs PyTorch on {len(v['cases'])} cases "
+    out = ev.outcome
+    worst = max((r.max_abs for r in v.parity.per_output), default=float("nan"))
+    line = (f"parity: {'PASS' if v.passed else 'FAIL'}, ONNX fp32 vs PyTorch on {len(v.cases)} cases "
             f"(max abs {_n(worst)})")
-    vo = ev.get("verify_optimized")
+    vo = ev.verify_optimized
     if vo:
-        line += f"; shipped {vo['variant']}: {_gate_text(vo['gate'])}"
-    check = ev.get("check")
+        line += f"; shipped {vo.variant}: {_gate_text(vo.gate)}"
+    check = ev.check
     if check:
-        parts = [f"{k} {c['metric']} {_cos(c['value']) if c['metric'] == 'cosine' else _n(c['value'])}"
-                 for k, c in check["outputs"].items()]
-        ref = next(iter(check["outputs"].values()), {}).get("reference", "PyTorch")
-        line += f"; bundle from {check['input']}: {', '.join(parts)} vs {ref}"
-    if not out.get("passed", False) and out.get("stopped_at"):
-        line += f" — STOPPED at {out['stopped_at']}"
+        parts = [f"{k} {c.metric} {_cos(c.value) if c.metric == 'cosine' else _n(c.value)}"
+                 for k, c in check.outputs.items()]
+        first = next(iter(check.outputs.values()), None)
+        ref = first.reference if first else "PyTorch"
+        line += f"; bundle from {check.input}: {', '.join(parts)} vs {ref}"
+    if not out.passed and out.stopped_at:
+        line += f" — STOPPED at {out.stopped_at}"
     return line
 
 
-def _gate_text(gate: dict) -> str:
-    checks = gate.get("checks", [])
-    state = "pass" if gate.get("passed") else "FAIL"
-    return state + " (" + ", ".join(f"{c['output']} {c['metric']} {_n(c['value'], 5)} vs {c['gate']}"
-                                    for c in checks) + ")"
+def _gate_text(gate: GateVerdictInfo) -> str:
+    state = "pass" if gate.passed else "FAIL"
+    return state + " (" + ", ".join(f"{c.output} {c.metric} {_n(c.value, 5)} vs {c.gate}"
+                                    for c in gate.checks) + ")"
 
 
-def _speed_line(ev: dict) -> str:
-    b = ev.get("bench")
-    if not b or not b.get("ratios", {}).get("onnxruntime"):
+def _speed_line(ev: Evidence) -> str:
+    b = ev.bench
+    if not b or not b.ratios.get("onnxruntime"):
         return "speed-up: not measured" + ("" if b else " (the bench stage did not run)")
-    ratios = b["ratios"]["onnxruntime"]
-    parts = [f"{r['median']:.2f}× at batch {batch} [{r['min']:.2f}–{r['max']:.2f}]" for batch, r in ratios.items()]
+    ratios = b.ratios["onnxruntime"]
+    parts = [f"{r.median:.2f}× at batch {batch} [{r.min:.2f}–{r.max:.2f}]" for batch, r in ratios.items()]
     return (f"speed-up: ONNX Runtime vs PyTorch, p50 latency, {', '.join(parts)} "
-            f"({b['options']['repeats']} A/B pairs of fresh processes, {b['options']['threads']} threads each)")
+            f"({b.options.repeats} A/B pairs of fresh processes, {b.options.threads} threads each)")
 
 
-def _footprint_line(ev: dict) -> str:
-    f = ev.get("footprint")
+def _footprint_line(ev: Evidence) -> str:
+    f = ev.footprint
     if not f:
         return "footprint: not measured (no bundle was written)"
-    rt, th = f["runtime"], f["torch"]
-    ratio = th["bytes"] / rt["bytes"] if rt["bytes"] else float("nan")
-    return (f"footprint: bundle {_mb(f['bundle_bytes'])}; its runtime installs {_mb(rt['bytes'])} "
-            f"({', '.join(list(rt['packages'])[:3])}, …) vs {_mb(th['bytes'])} for {' + '.join(f['torch_roots'])} "
+    rt, th = f.runtime, f.torch
+    ratio = th.bytes / rt.bytes if rt.bytes else float("nan")
+    return (f"footprint: bundle {_mb(f.bundle_bytes)}; its runtime installs {_mb(rt.bytes)} "
+            f"({', '.join(list(rt.packages)[:3])}, …) vs {_mb(th.bytes)} for {' + '.join(f.torch_roots)} "
             f"({ratio:.1f}× more), measured in this environment")
 
 
-def build(ev: dict) -> list[Block]:
-    name = ev.get("bundle", {}).get("path") or ev.get("model", {}).get("source", "model")
-    model = ev.get("model", {}).get("source", "model")
-    out = ev.get("outcome", {})
+def build(ev: Evidence) -> list[Block]:
+    model = ev.model.source if ev.model else "model"
+    name = (ev.bundle.path if ev.bundle else None) or model
+    out = ev.outcome
     blocks: list[Block] = [("h1", f"Migration report: {model}")]
-    if out.get("passed"):
+    if out.passed:
         blocks.append(("banner", True, f"PASSED: every stage ran and every check held. Bundle: `{name}`"))
     else:
-        blocks.append(("banner", False, f"STOPPED at stage **{out.get('stopped_at')}** (exit {out.get('exit_code')}): "
-                                        f"{out.get('reason')}"))
+        blocks.append(("banner", False, f"STOPPED at stage **{out.stopped_at}** (exit {out.exit_code}): "
+                                        f"{out.reason}"))
     blocks.append(("list", summary_lines(ev)))
     blocks += _stages(ev) + _graph(ev) + _parity(ev) + _optimize(ev) + _check(ev) + _performance(ev)
     blocks += _cold(ev) + _footprint(ev) + _deploy(ev) + _reproduce(ev)
     return blocks
 
 
-def _stages(ev: dict) -> list[Block]:
-    rows = [[s["name"], s["status"], f"{s['seconds']:.1f} s", s.get("error") or s.get("summary") or ""]
-            for s in ev["stages"]]
+def _stages(ev: Evidence) -> list[Block]:
+    rows = [[s.name, s.status, f"{s.seconds:.1f} s", s.error or s.summary or ""] for s in ev.stages]
     return [("h2", "Stages"), ("table", ["stage", "status", "time", "result"], rows)]
 
 
-def _graph(ev: dict) -> list[Block]:
-    ex = ev.get("export")
+def _graph(ev: Evidence) -> list[Block]:
+    ex = ev.export
     blocks: list[Block] = [("h2", "What is in the ONNX graph, and what is not")]
-    m = ev.get("model")
+    m = ev.model
     if m:
-        blocks.append(("p", f"Source: `{m['source']}` ({m['kind']}" + (f", task {m['task']}" if m.get("task") else "")
-                       + f"), {m['parameters'] / 1e6:.2f} M parameters ({m['parameter_mb']:.1f} MB of weights)."))
-        blocks.append(("list", m["notes"]))
+        blocks.append(("p", f"Source: `{m.source}` ({m.kind}" + (f", task {m.task}" if m.task else "")
+                       + f"), {m.parameters / 1e6:.2f} M parameters ({m.parameter_mb:.1f} MB of weights)."))
+        blocks.append(("list", m.notes))
     if not ex:
         return blocks + [("p", "The model was not exported.")]
-    g = ex["graph"]
-    top = ", ".join(f"{op} ×{c}" for op, c in list(g["ops"].items())[:12])
-    blocks.append(("p", f"Exported with the **{ex['exporter']}** exporter ({ex['why']}) at opset {g['opset']}: "
-                        f"{g['nodes']} nodes, {g['initializers']} weight tensors, {g['mb']:.1f} MB. "
+    g = ex.graph
+    top = ", ".join(f"{op} ×{c}" for op, c in list(g.ops.items())[:12])
+    blocks.append(("p", f"Exported with the **{ex.exporter}** exporter ({ex.why}) at opset {g.opset}: "
+                        f"{g.nodes} nodes, {g.initializers} weight tensors, {g.mb:.1f} MB. "
                         f"Most used ops: {top}."))
-    if ex.get("attempts"):
-        blocks.append(("list", [f"{k} exporter failed first: {v}" for k, v in ex["attempts"].items()]))
-    rows = [["input", t["name"], t["dtype"], str(t["shape"])] for t in g["inputs"]]
-    rows += [["output", t["name"], t["dtype"], str(t["shape"])] for t in g["outputs"]]
+    if ex.attempts:
+        blocks.append(("list", [f"{k} exporter failed first: {v}" for k, v in ex.attempts.items()]))
+    rows = [["input", t.name, t.dtype, str(t.shape)] for t in g.inputs]
+    rows += [["output", t.name, t.dtype, str(t.shape)] for t in g.outputs]
     blocks.append(("table", ["", "name", "dtype", "shape (strings are dynamic dims)"], rows))
     blocks += _outside(ev)
-    pool = ev.get("pooling")
+    pool = ev.pooling
     if pool:
-        rows = [[c, _n(v["max_abs"]), _cos(v["min_cosine"]), "**chosen**" if c == pool["chosen"] else ""]
-                for c, v in pool["candidates"].items()]
+        rows = [[c, _n(v.max_abs), _cos(v.min_cosine), "**chosen**" if c == pool.chosen else ""]
+                for c, v in pool.candidates.items()]
         blocks += [("h3", "Where sentence-transformers pooling runs"),
-                   ("p", f"Both placements were exported, packed and run from raw text ({pool['texts']} texts) and "
-                         f"compared with {pool['reference']}. Rule: {pool['rule']}."),
+                   ("p", f"Both placements were exported, packed and run from raw text ({pool.texts} texts) and "
+                         f"compared with {pool.reference}. Rule: {pool.rule}."),
                    ("table", ["pooling + normalize in", "max abs error", "min cosine", ""], rows)]
     return blocks
 
@@ -151,193 +151,192 @@ def _describe_step(step: dict) -> str:
     return f"`{step['op']}`" + (f" ({params})" if params else "")
 
 
-def _outside(ev: dict) -> list[Block]:
-    b = ev.get("bundle")
+def _outside(ev: Evidence) -> list[Block]:
+    b = ev.bundle
     if not b:
         return []
     items = []
-    if b["preprocess"]:
-        steps = " → ".join(_describe_step(s) for s in b["preprocess"])
+    if b.preprocess:
+        steps = " → ".join(_describe_step(s) for s in b.preprocess)
         items.append(f"Preprocessing, in the torch-free runtime: {steps}")
     else:
-        names = ", ".join(f"`{t['name']}` {t['dtype']} {t['shape']}" for t in b["inputs"])
+        names = ", ".join(f"`{t.name}` {t.dtype} {t.shape}" for t in b.inputs)
         items.append(f"No preprocessing is declared: **your code must still build the input arrays** ({names}).")
-    if b["postprocess"]:
-        items.append("Postprocessing, in the runtime: " + " → ".join(_describe_step(s) for s in b["postprocess"]))
+    if b.postprocess:
+        items.append("Postprocessing, in the runtime: " + " → ".join(_describe_step(s) for s in b.postprocess))
     else:
         items.append("No postprocessing: the graph's outputs are the answer.")
-    if b.get("labels"):
-        items.append(f"{len(b['labels'])} class labels ship in the manifest.")
-    if b["preprocess"]:
+    if b.labels:
+        items.append(f"{len(b.labels)} class labels ship in the manifest.")
+    if b.preprocess:
         items.append("Python you still run around the model: none beyond `torch2ort.runtime` "
                      "(requirements below; no torch).")
     return [("h3", "Outside the graph"), ("list", items)]
 
 
-def _parity(ev: dict) -> list[Block]:
-    v = ev.get("verify")
+def _parity(ev: Evidence) -> list[Block]:
+    v = ev.verify
     if not v:
         return []
-    p = v["parity"]
+    p = v.parity
     blocks: list[Block] = [
         ("h2", "Parity: PyTorch vs ONNX Runtime (fp32 export)"),
-        ("p", f"{len(v['cases'])} cases (synthetic, real samples and a sweep over the dynamic dims), every output "
-              f"compared with allclose(atol={p['atol']:g}, rtol={p['rtol']:g}). Verdict: "
-              f"**{'PASS' if v['passed'] else 'FAIL'}**."),
+        ("p", f"{len(v.cases)} cases (synthetic, real samples and a sweep over the dynamic dims), every output "
+              f"compared with allclose(atol={p.atol:g}, rtol={p.rtol:g}). Verdict: "
+              f"**{'PASS' if v.passed else 'FAIL'}**."),
     ]
-    rows = [[r["output"], r["dtype"], str(r["cases"]), str(r["failed"]), _n(r["max_abs"]), _n(r["max_rel"]),
-             _cos(r["min_cosine"]), _n(r["top1"])] for r in p["per_output"]]
+    rows = [[r.output, r.dtype, str(r.cases), str(r.failed), _n(r.max_abs), _n(r.max_rel),
+             _cos(r.min_cosine), _n(r.top1)] for r in p.per_output]
     blocks.append(("table", ["output", "dtype", "cases", "failed", "max abs", "max rel", "min cosine", "top-1 agree"],
                    rows))
-    failures = list(p.get("graph_issues", [])) + list(p.get("errors", []))
+    failures = list(p.graph_issues) + list(p.errors)
     if failures:
         blocks.append(("list", failures))
     by_case: dict[str, dict] = {}
-    for c in p["comparisons"]:
-        row = by_case.setdefault(c["case"], {"kind": c["kind"], "max_abs": 0.0, "cos": 1.0, "ok": True})
-        row["max_abs"] = max(row["max_abs"], c["max_abs"] if c["max_abs"] == c["max_abs"] else 0.0)
-        if c.get("cosine") is not None and c["cosine"] == c["cosine"]:
-            row["cos"] = min(row["cos"], c["cosine"])
-        row["ok"] = row["ok"] and c["passed"]
+    for c in p.comparisons:
+        row = by_case.setdefault(c.case, {"kind": c.kind, "max_abs": 0.0, "cos": 1.0, "ok": True})
+        row["max_abs"] = max(row["max_abs"], c.max_abs if c.max_abs == c.max_abs else 0.0)
+        if c.cosine is not None and c.cosine == c.cosine:
+            row["cos"] = min(row["cos"], c.cosine)
+        row["ok"] = row["ok"] and c.passed
     rows = []
-    for case in v["cases"]:
-        r = by_case.get(case["name"], {"kind": case["kind"], "max_abs": None, "cos": None, "ok": False})
-        shapes = "; ".join(f"{k} {s}" for k, s in case["shapes"].items())
-        rows.append([case["name"], case["kind"], shapes, _n(r["max_abs"]), _cos(r["cos"]),
+    for case in v.cases:
+        r = by_case.get(case.name, {"kind": case.kind, "max_abs": None, "cos": None, "ok": False})
+        shapes = "; ".join(f"{k} {s}" for k, s in case.shapes.items())
+        rows.append([case.name, case.kind, shapes, _n(r["max_abs"]), _cos(r["cos"]),
                      "pass" if r["ok"] else "**FAIL**"])
     blocks += [("h3", "Every case, including the sweep over dynamic dims"),
                ("table", ["case", "kind", "input shapes", "max abs (all outputs)", "min cosine", ""], rows)]
     return blocks
 
 
-def _optimize(ev: dict) -> list[Block]:
-    o = ev.get("optimize")
+def _optimize(ev: Evidence) -> list[Block]:
+    o = ev.optimize
     if not o:
-        stage = next((s for s in ev["stages"] if s["name"] == "optimize"), None)
-        text = stage["summary"] if stage and stage["status"] == "skipped" else "did not run"
+        stage = ev.stage("optimize")
+        text = stage.summary if stage and stage.status == "skipped" else "did not run"
         return [("h2", "Optimisation variants"), ("p", f"Optimisation {text}.")]
-    gates = ", ".join(f"`{g['gate']}` ({g['why']})" for g in o["gates"].values())
+    gates = ", ".join(f"`{g.gate}` ({g.why})" for g in o.gates.values())
     rows = []
-    for r in o["table"]:
-        rows.append([("→ " if r["chosen"] else "") + r["variant"], r["gate"], r["metric"], _n(r["p50_ms"]),
-                     _n(r["p99_ms"]), "-" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}×",
-                     "-" if r["vs_fp32"] is None else f"{r['vs_fp32']:.2f}×", _n(r["size_mb"]),
-                     "★" if r["pareto"] else "", r["why"]])
+    for r in o.table:
+        rows.append([("→ " if r.chosen else "") + r.variant, r.gate, r.metric, _n(r.p50_ms),
+                     _n(r.p99_ms), "-" if r.vs_torch is None else f"{r.vs_torch:.2f}×",
+                     "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}×", _n(r.size_mb),
+                     "★" if r.pareto else "", r.why])
     blocks: list[Block] = [
         ("h2", "Optimisation variants"),
-        ("p", f"Each variant was re-verified against PyTorch on {o['cases']} cases and held to its gate: {gates}. "
-              f"Int8 calibration: {o['calibration']}. Passing variants were timed in fresh processes (latency at "
+        ("p", f"Each variant was re-verified against PyTorch on {o.cases} cases and held to its gate: {gates}. "
+              f"Int8 calibration: {o.calibration}. Passing variants were timed in fresh processes (latency at "
               f"the benchmark batch, from short runs meant for choosing; the Performance section's longer run is "
-              f"the figure to quote). ★ marks the Pareto front; → the variant shipped. {o['message']}."),
+              f"the figure to quote). ★ marks the Pareto front; → the variant shipped. {o.message}."),
         ("table", ["variant", "gate", "worst metric", "p50 ms", "p99 ms", "vs torch", "vs fp32", "MB", "",
                    "why it failed"], rows),
     ]
-    vo = ev.get("verify_optimized")
+    vo = ev.verify_optimized
     if vo:
-        blocks.append(("p", f"The written file (`{vo['variant']}`) was read back from disk and verified again on "
-                            f"{len(vo['parity']['cases'])} cases: {_gate_text(vo['gate'])}."))
+        blocks.append(("p", f"The written file (`{vo.variant}`) was read back from disk and verified again on "
+                            f"{len(vo.parity.cases)} cases: {_gate_text(vo.gate)}."))
     return blocks
 
 
-def _check(ev: dict) -> list[Block]:
-    c = ev.get("check")
+def _check(ev: Evidence) -> list[Block]:
+    c = ev.check
     if not c:
         return []
-    rows = [[k, v.get("reference", ""), _n(v.get("max_abs")), _cos(v.get("min_cosine")),
-             f"{v['metric']} {_cos(v['value']) if v['metric'] == 'cosine' else _n(v['value'])}", v.get("gate", ""),
-             "pass" if v["passed"] else "**FAIL**"] for k, v in c["outputs"].items()]
+    rows = [[k, v.reference, _n(v.max_abs), _cos(v.min_cosine),
+             f"{v.metric} {_cos(v.value) if v.metric == 'cosine' else _n(v.value)}", v.gate,
+             "pass" if v.passed else "**FAIL**"] for k, v in c.outputs.items()]
     return [("h2", "End to end: the bundle from raw input, without torch"),
-            ("p", f"`Bundle.load(\"bundle\").predict(...)` ran on {c['input']} in a separate Python process where "
-                  f"`import torch` raises (torch imported: {c['torch_imported']}). It returned "
-                  f"{', '.join(f'`{r}`' for r in c['results'])}."),
+            ("p", f"`Bundle.load(\"bundle\").predict(...)` ran on {c.input} in a separate Python process where "
+                  f"`import torch` raises (torch imported: {c.torch_imported}). It returned "
+                  f"{', '.join(f'`{r}`' for r in c.results)}."),
             ("table", ["output", "compared with", "max abs", "min cosine", "gated metric", "gate", ""], rows)]
 
 
-def _performance(ev: dict) -> list[Block]:
-    b = ev.get("bench")
+def _performance(ev: Evidence) -> list[Block]:
+    b = ev.bench
     if not b:
         return [("h2", "Performance"), ("p", "Not measured in this run.")]
-    m, o = b["machine"], b["options"]
+    m, o = b.machine, b.options
     blocks: list[Block] = [
         ("h2", "Performance"),
-        ("p", f"Measured on {m['cpu']} ({m['physical_cores']} physical / {m['logical_cores']} logical cores, "
-              f"{m['system']}), {o['threads']} threads on both sides, each backend in its own fresh processes, "
-              f"{o['repeats']} A/B pairs in alternating order, {o['seconds']} s per batch size after {o['warmup']} "
-              f"warm-up calls. torch {b['versions'].get('torch')}, onnxruntime {b['versions'].get('onnxruntime')}. "
-              f"Model file timed: `{b['onnx'].rsplit('/', 1)[-1]}`."),
+        ("p", f"Measured on {m.cpu} ({m.physical_cores} physical / {m.logical_cores} logical cores, "
+              f"{m.system}), {o.threads} threads on both sides, each backend in its own fresh processes, "
+              f"{o.repeats} A/B pairs in alternating order, {o.seconds} s per batch size after {o.warmup} "
+              f"warm-up calls. torch {b.versions.get('torch')}, onnxruntime {b.versions.get('onnxruntime')}. "
+              f"Model file timed: `{b.onnx.rsplit('/', 1)[-1]}`."),
     ]
-    rows = [[r["backend"], str(r["batch"]), _n(r["p50"]), _n(r["p90"]), _n(r["p99"]), _n(r["mean"]),
-             f"{r['throughput']:.1f}", f"{r['peak_rss_mb']:.0f}"] for r in b["rows"]]
+    rows = [[r.backend, str(r.batch), _n(r.p50), _n(r.p90), _n(r.p99), _n(r.mean),
+             f"{r.throughput:.1f}", f"{r.peak_rss_mb:.0f}"] for r in b.rows]
     blocks.append(("table", ["backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "peak RSS MB"],
                    rows))
-    ratios = b.get("ratios", {}).get("onnxruntime", {})
+    ratios = b.ratios.get("onnxruntime", {})
     series = []
-    for batch in map(str, o["batches"]):
-        for label in sorted({r["label"] for r in b["runs"]}, reverse=True):
-            samples = [s for r in b["runs"] if r["label"] == label and batch in r.get("batches", {})
-                       for s in r["batches"][batch]["samples_ms"]]
+    for batch in map(str, o.batches):
+        for label in sorted({r.label for r in b.runs}, reverse=True):
+            samples = [s for r in b.runs if r.label == label and batch in r.batches
+                       for s in r.batches[batch].samples_ms]
             series.append((f"{label}, batch {batch}", samples))
     box = svg.latency_boxes(series, "Latency distributions (all calls, all repeats)")
-    bars = svg.speedup_bars([(f"batch {k}", v["median"], v["min"], v["max"]) for k, v in ratios.items()],
+    bars = svg.speedup_bars([(f"batch {k}", v.median, v.min, v.max) for k, v in ratios.items()],
                             "Speed-up per batch size")
     if box:
         blocks.append(("figure", "latency", box))
     if bars:
         blocks.append(("figure", "speedup", bars))
-    if b.get("overhead"):
-        ov = b["overhead"]
-        blocks.append(("p", f"ONNX Runtime's Python/binding overhead: {ov['overhead_ms']:.4f} ms per call "
-                            f"({ov['overhead_pct']:.1f}% of the call), from a separate profiled run."))
+    if b.overhead:
+        ov = b.overhead
+        blocks.append(("p", f"ONNX Runtime's Python/binding overhead: {ov.overhead_ms:.4f} ms per call "
+                            f"({ov.overhead_pct:.1f}% of the call), from a separate profiled run."))
     return blocks
 
 
-def _cold(ev: dict) -> list[Block]:
-    b = ev.get("bench")
-    if not b or not b.get("cold"):
+def _cold(ev: Evidence) -> list[Block]:
+    b = ev.bench
+    if not b or not b.cold:
         return []
-    rows = [[k, *(f"{c[x]:.3f}" for x in ("import_s", "load_s", "first_inference_s", "total_s", "process_wall_s"))]
-            for k, c in b["cold"].items()]
+    rows = [[k, *(f"{x:.3f}" for x in (c.import_s, c.load_s, c.first_inference_s, c.total_s, c.process_wall_s))]
+            for k, c in b.cold.items()]
     return [("h2", "Cold start"),
             ("p", "A fresh process that imports the backend, loads the model and runs once; seconds, median over "
                   "repeats. Process wall includes interpreter start-up, as seen by the parent."),
             ("table", ["backend", "import", "load", "first inference", "total", "process wall"], rows)]
 
 
-def _footprint(ev: dict) -> list[Block]:
-    f = ev.get("footprint")
-    if not f:
+def _footprint(ev: Evidence) -> list[Block]:
+    f, b = ev.footprint, ev.bundle
+    if not f or not b:
         return []
-    b = ev["bundle"]
-    rt, th = f["runtime"], f["torch"]
-    rows = [["the bundle folder", _mb(f["bundle_bytes"]), ", ".join(sorted(b["files"]))],
-            ["its runtime (requirements.txt)", _mb(rt["bytes"]),
-             ", ".join(f"{k} {v / 2**20:.1f}" for k, v in list(rt["packages"].items())[:6])],
-            [" + ".join(f["torch_roots"]) + " (what the PyTorch side needs)", _mb(th["bytes"]),
-             ", ".join(f"{k} {v / 2**20:.1f}" for k, v in list(th["packages"].items())[:6])]]
+    rt, th = f.runtime, f.torch
+    rows = [["the bundle folder", _mb(f.bundle_bytes), ", ".join(sorted(b.files))],
+            ["its runtime (requirements.txt)", _mb(rt.bytes),
+             ", ".join(f"{k} {v / 2**20:.1f}" for k, v in list(rt.packages.items())[:6])],
+            [" + ".join(f.torch_roots) + " (what the PyTorch side needs)", _mb(th.bytes),
+             ", ".join(f"{k} {v / 2**20:.1f}" for k, v in list(th.packages.items())[:6])]]
     blocks: list[Block] = [("h2", "Footprint"),
-                           ("p", f"Sizes are {f['method']}."),
+                           ("p", f"Sizes are {f.method}."),
                            ("table", ["what", "size", "largest parts (MB)"], rows),
-                           ("code", "text", b["requirements"].strip())]
-    missing = rt.get("missing", []) + th.get("missing", [])
+                           ("code", "text", b.requirements.strip())]
+    missing = rt.missing + th.missing
     if missing:
         blocks.append(("p", f"Not installed here, so not counted: {', '.join(missing)}."))
     return blocks
 
 
-def _deploy(ev: dict) -> list[Block]:
-    b = ev.get("bundle")
+def _deploy(ev: Evidence) -> list[Block]:
+    b = ev.bundle
     if not b:
         return []
-    text = bool(b["preprocess"]) and b["preprocess"][0]["op"] == "tokenize"
-    image = bool(b["preprocess"]) and b["preprocess"][0]["op"] == "load_image"
+    text = bool(b.preprocess) and b.preprocess[0]["op"] == "tokenize"
+    image = bool(b.preprocess) and b.preprocess[0]["op"] == "load_image"
     if text:
         call, cli = 'bundle.predict(["first text", "second text"])', 'torch2ort predict bundle --text "first text"'
     elif image:
         call = 'bundle.predict("photo.jpg")'
-        cli = f"torch2ort predict bundle --input {b['inputs'][0]['name']}=@photo.jpg"
+        cli = f"torch2ort predict bundle --input {b.inputs[0].name}=@photo.jpg"
     else:
-        call = "bundle.predict({" + ", ".join(f'"{t["name"]}": np.load("{t["name"]}.npy")' for t in b["inputs"]) + "})"
-        cli = "torch2ort predict bundle " + " ".join(f"--input {t['name']}={t['name']}.npy" for t in b["inputs"])
+        call = "bundle.predict({" + ", ".join(f'"{t.name}": np.load("{t.name}.npy")' for t in b.inputs) + "})"
+        cli = "torch2ort predict bundle " + " ".join(f"--input {t.name}={t.name}.npy" for t in b.inputs)
     py = ("# pip install -r bundle/requirements.txt   (no torch)\nimport numpy as np\n"
           "from torch2ort.runtime import Bundle\n\n"
           f'bundle = Bundle.load("bundle")      # verifies every sha256 first\nout = {call}\n'
@@ -346,14 +345,9 @@ def _deploy(ev: dict) -> list[Block]:
             ("code", "bash", f"{cli}\ntorch2ort serve bundle --port 8000   # KServe v2 / Open Inference Protocol")]
 
 
-def _reproduce(ev: dict) -> list[Block]:
-    cmd = ev.get("command") or "(called from Python: see options below)"
-    v = ev.get("versions", {})
+def _reproduce(ev: Evidence) -> list[Block]:
+    cmd = ev.command or "(called from Python: see options below)"
     return [("h2", "Reproduce"), ("code", "bash", cmd),
-            ("p", f"torch2ort {ev['torch2ort']}, " + ", ".join(f"{k} {x}" for k, x in v.items() if x)
-                  + f"; Python {ev['machine']['python']}; started {ev['started']}, finished {ev.get('finished')}. "
+            ("p", f"torch2ort {ev.torch2ort}, " + ", ".join(f"{k} {x}" for k, x in ev.versions.items() if x)
+                  + f"; Python {ev.machine.python}; started {ev.started}, finished {ev.finished}. "
                   "Every figure above is in `evidence.json`, measured in this run.")]
-
-
-def command_line(argv: list[str]) -> str:
-    return "torch2ort " + shlex.join(argv)

@@ -17,6 +17,36 @@ from torch2ort.errors import SourceError
 if TYPE_CHECKING:
     import torch
 
+    from torch2ort.spec import InputSpec
+
+
+@dataclass
+class ModelHints:
+    """What a source knows that the user would otherwise type; empty for sources that know nothing.
+
+    Only hf fills it today: the input spec from the tokenizer, the runtime pipelines, real texts
+    to verify on, and for sentence-transformers where pooling may run.
+    """
+
+    spec: InputSpec | None = None
+    task: str | None = None
+    preprocess: list[dict[str, Any]] = field(default_factory=list)
+    postprocess: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[str] | None = None
+    tokenizer: str | None = None            # tokenizer.json that goes into the bundle
+    texts: list[str] | None = None          # real samples, tokenised with ``tokenizer``
+    model_dir: str | None = None
+    sweep: dict[str, list[int]] | None = None
+    pooling: str | None = None              # sentence-transformers: "graph" or "runtime"
+    pooling_mode: str | None = None         # mean, cls, max, mean_sqrt_len
+    normalize: bool = False
+    pooling_choices: list[str] = field(default_factory=list)
+
+    @property
+    def max_length(self) -> int:
+        """The tokenizer's truncation length (256 when the tokenize step does not say)."""
+        return int(self.preprocess[0].get("max_length", 256)) if self.preprocess else 256
+
 
 @dataclass
 class LoadedModel:
@@ -26,9 +56,7 @@ class LoadedModel:
     source: str
     kind: str
     notes: list[str] = field(default_factory=list)
-    # What the source knows that the user would otherwise type: "spec" (an InputSpec), "preprocess",
-    # "postprocess", "labels", "tokenizer", "texts" (real samples), "task". Only hf fills it today.
-    hints: dict[str, Any] = field(default_factory=dict)
+    hints: ModelHints = field(default_factory=ModelHints)
 
 
 @dataclass(frozen=True)

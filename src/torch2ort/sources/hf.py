@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from torch2ort.errors import SourceError, describe, unknown_name
-from torch2ort.sources import LoadedModel, ModelRequest
+from torch2ort.sources import LoadedModel, ModelHints, ModelRequest
 
 PREFIX = "hf:"
 # task -> (transformers auto class, the output kept, its ONNX name)
@@ -48,10 +48,6 @@ SAMPLE_TEXTS = [
     "Der schnelle braune Fuchs springt über den faulen Hund.",
     "ok",
 ]
-
-
-def is_hf(model: str) -> bool:
-    return model.startswith(PREFIX)
 
 
 def model_dir(model: str) -> Path:
@@ -177,9 +173,8 @@ def load(req: ModelRequest) -> LoadedModel:
     notes = [f"loaded {path} with transformers {auto_cls} (task {task}"
              + (", auto-detected" if not opts.get("task") else "") + ")",
              f"inputs from the tokenizer: {', '.join(names)} (dynamic batch and sequence; max_length {length})"]
-    hints: dict[str, Any] = {"task": task, "tokenizer": str(tok), "model_dir": str(path),
-                             "preprocess": [{"op": "tokenize", "outputs": names, "max_length": length}],
-                             "postprocess": [], "labels": None, "texts": SAMPLE_TEXTS}
+    hints = ModelHints(task=task, tokenizer=str(tok), model_dir=str(path), texts=list(SAMPLE_TEXTS),
+                       preprocess=[{"op": "tokenize", "outputs": names, "max_length": length}])
     if task == "sentence-embedding":
         mode, normalize = _pooling_config(path, modules)
         pooling = opts.get("pooling") or "graph"
@@ -188,12 +183,12 @@ def load(req: ModelRequest) -> LoadedModel:
                               f"{mode}: keep it in the graph")
         module = wrappers()["SentenceEmbedding"](model, names, mode, normalize, in_graph=pooling == "graph")
         onnx_name = "sentence_embedding" if pooling == "graph" else "token_embeddings"
-        hints |= {"pooling": pooling, "pooling_mode": mode, "normalize": normalize,
-                  "pooling_choices": ["graph", "runtime"] if mode == "mean" else ["graph"]}
+        hints.pooling, hints.pooling_mode, hints.normalize = pooling, mode, normalize
+        hints.pooling_choices = ["graph", "runtime"] if mode == "mean" else ["graph"]
         if pooling == "runtime":
-            hints["postprocess"] = [{"op": "mean_pool", "output": "token_embeddings", "name": "sentence_embedding"}]
+            hints.postprocess = [{"op": "mean_pool", "output": "token_embeddings", "name": "sentence_embedding"}]
             if normalize:
-                hints["postprocess"].append({"op": "l2_normalize", "output": "sentence_embedding"})
+                hints.postprocess.append({"op": "l2_normalize", "output": "sentence_embedding"})
         notes.append(f"sentence-transformers: {mode} pooling" + (" + L2 normalize" if normalize else "")
                      + (" inside the ONNX graph" if pooling == "graph" else " in the runtime's postprocess"))
     else:
@@ -201,12 +196,12 @@ def load(req: ModelRequest) -> LoadedModel:
         if task == "sequence-classification":
             id2label = getattr(config, "id2label", None) or {}
             labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(len(id2label))]
-            hints |= {"labels": labels or None,
-                      "postprocess": [{"op": "softmax", "output": "logits", "name": "probabilities"},
-                                      {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]}
-    hints["spec"] = input_spec(path, names, onnx_name)
+            hints.labels = labels or None
+            hints.postprocess = [{"op": "softmax", "output": "logits", "name": "probabilities"},
+                                 {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]
+    hints.spec = input_spec(path, names, onnx_name)
     # Sequences up to max_length, so the longest input a user can send has been verified.
-    hints["sweep"] = {"batch": [1, 2, 7], "sequence": sorted({n for n in (1, 16, 77) if n < length} | {length})}
+    hints.sweep = {"batch": [1, 2, 7], "sequence": sorted({n for n in (1, 16, 77) if n < length} | {length})}
     return LoadedModel(module, req.model, "hf", notes, hints)
 
 
@@ -293,8 +288,8 @@ def reference_sentence_embeddings(path: str | Path, texts: list[str]):
 
     loaded = load(ModelRequest(f"{PREFIX}{path}", {"pooling": "graph"}))
     loaded.module.eval()
-    names = loaded.hints["spec"].names
-    feed = tokenize_texts(loaded.hints["tokenizer"], texts, names, loaded.hints["preprocess"][0]["max_length"])
+    names = loaded.hints.spec.names
+    feed = tokenize_texts(loaded.hints.tokenizer, texts, names, loaded.hints.max_length)
     with torch.inference_mode():
         emb = loaded.module(*(torch.from_numpy(feed[n]) for n in names)).numpy()
     return emb, "torch2ort's pooling of the transformers model (sentence-transformers is not installed)"

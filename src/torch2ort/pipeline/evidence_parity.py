@@ -1,0 +1,118 @@
+"""Evidence sections for verification, gates and optimisation: the typed file form of their reports.
+
+``VerifyInfo.from_dict(VerifyResult.to_dict())`` and ``OptimizeInfo.from_dict(...)`` take the
+producers' dicts; the fields here are the ones the report reads, the rest stays in ``extra``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch2ort.pipeline.record import Record
+
+
+@dataclass
+class CaseInfo(Record):
+    name: str
+    kind: str                       # synthetic | sample | sweep
+    shapes: dict[str, list[int]]
+
+
+@dataclass
+class OutputSummary(Record):
+    """The worst figures of one output over all cases (``ParityReport.per_output``)."""
+
+    output: str
+    dtype: str
+    cases: int
+    failed: int
+    max_abs: float
+    max_rel: float
+    min_cosine: float
+    top1: float | None = None
+
+
+@dataclass
+class ComparisonInfo(Record):
+    """One output of one case, reference vs candidate (``OutputComparison``)."""
+
+    case: str
+    kind: str
+    output: str
+    passed: bool
+    max_abs: float = float("nan")
+    cosine: float | None = None
+
+
+@dataclass
+class ParityInfo(Record):
+    passed: bool
+    atol: float
+    rtol: float
+    per_output: list[OutputSummary] = field(default_factory=list)
+    comparisons: list[ComparisonInfo] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    graph_issues: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyInfo(Record):
+    passed: bool
+    cases: list[CaseInfo]
+    parity: ParityInfo
+    seconds: float = 0.0
+    runtimes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GateCheckInfo(Record):
+    output: str
+    gate: str
+    metric: str
+    value: float | None
+    passed: bool
+    why: str = ""
+    reason: str = ""
+
+
+@dataclass
+class GateVerdictInfo(Record):
+    passed: bool
+    checks: list[GateCheckInfo] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GateSpec(Record):
+    """The gate an output of an optimised variant is held to, and why that one."""
+
+    gate: str
+    why: str = ""
+
+
+@dataclass
+class VariantRow(Record):
+    """One row of ``OptimizeResult.table()``."""
+
+    variant: str
+    gate: str                       # pass | FAIL
+    metric: str
+    chosen: bool
+    pareto: bool
+    why: str = ""
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    vs_torch: float | None = None
+    vs_fp32: float | None = None
+    size_mb: float | None = None
+
+
+@dataclass
+class OptimizeInfo(Record):
+    gates: dict[str, GateSpec]
+    cases: int
+    calibration: str
+    table: list[VariantRow]
+    chosen: str | None = None
+    message: str = ""

@@ -1,0 +1,200 @@
+"""The stages of a migration, one small object each: ``run(state)`` returns a summary, or None when skipped.
+
+A stage raises a ``Torch2OrtError`` to stop the run (its exit code becomes the run's) and
+writes what it measured into its own section of ``state.evidence``. The end-to-end check lives
+in ``check_stage.py``, the report in ``report_stage.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from torch2ort.errors import ParityError, SpecError
+from torch2ort.pipeline.evidence import BundleInfo, ExportInfo, ModelInfo, VerifyOptimizedInfo
+from torch2ort.pipeline.evidence_bench import BenchInfo
+from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
+from torch2ort.pipeline.state import MigrationState
+
+
+class Stage:
+    name = ""
+    skipped = "skipped"  # the summary the report shows when run() returns None
+
+    def run(self, state: MigrationState) -> str | None:
+        raise NotImplementedError
+
+
+class Load(Stage):
+    name = "load"
+
+    def run(self, state: MigrationState) -> str:
+        from torch2ort.pipeline.samples import prepare_samples
+        from torch2ort.sources import load_model
+
+        state.loaded = loaded = load_model(state.request)
+        if state.spec is None:
+            state.spec = loaded.hints.spec
+        if state.spec is None:
+            raise SpecError("--input is required for this MODEL (only hf: sources know their own inputs)")
+        state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,
+                                                     state.out / "samples")
+        params = list(loaded.module.parameters())
+        n = sum(p.numel() for p in params)
+        state.evidence.model = ModelInfo(
+            source=state.request.model, kind=loaded.kind, task=loaded.hints.task, notes=loaded.notes,
+            parameters=int(n), parameter_mb=sum(p.numel() * p.element_size() for p in params) / 2**20,
+            spec=state.spec.to_cli(), output_names=list(state.spec.output_names or []),
+            samples=state.samples, texts=state.texts)
+        return f"{loaded.kind} model, {n / 1e6:.2f} M parameters"
+
+
+class Export(Stage):
+    name = "export"
+
+    def run(self, state: MigrationState) -> str:
+        from torch2ort.export import export_onnx
+        from torch2ort.export.graph import graph_summary
+        from torch2ort.pipeline.pooling import choose_pooling, needs_choice
+
+        res = choose_pooling(state) if needs_choice(state) else export_onnx(state.loaded, state.spec, state.onnx)
+        ex = state.evidence.export = ExportInfo.from_dict(asdict(res) | {"graph": graph_summary(state.onnx)})
+        return f"{res.exporter} exporter, opset {res.opset}, {ex.graph.nodes} nodes, {ex.graph.mb:.1f} MB"
+
+
+class Verify(Stage):
+    name = "verify"
+
+    def run(self, state: MigrationState) -> str:
+        from torch2ort.parity.verify import verify_onnx
+
+        res = verify_onnx(state.loaded, state.onnx, state.spec, n=state.opts.n, samples=state.samples,
+                          sweep=state.sweep(), seed=state.opts.seed)
+        state.evidence.verify = VerifyInfo.from_dict(res.to_dict())
+        if not res.report:
+            raise ParityError("PyTorch and ONNX Runtime disagree: " + "; ".join(res.report.failures()[:3]))
+        return f"{len(res.cases)} cases, all outputs within tolerance (max abs {res.report.max_abs():.2e})"
+
+
+class Optimize(Stage):
+    name = "optimize"
+    skipped = "not asked for (--optimize none)"
+
+    def run(self, state: MigrationState) -> str | None:
+        opts = state.opts
+        if opts.optimize in ("none", None, []):
+            return None
+        from torch2ort.bench.run import BenchOptions
+        from torch2ort.optimize.planner import optimize
+
+        passes = "auto" if opts.optimize == "auto" else opts.optimize
+        bench_opts = (BenchOptions(batches=[state.bench_batches()[-1]], seconds=min(opts.seconds, 0.5),
+                                   repeats=opts.repeats, threads=opts.threads, warmup=3)
+                      if opts.bench else None)
+        target = state.optimized
+        result = optimize(state.loaded, state.request, state.onnx, state.spec, passes=passes, accept=opts.accept,
+                          samples=state.samples, n=opts.n, sweep=state.sweep(), seed=opts.seed,
+                          bench_opts=bench_opts, out=target, force=True, log=state.log,
+                          postprocess=_postprocess(opts.postprocess, state) or state.loaded.hints.postprocess or None)
+        state.evidence.optimize = OptimizeInfo.from_dict(result.to_dict() | {"table": result.table()})
+        if not result.output:
+            raise ParityError(f"no variant passed the accuracy gate: {result.message}")
+        state.gates = result.gates
+        if result.chosen != "fp32":
+            state.final = target
+        else:
+            target.unlink(missing_ok=True)
+        return result.message
+
+
+class VerifyOptimized(Stage):
+    name = "verify-optimized"
+    skipped = "nothing optimised"
+
+    def run(self, state: MigrationState) -> str | None:
+        if state.final == state.onnx:
+            return None
+        from torch2ort.parity.gates import Gate, judge, parse_gate
+        from torch2ort.parity.verify import verify_onnx
+
+        res = verify_onnx(state.loaded, state.final, state.spec, n=state.opts.n, samples=state.samples,
+                          sweep=state.sweep(), seed=state.opts.seed)
+        gates = {}
+        for name, g in state.gates.items():
+            parsed = parse_gate(g["gate"])
+            gates[name] = Gate(parsed.metric, parsed.limit, name, g["why"])
+        verdict = judge(res.report, gates)
+        variant = state.evidence.optimize.chosen
+        state.evidence.verify_optimized = VerifyOptimizedInfo(
+            variant=variant, file=str(state.final), gate=GateVerdictInfo.from_dict(verdict.to_dict()),
+            parity=VerifyInfo.from_dict(res.to_dict()))
+        if not verdict:
+            raise ParityError("the written variant fails its gate: " + "; ".join(verdict.failures()[:3]))
+        return f"{variant} re-read from disk: {verdict.summary()} on {len(res.cases)} cases"
+
+
+class Bench(Stage):
+    name = "bench"
+    skipped = "not asked for (--no-bench)"
+
+    def run(self, state: MigrationState) -> str | None:
+        if not state.opts.bench:
+            return None
+        from torch2ort.bench.run import BenchOptions, bench
+
+        batches = state.bench_batches()
+        opts = BenchOptions(batches=batches, seconds=state.opts.seconds, repeats=state.opts.repeats,
+                            threads=state.opts.threads, warmup=3)
+        state.log(f"timing torch and ONNX Runtime at batch {', '.join(map(str, batches))}, {opts.repeats} A/B "
+                  "pairs of fresh processes")
+        report = bench(state.request, state.spec, state.final, opts)
+        state.evidence.bench = BenchInfo.from_dict(report.to_dict())
+        ratios = report.ratios.get("onnxruntime", {})
+        return "speed-up vs torch (p50): " + ", ".join(f"batch {b}: {r['median']:.2f}×" for b, r in ratios.items())
+
+
+class Pack(Stage):
+    name = "pack"
+
+    def run(self, state: MigrationState) -> str:
+        from torch2ort.bundle.writer import pack, parity_summary
+        from torch2ort.pipeline.footprint import measure_footprint, tree_bytes
+
+        ev, hints, opts = state.evidence, state.loaded.hints, state.opts
+        parity = parity_summary(ev.verify.to_dict())
+        if ev.verify_optimized:
+            parity["variant"] = ev.verify_optimized.variant
+            parity["gate"] = ev.verify_optimized.gate.to_dict()
+        bundle = pack(state.final, state.bundle_dir, name=opts.name or default_name(state.request.model),
+                      labels=opts.labels or hints.labels, preprocess=opts.preprocess or hints.preprocess or None,
+                      postprocess=opts.postprocess or hints.postprocess or None,
+                      tokenizer=opts.tokenizer or hints.tokenizer, parity=parity, force=True)
+        manifest = json.loads((bundle / "torch2ort.json").read_text())
+        requirements = (bundle / "requirements.txt").read_text()
+        ev.bundle = BundleInfo.from_dict({
+            "path": str(bundle), "bytes": tree_bytes(bundle), "files": manifest["files"],
+            "inputs": manifest["inputs"], "outputs": manifest["outputs"], "preprocess": manifest["preprocess"],
+            "postprocess": manifest["postprocess"], "labels": manifest.get("labels"), "requirements": requirements})
+        torch_side = ["torch"] + (["transformers"] if state.loaded.kind == "hf" else [])
+        if ev.pooling and "sentence-transformers" in ev.pooling.reference:
+            torch_side.append("sentence-transformers")
+        ev.footprint = measure_footprint(bundle, requirements, torch_side)
+        return f"{ev.bundle.bytes / 2**20:.1f} MB bundle at {bundle}"
+
+
+def default_name(model: str) -> str:
+    """The bundle's model name when --name is not given: the folder of hf:DIR, else the factory's NAME."""
+    if model.startswith("hf:"):
+        return Path(model[3:].rstrip("/")).name or "model"
+    return model.rpartition(":")[2] or Path(model).stem
+
+
+def _postprocess(value: str | list | None, state: MigrationState) -> list[dict]:
+    """--postprocess as steps, so the optimisation gates know which outputs a sigmoid or softmax reads."""
+    if not value:
+        return []
+    from torch2ort.bundle.writer import pipeline_steps, postprocess_preset
+
+    first = (list(state.spec.output_names or []) or ["output_0"])[0]
+    return pipeline_steps(value, postprocess_preset, [{"name": first}])

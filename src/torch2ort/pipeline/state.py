@@ -1,0 +1,102 @@
+"""What flows between the stages of a migration: the options, the model, the files and the evidence.
+
+Stages read and fill one ``MigrationState``; each writes its own section of ``state.evidence``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from torch2ort.pipeline.evidence import Evidence
+
+if TYPE_CHECKING:
+    from torch2ort.sources import LoadedModel, ModelRequest
+    from torch2ort.spec import InputSpec
+
+
+@dataclass
+class MigrateOptions:
+    optimize: str | list[str] = "none"      # none, auto, or chains like "transformer,int8-dynamic"
+    accept: list[str] = field(default_factory=list)
+    samples: str | None = None              # .npz, a folder of them, or .txt (one text per line)
+    n: int = 4
+    seed: int = 0
+    sweep: dict[str, list[int]] | None = None
+    name: str | None = None
+    labels: list[str] | None = None
+    preprocess: str | list | None = None
+    postprocess: str | list | None = None
+    tokenizer: str | None = None
+    bench: bool = True
+    batches: list[int] | None = None
+    seconds: float = 1.0
+    repeats: int = 2
+    threads: int | None = None
+    force: bool = False
+    command: str | None = None              # how this run was invoked, for the report
+
+
+@dataclass
+class MigrationState:
+    """The run so far. ``onnx`` is the fp32 export; ``final`` the file that gets packed."""
+
+    request: ModelRequest
+    spec: InputSpec | None
+    out: Path
+    opts: MigrateOptions
+    evidence: Evidence
+    log: Callable[[str], None] = lambda line: None
+    loaded: LoadedModel | None = None
+    samples: str | None = None              # .npz file or folder verification runs on
+    texts: list[str] | None = None          # raw texts, for text models
+    gates: dict[str, Any] | None = None     # output -> {"gate", "why"} of the chosen variant
+    reference: tuple[np.ndarray, str] | None = None  # SentenceTransformer.encode(texts), computed once
+    final: Path | None = None               # the file that gets packed; the fp32 export unless a variant won
+
+    def __post_init__(self) -> None:
+        self.samples = self.opts.samples
+        self.final = self.final or self.onnx
+
+    @property
+    def onnx(self) -> Path:
+        return self.out / "onnx" / "model.onnx"
+
+    @property
+    def optimized(self) -> Path:
+        return self.out / "onnx" / "optimized.onnx"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.out / "bundle"
+
+    def sweep(self) -> dict[str, list[int]]:
+        """--sweep, else the source's own sweep, else the example size and two others per dynamic dim."""
+        from torch2ort.inputs import default_sweep
+
+        if self.opts.sweep is not None:
+            return self.opts.sweep
+        return self.loaded.hints.sweep or default_sweep(self.spec)
+
+    def bench_batches(self) -> list[int]:
+        """--batch, else 1 and max(example, 8) with a dynamic batch dim, else the fixed batch."""
+        from torch2ort.bench.run import batch_label
+
+        if self.opts.batches:
+            return list(self.opts.batches)
+        label = batch_label(self.spec)
+        if label:
+            return sorted({1, max(self.spec.dynamic_labels()[label], 8)})
+        return [self.spec.inputs[0].example_shape()[0]]
+
+    def sentence_reference(self) -> tuple[np.ndarray, str]:
+        """SentenceTransformer.encode on the sample texts, computed once for the pooling choice and the check."""
+        if self.reference is None:
+            from torch2ort.sources.hf import reference_sentence_embeddings
+
+            self.reference = reference_sentence_embeddings(self.loaded.hints.model_dir, self.texts)
+        return self.reference
