@@ -120,11 +120,11 @@ def test_optimize_leaves_the_working_directory_clean(tmp_path, monkeypatch):
 
     request = ModelRequest(f"hf:{bert_dir(tmp_path / 'bert', num_labels=2)}")
     loaded = load_model(request)
-    onnx_path = export_onnx(loaded, loaded.hints["spec"], tmp_path / "bert.onnx").path
+    onnx_path = export_onnx(loaded, loaded.hints.spec, tmp_path / "bert.onnx").path
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    result = optimize(loaded, request, onnx_path, loaded.hints["spec"], passes="int8-static",
+    result = optimize(loaded, request, onnx_path, loaded.hints.spec, passes="int8-static",
                       out=tmp_path / "opt.onnx", bench_opts=None)
     assert any(v.name.startswith("int8-static") and v.error is None for v in result.variants)
     assert sorted(p.name for p in cwd.iterdir()) == []

@@ -151,13 +151,13 @@ def test_passes_leave_the_working_directory_clean(tmp_path, monkeypatch):
 
     loaded = load_model(ModelRequest(f"hf:{bert_dir(tmp_path / 'bert', num_labels=2)}"))
     src = tmp_path / "bert.onnx"
-    export_onnx(loaded, loaded.hints["spec"], src)
+    export_onnx(loaded, loaded.hints.spec, src)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     work = tmp_path / "work"
     work.mkdir()
-    ctx = PassContext(workdir=work, calibration=[synthetic_feed(loaded.hints["spec"], seed=s) for s in range(2)])
+    ctx = PassContext(workdir=work, calibration=[synthetic_feed(loaded.hints.spec, seed=s) for s in range(2)])
     result = Int8Static()(src, tmp_path / "int8.onnx", ctx)
     assert result.model.is_file()
     assert sorted(p.name for p in cwd.iterdir()) == []
