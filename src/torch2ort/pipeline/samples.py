@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from torch2ort.errors import SampleError
+from torch2ort.pipeline.long_texts import LONG_TEXTS
 from torch2ort.sources import ModelHints
 from torch2ort.spec import InputSpec
 
@@ -40,7 +41,9 @@ def prepare_samples(hints: ModelHints, spec: InputSpec, samples: str | None,
     """(raw texts or None, the samples to verify on).
 
     A .txt file, or the source's own texts for a model with a tokenizer, is tokenised into
-    ``folder/real-text.npz``, next to any .npz samples given; otherwise ``samples`` is returned as is.
+    ``folder/real-text.npz``, next to any .npz samples given, and long real paragraphs that reach
+    ``max_length`` into ``folder/long-text.npz`` (a case of its own, so the short texts are not all
+    padded to it); otherwise ``samples`` is returned as is.
     """
     texts = None
     if samples and samples.endswith(".txt"):
@@ -59,4 +62,5 @@ def prepare_samples(hints: ModelHints, spec: InputSpec, samples: str | None,
         for case in sample_cases(samples, spec):
             np.savez(folder / f"{case.name}.npz", **case.feed)
     np.savez(folder / "real-text.npz", **tokenize(hints, texts, spec))
+    np.savez(folder / "long-text.npz", **tokenize(hints, LONG_TEXTS, spec))
     return texts, str(folder)
