@@ -34,8 +34,11 @@ def test_report_numbers_come_from_the_evidence(migrated):
     md = (migrated / "report.md").read_text()
     row = next(r for r in ev["bench"]["rows"] if r["backend"] == "onnxruntime" and r["batch"] == 4)
     assert f"| onnxruntime | 4 | {row['p50']:.3g} |" in md
-    ratio = ev["bench"]["ratios"]["onnxruntime"]["4"]["median"]
-    assert f"{ratio:.2f}× at batch 4" in md
+    ratio = ev["bench"]["ratios"]["onnxruntime"]["4"]
+    if ratio["stable"]:
+        assert f"{ratio['median']:.2f}× at batch 4" in md
+    else:  # a noisy machine: the figure is not quoted as a result
+        assert "batch 4: unstable (" in md and ratio["why"] in md
     assert "## Cold start" in md and "## Footprint" in md and "## Deploy it" in md
     assert "torch2ort predict bundle --input image=@photo.jpg" in md
     cmd = ev["command"]

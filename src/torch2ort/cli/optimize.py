@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                       samples=pick(args, "samples", "verify"), n=pick(args, "n", "optimize", 8), sweep=sweep,
                       seed=pick(args, "seed", "verify", 0), providers=providers, pass_options=pass_options(args),
                       bench_opts=bench_opts, out=out, force=True,
-                      log=lambda line: console.print(f"[dim]•[/dim] {escape(line)}"))
+                      log=lambda line: console.print(f"[dim]•[/dim] {escape(line)}"),
+                      postprocess=loaded.hints.postprocess or None)
     print_table(console, result)
     if json_out:
         Path(json_out).write_text(json.dumps({"model": loaded.source, "onnx": str(onnx_path), **result.to_dict()},
@@ -123,7 +124,9 @@ def print_table(console, result) -> None:
     from rich.table import Table
 
     gates = ", ".join(f"{g['gate']} ({g['why']})" for g in result.gates.values())
-    console.print(f"gates: {escape(gates)}; {result.cases} verification cases; calibration: {result.calibration}")
+    judged = result.gate_cases.get("cases", [])
+    console.print(f"gates: {escape(gates)}; {result.cases} verification cases, gates judged on {len(judged)}: "
+                  f"{escape(result.gate_cases.get('why', ''))}; calibration: {result.calibration}")
     table = Table(title="variants (★ Pareto front among passing variants: latency, size, metric)")
     for col in ("variant", "gate", "metric", "p50 ms", "p99 ms", "vs torch", "vs fp32 ONNX", "MB", ""):
         table.add_column(col, justify="left" if col in ("variant", "metric") else "right")
@@ -131,8 +134,9 @@ def print_table(console, result) -> None:
         mark = ("→ " if row["chosen"] else "") + ("★" if row["pareto"] else "")
         gate = "[green]pass[/green]" if row["gate"] == "pass" else "[red]FAIL[/red]"
         size = "-" if row["size_mb"] is None else f"{row['size_mb']:.2f}"
+        unstable = "" if row["stable"] else " unstable"
         table.add_row(escape(row["variant"]), gate, escape(row["metric"]), _ms(row["p50_ms"]), _ms(row["p99_ms"]),
-                      _x(row["vs_torch"]), _x(row["vs_fp32"]), size, mark)
+                      _x(row["vs_torch"]) + unstable, _x(row["vs_fp32"]) + unstable, size, mark)
     console.print(table)
     for v in result.variants:
         if not v.passed:

@@ -88,6 +88,7 @@ class OptimizeResult:
             rows.append({"variant": v.name, "gate": "pass" if v.passed else "FAIL", "metric": v.summary,
                          "p50_ms": (v.latency or {}).get("p50"), "p99_ms": (v.latency or {}).get("p99"),
                          "vs_torch": (v.vs_torch or {}).get("median"), "vs_fp32": (v.vs_fp32 or {}).get("median"),
+                         "stable": all(r.get("stable", True) for r in (v.vs_torch, v.vs_fp32) if r),
                          "size_mb": v.size_mb, "pareto": v.pareto, "chosen": v.name == self.chosen,
                          "why": v.error or "; ".join(gate_failures(v.gate))})
         return rows

@@ -60,6 +60,12 @@ class RatioInfo(Record):
     median: float
     min: float
     max: float
+    stable: bool = True      # False: the repeats disagree widely; reported as unstable, never quoted
+    why: str = ""
+
+    def text(self) -> str:
+        figure = f"{self.median:.2f}× [{self.min:.2f}–{self.max:.2f}]"
+        return figure if self.stable else f"unstable ({figure}: {self.why})"
 
 
 @dataclass
@@ -88,3 +94,4 @@ class BenchInfo(Record):
     ratios: dict[str, dict[str, RatioInfo]] = field(default_factory=dict)  # candidate -> batch -> ratio
     cold: dict[str, ColdStart] = field(default_factory=dict)
     overhead: Overhead | None = None
+    noise: dict[str, Any] = field(default_factory=dict)  # load average and CPU steal around the run

@@ -106,6 +106,7 @@ class VariantRow(Record):
     vs_torch: float | None = None
     vs_fp32: float | None = None
     size_mb: float | None = None
+    stable: bool = True             # False when the timing repeats disagree: the speed-ups are not quoted
 
 
 @dataclass
@@ -116,3 +117,4 @@ class OptimizeInfo(Record):
     table: list[VariantRow]
     chosen: str | None = None
     message: str = ""
+    gate_cases: dict[str, Any] = field(default_factory=dict)  # the cases the gates were judged on, and why

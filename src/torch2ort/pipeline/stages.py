@@ -142,6 +142,7 @@ class Bench(Stage):
         if not state.opts.bench:
             return None
         from torch2ort.bench.run import BenchOptions, bench
+        from torch2ort.bench.stats import ratio_text
 
         batches = state.bench_batches()
         opts = BenchOptions(batches=batches, seconds=state.opts.seconds, repeats=state.opts.repeats,
@@ -151,7 +152,7 @@ class Bench(Stage):
         report = bench(state.request, state.spec, state.final, opts)
         state.evidence.bench = BenchInfo.from_dict(report.to_dict())
         ratios = report.ratios.get("onnxruntime", {})
-        return "speed-up vs torch (p50): " + ", ".join(f"batch {b}: {r['median']:.2f}×" for b, r in ratios.items())
+        return "speed-up vs torch (p50): " + ", ".join(f"batch {b}: {ratio_text(r)}" for b, r in ratios.items())
 
 
 class Pack(Stage):

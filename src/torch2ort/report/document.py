@@ -77,7 +77,8 @@ def _speed_line(ev: Evidence) -> str:
     if not b or not b.ratios.get("onnxruntime"):
         return "speed-up: not measured" + ("" if b else " (the bench stage did not run)")
     ratios = b.ratios["onnxruntime"]
-    parts = [f"{r.median:.2f}× at batch {batch} [{r.min:.2f}–{r.max:.2f}]" for batch, r in ratios.items()]
+    parts = [f"{r.median:.2f}× at batch {batch} [{r.min:.2f}–{r.max:.2f}]" if r.stable else f"batch {batch}: {r.text()}"
+             for batch, r in ratios.items()]
     return (f"speed-up: ONNX Runtime vs PyTorch, p50 latency, {', '.join(parts)} "
             f"({b.options.repeats} A/B pairs of fresh processes, {b.options.threads} threads each)")
 
@@ -210,6 +211,20 @@ def _parity(ev: Evidence) -> list[Block]:
     return blocks
 
 
+def _gate_cases(gc: dict) -> str:
+    if not gc or not gc.get("cases"):
+        return ""
+    return f", judged on {len(gc['cases'])} case(s) ({', '.join(gc['cases'])}): {gc.get('why', '')}"
+
+
+def _noise(b) -> str:
+    n = b.noise or {}
+    if not n:
+        return ""
+    return (f" Machine load during the run: load average {n.get('loadavg_before')} → {n.get('loadavg_after')} on "
+            f"{n.get('cores')} cores, CPU steal {n.get('steal_pct')}%.")
+
+
 def _optimize(ev: Evidence) -> list[Block]:
     o = ev.optimize
     if not o:
@@ -219,13 +234,15 @@ def _optimize(ev: Evidence) -> list[Block]:
     gates = ", ".join(f"`{g.gate}` ({g.why})" for g in o.gates.values())
     rows = []
     for r in o.table:
+        unstable = "" if r.stable else " (unstable)"
         rows.append([("→ " if r.chosen else "") + r.variant, r.gate, r.metric, _n(r.p50_ms),
-                     _n(r.p99_ms), "-" if r.vs_torch is None else f"{r.vs_torch:.2f}×",
-                     "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}×", _n(r.size_mb),
+                     _n(r.p99_ms), "-" if r.vs_torch is None else f"{r.vs_torch:.2f}×{unstable}",
+                     "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}×{unstable}", _n(r.size_mb),
                      "★" if r.pareto else "", r.why])
     blocks: list[Block] = [
         ("h2", "Optimisation variants"),
-        ("p", f"Each variant was re-verified against PyTorch on {o.cases} cases and held to its gate: {gates}. "
+        ("p", f"Each variant was re-verified against PyTorch on {o.cases} cases and held to its gate: {gates}"
+              f"{_gate_cases(o.gate_cases)}. "
               f"Int8 calibration: {o.calibration}. Passing variants were timed in fresh processes (latency at "
               f"the benchmark batch, from short runs meant for choosing; the Performance section's longer run is "
               f"the figure to quote). ★ marks the Pareto front; → the variant shipped. {o.message}."),
@@ -264,7 +281,7 @@ def _performance(ev: Evidence) -> list[Block]:
               f"{m.system}), {o.threads} threads on both sides, each backend in its own fresh processes, "
               f"{o.repeats} A/B pairs in alternating order, {o.seconds} s per batch size after {o.warmup} "
               f"warm-up calls. torch {b.versions.get('torch')}, onnxruntime {b.versions.get('onnxruntime')}. "
-              f"Model file timed: `{b.onnx.rsplit('/', 1)[-1]}`."),
+              f"Model file timed: `{b.onnx.rsplit('/', 1)[-1]}`.{_noise(b)}"),
     ]
     rows = [[r.backend, str(r.batch), _n(r.p50), _n(r.p90), _n(r.p99), _n(r.mean),
              f"{r.throughput:.1f}", f"{r.peak_rss_mb:.0f}"] for r in b.rows]
@@ -278,8 +295,11 @@ def _performance(ev: Evidence) -> list[Block]:
                        for s in r.batches[batch].samples_ms]
             series.append((f"{label}, batch {batch}", samples))
     box = svg.latency_boxes(series, "Latency distributions (all calls, all repeats)")
-    bars = svg.speedup_bars([(f"batch {k}", v.median, v.min, v.max) for k, v in ratios.items()],
-                            "Speed-up per batch size")
+    bars = svg.speedup_bars([(f"batch {k}" + ("" if v.stable else " (unstable)"), v.median, v.min, v.max)
+                             for k, v in ratios.items()], "Speed-up per batch size (median and range of the A/B pairs)")
+    unstable = [f"batch {k}: {v.text()}" for k, v in ratios.items() if not v.stable]
+    if unstable:
+        blocks.append(("p", "**Unstable** (repeats disagree, so no speed-up is quoted): " + "; ".join(unstable)))
     if box:
         blocks.append(("figure", "latency", box))
     if bars:
