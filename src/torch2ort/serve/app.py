@@ -6,9 +6,9 @@ content type: 400 bad input, 404 unknown model or route, 405 (with ``Allow``), 4
 413 body too large, 503 not ready or overloaded, 500 only for a real internal fault.
 
 An infer request takes a queue slot first (503 when full), then one of ``INTAKE`` reading slots
-while its body is read and parsed (JSON, BYTES, tokenizing) on a worker thread, never on the
-event loop; so health checks answer while large requests are in flight, and the memory held by
-bodies being parsed is bounded by ``INTAKE × --max-body-mb`` (plus their parsed tensors).
+while its body is read and then parsed (JSON, BYTES, tokenizing) on one of ``PARSERS`` worker
+threads, never on the event loop; so health checks answer while large requests are in flight,
+and memory is bounded by ``INTAKE × --max-body-mb`` of bodies plus ``PARSERS`` parses at once.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from torch2ort.serve.protocol import HEADER, encode_response
 
 log = logging.getLogger("torch2ort.serve")
 EXTENSIONS = ["binary_tensor_data"]
-INTAKE = 4  # requests reading + parsing their body at once, server-wide
+INTAKE = 4   # requests reading + parsing their body at once, server-wide
+PARSERS = 2  # of those, parsing (JSON, BYTES, tokenizing) or encoding at once: worker threads
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
                 ".wasm": "application/wasm", ".json": "application/json", ".onnx": "application/octet-stream",
                 ".md": "text/markdown; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
@@ -94,7 +95,7 @@ async def _send_error(send, status: int, message: str) -> None:
 def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_timeout_s: float = 30.0,
                intake: int = INTAKE):
     """The app over loaded hosts. ``intake``: requests reading and parsing their body at once."""
-    parse_pool = ThreadPoolExecutor(max_workers=intake, thread_name_prefix="parse")
+    parse_pool = ThreadPoolExecutor(max_workers=PARSERS, thread_name_prefix="parse")
     reading = asyncio.Semaphore(intake)
 
     @asynccontextmanager
@@ -175,7 +176,9 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
         loop = asyncio.get_running_loop()
         try:
             async with reading:  # at most `intake` bodies read and parsed at once: bounded memory
-                body = b"".join([chunk async for chunk in request.stream()])
+                body = bytearray()  # one growing buffer: no list of chunks plus a joined copy
+                async for chunk in request.stream():
+                    body += chunk
                 req, feed, wanted = await loop.run_in_executor(parse_pool, host.prepare, body,
                                                                request.headers.get(HEADER))
                 del body
@@ -206,6 +209,6 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
                             headers=ISOLATION)
 
     app.openapi_schema = None
-    oa.add_schemas(app)
+    oa.add_schemas(app, sorted(hosts))
     app.add_middleware(Guard, max_bytes=int(max_body_mb * 2**20), read_timeout_s=read_timeout_s)
     return app

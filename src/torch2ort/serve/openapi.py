@@ -33,12 +33,18 @@ INFER_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
+# 'data' is flat, or nested as deep as the shape (the server accepts any depth up to 32; spelled out
+# to 3 levels here, since an open recursive schema trips schemathesis' generator)
+_SCALAR = {"type": ["number", "boolean", "string"]}
+_VALUE = {"anyOf": [_SCALAR, {"type": "array", "items": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]}}]}
 _TENSOR_PARAMS = {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}}
 _TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
     "name": {"type": "string", "minLength": 1},
     "shape": {"type": "array", "maxItems": 16, "items": {"type": "integer", "minimum": 0}},
     "datatype": {"type": "string", "enum": list(DATATYPES)},
-    "parameters": _TENSOR_PARAMS, "data": {"type": "array"}}}
+    "parameters": _TENSOR_PARAMS, "data": {"type": "array", "items": _VALUE}},
+    "anyOf": [{"required": ["data"]},  # JSON data, or bytes after the JSON header
+              {"required": ["parameters"], "properties": {"parameters": {"required": ["binary_data_size"]}}}]}
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "InferRequest": {"type": "object", "required": ["inputs"], "properties": {
@@ -60,8 +66,9 @@ SCHEMAS = {
 }
 
 
-def add_schemas(app) -> None:
-    """Put SCHEMAS into the generated document (FastAPI only sees the routes)."""
+def add_schemas(app, models: list[str]) -> None:
+    """Put SCHEMAS into the generated document (FastAPI only sees the routes), and served model names
+    as examples of the ``name`` path parameter (so generated requests reach real models too)."""
     base = app.openapi
 
     def openapi():
@@ -69,6 +76,11 @@ def add_schemas(app) -> None:
             return app.openapi_schema
         schema = base()
         schema.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                for param in operation.get("parameters", []):
+                    if param.get("in") == "path" and param["name"] in ("name", "version") and models:
+                        param["schema"]["examples"] = models if param["name"] == "name" else ["1"]
         app.openapi_schema = schema
         return schema
 
