@@ -3,12 +3,11 @@ content types, headers and bodies as the published OpenAPI document says; schema
 rejected; unsupported methods answered 405 with Allow). Bounded: a few examples per operation.
 
 schemathesis runs through its own CLI (``python -m schemathesis.cli run``): its pytest plugin does
-not load under this pytest. Left out, and why:
-
-- the ``coverage`` phase: on CPython 3.11.7 it dies inside hypothesis (``ast.parse`` raising
-  "AST constructor recursion depth mismatch" while describing a lambda), before any request;
-- the ``positive_data_acceptance`` check: the document has one generic OIP request schema for every
-  model, so a schema-valid request naming inputs the model does not have is rightly a 400.
+not load under this pytest. One worker: with several, CPython 3.11.7's ``ast.parse`` (which
+hypothesis calls from each worker thread to describe lambdas) intermittently raises "AST
+constructor recursion depth mismatch". One check is left out, ``positive_data_acceptance``: the
+document has one generic OIP request schema for every model, so a schema-valid request naming
+inputs the model does not have is rightly a 400.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ def test_api_matches_its_openapi_document(serve_process, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"http://{serve_process.url}/openapi.json",
          "--max-examples", "15", "--generation-deterministic", "--request-timeout", "30",
-         "--no-color", "--workers", "2", "--phases", "examples,fuzzing,stateful",
-         "--exclude-checks", "positive_data_acceptance"],
+         "--no-color", "--workers", "1", "--exclude-checks", "positive_data_acceptance"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "No issues found" in proc.stdout or "passed" in proc.stdout, proc.stdout[-3000:]
