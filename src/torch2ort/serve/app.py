@@ -36,6 +36,7 @@ log = logging.getLogger("torch2ort.serve")
 EXTENSIONS = ["binary_tensor_data"]
 INTAKE = 4   # requests reading + parsing their body at once, server-wide
 PARSERS = 2  # of those, parsing (JSON, BYTES, tokenizing) or encoding at once: worker threads
+INLINE_ENCODE = 64 * 1024  # outputs up to this many bytes are encoded on the event loop
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
                 ".wasm": "application/wasm", ".json": "application/json", ".onnx": "application/octet-stream",
                 ".md": "text/markdown; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
@@ -183,8 +184,12 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
                                                                request.headers.get(HEADER))
                 del body
             outputs = await host.infer(feed)
-            content, headers = await loop.run_in_executor(
-                parse_pool, encode_response, name, host.version, {k: outputs[k] for k in wanted}, req)
+            chosen = {k: outputs[k] for k in wanted}
+            if sum(v.nbytes for v in chosen.values()) <= INLINE_ENCODE:  # microseconds: not worth a thread hop
+                content, headers = encode_response(name, host.version, chosen, req)
+            else:
+                content, headers = await loop.run_in_executor(parse_pool, encode_response, name, host.version,
+                                                              chosen, req)
         except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log loudly
             log.debug("client disconnected while sending a request to %s", name)
             return Response(status_code=400)
