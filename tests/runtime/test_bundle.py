@@ -210,3 +210,34 @@ def test_preprocess_and_postprocess_end_to_end(mobilenet_bundle, tmp_path):
     np.testing.assert_allclose(out["probabilities"].sum(-1), 1.0, rtol=1e-5)
     raw = bundle.predict(str(img), raw=True)
     assert set(raw) == {"output_0"}
+
+
+def test_public_stages_compose_to_predict(mobilenet_bundle, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "face.png"
+    Image.fromarray((np.random.default_rng(1).random((40, 48, 3)) * 255).astype(np.uint8)).save(img)
+    bundle = Bundle.load(mobilenet_bundle)
+    feed = bundle.preprocess(str(img))
+    assert list(feed) == ["image"] and feed["image"].dtype == np.float32 and feed["image"].shape[0] == 1
+    raw = bundle.run(feed)
+    assert set(raw) == {"output_0"}
+    results = bundle.postprocess(feed, raw)
+    assert set(results) >= {"output_0", "probabilities", "topk"}
+    whole = bundle.predict(str(img))
+    np.testing.assert_array_equal(whole.raw["output_0"], raw["output_0"])
+    np.testing.assert_array_equal(whole["probabilities"], results["probabilities"])
+    assert whole["topk"] == results["topk"]
+    # a ready feed goes through preprocess unchanged (checked), and bad input fails in that stage
+    assert bundle.preprocess(feed)["image"] is feed["image"]
+    with pytest.raises(PredictInputError, match="dim 2 is 5"):
+        bundle.preprocess({"image": np.zeros((1, 3, 5, 64), np.float32)})
+
+
+def test_run_checks_its_feed_and_postprocess_without_steps_is_raw(plain_bundle):
+    bundle = Bundle.load(plain_bundle)
+    feed = synthetic_feed(FAMILIES["attn_mil"].spec, sizes={"batch": 2, "segments": 3}, seed=2)
+    raw = bundle.run(feed)
+    assert bundle.postprocess(feed, raw) == raw
+    with pytest.raises(PredictInputError, match="missing"):
+        bundle.run({})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def add_parser(sub) -> None:
@@ -19,6 +20,12 @@ def add_parser(sub) -> None:
     p.add_argument("--max-delay-ms", type=float, default=5.0, metavar="D",
                    help="dynamic batching: wait at most D ms for more rows (default 5)")
     p.add_argument("--max-body-mb", type=float, default=64.0, metavar="M", help="request body limit (default 64)")
+    p.add_argument("--max-rows", type=int, default=1024, metavar="R",
+                   help="rows (first dim) per request, and strings in a BYTES input (default 1024)")
+    p.add_argument("--max-text-chars", type=int, default=100_000, metavar="C",
+                   help="characters in one text string (default 100000)")
+    p.add_argument("--read-timeout-s", type=float, default=30.0, metavar="S",
+                   help="time a client has to send its request headers, and then its body (default 30)")
     p.add_argument("--queue", type=int, default=64, metavar="Q",
                    help="requests per model queued or running before answering 503 (default 64)")
     p.add_argument("--providers", metavar="cuda,cpu", help="ONNX Runtime providers in order of preference")
@@ -31,10 +38,18 @@ def run(args: argparse.Namespace) -> int:
     from torch2ort.errors import UsageError
     from torch2ort.serve import Limits, serve
 
-    if args.max_batch < 1 or args.queue < 1 or args.max_delay_ms < 0 or args.max_body_mb <= 0:
-        raise UsageError("--max-batch and --queue must be >= 1, --max-delay-ms >= 0, --max-body-mb > 0")
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port {args.port}: must be 1..65535")
-    serve(args.bundles, args.host, args.port, Limits(args.max_batch, args.max_delay_ms, args.queue),
-          args.max_body_mb, args.providers, args.threads, args.log_level)
+    for flag, value, low, high in [("--max-batch", args.max_batch, 1, 2**20), ("--queue", args.queue, 1, 2**20),
+                                   ("--max-rows", args.max_rows, 1, 2**31),
+                                   ("--max-text-chars", args.max_text_chars, 1, 2**31),
+                                   ("--max-delay-ms", args.max_delay_ms, 0, 60_000),
+                                   ("--max-body-mb", args.max_body_mb, 1e-3, 2**20),
+                                   ("--read-timeout-s", args.read_timeout_s, 0.1, 3600),
+                                   ("--port", args.port, 1, 65535)]:
+        if not (math.isfinite(value) and low <= value <= high):  # NaN and inf fail here too
+            raise UsageError(f"{flag} {value}: must be a number from {low:g} to {high:g}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: must be >= 1")
+    limits = Limits(args.max_batch, args.max_delay_ms, args.queue, args.max_rows, args.max_text_chars)
+    serve(args.bundles, args.host, args.port, limits, args.max_body_mb, args.providers, args.threads,
+          args.log_level, read_timeout_s=args.read_timeout_s)
     return 0

@@ -6,6 +6,11 @@ Example::
     bundle = Bundle.load("emotion-bundle")          # verifies every sha256 before loading
     out = bundle.predict("face.png")                 # raw input through the preprocess pipeline
     out["topk"], out.raw["logits"]
+
+    # the same, stage by stage (the server runs them apart: validate, queue, run, post-process)
+    feed = bundle.preprocess("face.png")             # checked model feed, or PredictInputError
+    raw = bundle.run(feed)                           # session outputs by name
+    results = bundle.postprocess(feed, raw)          # raw outputs plus post-processed results
 """
 
 from __future__ import annotations
@@ -96,26 +101,54 @@ class Bundle:
         if declared != listed:
             raise BundleError(f"the manifest's inputs {sorted(listed)} do not match the model's {sorted(declared)}")
 
-    # --- predict -----------------------------------------------------------------------------
+    # --- predict: preprocess -> run -> postprocess ----------------------------------------------
     def predict(self, inputs: Any, raw: bool = False) -> Prediction:
-        """A dict of arrays keyed by input name, or a raw input for the preprocess pipeline."""
-        ctx = Context(self.path, self.labels, cache=self._ctx_cache)
+        """A dict of arrays keyed by input name, or a raw input for the preprocess pipeline.
+
+        The composition of the three public stages, which a caller (the server) may also run apart.
+        """
+        feed = self.preprocess(inputs)
+        outputs = self.run(feed)
+        return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs), outputs)
+
+    def preprocess(self, inputs: Any) -> dict[str, np.ndarray]:
+        """Stage 1: the checked model feed for ``inputs`` (raw input through the preprocess pipeline,
+        or a dict of arrays keyed by input name, or one array for a single-input model).
+
+        Raises ``PredictInputError`` for input the model cannot take; nothing runs the model.
+        """
         feed = inputs
         steps = self.manifest.get("preprocess", [])
         looks_like_feed = isinstance(inputs, dict) and all(isinstance(v, np.ndarray) for v in inputs.values())
         if steps and not looks_like_feed:
-            feed = run_preprocess(steps, inputs, ctx)
+            feed = run_preprocess(steps, inputs, self._context())
         if isinstance(feed, np.ndarray) and len(self.inputs) == 1:
             feed = {self.inputs[0]["name"]: feed}
         if not isinstance(feed, dict):
             names = ", ".join(t["name"] for t in self.inputs)
             raise PredictInputError(f"predict() takes a dict of numpy arrays keyed by input name ({names})"
                                     + ("" if not steps else ", or a raw input for the preprocess pipeline"))
-        ctx.feed = self.check_feed(feed)
-        values = self.session.run(None, ctx.feed)
-        ctx.raw = {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), values)}
-        post = [] if raw else self.manifest.get("postprocess", [])
-        return Prediction(run_postprocess(post, ctx) if post else dict(ctx.raw), ctx.raw)
+        return self.check_feed(feed)
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Stage 2: the ONNX Runtime session on a feed (checked again, cheaply): raw outputs by name."""
+        feed = self.check_feed(feed)
+        values = self.session.run(None, feed)
+        return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), values)}
+
+    def postprocess(self, feed: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Stage 3: the postprocess pipeline over raw ``outputs`` (of ``run(feed)``): raw outputs plus
+        every post-processed result, by name. Without a postprocess pipeline, the raw outputs."""
+        steps = self.manifest.get("postprocess", [])
+        if not steps:
+            return dict(outputs)
+        return run_postprocess(steps, self._context(feed, outputs))
+
+    def _context(self, feed: dict[str, np.ndarray] | None = None,
+                 outputs: dict[str, np.ndarray] | None = None) -> Context:
+        """What steps see; the cache (tokenizer, label tables) is shared by every call on this bundle."""
+        return Context(self.path, self.labels, feed=dict(feed or {}), raw=dict(outputs or {}),
+                       cache=self._ctx_cache)
 
     def check_feed(self, feed: dict[str, Any]) -> dict[str, np.ndarray]:
         """Names, ranks, static dims and dtypes; safe casts only (documented in docs/bundle.md)."""

@@ -1,14 +1,22 @@
 """The HTTP layer: Open Inference Protocol (KServe v2) REST routes over ModelHosts, on FastAPI.
 
-``create_app(hosts, max_body_mb=…)`` takes already-loaded hosts (tests can pass their own), so the
-routes carry no model logic. Every error is ``{"error": "…"}`` with a JSON content type: 400 bad
-input, 404 unknown model or route, 413 body too large, 503 not ready or overloaded, 500 only for a
-real internal fault.
+``create_app(hosts, max_body_mb=…, read_timeout_s=…)`` takes already-loaded hosts (tests can pass
+their own), so the routes carry no model logic. Every error is ``{"error": "…"}`` with a JSON
+content type: 400 bad input, 404 unknown model or route, 405 (with ``Allow``), 408 body too slow,
+413 body too large, 503 not ready or overloaded, 500 only for a real internal fault.
+
+An infer request takes a queue slot first (503 when full), then one of ``INTAKE`` reading slots
+while its body is read and then parsed (JSON, BYTES, tokenizing) on one of ``PARSERS`` worker
+threads, never on the event loop; so health checks answer while large requests are in flight,
+and memory is bounded by ``INTAKE × --max-body-mb`` of bodies plus ``PARSERS`` parses at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,14 +24,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from torch2ort import __version__
 from torch2ort.errors import ProtocolError
+from torch2ort.serve import openapi as oa
 from torch2ort.serve.host import ModelHost
-from torch2ort.serve.protocol import HEADER, encode_response, parse_request
+from torch2ort.serve.protocol import HEADER, encode_response
 
 log = logging.getLogger("torch2ort.serve")
 EXTENSIONS = ["binary_tensor_data"]
+INTAKE = 4   # requests reading + parsing their body at once, server-wide
+PARSERS = 2  # of those, parsing (JSON, BYTES, tokenizing) or encoding at once: worker threads
+INLINE_ENCODE = 64 * 1024  # outputs up to this many bytes are encoded on the event loop
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
                 ".wasm": "application/wasm", ".json": "application/json", ".onnx": "application/octet-stream",
                 ".md": "text/markdown; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
@@ -32,11 +45,13 @@ ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder
              "Cross-Origin-Resource-Policy": "same-origin", "Cache-Control": "no-cache"}
 
 
-class BodyLimit:
-    """Pure ASGI middleware: 413 for a body over the limit, by header or by the bytes actually sent."""
+class Guard:
+    """Pure ASGI middleware on every request body: 413 over the size limit (by ``Content-Length``, or
+    by the bytes actually sent), 408 when the body is not all there within ``read_timeout_s`` of the
+    first read. (Request *headers* have their own timeout in ``server.py``, at the protocol level.)"""
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, read_timeout_s: float) -> None:
+        self.app, self.max_bytes, self.read_timeout_s = app, max_bytes, read_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -44,36 +59,46 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await _send_error(send, 413, self._message())
-        seen = 0
+        seen, deadline, done = 0, None, False
 
-        async def limited():
-            nonlocal seen
-            message = await receive()
+        async def guarded():
+            nonlocal seen, deadline, done
+            if done:  # the body is complete: what is left to wait for is a disconnect
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.read_timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except TimeoutError:
+                raise ProtocolError(f"the request body did not arrive within {self.read_timeout_s:g} s "
+                                    "(--read-timeout-s)", 408) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise ProtocolError(self._message(), 413)
+                done = not message.get("more_body", False)
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except ProtocolError as exc:  # raised while the route was reading the body
-            await _send_error(send, exc.status, exc.message)
+        await self.app(scope, guarded, send)
 
     def _message(self) -> str:
         return f"request body over the limit of {self.max_bytes / 2**20:g} MiB (--max-body-mb)"
 
 
 async def _send_error(send, status: int, message: str) -> None:
-    import json
-
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0):
+def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_timeout_s: float = 30.0,
+               intake: int = INTAKE):
+    """The app over loaded hosts. ``intake``: requests reading and parsing their body at once."""
+    parse_pool = ThreadPoolExecutor(max_workers=PARSERS, thread_name_prefix="parse")
+    reading = asyncio.Semaphore(intake)
+
     @asynccontextmanager
     async def lifespan(app):
         for host in hosts.values():
@@ -82,20 +107,21 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0):
         yield
         for host in hosts.values():  # uvicorn has already let in-flight requests finish
             await host.stop()
+        parse_pool.shutdown(wait=True)
 
     app = FastAPI(title="torch2ort server", version=__version__, lifespan=lifespan,
                   description="Open Inference Protocol (KServe v2) REST API over torch2ort bundles.")
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     @app.exception_handler(ProtocolError)
     async def _protocol(_, exc: ProtocolError):
-        return error(exc.status, exc.message)
+        return error(exc.status, exc.message, {"Connection": "close"} if exc.status in (408, 413) else None)
 
     @app.exception_handler(HTTPException)
     async def _http(_, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail))
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))  # 405 keeps its Allow
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_, exc: RequestValidationError):
@@ -107,6 +133,8 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0):
         return error(500, f"internal error: {type(exc).__name__}")
 
     def host_of(name: str, version: str | None = None) -> ModelHost:
+        if not name or "/" in name or "\\" in name or ".." in name:
+            raise ProtocolError(f"{name!r} is not a model name", 404)
         host = hosts.get(name)
         if host is None:
             raise ProtocolError(f"unknown model {name!r}; served: {', '.join(sorted(hosts))}", 404)
@@ -118,7 +146,7 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0):
     async def live():
         return {"live": True}
 
-    @app.get("/v2/health/ready")
+    @app.get("/v2/health/ready", responses={503: oa.error_response("not ready")})
     async def ready():
         if not all(h.ready for h in hosts.values()):
             return error(503, "not ready")
@@ -128,41 +156,46 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0):
     async def server_metadata():
         return {"name": "torch2ort", "version": __version__, "extensions": EXTENSIONS}
 
-    @app.get("/v2/models/{name}")
-    @app.get("/v2/models/{name}/versions/{version}")
+    @app.get("/v2/models/{name}", responses=oa.MODEL_RESPONSES)
+    @app.get("/v2/models/{name}/versions/{version}", responses=oa.MODEL_RESPONSES)
     async def model_metadata(name: str, version: str | None = None):
         return host_of(name, version).metadata()
 
-    @app.get("/v2/models/{name}/ready")
-    @app.get("/v2/models/{name}/versions/{version}/ready")
+    @app.get("/v2/models/{name}/ready", responses=oa.READY_RESPONSES)
+    @app.get("/v2/models/{name}/versions/{version}/ready", responses=oa.READY_RESPONSES)
     async def model_ready(name: str, version: str | None = None):
         host = host_of(name, version)
         if not host.ready:
             return error(503, f"model {name!r} is not ready")
         return {"name": name, "ready": True}
 
-    infer_doc = {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
-
-    @app.post("/v2/models/{name}/infer", openapi_extra=infer_doc)
-    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=infer_doc)
+    @app.post("/v2/models/{name}/infer", openapi_extra=oa.INFER_BODY, responses=oa.INFER_RESPONSES)
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=oa.INFER_BODY, responses=oa.INFER_RESPONSES)
     async def infer(name: str, request: Request, version: str | None = None):
         host = host_of(name, version)
-        req = parse_request(await request.body(), request.headers.get(HEADER))
-        feed = host.validate(req.inputs)
-        known = [m["name"] for m in host.output_meta]
-        wanted = req.outputs if req.outputs is not None else known
-        unknown = [o for o in wanted if o not in known]
-        if unknown:
-            raise ProtocolError(f"unknown outputs {unknown}; outputs: {', '.join(known)}")
-        host.admit()
+        host.admit()  # a queue slot first (or 503): nothing is read or parsed for a request we cannot take
+        loop = asyncio.get_running_loop()
         try:
+            async with reading:  # at most `intake` bodies read and parsed at once: bounded memory
+                body = bytearray()  # one growing buffer: no list of chunks plus a joined copy
+                async for chunk in request.stream():
+                    body += chunk
+                req, feed, wanted = await loop.run_in_executor(parse_pool, host.prepare, body,
+                                                               request.headers.get(HEADER))
+                del body
             outputs = await host.infer(feed)
+            chosen = {k: outputs[k] for k in wanted}
+            if sum(v.nbytes for v in chosen.values()) <= INLINE_ENCODE:  # microseconds: not worth a thread hop
+                content, headers = encode_response(name, host.version, chosen, req)
+            else:
+                content, headers = await loop.run_in_executor(parse_pool, encode_response, name, host.version,
+                                                              chosen, req)
+        except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log loudly
+            log.debug("client disconnected while sending a request to %s", name)
+            return Response(status_code=400)
         finally:
             host.release()
-        body, headers = encode_response(name, host.version, {k: outputs[k] for k in wanted}, req)
-        return Response(body, headers=headers)
+        return Response(content, headers=headers)
 
     @app.get("/bundles/{name}/{path:path}", include_in_schema=False)
     async def bundle_file(name: str, path: str):
@@ -181,29 +214,6 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0):
                             headers=ISOLATION)
 
     app.openapi_schema = None
-    _add_schemas(app)
-    app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 2**20))
+    oa.add_schemas(app, sorted(hosts))
+    app.add_middleware(Guard, max_bytes=int(max_body_mb * 2**20), read_timeout_s=read_timeout_s)
     return app
-
-
-def _add_schemas(app) -> None:
-    """Describe the infer request body in the OpenAPI document (the route reads the raw body itself)."""
-    base = app.openapi
-
-    def openapi():
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = base()
-        tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
-            "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string"}, "parameters": {"type": "object"}, "data": {"type": "array"}}}
-        schema.setdefault("components", {}).setdefault("schemas", {})["InferRequest"] = {
-            "type": "object", "required": ["inputs"], "properties": {
-                "id": {"type": "string"}, "parameters": {"type": "object"},
-                "inputs": {"type": "array", "items": tensor},
-                "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-                    "name": {"type": "string"}, "parameters": {"type": "object"}}}}}}
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi

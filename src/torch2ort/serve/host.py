@@ -1,6 +1,7 @@
 """One served bundle: OIP metadata, request validation, and inference with optional dynamic batching.
 
-``ModelHost`` wraps a runtime ``Bundle``. Requests are validated (names, dtypes, shapes, one size per
+``ModelHost`` wraps a runtime ``Bundle`` and uses only its public stages: ``preprocess`` (the
+checked feed), ``run`` and ``postprocess``. Requests are parsed and validated (names, dtypes, shapes, one size per
 dim label) before they are queued, so a bad request is a 400 and can never fail a batch. Inference
 runs on a dedicated worker thread, off the event loop; with ``max_batch > 1`` concurrent requests
 whose non-batch dims agree are concatenated along the batch axis, up to ``max_batch`` rows, waiting
@@ -18,8 +19,7 @@ import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError, ProtocolError
 from torch2ort.runtime.bundle import Bundle
-from torch2ort.runtime.processors import Context, run_postprocess, run_preprocess
-from torch2ort.serve.protocol import oip_datatype
+from torch2ort.serve.protocol import Caps, InferRequest, oip_datatype, parse_request
 
 TEXT_INPUT = "text"
 
@@ -29,6 +29,12 @@ class Limits:
     max_batch: int = 1
     max_delay_ms: float = 5.0
     queue: int = 64            # requests inside one model (queued + running) before 503
+    max_rows: int = 1024       # rows (first dim) per request; strings in a BYTES input
+    max_text_chars: int = 100_000  # characters in one string
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(self.max_rows, self.max_text_chars)
 
 
 @dataclass
@@ -96,8 +102,21 @@ class ModelHost:
 
     # --- validation and compute ------------------------------------------------------------------
     def preprocess_text(self, texts: np.ndarray) -> dict[str, np.ndarray]:
-        ctx = Context(self.bundle.path, self.bundle.labels, cache=self.bundle._ctx_cache)
-        return run_preprocess(self.bundle.manifest["preprocess"], [str(t) for t in texts.ravel()], ctx)
+        return self.bundle.preprocess([str(t) for t in texts.ravel()])
+
+    def prepare(self, body: bytes, header_length: str | None) -> tuple[InferRequest, dict[str, np.ndarray], list[str]]:
+        """Parse, validate and tokenize a request body: (request, model feed, outputs to return).
+
+        CPU work that can take a while (JSON, BYTES, tokenizing): the server runs it off the event loop.
+        """
+        req = parse_request(body, header_length, self.limits.caps)
+        feed = self.validate(req.inputs)
+        known = [m["name"] for m in self.output_meta]
+        wanted = req.outputs if req.outputs is not None else known
+        unknown = [o for o in wanted if o not in known]
+        if unknown:
+            raise ProtocolError(f"unknown outputs {unknown}; outputs: {', '.join(known)}")
+        return req, feed, wanted
 
     def validate(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model feed for a request, or ProtocolError(400). Runs before anything is queued."""
@@ -109,21 +128,16 @@ class ModelHost:
                 inputs = self.preprocess_text(texts)
             elif any(a.dtype == object for a in inputs.values()):
                 raise ProtocolError("BYTES inputs are accepted only as 'text', for bundles with a text preprocess")
-            return self.bundle.check_feed(inputs)
+            return self.bundle.preprocess(inputs)
         except (PredictInputError, BundleError) as exc:
             raise ProtocolError(str(exc)) from None
 
     def run_model(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.bundle.session.run(None, feed)
-        return {o.name: np.asarray(v) for o, v in zip(self.bundle.session.get_outputs(), values)}
+        return self.bundle.run(feed)
 
     def postprocess(self, feed: dict[str, np.ndarray], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw outputs plus the post-processed results that are numeric arrays (embeddings, probabilities)."""
-        steps = self.bundle.manifest.get("postprocess", [])
-        if not steps:
-            return raw
-        ctx = Context(self.bundle.path, self.bundle.labels, feed=feed, raw=raw, cache=self.bundle._ctx_cache)
-        results = run_postprocess(steps, ctx)
+        results = self.bundle.postprocess(feed, raw)
         arrays = {k: v for k, v in results.items() if isinstance(v, np.ndarray) and v.dtype != object}
         return raw | arrays
 

@@ -1,13 +1,19 @@
 """Open Inference Protocol (KServe v2) tensors: JSON and the binary tensor data extension.
 
-Torch-free and framework-free: ``parse_request(body, header_length)`` turns a request body into
-named numpy arrays plus the requested outputs; ``encode_response(...)`` turns outputs into a JSON
-or binary-extension body. Every malformed input raises ``ProtocolError`` with an HTTP status.
+Torch-free and framework-free: ``parse_request(body, header_length, caps)`` turns a request body
+into named numpy arrays plus the requested outputs; ``encode_response(...)`` turns outputs into a
+JSON or binary-extension body. Every malformed input raises ``ProtocolError`` with an HTTP status,
+whatever the body (types, sizes, nesting, huge integers): a 400, never another exception.
+
+Non-finite floats (NaN, ±Infinity) in outputs: JSON has no token for them, so JSON ``data`` holds
+``null`` in their place, and every output holding one, JSON or binary, says
+``"parameters": {"non_finite": true}`` (binary data keeps the IEEE values).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +27,16 @@ DATATYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "ui
              "FP32": "float32", "FP64": "float64", "BYTES": "object"}
 NUMPY_TO_OIP = {np.dtype(v): k for k, v in DATATYPES.items() if k != "BYTES"}
 HEADER = "Inference-Header-Content-Length"
+MAX_ELEMENTS = 2**31                  # elements in one tensor
+MAX_NESTING = 32                      # list depth of 'data' (shapes have at most 16 dims)
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Per-request limits checked while parsing, before any large allocation."""
+
+    max_rows: int = 1024              # first dim of every input; elements of a BYTES input
+    max_text_chars: int = 100_000     # characters in one BYTES element
 
 
 def oip_datatype(dtype: str | np.dtype) -> str:
@@ -48,7 +64,27 @@ def _obj(value: Any, what: str) -> dict:
     return value
 
 
-def parse_request(body: bytes, header_length: str | None) -> InferRequest:
+def _flag(params: dict, key: str, where: str) -> bool:
+    value = params.get(key, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{where} parameter {key!r} must be true or false, got {json.dumps(value)[:40]}")
+    return value
+
+
+def _count(name: str, shape: list[int], caps: Caps) -> int:
+    """Elements of ``shape`` with exact integers (no int64 wrap-around), within the caps."""
+    count = 1
+    for d in shape:
+        count *= d
+        if count > MAX_ELEMENTS:
+            raise ProtocolError(f"input {name!r}: shape {str(shape)[:80]} is too large "
+                                f"(over {MAX_ELEMENTS} elements)")
+    if shape and shape[0] > caps.max_rows:
+        raise ProtocolError(f"input {name!r}: {shape[0]} rows; at most {caps.max_rows} per request (--max-rows)")
+    return count
+
+
+def parse_request(body: bytes, header_length: str | None, caps: Caps = Caps()) -> InferRequest:
     """Parse an infer body; ``header_length`` is the Inference-Header-Content-Length header, if any."""
     if header_length is not None:
         try:
@@ -62,7 +98,9 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         head, binary = body, memoryview(b"")
     try:
         doc = json.loads(head)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise ProtocolError("the request JSON is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers over Python's digit limit
         raise ProtocolError(f"the request is not valid JSON: {exc}") from None
     doc = _obj(doc, "the request")
     raw_inputs = doc.get("inputs")
@@ -82,14 +120,15 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         if name in inputs:
             raise ProtocolError(f"input {name!r} is given twice")
         datatype, shape = spec.get("datatype"), spec.get("shape")
-        if datatype not in DATATYPES:
-            raise ProtocolError(f"input {name!r}: datatype {datatype!r}; valid: {', '.join(DATATYPES)}")
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
+            raise ProtocolError(f"input {name!r}: datatype {repr(datatype)[:40]}; valid: {', '.join(DATATYPES)}")
         if (not isinstance(shape, list) or any(not isinstance(d, int) or isinstance(d, bool) or d < 0
                                                 for d in shape) or len(shape) > 16):
             raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if count > 2**31:
-            raise ProtocolError(f"input {name!r}: shape {shape} is too large")
+        count = _count(name, shape, caps)
+        if datatype == "BYTES" and count > caps.max_rows:
+            raise ProtocolError(f"input {name!r}: {count} BYTES elements; at most {caps.max_rows} per request "
+                                "(--max-rows)")
         in_params = _obj(spec.get("parameters") or {}, f"input {name!r} parameters")
         size = in_params.get("binary_data_size")
         if size is not None:
@@ -98,11 +137,11 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
                                     f"{len(binary)} binary bytes after the JSON header")
             chunk = binary[offset:offset + size]
             offset += size
-            inputs[name] = _from_binary(name, datatype, shape, count, chunk)
+            inputs[name] = _from_binary(name, datatype, shape, count, chunk, caps)
         else:
             if "data" not in spec:
                 raise ProtocolError(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
-            inputs[name] = _from_json(name, datatype, shape, count, spec["data"])
+            inputs[name] = _from_json(name, datatype, shape, count, spec["data"], caps)
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} binary bytes after the JSON header belong to no input")
     outputs, binary_outputs = None, set()
@@ -115,27 +154,46 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(o.get("name"), str):
                 raise ProtocolError(f"outputs[{j}] needs a 'name'")
             outputs.append(o["name"])
-            if _obj(o.get("parameters") or {}, f"output {o['name']!r} parameters").get("binary_data"):
+            if _flag(_obj(o.get("parameters") or {}, f"output {o['name']!r} parameters"), "binary_data",
+                     f"output {o['name']!r}"):
                 binary_outputs.add(o["name"])
-    return InferRequest(inputs, req_id, outputs, binary_outputs, bool(params.get("binary_data_output")), params)
+    return InferRequest(inputs, req_id, outputs, binary_outputs, _flag(params, "binary_data_output", "request"),
+                        params)
 
 
-def _flatten(data: Any) -> list:
-    if isinstance(data, list):
-        out: list = []
-        for item in data:
-            out.extend(_flatten(item)) if isinstance(item, list) else out.append(item)
-        return out
-    return [data]
+def _flatten(name: str, data: Any, limit: int) -> list:
+    """Nested lists to one flat list, without recursion; more than ``limit`` values is an error."""
+    if not isinstance(data, list):
+        return [data]
+    if not any(isinstance(item, list) for item in data):
+        return data
+    out: list = []
+    stack = [iter(data)]
+    while stack:
+        item = next(stack[-1], stack)
+        if item is stack:
+            stack.pop()
+        elif isinstance(item, list):
+            if len(stack) >= MAX_NESTING:
+                raise ProtocolError(f"input {name!r}: 'data' is nested more than {MAX_NESTING} deep")
+            stack.append(iter(item))
+        else:
+            out.append(item)
+            if len(out) > limit:
+                break
+    return out
 
 
-def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> np.ndarray:
-    flat = _flatten(data)
+def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any, caps: Caps) -> np.ndarray:
+    flat = _flatten(name, data, count)
     if len(flat) != count:
         raise ProtocolError(f"input {name!r}: shape {shape} needs {count} values, 'data' has {len(flat)}")
     if datatype == "BYTES":
         if not all(isinstance(v, str) for v in flat):
             raise ProtocolError(f"input {name!r}: BYTES data must be strings")
+        if any(len(v) > caps.max_text_chars for v in flat):
+            raise ProtocolError(f"input {name!r}: a BYTES element is longer than {caps.max_text_chars} characters "
+                                "(--max-text-chars)")
         return np.array(flat, dtype=object).reshape(shape)
     if datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
@@ -156,19 +214,28 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
         raise ProtocolError(f"input {name!r}: {exc}") from None
 
 
-def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
+def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview,
+                 caps: Caps) -> np.ndarray:
     if datatype == "BYTES":
         items, pos, data = [], 0, bytes(chunk)
         while pos < len(data):
             if pos + 4 > len(data):
                 raise ProtocolError(f"input {name!r}: truncated BYTES element length")
+            if len(items) >= count:
+                raise ProtocolError(f"input {name!r}: shape {shape} needs {count} elements, the data has more")
             n = int.from_bytes(data[pos:pos + 4], "little")
+            if n > 4 * caps.max_text_chars:
+                raise ProtocolError(f"input {name!r}: a BYTES element is longer than {caps.max_text_chars} "
+                                    "characters (--max-text-chars)")
             if pos + 4 + n > len(data):
                 raise ProtocolError(f"input {name!r}: BYTES element overruns the binary data")
             try:
                 items.append(data[pos + 4:pos + 4 + n].decode("utf-8"))
             except UnicodeDecodeError:
                 raise ProtocolError(f"input {name!r}: BYTES elements must be UTF-8 text") from None
+            if len(items[-1]) > caps.max_text_chars:
+                raise ProtocolError(f"input {name!r}: a BYTES element is longer than {caps.max_text_chars} "
+                                    "characters (--max-text-chars)")
             pos += 4 + n
         if len(items) != count:
             raise ProtocolError(f"input {name!r}: shape {shape} needs {count} elements, got {len(items)}")
@@ -198,20 +265,29 @@ def encode_response(model: str, version: str | None, outputs: dict[str, np.ndarr
     for name, arr in outputs.items():
         arr = np.asarray(arr)
         entry: dict[str, Any] = {"name": name, "datatype": oip_datatype(arr.dtype), "shape": list(arr.shape)}
+        finite = arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
+        params: dict[str, Any] = {} if finite else {"non_finite": True}
         if name in req.binary_outputs or req.binary_default:
             blob = _bytes_payload(arr) if arr.dtype == object else np.ascontiguousarray(arr).tobytes()
-            entry["parameters"] = {"binary_data_size": len(blob)}
+            params["binary_data_size"] = len(blob)
             blobs.append(blob)
         else:
             flat = arr.ravel()
-            entry["data"] = [str(x) for x in flat] if arr.dtype == object else flat.tolist()
+            if arr.dtype == object:
+                entry["data"] = [str(x) for x in flat]
+            elif finite:
+                entry["data"] = flat.tolist()
+            else:  # JSON has no NaN or Infinity: null in their place
+                entry["data"] = [v if math.isfinite(v) else None for v in flat.tolist()]
+        if params:
+            entry["parameters"] = params
         entries.append(entry)
     doc: dict[str, Any] = {"model_name": model, "outputs": entries}
     if version:
         doc["model_version"] = version
     if req.id is not None:
         doc["id"] = req.id
-    head = json.dumps(doc, allow_nan=True).encode()
+    head = json.dumps(doc, allow_nan=False).encode()
     if not blobs:
         return head, {"content-type": "application/json"}
     return head + b"".join(blobs), {"content-type": "application/octet-stream", HEADER.lower(): str(len(head))}

@@ -1,0 +1,87 @@
+"""The server's OpenAPI document: every status the routes send, and the infer request body.
+
+The infer route reads its raw body itself (JSON or the binary tensor extension), so its request
+schema is declared here by hand, with the same rules ``protocol.parse_request`` enforces on
+structure: a non-empty ``inputs`` list, non-negative integer shapes, known datatypes, and typed
+parameters (``binary_data`` and ``binary_data_output`` are booleans).
+"""
+
+from __future__ import annotations
+
+from torch2ort.serve.protocol import DATATYPES
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def error_response(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
+
+
+MODEL_RESPONSES = {404: error_response("unknown model or version")}
+READY_RESPONSES = MODEL_RESPONSES | {503: error_response("not ready")}
+INFER_RESPONSES = {
+    200: {"description": "outputs: JSON, or the binary tensor extension (a JSON header, then tensor bytes)",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferResponse"}},
+                      "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    400: error_response("malformed request, or inputs the model cannot take"),
+    404: error_response("unknown model or version"),
+    408: error_response("the request body was not received in time (--read-timeout-s)"),
+    413: error_response("body over --max-body-mb"),
+    503: error_response("model not ready, or its queue is full (--queue)"),
+}
+INFER_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+# 'data' is flat, or nested as deep as the shape (the server accepts any depth up to 32; spelled out
+# to 3 levels here, since an open recursive schema trips schemathesis' generator)
+_SCALAR = {"type": ["number", "boolean", "string"]}
+_VALUE = {"anyOf": [_SCALAR, {"type": "array", "items": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]}}]}
+_TENSOR_PARAMS = {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}}
+_TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+    "name": {"type": "string", "minLength": 1},
+    "shape": {"type": "array", "maxItems": 16, "items": {"type": "integer", "minimum": 0}},
+    "datatype": {"type": "string", "enum": list(DATATYPES)},
+    "parameters": _TENSOR_PARAMS, "data": {"type": "array", "items": _VALUE}},
+    "anyOf": [{"required": ["data"]},  # JSON data, or bytes after the JSON header
+              {"required": ["parameters"], "properties": {"parameters": {"required": ["binary_data_size"]}}}]}
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "InferRequest": {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
+        "inputs": {"type": "array", "minItems": 1, "items": _TENSOR},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"},
+            "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}}},
+    "InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "outputs": {"type": "array", "items": {
+            "type": "object", "required": ["name", "shape", "datatype"], "properties": {
+                "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+                "datatype": {"type": "string"},
+                "parameters": {"type": "object", "properties": {
+                    "binary_data_size": {"type": "integer"}, "non_finite": {"type": "boolean"}}},
+                "data": {"type": "array"}}}}}},
+}
+
+
+def add_schemas(app, models: list[str]) -> None:
+    """Put SCHEMAS into the generated document (FastAPI only sees the routes), and served model names
+    as examples of the ``name`` path parameter (so generated requests reach real models too)."""
+    base = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = base()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                for param in operation.get("parameters", []):
+                    if param.get("in") == "path" and param["name"] in ("name", "version") and models:
+                        param["schema"]["examples"] = models if param["name"] == "name" else ["1"]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi

@@ -1,0 +1,170 @@
+"""Hostile-client probes against a real ``torch2ort serve`` process, by family (the hardening issue).
+
+Each probe sends real HTTP (or runs the real CLI) and returns ``None`` when the server behaved, or
+a one-line failure. ``test_probes.py`` runs every probe as a test; run this file directly to get
+the family → cases → failures table for any source tree (e.g. an older commit). The probes
+themselves are in ``probe_bodies.py`` (items 4-5) and ``probe_clients.py`` (items 6-8, names)::
+
+    python tests/serve/probes.py --src /tmp/base/src --image BUNDLE --text BUNDLE [--arg=--read-timeout-s=2]
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVE = "import sys; from torch2ort.cli import main; sys.exit(main(sys.argv[1:]))"
+INFER = "/v2/models/mobilenet/infer"
+TEXT_INFER = "/v2/models/encoder/infer"
+
+
+@dataclass
+class Target:
+    src: str                      # PYTHONPATH of the torch2ort under test
+    bundles: list[str]            # mobilenet (image) and encoder (text) bundles
+    args: list[str] = field(default_factory=list)
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        env = os.environ | {"PYTHONPATH": self.src, "HF_HUB_OFFLINE": "1"}
+        return subprocess.run([sys.executable, "-c", SERVE, *args], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+
+    def popen(self, *args: str, log=subprocess.DEVNULL) -> subprocess.Popen:
+        env = os.environ | {"PYTHONPATH": self.src, "HF_HUB_OFFLINE": "1"}
+        return subprocess.Popen([sys.executable, "-c", SERVE, *args], stdout=log, stderr=log, env=env)
+
+    def start(self, log: Path) -> None:
+        self.port, self.log = free_port(), log
+        with open(log, "w") as out:  # the child keeps its own descriptor
+            self.proc = self.popen("serve", *self.bundles, "--port", str(self.port), "--log-level", "info",
+                                   *self.args, log=out)
+        wait_ready(self.url, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, limit: float = 90) -> None:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if request(url, "GET", "/v2/health/ready", timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not become ready")
+
+
+def request(url: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+            timeout: float = 60) -> tuple[int, dict, bytes]:
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def expect(resp: tuple[int, dict, bytes], status: int) -> str | None:
+    code, headers, body = resp
+    if code != status:
+        return f"{code} instead of {status}: {body[:120]!r}"
+    if status >= 400 and not headers.get("content-type", "").startswith("application/json"):
+        return f"{status} without a JSON error body"
+    return None
+
+
+def post_json(t: Target, text: str, path: str = INFER) -> tuple[int, dict, bytes]:
+    return request(t.url, "POST", path, text.encode())
+
+
+def binary_body(spec: dict, blob: bytes, outputs: list | None = None) -> tuple[bytes, dict]:
+    doc = {"inputs": [spec]} | ({"outputs": outputs} if outputs else {})
+    head = json.dumps(doc).encode()
+    return head + blob, {"Inference-Header-Content-Length": str(len(head))}
+
+
+def image_json(**extra) -> str:
+    return json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "FP32", "data": [0.0]} | extra]})
+
+
+def families() -> dict[str, dict[str, Callable[[Target], str | None]]]:
+    from serve import probe_bodies, probe_clients
+
+    return {"malformed bodies (4)": probe_bodies.MALFORMED, "large requests (5)": probe_bodies.LOAD,
+            "slow clients (6)": probe_clients.SLOW, "option values (7)": probe_clients.OPTIONS,
+            "OpenAPI agreement (8)": probe_clients.OPENAPI, "model names": probe_clients.NAMES}
+
+
+def run_all(target: Target) -> dict[str, list[tuple[str, str | None]]]:
+    results = {}
+    for family, probes in families().items():
+        results[family] = []
+        for name, probe in probes.items():
+            try:
+                outcome = probe(target)
+            except Exception as exc:  # a probe that cannot complete counts as a failure
+                outcome = f"{type(exc).__name__}: {exc}"[:200]
+            results[family].append((name, outcome))
+    return results
+
+
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--src", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--text", required=True)
+    p.add_argument("--arg", action="append", default=[], help="an extra `torch2ort serve` argument")
+    p.add_argument("--log", default="/tmp/probe-server.log")
+    a = p.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `serve.probe_*`
+    target = Target(a.src, [a.image, a.text], a.arg)
+    target.start(Path(a.log))
+    try:
+        results = run_all(target)
+    finally:
+        target.stop()
+    print("| probe family | cases | failures |\n| --- | --- | --- |")
+    for family, rows in results.items():
+        print(f"| {family} | {len(rows)} | {sum(1 for _, o in rows if o)} |")
+    for family, rows in results.items():
+        for name, outcome in rows:
+            if outcome:
+                print(f"FAIL {family} / {name}: {outcome}")
+
+
+if __name__ == "__main__":
+    main()
