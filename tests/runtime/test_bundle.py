@@ -241,3 +241,30 @@ def test_run_checks_its_feed_and_postprocess_without_steps_is_raw(plain_bundle):
     assert bundle.postprocess(feed, raw) == raw
     with pytest.raises(PredictInputError, match="missing"):
         bundle.run({})
+
+
+def test_many_texts_run_in_length_sorted_mini_batches(exported, tmp_path, monkeypatch):
+    """Like sentence-transformers' encode: sorted by length, mini-batches, results back in input order."""
+    from fixtures.tokenizer import tiny_tokenizer
+
+    tok = tmp_path / "tokenizer.json"
+    tiny_tokenizer(tok)
+    path = pack(exported("encoder"), tmp_path / "enc", name="enc", postprocess="embeddings", tokenizer=tok,
+                preprocess=[{"op": "tokenize", "max_length": 64, "outputs": ["input_ids", "attention_mask"]}])
+    bundle = Bundle.load(path)
+    words = "list show find kill compress files disk usage process archive".split()
+    texts = [" ".join(words[: 1 + (i * 7) % len(words)]) for i in range(23)]
+    whole = bundle.predict(texts, batch_size=None)
+    calls = []
+    real_run = bundle.run
+    monkeypatch.setattr(bundle, "run", lambda feed: calls.append(len(next(iter(feed.values())))) or real_run(feed))
+    batched = bundle.predict(texts, batch_size=5)
+    assert calls == [5, 5, 5, 5, 3]
+    key = next(k for k, v in whole.items() if isinstance(v, np.ndarray) and v.shape == (23, 32))
+    np.testing.assert_allclose(batched[key], whole[key], atol=1e-5)  # same rows, same order
+    single = bundle.predict([texts[7]], batch_size=None)
+    np.testing.assert_allclose(batched[key][7], single[key][0], atol=1e-5)
+    # token-level raw outputs depend on each mini-batch's padding: not kept across mini-batches
+    assert all(v.shape[0] == 23 and v.ndim == 2 for v in batched.raw.values())
+    with pytest.raises(PredictInputError, match="batch_size"):
+        bundle.predict(texts, batch_size=0)

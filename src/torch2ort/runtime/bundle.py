@@ -37,6 +37,9 @@ _ORT_DTYPES = {
 }
 
 
+TEXT_BATCH = 32  # sentence-transformers' default encode batch size
+
+
 class Prediction(dict):
     """Named outputs (post-processed when the bundle has a postprocess pipeline); ``.raw`` has the rest."""
 
@@ -102,14 +105,44 @@ class Bundle:
             raise BundleError(f"the manifest's inputs {sorted(listed)} do not match the model's {sorted(declared)}")
 
     # --- predict: preprocess -> run -> postprocess ----------------------------------------------
-    def predict(self, inputs: Any, raw: bool = False) -> Prediction:
+    def predict(self, inputs: Any, raw: bool = False, batch_size: int | None = TEXT_BATCH) -> Prediction:
         """A dict of arrays keyed by input name, or a raw input for the preprocess pipeline.
 
         The composition of the three public stages, which a caller (the server) may also run apart.
+        A list of texts longer than ``batch_size`` runs as sentence-transformers runs it: sorted by
+        length, in mini-batches (so each is padded only to its own longest text and memory stays
+        bounded), with the results put back in the caller's order. ``batch_size=None``: one batch.
         """
+        if batch_size is not None and batch_size < 1:
+            raise PredictInputError(f"batch_size must be >= 1, got {batch_size}")
+        if self._texts(inputs) and batch_size and len(inputs) > batch_size:
+            return self._predict_texts(list(inputs), raw, batch_size)
         feed = self.preprocess(inputs)
         outputs = self.run(feed)
         return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs), outputs)
+
+    def _texts(self, inputs: Any) -> bool:
+        steps = self.manifest.get("preprocess", [])
+        return (bool(steps) and steps[0].get("op") == "tokenize" and isinstance(inputs, (list, tuple))
+                and all(isinstance(t, str) for t in inputs))
+
+    def _predict_texts(self, texts: list[str], raw: bool, batch_size: int) -> Prediction:
+        """Mini-batches of length-sorted texts; per-row results are reassembled in input order.
+
+        Raw outputs whose non-batch shape depends on the padded length (token embeddings) are not
+        kept across mini-batches: holding them for every text is what would make memory grow.
+        """
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        parts: list[tuple[list[int], dict[str, Any], dict[str, np.ndarray]]] = []
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            feed = self.preprocess([texts[i] for i in rows])
+            outputs = self.run(feed)
+            results = dict(outputs) if raw else self.postprocess(feed, outputs)
+            parts.append((rows, _per_row(results, len(rows)), _per_row(outputs, len(rows))))
+        inverse = np.argsort(np.concatenate([np.asarray(rows) for rows, _, _ in parts]))
+        return Prediction(_reassemble([r for _, r, _ in parts], inverse),
+                          _reassemble([o for _, _, o in parts], inverse))
 
     def preprocess(self, inputs: Any) -> dict[str, np.ndarray]:
         """Stage 1: the checked model feed for ``inputs`` (raw input through the preprocess pipeline,
@@ -172,6 +205,29 @@ class Bundle:
                                             "another input; one label, one size")
             out[t["name"]] = _cast(arr, t["dtype"], want)
         return out
+
+
+def _per_row(values: dict[str, Any], rows: int) -> dict[str, Any]:
+    """The values that have one entry per input row (arrays with ``rows`` as their first dim, lists)."""
+    return {k: v for k, v in values.items()
+            if (isinstance(v, np.ndarray) and v.ndim and v.shape[0] == rows)
+            or (isinstance(v, list) and len(v) == rows)}
+
+
+def _reassemble(parts: list[dict[str, Any]], inverse: np.ndarray) -> dict[str, Any]:
+    """Concatenate mini-batch results, keeping only names whose per-row shape agrees, in input order."""
+    out: dict[str, Any] = {}
+    for name in parts[0]:
+        values = [p.get(name) for p in parts]
+        if any(v is None for v in values):
+            continue
+        if all(isinstance(v, np.ndarray) for v in values):
+            if len({v.shape[1:] for v in values}) == 1 and len({v.dtype for v in values}) == 1:
+                out[name] = np.concatenate(values)[inverse]
+        elif all(isinstance(v, list) for v in values):
+            merged = [row for v in values for row in v]
+            out[name] = [merged[i] for i in inverse]
+    return out
 
 
 def _cast(arr: np.ndarray, dtype: str, want: str) -> np.ndarray:
