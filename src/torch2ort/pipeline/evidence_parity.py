@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch2ort.parity.gates import GateCheck
 from torch2ort.pipeline.record import Record
 
 
@@ -66,14 +67,8 @@ class VerifyInfo(Record):
 
 
 @dataclass
-class GateCheckInfo(Record):
-    output: str
-    gate: str
-    metric: str
-    value: float | None
-    passed: bool
-    why: str = ""
-    reason: str = ""
+class GateCheckInfo(Record, GateCheck):
+    """``parity.gates.GateCheck`` as it is stored: the same fields, read back typed."""
 
 
 @dataclass
