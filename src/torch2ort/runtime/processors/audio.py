@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.errors import PredictInputError
+from torch2ort.errors import PredictInputError, one_line
 
 MAX_SECONDS = 3600.0  # a longer recording is refused, not decoded into memory
 
@@ -47,8 +47,7 @@ def decode(value, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
     except PredictInputError:
         raise
     except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError for bad input
-        raise PredictInputError(f"{what} is not readable audio (wav, flac, ogg): {' '.join(str(exc).split())[:200]}"
-                                ) from None
+        raise PredictInputError(f"{what} is not readable audio (wav, flac, ogg): {one_line(str(exc), 200)}") from None
     if data.size == 0:
         raise PredictInputError(f"{what} holds no audio samples")
     return data, rate
