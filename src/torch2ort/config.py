@@ -26,8 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_KEYS = {"model", "kwargs", "checkpoint", "trust_checkpoint", "non_strict", "inputs", "input",
-            "output_names", "allow_all_false_masks", "export", "verify"}
+TOP_KEYS = {"model", "kwargs", "checkpoint", "trust_checkpoint", "non_strict", "preprocess_module", "inputs",
+            "input", "output_names", "allow_all_false_masks", "export", "verify"}
 SECTION_KEYS = {"export": {"opset", "exporter", "output"},
                 "verify": {"n", "atol", "rtol", "samples", "sweep", "seed"}}
 
