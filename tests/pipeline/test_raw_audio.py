@@ -1,4 +1,4 @@
-"""migrate from raw audio and signal files: --preprocess-module fused with the model, checked file -> answer without torch."""
+"""migrate from raw audio and signal files: a fused --preprocess-module, checked file -> answer without torch."""
 
 from __future__ import annotations
 
