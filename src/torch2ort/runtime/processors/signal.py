@@ -122,8 +122,11 @@ def load_signal(value, ctx, format: str | None = None, key: str | None = None, l
         raise PredictInputError("the signal holds NaN or infinite values")
     data = _pick_leads(data, names, leads)
     rate = rate or input_rate
+    if sample_rate and not rate:
+        raise PredictInputError(f"load_signal sample_rate={sample_rate} needs the recording's rate: WFDB records "
+                                "carry it; for .npy, .csv and .mat give input_rate")
     ctx_meta(ctx)["sample_rate"] = rate
-    if sample_rate and rate and rate != sample_rate:
+    if sample_rate and rate != sample_rate:
         data = resample(data, ctx, sample_rate)
     return np.ascontiguousarray(data, dtype=np.float32)
 
