@@ -108,9 +108,9 @@ def audio_drift(path: str, step: dict) -> list[dict[str, Any]]:
 def feature_drift(pre, spec, feed: dict[str, np.ndarray], folder: Path) -> dict[str, Any]:
     """The preprocess module in torch vs its own export (torch2ort's exporter) in ONNX Runtime, on a file's feed."""
     import onnxruntime as ort
-    import torch
 
     from torch2ort.export import export_onnx
+    from torch2ort.runners.torch_eager import TorchRunner
     from torch2ort.sources import LoadedModel
     from torch2ort.spec import InputSpec
 
@@ -118,8 +118,8 @@ def feature_drift(pre, spec, feed: dict[str, np.ndarray], folder: Path) -> dict[
     alone = InputSpec(inputs=(spec.inputs[0],), output_names=("features",))
     path = folder / "preprocess-only.onnx"
     export_onnx(LoadedModel(pre, "--preprocess-module", "factory"), alone, path)
-    with torch.no_grad():
-        ref = pre(torch.from_numpy(feed[first])).numpy()
+    with TorchRunner(pre, alone) as runner:
+        ref = runner.infer({first: feed[first]})["features"]
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {first: feed[first]})[0]
     for f in folder.glob("preprocess-only.onnx*"):
         f.unlink()

@@ -351,6 +351,11 @@ def _deploy(ev: Evidence) -> list[Block]:
     elif image:
         call = 'bundle.predict("photo.jpg")'
         cli = f"torch2ort predict bundle --input {b.inputs[0].name}=@photo.jpg"
+    elif b.preprocess and b.preprocess[0]["op"] in ("load_audio", "load_signal"):
+        audio = b.preprocess[0]["op"] == "load_audio"
+        first = "recording.wav" if audio else "record.hea"
+        call = f'bundle.predict("{first}")    # or a list of files: one batch, padded, with masks'
+        cli = f"torch2ort predict bundle --input {'audio' if audio else 'signal'}=@{first}"
     else:
         call = "bundle.predict({" + ", ".join(f'"{t.name}": np.load("{t.name}.npy")' for t in b.inputs) + "})"
         cli = "torch2ort predict bundle " + " ".join(f"--input {t.name}={t.name}.npy" for t in b.inputs)

@@ -11,9 +11,7 @@ verified, optimised and benchmarked like any model, so the bundle runs file -> s
 from __future__ import annotations
 
 import inspect
-
-import torch
-from torch import nn
+from functools import lru_cache
 
 from torch2ort.errors import SourceError
 from torch2ort.sources import LoadedModel
@@ -21,38 +19,44 @@ from torch2ort.sources import LoadedModel
 FUSED_NOTE = "fused with the model: one ONNX graph computes {pre} ∘ {model}"
 
 
-class WithPreprocess(nn.Module):
-    """``model(pre(x), *rest)``: the preprocess module on the first input, the rest passed through.
+@lru_cache(maxsize=1)
+def wrapper_class() -> type:
+    """``WithPreprocess(pre, model)``: ``model(pre(x), *rest)``, an nn.Module (torch imported lazily)."""
+    from torch import nn
 
-    ``forward`` gets the model's own positional arity (exporters need a fixed signature, not ``*rest``).
-    """
+    class WithPreprocess(nn.Module):
+        """The preprocess module on the first input, the other inputs passed to the model unchanged."""
 
-    def __init__(self, pre: nn.Module, model: nn.Module) -> None:
-        super().__init__()
-        self.pre = pre
-        self.model = model
+        def __init__(self, pre: nn.Module, model: nn.Module) -> None:
+            super().__init__()
+            self.pre = pre
+            self.model = model
 
-    def forward(self, x: torch.Tensor, *rest: torch.Tensor):
-        return self.model(self.pre(x), *rest)
+        def forward(self, x, *rest):
+            return self.model(self.pre(x), *rest)
+
+    return WithPreprocess
 
 
-def _fixed_arity(model: nn.Module) -> type[WithPreprocess]:
-    """A ``WithPreprocess`` subclass whose forward names the model's other positional parameters."""
+def _fixed_arity(model) -> type:
+    """A ``WithPreprocess`` subclass whose forward has the model's positional arity: exporters need a fixed
+    signature, not ``*rest``."""
+    base = wrapper_class()
     try:
         params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
-        return WithPreprocess
+        return base
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if not params or any(p.kind not in kinds for p in params):
-        return WithPreprocess
+        return base
     rest = [f"arg{i}" for i in range(1, len(params))]
-    args = ", ".join(["self", "x", *rest])
     scope: dict = {}
-    exec(f"def forward({args}):\n    return self.model(self.pre(x){''.join(', ' + r for r in rest)})\n", scope)
-    return type("WithPreprocess", (WithPreprocess,), {"forward": scope["forward"]})
+    exec(f"def forward({', '.join(['self', 'x', *rest])}):\n"
+         f"    return self.model(self.pre(x){''.join(', ' + r for r in rest)})\n", scope)
+    return type("WithPreprocess", (base,), {"forward": scope["forward"]})
 
 
-def load_preprocess_module(target: str) -> nn.Module:
+def load_preprocess_module(target: str):
     """Build ``FILE.py:NAME`` or ``package.module:NAME`` (no kwargs, seeded), in eval mode."""
     from torch2ort.sources.factory import build_module
 
