@@ -110,3 +110,48 @@ def test_audio_files_need_a_loader_step(tmp_path):
                    "--no-bench", "-o", str(tmp_path / "out"))
     ev = json.loads((tmp_path / "out" / "evidence.json").read_text())
     assert code != 0 and "start with load_audio or load_signal" in ev["outcome"]["reason"]
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda p: p.write_bytes(b""), "not readable audio"),
+    (lambda p: p.write_bytes(b"ID3\x03\x00not a wav"), "not readable audio"),
+    (lambda p: (sf.write(p, np.zeros(8000, np.float32), 8000), p.write_bytes(p.read_bytes()[:40])),
+     "not readable audio"),
+    (lambda p: sf.write(p, np.zeros(8000 * 601, np.int16), 8000, subtype="PCM_16"), "the limit is 600 s"),
+])
+def test_bad_audio_is_a_one_line_error_from_the_bundle(audio_run, tmp_path, capsys, make, fragment):
+    from torch2ort.runtime import Bundle
+
+    _, out, _ = audio_run
+    bundle_dir = tmp_path / "bundle"
+    import shutil
+
+    shutil.copytree(out / "bundle", bundle_dir)
+    manifest = json.loads((bundle_dir / "torch2ort.json").read_text())
+    manifest["preprocess"][0]["max_seconds"] = 600
+    (bundle_dir / "torch2ort.json").write_text(json.dumps(manifest))
+    bad = tmp_path / "bad.wav"
+    make(bad)
+    assert run_cli("predict", str(bundle_dir), "--input", f"audio=@{bad}") == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 8000)
+    assert np.isfinite(Bundle.load(bundle_dir).predict(str(silent))["bag_prob"]).all()
+
+
+def test_verify_and_pack_take_the_preprocess_module(tmp_path, capsys):
+    inputs = ["--input", "segments:batch=1,segments=3,4000:float32", "--input", "segment_mask:batch=1,segments=3:bool"]
+    model = f"{FIXTURES / 'models.py'}:AttnMil"
+    assert run_cli("pack", model, "--preprocess-module", FRONT_END, *inputs, "--preprocess", AUDIO_STEPS,
+                   "-o", str(tmp_path / "b")) == 0
+    assert json.loads((tmp_path / "b" / "torch2ort.json").read_text())["inputs"][0]["shape"][-1] == 4000
+    assert run_cli("verify", model, str(tmp_path / "b" / "model.onnx"), "--preprocess-module", FRONT_END,
+                   *inputs) == 0
+    capsys.readouterr()
+    assert run_cli("verify", model, str(tmp_path / "b" / "model.onnx"), *inputs) != 0  # the model alone differs
+    assert run_cli("pack", str(tmp_path / "b" / "model.onnx"), "--preprocess-module", FRONT_END,
+                   "-o", str(tmp_path / "c")) == 2
+    assert "--preprocess-module needs a torch MODEL" in capsys.readouterr().err
+    assert run_cli("pack", model, "--preprocess-module", "nope.py:X", *inputs, "-o", str(tmp_path / "d")) != 0
+    assert "--preprocess-module: model file not found: nope.py" in capsys.readouterr().err

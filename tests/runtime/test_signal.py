@@ -85,3 +85,9 @@ def test_bad_signals_are_one_line(tmp_path, content, suffix, message):
     with pytest.raises(PredictInputError, match=message) as info:
         load_signal(str(path), None)
     assert "\n" not in str(info.value)
+
+
+def test_resampling_needs_a_known_rate(tmp_path):
+    with pytest.raises(PredictInputError, match="needs the recording's rate"):
+        load_signal(_write(tmp_path, "mat"), None, sample_rate=250)
+    assert load_signal(_write(tmp_path, "mat"), None, sample_rate=250, input_rate=500).shape == (3, 500)

@@ -127,7 +127,7 @@ def load_signal(value, ctx, format: str | None = None, key: str | None = None, l
                                 "carry it; for .npy, .csv and .mat give input_rate")
     ctx_meta(ctx)["sample_rate"] = rate
     if sample_rate and rate != sample_rate:
-        data = resample(data, ctx, sample_rate)
+        data = resample(data, ctx, sample_rate, input_rate=rate)
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
