@@ -17,8 +17,8 @@ def add_parser(sub) -> None:
                     "pipeline (name=@image.png) or text (--text, repeatable).")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=@FILE",
-                   help="an input array from .npy, or @FILE as the raw input of the preprocess pipeline (any NAME, "
-                        "e.g. audio=@cough.wav; repeat it to batch several audio or signal files)")
+                   help="an input array from .npy, or @FILE as the raw input of the preprocess pipeline (any NAME "
+                        "for audio and signal bundles, e.g. audio=@cough.wav; repeat it to batch several such files)")
     p.add_argument("--text", action="append", default=[], help="text for a bundle with a text preprocess")
     p.add_argument("--raw", action="store_true", help="skip the postprocess pipeline")
     p.add_argument("--providers", help="e.g. cuda,cpu (default: $TORCH2ORT_PROVIDERS or cpu)")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not value:
             raise PredictInputError(f"--input {item!r}: expected NAME=FILE.npy or NAME=@FILE")
         raw = value.startswith("@")
-        if name not in names and not (raw and steps):  # a raw file for the pipeline may take any name
+        if name not in names and not (raw and batchable):  # an audio/signal file may take any name (audio=@x.wav)
             raise PredictInputError(f"--input {item!r}: the bundle has no input {name!r}; its inputs: "
                                     f"{', '.join(names)}")
         if name in seen and not (raw and batchable):
