@@ -32,9 +32,9 @@ def _write(tmp_path, fmt: str) -> str:
 
         savemat(tmp_path / "r.mat", {"val": data})
         return str(tmp_path / "r.mat")
-    wfdb = pytest.importorskip("wfdb")
-    with warnings.catch_warnings():  # wfdb's own pandas deprecation warnings
+    with warnings.catch_warnings():  # wfdb's own pandas deprecation warnings (at import too)
         warnings.simplefilter("ignore")
+        wfdb = pytest.importorskip("wfdb")
         wfdb.wrsamp("r", fs=500, units=["mV"] * 3, sig_name=LEADS, p_signal=data.T, fmt=["16"] * 3,
                     write_dir=str(tmp_path))
     return str(tmp_path / "r.hea")

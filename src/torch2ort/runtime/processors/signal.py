@@ -46,12 +46,13 @@ def _read_mat(path: Path, key: str | None) -> np.ndarray:
 
 
 def _read_wfdb(path: Path) -> tuple[np.ndarray, list[str], int]:
-    try:
-        import wfdb
-    except ImportError:  # pragma: no cover - depends on the install
-        raise PredictInputError("WFDB records need the wfdb package: pip install wfdb") from None
-    with warnings.catch_warnings():  # wfdb uses pandas APIs that newer pandas deprecates; not the user's concern
+    # wfdb uses pandas APIs that newer pandas deprecates, at import and while reading: not the user's concern
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        try:
+            import wfdb
+        except ImportError:  # pragma: no cover - depends on the install
+            raise PredictInputError("WFDB records need the wfdb package: pip install wfdb") from None
         record = wfdb.rdrecord(str(path.with_suffix("")))
     return np.asarray(record.p_signal, dtype=np.float64).T, list(record.sig_name), int(record.fs)
 
