@@ -55,6 +55,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
             data[key] = str(base / data[key])
     if "samples" in data.get("verify", {}):
         data["verify"]["samples"] = str(base / data["verify"]["samples"])
+    pre = data.get("preprocess_module")
+    if isinstance(pre, str) and ":" in pre and (pre.rpartition(":")[0].endswith(".py") or "/" in pre):
+        data["preprocess_module"] = f"{base / pre.rpartition(':')[0]}:{pre.rpartition(':')[2]}"
     model = data.get("model")
     if isinstance(model, str) and ":" in model and not model.startswith("hf:"):
         where, _, attr = model.rpartition(":")
