@@ -39,3 +39,14 @@ def test_config_drives_export_and_verify(tmp_path, capsys):
     assert run_cli("verify", onnx_path, "--config", cfg) == 0
     out = capsys.readouterr().out
     assert "logits" in out and "2 synthetic, 1 sweep" in out
+
+
+def test_preprocess_module_resolves_against_the_config_folder(tmp_path):
+    from torch2ort.config import load_config
+
+    (tmp_path / "sub").mkdir()
+    cfg = tmp_path / "sub" / "t.toml"
+    cfg.write_text('model = "m.py:Net"\npreprocess_module = "pre.py:MelFrontEnd"\n')
+    assert load_config(str(cfg))["preprocess_module"] == f"{tmp_path / 'sub' / 'pre.py'}:MelFrontEnd"
+    cfg.write_text('model = "m.py:Net"\npreprocess_module = "pkg.front:MelFrontEnd"\n')
+    assert load_config(str(cfg))["preprocess_module"] == "pkg.front:MelFrontEnd"

@@ -26,8 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_KEYS = {"model", "kwargs", "checkpoint", "trust_checkpoint", "non_strict", "inputs", "input",
-            "output_names", "allow_all_false_masks", "export", "verify"}
+TOP_KEYS = {"model", "kwargs", "checkpoint", "trust_checkpoint", "non_strict", "preprocess_module", "inputs",
+            "input", "output_names", "allow_all_false_masks", "export", "verify"}
 SECTION_KEYS = {"export": {"opset", "exporter", "output"},
                 "verify": {"n", "atol", "rtol", "samples", "sweep", "seed"}}
 
@@ -55,6 +55,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
             data[key] = str(base / data[key])
     if "samples" in data.get("verify", {}):
         data["verify"]["samples"] = str(base / data["verify"]["samples"])
+    pre = data.get("preprocess_module")
+    if isinstance(pre, str) and ":" in pre and (pre.rpartition(":")[0].endswith(".py") or "/" in pre):
+        data["preprocess_module"] = f"{base / pre.rpartition(':')[0]}:{pre.rpartition(':')[2]}"
     model = data.get("model")
     if isinstance(model, str) and ":" in model and not model.startswith("hf:"):
         where, _, attr = model.rpartition(":")

@@ -60,3 +60,65 @@ def test_limits_and_arrays(tmp_path):
     assert load_audio(arr, None, sample_rate=16000, input_rate=8000).shape == (8000,)
     with pytest.raises(PredictInputError, match="NaN"):
         load_audio(np.full(10, np.nan, np.float32), None)
+
+
+def test_highpass_removes_low_frequencies():
+    from torch2ort.runtime.processors import Context
+    from torch2ort.runtime.processors.audio import highpass
+
+    t = np.arange(16000) / 16000
+    wave = (np.sin(2 * np.pi * 10 * t) + np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    ctx = Context(None, meta={"sample_rate": 16000})
+    out = highpass(wave, ctx, cutoff=50, order=4)
+    spectrum = np.abs(np.fft.rfft(out[4000:]))  # after the filter settles
+    assert spectrum[1000 * 12000 // 16000] > 50 * spectrum[10 * 12000 // 16000]
+    with pytest.raises(PredictInputError, match="sample rate"):
+        highpass(wave, None, cutoff=50)
+    with pytest.raises(PredictInputError, match="Nyquist"):
+        highpass(wave, ctx, cutoff=9000)
+
+
+def test_segments_overlap_pad_and_fill():
+    from torch2ort.runtime.processors.audio import segments
+
+    wave = np.arange(27, dtype=np.float32)
+    out = segments(wave, None, seconds=1.0, hop_seconds=0.5, sample_rate=10)
+    assert out["segments"].shape == (5, 10) and out["mask"].tolist() == [True] * 5
+    assert out["segments"][1, 0] == 5 and out["segments"][4, 6] == 26 and not out["segments"][4, 7:].any()
+    kept = segments(wave, None, seconds=1.0, hop_seconds=0.5, pad=False, sample_rate=10)
+    assert kept["segments"].shape == (4, 10)
+    full = segments(wave, None, seconds=1.0, max_segments=6, fill=True, sample_rate=10, name="x", mask="m")
+    assert full["x"].shape == (6, 10) and full["m"].tolist() == [True, True, True, False, False, False]
+    short = segments(wave[:3], None, seconds=1.0, sample_rate=10)
+    assert short["segments"].shape == (1, 10)
+    with pytest.raises(PredictInputError, match="shorter than one"):
+        segments(wave[:3], None, seconds=1.0, pad=False, sample_rate=10)
+
+
+def test_several_files_are_padded_and_masked(tmp_path):
+    from torch2ort.runtime.processors import Context, run_preprocess
+
+    paths = []
+    for i, seconds in enumerate((1.0, 2.5)):
+        paths.append(str(tmp_path / f"c{i}.wav"))
+        sf.write(paths[-1], _tone(8000, seconds, 300.0, channels=1), 8000)
+    steps = [{"op": "load_audio", "sample_rate": 8000, "normalize": "peak"}, {"op": "highpass", "cutoff": 50},
+             {"op": "segments", "seconds": 1.0, "hop_seconds": 0.5}, {"op": "add_batch"}]
+    feed = run_preprocess(steps, paths, Context(tmp_path))
+    assert feed["segments"].shape == (2, 4, 8000) and feed["mask"].shape == (2, 4)
+    assert feed["mask"].tolist() == [[True, False, False, False], [True, True, True, True]]
+    single = run_preprocess(steps, paths[1], Context(tmp_path))
+    np.testing.assert_array_equal(single["segments"][0], feed["segments"][1])
+    with pytest.raises(PredictInputError, match="input 1: audio file not found"):
+        run_preprocess(steps, [paths[0], str(tmp_path / "nope.wav")], Context(tmp_path))
+
+
+def test_silent_file_through_the_whole_audio_pipeline_is_finite(tmp_path):
+    from torch2ort.runtime.processors import Context, run_preprocess
+
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros((16000, 1), np.float32), 16000)
+    steps = [{"op": "load_audio", "sample_rate": 16000, "normalize": "peak"}, {"op": "highpass", "cutoff": 50},
+             {"op": "segments", "seconds": 0.5}, {"op": "add_batch"}]
+    feed = run_preprocess(steps, str(path), Context(tmp_path))
+    assert np.isfinite(feed["segments"]).all() and feed["segments"].shape == (1, 2, 8000)

@@ -264,6 +264,12 @@ def _requirements(pre: list[dict], post: list[dict]) -> str:
         lines.append("pillow>=10")
     if "tokenize" in ops:
         lines.append("tokenizers>=0.19")
+    if ops & {"load_audio"}:
+        lines += ["soundfile>=0.12", "soxr>=0.3"]
+    if ops & {"highpass", "load_signal", "resample"}:
+        lines.append("scipy>=1.10")
+    if "load_signal" in ops:
+        lines.append("wfdb>=4.1")
     return "# runtime only: no torch needed\n" + "\n".join(lines) + "\n"
 
 

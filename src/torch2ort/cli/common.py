@@ -20,6 +20,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    "model_state_dict/state_dict/model) or .safetensors")
     g.add_argument("--trust-checkpoint", action="store_true", default=None,
                    help="allow pickle code execution when loading --checkpoint (only for files you trust)")
+    g.add_argument("--preprocess-module", metavar="FILE.py:NAME",
+                   help="a torch module from what the --preprocess steps give (e.g. waveform segments) to the "
+                        "model's first input (e.g. spectrograms); fused with MODEL into one graph, exported and "
+                        "verified with it; --input then describes the fused model's inputs (docs/audio.md)")
     g.add_argument("--non-strict", action="store_true", default=None,
                    help="load a checkpoint whose keys do not all match (the mismatches are still printed)")
 
@@ -75,7 +79,7 @@ def model_request(args: argparse.Namespace, model: str | None):
             raise SpecError("--kwargs must be a JSON object, e.g. '{\"classes\": 7}'")
     return ModelRequest(model, kwargs or None, pick(args, "checkpoint"),
                         bool(pick(args, "trust_checkpoint", default=False)),
-                        not bool(pick(args, "non_strict", default=False)))
+                        not bool(pick(args, "non_strict", default=False)), pick(args, "preprocess_module"))
 
 
 def input_spec(args: argparse.Namespace):

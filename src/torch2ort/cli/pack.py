@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
             "preprocess": args.preprocess, "postprocess": args.postprocess, "tokenizer": args.tokenizer,
             "web": args.web}
     if args.model and args.model.endswith(".onnx"):
+        if args.preprocess_module:
+            raise UsageError("--preprocess-module needs a torch MODEL (it is fused with it and exported); "
+                             "an .onnx file is packed as it is")
         parity = None
         if args.parity:
             try:

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
                     "pipeline (name=@image.png) or text (--text, repeatable).")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=@FILE",
-                   help="an input array from .npy, or @FILE as the raw input of the preprocess pipeline")
+                   help="an input array from .npy, or @FILE as the raw input of the preprocess pipeline (any NAME "
+                        "for audio and signal bundles, e.g. audio=@cough.wav; repeat it to batch several such files)")
     p.add_argument("--text", action="append", default=[], help="text for a bundle with a text preprocess")
     p.add_argument("--raw", action="store_true", help="skip the postprocess pipeline")
     p.add_argument("--providers", help="e.g. cuda,cpu (default: $TORCH2ORT_PROVIDERS or cpu)")
@@ -60,31 +61,36 @@ def _load_npy(name: str, path: str) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     from torch2ort.errors import PredictInputError
     from torch2ort.runtime import Bundle
+    from torch2ort.runtime.processors import FILE_LOADERS
 
     bundle = Bundle.load(args.bundle, providers=args.providers, intra_op_num_threads=args.threads,
                          max_image_pixels=args.max_image_pixels)
     for note in bundle.fallbacks:
         print(f"warning: provider fallback: {note}", file=sys.stderr)
     names = [t["name"] for t in bundle.inputs]
-    arrays, raw_value, seen = {}, None, set()
+    steps = bundle.manifest.get("preprocess", [])
+    batchable = bool(steps) and steps[0]["op"] in FILE_LOADERS
+    arrays, raws, seen = {}, [], set()
     for item in args.input:
         name, sep, value = item.partition("=")
         if not sep or not value:
             raise PredictInputError(f"--input {item!r}: expected NAME=FILE.npy or NAME=@FILE")
-        if name not in names:
+        raw = value.startswith("@")
+        if name not in names and not (raw and batchable):  # an audio/signal file may take any name (audio=@x.wav)
             raise PredictInputError(f"--input {item!r}: the bundle has no input {name!r}; its inputs: "
                                     f"{', '.join(names)}")
-        if name in seen:
+        if name in seen and not (raw and batchable):
             raise PredictInputError(f"--input {name}=... is given twice; give each input once")
         seen.add(name)
-        if value.startswith("@"):
-            if raw_value is not None:
+        if raw:
+            if raws and not batchable:
                 raise PredictInputError("give one raw input (@FILE); the preprocess pipeline takes a single one")
             if not Path(value[1:]).is_file():
                 raise PredictInputError(f"--input {item!r}: no such file {value[1:]}")
-            raw_value = value[1:]
+            raws.append(value[1:])
         else:
             arrays[name] = _load_npy(name, value)
+    raw_value = None if not raws else (raws[0] if len(raws) == 1 else raws)  # several audio/signal files: a batch
     if args.text:
         raw_value = args.text if len(args.text) > 1 else args.text[0]
     if raw_value is not None and arrays:

@@ -24,6 +24,10 @@ class Check(Stage):
     def run(self, state: MigrationState) -> str:
         from torch2ort.pipeline.checks import bundle_predict
 
+        if state.raw_files:
+            from torch2ort.pipeline.check_raw import check_raw_files
+
+            return check_raw_files(state)
         if state.texts is not None:
             results, info = bundle_predict(state.bundle_dir, state.texts)
             raw_input = f"{len(state.texts)} raw texts"

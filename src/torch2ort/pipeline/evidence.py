@@ -167,11 +167,27 @@ class OutputCheck(Agreement):
 
 
 @dataclass
+class StepDrift(Record):
+    """One preprocessing step of the raw-file pipeline against an independent implementation."""
+
+    step: str
+    ours: str = ""
+    reference: str = ""
+    max_abs: float | None = None
+    rms: float | None = None
+    values: int | None = None
+    note: str = ""
+
+
+@dataclass
 class CheckInfo(Record):
     input: str
     torch_imported: bool
     results: list[str]
     outputs: dict[str, OutputCheck]
+    files: list[str] = field(default_factory=list)              # raw files predicted from, when given
+    preprocess_module: str | None = None                        # "fused": one graph with the model
+    steps: list[StepDrift] = field(default_factory=list)        # per-step drift of the raw-file pipeline
 
 
 @dataclass

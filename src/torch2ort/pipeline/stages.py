@@ -30,6 +30,7 @@ class Load(Stage):
     name = "load"
 
     def run(self, state: MigrationState) -> str:
+        from torch2ort.pipeline.raw_inputs import prepare_raw, raw_files
         from torch2ort.pipeline.samples import prepare_samples
         from torch2ort.sources import load_model
 
@@ -38,8 +39,13 @@ class Load(Stage):
             state.spec = loaded.hints.spec
         if state.spec is None:
             raise SpecError("--input is required for this MODEL (only hf: sources know their own inputs)")
-        state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,
-                                                     state.out / "samples")
+        state.raw_files = raw_files(state.opts.samples)
+        if state.raw_files:  # audio/signal files: the bundle's own steps make the samples
+            state.samples = prepare_raw(state.raw_files, state.raw_steps(), list(state.spec.names),
+                                        state.out / "samples")
+        else:
+            state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,
+                                                         state.out / "samples")
         params = list(loaded.module.parameters())
         n = sum(p.numel() for p in params)
         state.evidence.model = ModelInfo(

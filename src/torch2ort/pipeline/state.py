@@ -54,6 +54,7 @@ class MigrationState:
     loaded: LoadedModel | None = None
     samples: str | None = None              # .npz file or folder verification runs on
     texts: list[str] | None = None          # raw texts, for text models
+    raw_files: list[str] = field(default_factory=list)  # audio/signal files given as --samples
     gates: dict[str, Any] | None = None     # output -> {"gate", "why"} of the chosen variant
     reference: tuple[np.ndarray, str] | None = None  # SentenceTransformer.encode(texts), computed once
     final: Path | None = None               # the file that gets packed; the fp32 export unless a variant won
@@ -73,6 +74,12 @@ class MigrationState:
     @property
     def bundle_dir(self) -> Path:
         return self.out / "bundle"
+
+    def raw_steps(self) -> list[dict]:
+        """The preprocess steps that read raw files (--preprocess as JSON, a .json file or a list)."""
+        from torch2ort.bundle.writer import pipeline_steps
+
+        return pipeline_steps(self.opts.preprocess or self.loaded.hints.preprocess or None, lambda *a: [])
 
     def sweep(self) -> dict[str, list[int]]:
         """--sweep, else the source's own sweep, else the example size and two others per dynamic dim."""

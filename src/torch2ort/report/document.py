@@ -267,7 +267,24 @@ def _check(ev: Evidence) -> list[Block]:
             ("p", f"`Bundle.load(\"bundle\").predict(...)` ran on {c.input} in a separate Python process where "
                   f"`import torch` raises (torch imported: {c.torch_imported}). It returned "
                   f"{', '.join(f'`{r}`' for r in c.results)}."),
-            ("table", ["output", "compared with", "max abs", "min cosine", "gated metric", "gate", ""], rows)]
+            ("table", ["output", "compared with", "max abs", "min cosine", "gated metric", "gate", ""], rows)
+            ] + _raw_steps(c)
+
+
+def _raw_steps(c) -> list[Block]:
+    """How the raw-file pipeline was judged: fused preprocess module, and per-step drift (information, not gated)."""
+    blocks: list[Block] = []
+    if c.preprocess_module == "fused":
+        blocks.append(("p", "The `--preprocess-module` is fused with the model: one ONNX graph computes "
+                            "preprocess ∘ model, exported and verified like any model; the runtime steps before it "
+                            "run in numpy in both the bundle and the torch reference."))
+    if c.steps:
+        rows = [[d.step, d.ours, d.reference or "–", _n(d.max_abs) if d.max_abs is not None else "–",
+                 _n(d.rms) if d.rms is not None else "–", d.note] for d in c.steps]
+        blocks += [("p", f"Per-step drift on `{c.files[0].rsplit('/', 1)[-1] if c.files else c.input}`, against "
+                         "independent implementations (recorded, not gated):"),
+                   ("table", ["step", "ours", "reference", "max abs", "rms", "note"], rows)]
+    return blocks
 
 
 def _performance(ev: Evidence) -> list[Block]:
@@ -354,6 +371,11 @@ def _deploy(ev: Evidence) -> list[Block]:
     elif image:
         call = 'bundle.predict("photo.jpg")'
         cli = f"torch2ort predict bundle --input {b.inputs[0].name}=@photo.jpg"
+    elif b.preprocess and b.preprocess[0]["op"] in ("load_audio", "load_signal"):
+        audio = b.preprocess[0]["op"] == "load_audio"
+        first = "recording.wav" if audio else "record.hea"
+        call = f'bundle.predict("{first}")    # or a list of files: one batch, padded, with masks'
+        cli = f"torch2ort predict bundle --input {'audio' if audio else 'signal'}=@{first}"
     else:
         call = "bundle.predict({" + ", ".join(f'"{t.name}": np.load("{t.name}.npy")' for t in b.inputs) + "})"
         cli = "torch2ort predict bundle " + " ".join(f"--input {t.name}={t.name}.npy" for t in b.inputs)

@@ -68,6 +68,7 @@ class ModelRequest:
     checkpoint: str | None = None
     trust_checkpoint: bool = False
     strict: bool = True
+    preprocess_module: str | None = None    # FILE.py:NAME fused in front of the model (sources/preprocess.py)
 
 
 def _is_torchscript(model: str) -> bool:
@@ -113,6 +114,10 @@ def load_model(req: ModelRequest) -> LoadedModel:
     for matches, loader in SOURCES.values():
         if matches(req.model):
             loaded = loader(req)
+            if req.preprocess_module:
+                from torch2ort.sources.preprocess import fuse
+
+                loaded = fuse(loaded, req.preprocess_module)
             was_training = loaded.module.training
             loaded.module.eval()
             loaded.notes.append("model put in eval mode (dropout off, batch-norm uses running stats)"

@@ -29,6 +29,7 @@ class Context:
     raw: dict[str, np.ndarray] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # per call: what one step tells a later one (sample rate)
 
     def tensor(self, name: str) -> np.ndarray:
         """An output (post-processed so far, else raw) or a feed tensor, by name."""
@@ -40,9 +41,9 @@ class Context:
 
 
 def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
-    from torch2ort.runtime.processors import audio, image, postprocess, text
+    from torch2ort.runtime.processors import audio, image, postprocess, signal, text
 
-    pre = {**image.PRE, **text.PRE, **audio.PRE}
+    pre = {**image.PRE, **text.PRE, **audio.PRE, **signal.PRE}
     post = {**postprocess.POST, **text.POST}
     return pre, post
 
@@ -117,7 +118,30 @@ def _check_post_tensors(post: list[dict], inputs: list[dict], outputs: list[dict
             ranks[name] = to_rank(rank) if to_rank else None
 
 
+# steps that read one file each: a list of inputs runs them per item, and the items are padded and stacked
+FILE_LOADERS = ("load_audio", "load_signal")
+
+
 def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
+    """Run the steps on ``value``; a list of files for a pipeline that starts with a file loader is a batch."""
+    if isinstance(value, (list, tuple)) and steps and steps[0]["op"] in FILE_LOADERS:
+        from torch2ort.runtime.processors.batching import stack_items
+
+        if not value:
+            raise PredictInputError("an empty list of inputs: give at least one file")
+        per_item = steps[:-1] if steps[-1]["op"] == "add_batch" else steps
+        items = []
+        for i, item in enumerate(value):
+            ctx.meta = {}
+            try:
+                items.append(_run(per_item, item, ctx))
+            except PredictInputError as exc:
+                raise PredictInputError(f"input {i}: {exc}") from None
+        return stack_items(items)
+    return _run(steps, value, ctx)
+
+
+def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
     table, _ = _tables()
     for spec in steps:
         fn, params = _step(table, "preprocess", spec)

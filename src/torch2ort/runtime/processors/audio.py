@@ -1,8 +1,10 @@
-"""Audio preprocessing without torch: decode (soundfile), mix to mono, resample (soxr), peak-normalise.
+"""Audio preprocessing without torch: decode (soundfile), mono, resample (soxr), peak-normalise, high-pass, segment.
 
 ``load_audio`` takes a path, bytes or a float array and returns a float32 waveform ``[samples]`` at
 ``sample_rate``. Decoding is libsndfile's (wav, flac, ogg/vorbis, mp3 where the build has it),
-resampling is soxr's (VHQ), so no DSP that those libraries do is written here.
+resampling is soxr's (VHQ), filtering is scipy.signal's, so no DSP that those libraries do is
+written here. ``segments`` cuts the waveform into a multiple-instance bag: ``{name: [segments,
+samples], mask: [segments]}``; ``add_batch`` (or several files given at once) adds the batch axis.
 """
 
 from __future__ import annotations
@@ -91,7 +93,73 @@ def load_audio(value, ctx, sample_rate: int = 16000, mono: bool = True, normaliz
         wave = resample(to_mono(data), rate, sample_rate)
     else:
         wave = np.stack([resample(np.ascontiguousarray(c), rate, sample_rate) for c in data.T])
+    ctx_meta(ctx)["sample_rate"] = sample_rate
     return peak_normalize(wave) if normalize == "peak" else wave
 
 
-PRE = {"load_audio": load_audio}
+def ctx_meta(ctx) -> dict:
+    """Per-call facts an earlier step leaves for a later one (the sample rate); a scratch dict without a context."""
+    return ctx.meta if ctx is not None else {}
+
+
+def _rate(ctx, sample_rate: int | None, step: str) -> int:
+    rate = sample_rate or ctx_meta(ctx).get("sample_rate")
+    if not rate:
+        raise PredictInputError(f"{step} needs the sample rate: put load_audio/load_signal first or give sample_rate")
+    return int(rate)
+
+
+def highpass(wave, ctx, cutoff: float, order: int = 2, zero_phase: bool = False,
+             sample_rate: int | None = None) -> np.ndarray:
+    """Butterworth high-pass (scipy.signal, second-order sections) along the last axis; causal unless ``zero_phase``."""
+    from scipy import signal
+
+    rate = _rate(ctx, sample_rate, "highpass")
+    if not 0 < cutoff < rate / 2:
+        raise PredictInputError(f"highpass cutoff {cutoff:g} Hz must lie between 0 and {rate / 2:g} Hz (Nyquist)")
+    sos = signal.butter(order, cutoff, btype="highpass", fs=rate, output="sos")
+    wave = np.asarray(wave, dtype=np.float64)
+    out = signal.sosfiltfilt(sos, wave, axis=-1) if zero_phase else signal.sosfilt(sos, wave, axis=-1)
+    return out.astype(np.float32)
+
+
+def segments(wave, ctx, seconds: float, hop_seconds: float | None = None, max_segments: int | None = None,
+             pad: bool = True, fill: bool = False, name: str = "segments", mask: str = "mask",
+             sample_rate: int | None = None) -> dict[str, np.ndarray]:
+    """``[samples]`` -> ``{name: float32 [segments, seconds*rate], mask: bool [segments]}``.
+
+    Windows start every ``hop_seconds`` (default: ``seconds``, no overlap). ``pad``: a last partial
+    window (or a clip shorter than one window) is zero-padded and kept; otherwise dropped (a clip
+    shorter than one window is then an error). ``max_segments`` keeps the first ones; ``fill`` pads
+    the bag up to ``max_segments`` with zero segments whose mask is False (for a static segment axis).
+    """
+    rate = _rate(ctx, sample_rate, "segments")
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise PredictInputError(f"segments takes a mono waveform [samples]; got shape {list(wave.shape)}")
+    size, hop = int(round(seconds * rate)), int(round((hop_seconds or seconds) * rate))
+    if size < 1 or hop < 1:
+        raise PredictInputError(f"segments of {seconds:g} s, hop {hop_seconds or seconds:g} s at {rate} Hz are empty")
+    n = wave.size
+    if n < size:
+        if not pad:
+            raise PredictInputError(f"the audio is {n / rate:.2f} s long, shorter than one {seconds:g} s segment")
+        starts = [0]
+    else:
+        starts = list(range(0, n - size + 1, hop))
+        if pad and starts[-1] + size < n:
+            starts.append(starts[-1] + hop)
+    if max_segments:
+        starts = starts[:max_segments]
+    out = np.zeros((len(starts), size), dtype=np.float32)
+    for i, s in enumerate(starts):
+        piece = wave[s:s + size]
+        out[i, :piece.size] = piece
+    keep = np.ones(len(starts), dtype=bool)
+    if fill and max_segments and len(starts) < max_segments:
+        out = np.concatenate([out, np.zeros((max_segments - len(starts), size), dtype=np.float32)])
+        keep = np.concatenate([keep, np.zeros(max_segments - len(starts), dtype=bool)])
+    return {name: out, mask: keep}
+
+
+PRE = {"load_audio": load_audio, "highpass": highpass, "segments": segments}

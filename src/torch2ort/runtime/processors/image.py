@@ -138,6 +138,9 @@ def hwc_to_chw(arr, ctx):
 
 
 def add_batch(arr, ctx):
+    """A leading batch axis of 1, on an array or on every array of a dict of inputs (segments + mask)."""
+    if isinstance(arr, dict):
+        return {k: np.asarray(v)[None] for k, v in arr.items()}
     return np.asarray(arr)[None]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from torch2ort.errors import BundleError
+
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     x = x.astype(np.float32)
@@ -41,11 +43,23 @@ def argmax(ctx, output: str, name: str = "label") -> None:
     ctx.results[f"{name}_index"] = idx.astype(np.int64)
 
 
-def threshold(ctx, output: str, threshold: float = 0.5, name: str = "labels") -> None:
-    """Multi-label: per row, every label whose probability is >= threshold."""
+def threshold(ctx, output: str, threshold: float = 0.5, name: str = "labels", thresholds: dict | None = None,
+              labels: list[str] | None = None) -> None:
+    """Multi-label: per row, every label whose probability is >= its threshold.
+
+    ``thresholds`` maps a label name to its own threshold (the others use ``threshold``);
+    ``labels`` names the columns here (default: the bundle's labels, else the column index).
+    """
     x = np.atleast_2d(ctx.tensor(output))
     rows = x.reshape(-1, x.shape[-1])
-    ctx.results[name] = [[_label(ctx, int(i)) for i in np.flatnonzero(row >= threshold)] for row in rows]
+    names = list(labels) if labels else [_label(ctx, i) for i in range(rows.shape[-1])]
+    if len(names) != rows.shape[-1]:
+        raise BundleError(f"threshold on {output!r}: {len(names)} label names for {rows.shape[-1]} columns")
+    unknown = sorted(set(thresholds or {}) - set(names))
+    if unknown:
+        raise BundleError(f"threshold on {output!r}: thresholds name unknown labels {unknown}; labels: {names}")
+    limits = np.array([(thresholds or {}).get(n, threshold) for n in names], dtype=np.float64)
+    ctx.results[name] = [[names[i] for i in np.flatnonzero(row >= limits)] for row in rows]
 
 
 POST = {

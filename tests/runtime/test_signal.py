@@ -1,0 +1,93 @@
+"""load_signal and the signal steps: real .npy, .csv, .mat and WFDB files, lead order, resampling, crop/pad, z-score."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from torch2ort.errors import PredictInputError
+from torch2ort.runtime.processors import Context, run_preprocess
+from torch2ort.runtime.processors.signal import crop_pad, load_signal, standardize
+
+LEADS = ["I", "II", "III"]
+
+
+def _ecg(n: int = 1000) -> np.ndarray:
+    t = np.arange(n) / 500
+    return np.stack([np.sin(2 * np.pi * (k + 1) * t) * (k + 1) for k in range(3)]).astype(np.float64)
+
+
+def _write(tmp_path, fmt: str) -> str:
+    data = _ecg()
+    if fmt == "npy":
+        np.save(tmp_path / "r.npy", data)
+        return str(tmp_path / "r.npy")
+    if fmt == "csv":
+        np.savetxt(tmp_path / "r.csv", data.T, delimiter=",", header=",".join(LEADS), comments="")
+        return str(tmp_path / "r.csv")
+    if fmt == "mat":
+        from scipy.io import savemat
+
+        savemat(tmp_path / "r.mat", {"val": data})
+        return str(tmp_path / "r.mat")
+    with warnings.catch_warnings():  # wfdb's own pandas deprecation warnings (at import too)
+        warnings.simplefilter("ignore")
+        wfdb = pytest.importorskip("wfdb")
+        wfdb.wrsamp("r", fs=500, units=["mV"] * 3, sig_name=LEADS, p_signal=data.T, fmt=["16"] * 3,
+                    write_dir=str(tmp_path))
+    return str(tmp_path / "r.hea")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv", "mat", "wfdb"])
+def test_formats_read_the_same_signal(tmp_path, fmt):
+    got = load_signal(_write(tmp_path, fmt), None)
+    assert got.shape == (3, 1000) and got.dtype == np.float32
+    np.testing.assert_allclose(got, _ecg(), atol=2e-3)  # WFDB stores 16-bit samples
+
+
+def test_lead_names_order_and_resampling(tmp_path):
+    ctx = Context(tmp_path)
+    got = load_signal(_write(tmp_path, "wfdb"), ctx, leads=["III", "I"], sample_rate=250)
+    assert got.shape == (2, 500) and ctx.meta["sample_rate"] == 250
+    np.testing.assert_allclose(got[1], _ecg()[0, ::2], atol=0.05)
+    by_index = load_signal(_write(tmp_path, "mat"), None, leads=[2, 0])
+    np.testing.assert_allclose(by_index, _ecg()[[2, 0]], atol=1e-6)
+    with pytest.raises(PredictInputError, match="lead 'aVR' is not in the signal; its leads: I, II, III"):
+        load_signal(_write(tmp_path, "csv"), None, leads=["aVR"])
+
+
+def test_crop_pad_and_standardize_keep_flat_leads_finite():
+    x = np.arange(10, dtype=np.float32)[None].repeat(2, 0)
+    assert crop_pad(x, None, 4, where="center")[0].tolist() == [3, 4, 5, 6]
+    assert crop_pad(x, None, 12).shape == (2, 12)
+    z = standardize(np.stack([np.arange(10.0), np.full(10, 3.0)]), None)
+    assert np.isfinite(z).all() and abs(z[0].std() - 1) < 1e-6 and not z[1].any()
+
+
+def test_pipeline_and_batch(tmp_path):
+    steps = [{"op": "load_signal", "input_rate": 500}, {"op": "resample", "sample_rate": 250},
+             {"op": "crop_pad", "length": 600}, {"op": "standardize"}, {"op": "add_batch"}]
+    one = run_preprocess(steps, _write(tmp_path, "mat"), Context(tmp_path))
+    assert one.shape == (1, 3, 600)
+    both = run_preprocess(steps, [_write(tmp_path, "mat"), _write(tmp_path, "npy")], Context(tmp_path))
+    assert both.shape == (2, 3, 600)
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    (b"", ".npy", "not a readable npy"), (b"a,b\n1,x\n", ".csv", "not a readable csv"),
+    (b"junk", ".mat", "not a readable mat"), (b"x", ".edf", "unknown signal format"),
+])
+def test_bad_signals_are_one_line(tmp_path, content, suffix, message):
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(PredictInputError, match=message) as info:
+        load_signal(str(path), None)
+    assert "\n" not in str(info.value)
+
+
+def test_resampling_needs_a_known_rate(tmp_path):
+    with pytest.raises(PredictInputError, match="needs the recording's rate"):
+        load_signal(_write(tmp_path, "mat"), None, sample_rate=250)
+    assert load_signal(_write(tmp_path, "mat"), None, sample_rate=250, input_rate=500).shape == (3, 500)
