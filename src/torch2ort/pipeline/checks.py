@@ -47,9 +47,11 @@ print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(ou
 """
 
 
-def bundle_predict(bundle_dir: str | Path, raw: list[str] | dict[str, np.ndarray],
+def bundle_predict(bundle_dir: str | Path, raw: str | list[str] | dict[str, np.ndarray],
                    timeout_s: float = 300) -> tuple[dict[str, np.ndarray], dict]:
-    """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info)."""
+    """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info).
+
+    ``raw``: texts, a feed, or one file path (an image or audio file for a media bundle)."""
     with tempfile.TemporaryDirectory(prefix="torch2ort-check-") as tmp:
         tmp = Path(tmp)
         if isinstance(raw, dict):
@@ -57,7 +59,7 @@ def bundle_predict(bundle_dir: str | Path, raw: list[str] | dict[str, np.ndarray
             np.savez(raw_path, **raw)
         else:
             raw_path = tmp / "raw.json"
-            raw_path.write_text(json.dumps(list(raw)))
+            raw_path.write_text(json.dumps(raw if isinstance(raw, str) else list(raw)))
         out_path = tmp / "out.npz"
         proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + _PREDICT, str(bundle_dir), str(raw_path),
                                str(out_path)], capture_output=True, text=True, timeout=timeout_s)

@@ -38,8 +38,15 @@ class Load(Stage):
             state.spec = loaded.hints.spec
         if state.spec is None:
             raise SpecError("--input is required for this MODEL (only hf: sources know their own inputs)")
-        state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,
-                                                     state.out / "samples")
+        if loaded.hints.media:
+            from torch2ort.pipeline.sample_media import media_samples
+
+            state.raw_files, made = media_samples(loaded.hints.preprocess, loaded.hints.media, state.out / "samples",
+                                                  loaded.hints.assets)
+            state.samples = state.opts.samples or made
+        else:
+            state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,
+                                                         state.out / "samples")
         params = list(loaded.module.parameters())
         n = sum(p.numel() for p in params)
         state.evidence.model = ModelInfo(
@@ -170,7 +177,8 @@ class Pack(Stage):
         bundle = pack(state.final, state.bundle_dir, name=opts.name or default_name(state.request.model),
                       labels=opts.labels or hints.labels, preprocess=opts.preprocess or hints.preprocess or None,
                       postprocess=opts.postprocess or hints.postprocess or None,
-                      tokenizer=opts.tokenizer or hints.tokenizer, parity=parity, force=True)
+                      tokenizer=opts.tokenizer or hints.tokenizer, parity=parity, force=True,
+                      assets=hints.assets or None)
         manifest = json.loads((bundle / "torch2ort.json").read_text())
         requirements = (bundle / "requirements.txt").read_text()
         ev.bundle = BundleInfo.from_dict({

@@ -54,6 +54,7 @@ class MigrationState:
     loaded: LoadedModel | None = None
     samples: str | None = None              # .npz file or folder verification runs on
     texts: list[str] | None = None          # raw texts, for text models
+    raw_files: list[str] | None = None      # raw image or audio files, for hf image/audio models
     gates: dict[str, Any] | None = None     # output -> {"gate", "why"} of the chosen variant
     reference: tuple[np.ndarray, str] | None = None  # SentenceTransformer.encode(texts), computed once
     final: Path | None = None               # the file that gets packed; the fp32 export unless a variant won

@@ -28,10 +28,13 @@ TASKS = {
     "sequence-classification": ("AutoModelForSequenceClassification", "logits", "logits"),
     "token-classification": ("AutoModelForTokenClassification", "logits", "logits"),
     "fill-mask": ("AutoModelForMaskedLM", "logits", "logits"),
+    "image-classification": ("AutoModelForImageClassification", "logits", "logits"),
+    "audio-classification": ("AutoModelForAudioClassification", "logits", "logits"),
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
-                 "Model": "feature-extraction"}
+                 "ForImageClassification": "image-classification",
+                 "ForAudioClassification": "audio-classification", "Model": "feature-extraction"}
 OPTIONS = ("task", "pooling", "max_length")
 POOLINGS = ("graph", "runtime")
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
@@ -165,6 +168,10 @@ def load(req: ModelRequest) -> LoadedModel:
     modules = sentence_transformers_modules(path)
     if task == "sentence-embedding" and modules is None:
         raise SourceError(f"{path}: task sentence-embedding needs a sentence-transformers folder (modules.json)")
+    if task in ("image-classification", "audio-classification"):
+        from torch2ort.sources import hf_media
+
+        return hf_media.load(req.model, path, task, not opts.get("task"), _from_pretrained)
     tok, names = tokenizer_info(path)
     length = max_length(path, opts)
     auto_cls, key, onnx_name = TASKS[task]

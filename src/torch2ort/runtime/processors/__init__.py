@@ -40,9 +40,9 @@ class Context:
 
 
 def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
-    from torch2ort.runtime.processors import audio, image, postprocess, text
+    from torch2ort.runtime.processors import audio, audio_features, image, postprocess, text
 
-    pre = {**image.PRE, **text.PRE, **audio.PRE}
+    pre = {**image.PRE, **text.PRE, **audio.PRE, **audio_features.PRE}
     post = {**postprocess.POST, **text.POST}
     return pre, post
 
