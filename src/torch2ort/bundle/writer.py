@@ -270,6 +270,8 @@ def _requirements(pre: list[dict], post: list[dict]) -> str:
         lines.append("pillow>=10")
     if "tokenize" in ops:
         lines.append("tokenizers>=0.19")
+    if "load_audio" in ops:
+        lines += ["soundfile>=0.12", "soxr>=0.3"]
     return "# runtime only: no torch needed\n" + "\n".join(lines) + "\n"
 
 

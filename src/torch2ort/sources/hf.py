@@ -83,9 +83,16 @@ def detect_task(path: Path) -> str:
     for arch in archs:
         for suffix, task in ARCH_SUFFIXES.items():
             if arch.endswith(suffix):
-                return task
+                audio = task == "sequence-classification" and _feature_extractor(path)
+                return "audio-classification" if audio else task
     raise SourceError(f"cannot tell the task of {path} from config.json (architectures: {archs}); "
                       f"pass --task, one of: {', '.join(TASKS)}")
+
+
+def _feature_extractor(path: Path) -> bool:
+    """Wav2Vec2-style audio classifiers are ``…ForSequenceClassification`` too: their folder has a feature extractor."""
+    pre = path / "preprocessor_config.json"
+    return pre.is_file() and "feature_extractor_type" in _json(pre, "preprocessor config")
 
 
 def _options(req: ModelRequest) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def audio_preprocess(path: Path, assets: dict[str, np.ndarray]):
         how = "zero-mean / unit-variance" if fe.do_normalize else "the raw waveform"
         steps += [{"op": "add_batch"}, {"op": "to_input", "name": "input_values"}]
         return ("input_values", steps, [f"feature extractor {kind}: decode, mono, {rate} Hz (soxr), {how}"],
-                "batch=1,samples=16000", {"samples": [4000, 16000, 24000]})
+                "batch=2,samples=16000", {"batch": [1, 2], "samples": [4000, 16000, 24000]})
     if kind == "WhisperFeatureExtractor":
         assets[MEL_FILE] = np.asarray(fe.mel_filters, dtype=np.float64)
         steps += [{"op": "log_mel", "filters": MEL_FILE, "n_fft": int(fe.n_fft), "hop_length": int(fe.hop_length),
