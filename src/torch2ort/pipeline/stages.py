@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from torch2ort.errors import ParityError, SpecError
+from torch2ort.errors import ParityError, ReferenceFailedError, SpecError
 from torch2ort.pipeline.evidence import BundleInfo, ExportInfo, ModelInfo, VerifyOptimizedInfo
 from torch2ort.pipeline.evidence_bench import BenchInfo
 from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
@@ -79,6 +79,7 @@ class Verify(Stage):
         res = verify_onnx(state.loaded, state.onnx, state.spec, n=state.opts.n, samples=state.samples,
                           sweep=state.sweep(), seed=state.opts.seed)
         state.evidence.verify = VerifyInfo.from_dict(res.to_dict())
+        reference_failed(res, state)
         if not res.report:
             raise ParityError("PyTorch and ONNX Runtime disagree: " + "; ".join(res.report.failures()[:3]))
         return f"{len(res.cases)} cases, all outputs within tolerance (max abs {res.report.max_abs():.2e})"
@@ -131,6 +132,7 @@ class VerifyOptimized(Stage):
         for name, g in state.gates.items():
             parsed = parse_gate(g["gate"])
             gates[name] = Gate(parsed.metric, parsed.limit, name, g["why"])
+        reference_failed(res, state)
         verdict = judge(res.report, gates)
         variant = state.evidence.optimize.chosen
         state.evidence.verify_optimized = VerifyOptimizedInfo(
@@ -190,6 +192,24 @@ class Pack(Stage):
             torch_side.append("sentence-transformers")
         ev.footprint = measure_footprint(bundle, requirements, torch_side)
         return f"{ev.bundle.bytes / 2**20:.1f} MB bundle at {bundle}"
+
+
+def reference_failed(res, state: MigrationState) -> None:
+    """PyTorch failing on a case is not a parity failure: a bad input, or a case torch2ort chose wrongly."""
+    failed = [r for r in res.results.records if r.runner == "torch" and r.error]
+    if not failed:
+        return
+    first = failed[0]
+    shapes = next((c["shapes"] for c in res.cases if c["name"] == first.case), {})
+    opts = state.opts
+    user = ((first.kind == "sample" and opts.samples) or (first.kind == "sweep" and opts.sweep is not None)
+            or (first.kind == "synthetic" and state.loaded.hints.spec is None))
+    chosen = {"sample": "your --samples", "sweep": "your --sweep"}.get(first.kind, "your --input") if user \
+        else "torch2ort"
+    raise ReferenceFailedError(
+        f"the PyTorch model itself fails on case {first.case} {shapes} ({len(failed)} of {len(res.cases)} cases): "
+        f"{' '.join(first.error.split())[:300]} — not a parity failure: the input is outside what the model "
+        f"accepts (chosen by {chosen}" + ("; a torch2ort bug, please report it)" if chosen == "torch2ort" else ")"))
 
 
 def default_name(model: str) -> str:

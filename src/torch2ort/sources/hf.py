@@ -131,10 +131,26 @@ def _pooling_config(path: Path, modules: list[dict]) -> tuple[str, bool]:
     return mode, normalize
 
 
+# Position ids start at pad_token_id + 1 in these (create_position_ids_from_input_ids).
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text",
+                    "roberta-prelayernorm", "longformer", "mpnet", "ibert", "luke")
+
+
+def position_cap(config: dict) -> int:
+    """The longest sequence the position table holds (at most 512)."""
+    positions = int(config.get("max_position_embeddings", 512))
+    if config.get("model_type") in OFFSET_POSITIONS:
+        positions -= int(config.get("pad_token_id") or 0) + 1
+    return max(1, min(positions, 512))
+
+
 def max_length(path: Path, opts: dict) -> int:
     """--kwargs max_length, else sentence-transformers' max_seq_length, capped by the position table."""
-    cap = int(min(_json(path / "config.json", "config").get("max_position_embeddings", 512), 512))
+    cap = position_cap(_json(path / "config.json", "config"))
     if opts.get("max_length"):
+        if int(opts["max_length"]) > cap:
+            raise SourceError(f"--kwargs max_length {opts['max_length']} is longer than {path}'s position table "
+                              f"holds ({cap} tokens)")
         return int(opts["max_length"])
     st = path / "sentence_bert_config.json"
     if st.is_file():
@@ -155,6 +171,17 @@ def tokenizer_info(path: Path) -> tuple[Path, list[str]]:
     if config.get("type_vocab_size", 2) < 1 or config.get("model_type") in ("distilbert", "roberta", "xlm-roberta"):
         names = [n for n in names if n != "token_type_ids"]
     return tok, [n for n in INPUT_ORDER if n in names]
+
+
+def check_tokenizer(tok: Path, names: list[str], length: int) -> None:
+    """tokenizer.json must load and encode the sample texts (the bundle will run the same file)."""
+    from torch2ort.errors import BundleError
+    from torch2ort.runtime.processors.text import tokenize_texts
+
+    try:
+        tokenize_texts(tok, SAMPLE_TEXTS[:2], names, length)
+    except BundleError as exc:
+        raise SourceError(f"{tok.parent}: {exc}") from None
 
 
 def input_spec(path: Path, names: list[str], output: str):
@@ -181,6 +208,7 @@ def load(req: ModelRequest) -> LoadedModel:
         return hf_media.load(req.model, path, task, not opts.get("task"), _from_pretrained)
     tok, names = tokenizer_info(path)
     length = max_length(path, opts)
+    check_tokenizer(tok, names, length)
     auto_cls, key, onnx_name = TASKS[task]
     model = _from_pretrained(path, auto_cls)
     config = model.config
