@@ -1,7 +1,7 @@
 """Audio features after ``load_audio``, in numpy: what transformers' feature extractors compute.
 
 ``zero_mean_unit_var`` is Wav2Vec2/HuBERT/WavLM's normalisation. ``log_mel`` is Whisper's log-mel
-spectrogram: STFT framing by ``scipy.signal.stft``-free numpy striding (centred, reflect-padded,
+spectrogram: STFT framing with numpy striding (centred, reflect-padded,
 periodic Hann window), power spectrum, the mel filter bank shipped in the bundle as a checksummed
 ``.npy`` (computed at pack time by transformers' own feature extractor, so no mel maths is written
 here), then Whisper's log10 / clamp / rescale.
