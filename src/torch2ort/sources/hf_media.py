@@ -19,6 +19,7 @@ from torch2ort.sources import LoadedModel, ModelHints
 MEDIA = {"image-classification": ("pixel_values", "AutoModelForImageClassification"),
          "audio-classification": ("input_values", "AutoModelForAudioClassification")}
 MEL_FILE = "mel_filters.npy"
+WINDOW_FILE = "window.npy"
 
 
 def load(source: str, path: Path, task: str, auto: bool, from_pretrained) -> LoadedModel:
@@ -87,8 +88,23 @@ def audio_preprocess(path: Path, assets: dict[str, np.ndarray]):
                 [f"feature extractor {kind}: decode, mono, {rate} Hz (soxr), pad/cut to {fe.n_samples} samples, "
                  f"log-mel ({fe.feature_size} bins; the filter bank from the extractor, shipped as {MEL_FILE})"],
                 f"batch=2,{int(fe.feature_size)},{frames}", {"batch": [1, 2, 3]})
+    if kind == "ASTFeatureExtractor":
+        if not hasattr(fe, "mel_filters"):
+            raise SourceError(f"{path}: {kind} computes with torchaudio here, whose Kaldi fbank is not translated; "
+                              "torch2ort translates its numpy path (without torchaudio installed)")
+        assets[MEL_FILE], assets[WINDOW_FILE] = np.asarray(fe.mel_filters), np.asarray(fe.window)
+        steps.append({"op": "kaldi_fbank", "filters": MEL_FILE, "window": WINDOW_FILE,
+                      "max_frames": int(fe.max_length)})
+        if fe.do_normalize:
+            steps.append({"op": "normalize", "mean": [float(fe.mean)], "std": [float(fe.std) * 2]})
+        steps += [{"op": "add_batch"}, {"op": "to_input", "name": "input_values"}]
+        return ("input_values", steps,
+                [f"feature extractor {kind}: decode, mono, {rate} Hz (soxr), Kaldi-style log filter bank "
+                 f"({fe.num_mel_bins} bins, {fe.max_length} frames; filter bank and window from the extractor, "
+                 f"shipped as {MEL_FILE} and {WINDOW_FILE})" + (", normalised" if fe.do_normalize else "")],
+                f"batch=2,{int(fe.max_length)},{int(fe.num_mel_bins)}", {"batch": [1, 2, 3]})
     raise SourceError(f"{path}: feature extractor {kind} is not translated yet (supported: "
-                      "Wav2Vec2FeatureExtractor, WhisperFeatureExtractor)")
+                      "Wav2Vec2FeatureExtractor, WhisperFeatureExtractor, ASTFeatureExtractor)")
 
 
 def extractor_features(model_dir: str | Path, wave: np.ndarray) -> dict[str, np.ndarray]:
