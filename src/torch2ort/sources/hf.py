@@ -1,9 +1,11 @@
 """Hugging Face source: ``hf:DIR``, a local transformers or sentence-transformers directory.
 
 The task is read from the directory (``modules.json`` means sentence-transformers, otherwise the
-config's ``architectures``); the inputs are what the tokenizer produces, with dynamic ``batch``
-and ``sequence`` dims. Models are called with keyword arguments, as transformers 5.x requires.
-Nothing is downloaded: ``HF_HUB_OFFLINE=1`` and ``local_files_only`` are always set.
+config's ``architectures``); for text, the inputs are what the tokenizer produces, with dynamic
+``batch`` and ``sequence`` dims (``hf_text``); image and audio classifiers take their input and
+preprocessing from the folder's processor (``hf_media``, ``hf_image``). Models are called with
+keyword arguments, as transformers 5.x requires. Nothing is downloaded: ``HF_HUB_OFFLINE=1`` and
+``local_files_only`` are always set.
 
 Options come through ``--kwargs`` (``ModelRequest.kwargs``)::
 
@@ -38,6 +40,8 @@ ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForAudioClassification": "audio-classification", "Model": "feature-extraction"}
 OPTIONS = ("task", "pooling", "max_length")
 POOLINGS = ("graph", "runtime")
+
+
 def model_dir(model: str) -> Path:
     path = Path(model[len(PREFIX):]).expanduser()
     if not path.is_dir():
