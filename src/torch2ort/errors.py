@@ -7,6 +7,7 @@
     │   ├── CheckpointError           a checkpoint that is unsafe, unreadable or does not match
     │   ├── SampleError               a samples file that is missing or does not match the spec
     │   ├── OutputExistsError         refusing to overwrite something without --force
+    │   ├── ReferenceFailedError      the PyTorch model itself fails on a case: a bad input or a torch2ort bug
     │   └── PassError                 a pass asked for with options it does not take, or without data
     ├── BundleError                   a bundle that is invalid, tampered with or incomplete (exit 2)
     │   ├── PredictInputError         predict() got the wrong names, shapes or dtypes
@@ -55,6 +56,10 @@ class CheckpointError(UsageError):
 
 
 class SampleError(UsageError):
+    pass
+
+
+class ReferenceFailedError(UsageError):
     pass
 
 

@@ -129,8 +129,10 @@ def _io(session) -> tuple[list[dict], list[dict]]:
 def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, labels: list[str] | None = None,
          preprocess: str | list | None = None, postprocess: str | list | None = None,
          tokenizer: str | Path | None = None, parity: dict | None = None, force: bool = False,
-         web: bool = False) -> Path:
+         web: bool = False, assets: dict[str, Any] | None = None) -> Path:
     """Write a bundle directory from an ONNX file (with its external data, if any).
+
+    ``assets``: extra numpy arrays a preprocess step reads (name.npy -> array), saved and checksummed.
 
     ``web=True`` adds ``web/``: a page that runs the model in the browser (see ``torch2ort.bundle.web``).
     """
@@ -178,6 +180,10 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         shutil.copyfile(src.parent / loc, dst)
     if tokenizer is not None:
         shutil.copyfile(tokenizer, out / TOKENIZER_FILE)
+    for rel, array in (assets or {}).items():
+        import numpy as np
+
+        np.save(mf.inside(out, rel), np.asarray(array), allow_pickle=False)
     web_version = None
     if web:
         from torch2ort.bundle.web import write_web

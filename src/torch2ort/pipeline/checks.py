@@ -49,7 +49,9 @@ print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(ou
 
 def bundle_predict(bundle_dir: str | Path, raw: str | list[str] | dict[str, np.ndarray],
                    timeout_s: float = 300) -> tuple[dict[str, np.ndarray], dict]:
-    """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info)."""
+    """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info).
+
+    ``raw``: texts, a feed, or one file path (an image or audio file for a media bundle)."""
     with tempfile.TemporaryDirectory(prefix="torch2ort-check-") as tmp:
         tmp = Path(tmp)
         if isinstance(raw, dict):

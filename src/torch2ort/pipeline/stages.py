@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from torch2ort.errors import ParityError, SpecError
+from torch2ort.errors import ParityError, ReferenceFailedError, SpecError
 from torch2ort.pipeline.evidence import BundleInfo, ExportInfo, ModelInfo, VerifyOptimizedInfo
 from torch2ort.pipeline.evidence_bench import BenchInfo
 from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
@@ -39,10 +39,17 @@ class Load(Stage):
             state.spec = loaded.hints.spec
         if state.spec is None:
             raise SpecError("--input is required for this MODEL (only hf: sources know their own inputs)")
-        state.raw_files = raw_files(state.opts.samples)
-        if state.raw_files:  # audio/signal files: the bundle's own steps make the samples
+        files = raw_files(state.opts.samples)
+        if files:  # audio/signal files: the bundle's own steps make the samples
+            state.raw_files = files
             state.samples = prepare_raw(state.raw_files, state.raw_steps(), list(state.spec.names),
                                         state.out / "samples")
+        elif loaded.hints.media:  # an hf image/audio folder: real files made here, checked from raw input
+            from torch2ort.pipeline.sample_media import media_samples
+
+            state.raw_files, made = media_samples(loaded.hints.preprocess, loaded.hints.media, state.out / "samples",
+                                                  loaded.hints.assets)
+            state.samples = state.opts.samples or made
         else:
             state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,
                                                          state.out / "samples")
@@ -78,6 +85,7 @@ class Verify(Stage):
         res = verify_onnx(state.loaded, state.onnx, state.spec, n=state.opts.n, samples=state.samples,
                           sweep=state.sweep(), seed=state.opts.seed)
         state.evidence.verify = VerifyInfo.from_dict(res.to_dict())
+        reference_failed(res, state)
         if not res.report:
             raise ParityError("PyTorch and ONNX Runtime disagree: " + "; ".join(res.report.failures()[:3]))
         return f"{len(res.cases)} cases, all outputs within tolerance (max abs {res.report.max_abs():.2e})"
@@ -130,6 +138,7 @@ class VerifyOptimized(Stage):
         for name, g in state.gates.items():
             parsed = parse_gate(g["gate"])
             gates[name] = Gate(parsed.metric, parsed.limit, name, g["why"])
+        reference_failed(res, state)
         verdict = judge(res.report, gates)
         variant = state.evidence.optimize.chosen
         state.evidence.verify_optimized = VerifyOptimizedInfo(
@@ -176,7 +185,8 @@ class Pack(Stage):
         bundle = pack(state.final, state.bundle_dir, name=opts.name or default_name(state.request.model),
                       labels=opts.labels or hints.labels, preprocess=opts.preprocess or hints.preprocess or None,
                       postprocess=opts.postprocess or hints.postprocess or None,
-                      tokenizer=opts.tokenizer or hints.tokenizer, parity=parity, force=True)
+                      tokenizer=opts.tokenizer or hints.tokenizer, parity=parity, force=True,
+                      assets=hints.assets or None)
         manifest = json.loads((bundle / "torch2ort.json").read_text())
         requirements = (bundle / "requirements.txt").read_text()
         ev.bundle = BundleInfo.from_dict({
@@ -188,6 +198,24 @@ class Pack(Stage):
             torch_side.append("sentence-transformers")
         ev.footprint = measure_footprint(bundle, requirements, torch_side)
         return f"{ev.bundle.bytes / 2**20:.1f} MB bundle at {bundle}"
+
+
+def reference_failed(res, state: MigrationState) -> None:
+    """PyTorch failing on a case is not a parity failure: a bad input, or a case torch2ort chose wrongly."""
+    failed = [r for r in res.results.records if r.runner == "torch" and r.error]
+    if not failed:
+        return
+    first = failed[0]
+    shapes = next((c["shapes"] for c in res.cases if c["name"] == first.case), {})
+    opts = state.opts
+    user = ((first.kind == "sample" and opts.samples) or (first.kind == "sweep" and opts.sweep is not None)
+            or (first.kind == "synthetic" and state.loaded.hints.spec is None))
+    chosen = {"sample": "your --samples", "sweep": "your --sweep"}.get(first.kind, "your --input") if user \
+        else "torch2ort"
+    raise ReferenceFailedError(
+        f"the PyTorch model itself fails on case {first.case} {shapes} ({len(failed)} of {len(res.cases)} cases): "
+        f"{' '.join(first.error.split())[:300]} — not a parity failure: the input is outside what the model "
+        f"accepts (chosen by {chosen}" + ("; a torch2ort bug, please report it)" if chosen == "torch2ort" else ")"))
 
 
 def default_name(model: str) -> str:

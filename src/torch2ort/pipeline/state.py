@@ -54,7 +54,8 @@ class MigrationState:
     loaded: LoadedModel | None = None
     samples: str | None = None              # .npz file or folder verification runs on
     texts: list[str] | None = None          # raw texts, for text models
-    raw_files: list[str] = field(default_factory=list)  # audio/signal files given as --samples
+    raw_files: list[str] = field(default_factory=list)  # raw files the check predicts from: audio/signal
+                                                        # --samples, or the media made for an hf image/audio folder
     gates: dict[str, Any] | None = None     # output -> {"gate", "why"} of the chosen variant
     reference: tuple[np.ndarray, str] | None = None  # SentenceTransformer.encode(texts), computed once
     final: Path | None = None               # the file that gets packed; the fp32 export unless a variant won

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 class ModelHints:
     """What a source knows that the user would otherwise type; empty for sources that know nothing.
 
-    Only hf fills it today: the input spec from the tokenizer, the runtime pipelines, real texts
-    to verify on, and for sentence-transformers where pooling may run.
+    Only hf fills it today: the input spec from the tokenizer or the image/audio processor, the
+    runtime pipelines, real texts to verify on, and for sentence-transformers where pooling may run.
     """
 
     spec: InputSpec | None = None
@@ -41,6 +41,8 @@ class ModelHints:
     pooling_mode: str | None = None         # mean, cls, max, mean_sqrt_len
     normalize: bool = False
     pooling_choices: list[str] = field(default_factory=list)
+    media: str | None = None                # "image" or "audio": the bundle takes a raw file
+    assets: dict[str, Any] = field(default_factory=dict)  # bundle file name -> numpy array (saved as .npy)
 
     @property
     def max_length(self) -> int:

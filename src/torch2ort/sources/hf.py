@@ -1,9 +1,11 @@
 """Hugging Face source: ``hf:DIR``, a local transformers or sentence-transformers directory.
 
 The task is read from the directory (``modules.json`` means sentence-transformers, otherwise the
-config's ``architectures``); the inputs are what the tokenizer produces, with dynamic ``batch``
-and ``sequence`` dims. Models are called with keyword arguments, as transformers 5.x requires.
-Nothing is downloaded: ``HF_HUB_OFFLINE=1`` and ``local_files_only`` are always set.
+config's ``architectures``); for text, the inputs are what the tokenizer produces, with dynamic
+``batch`` and ``sequence`` dims (``hf_text``); image and audio classifiers take their input and
+preprocessing from the folder's processor (``hf_media``, ``hf_image``). Models are called with
+keyword arguments, as transformers 5.x requires. Nothing is downloaded: ``HF_HUB_OFFLINE=1`` and
+``local_files_only`` are always set.
 
 Options come through ``--kwargs`` (``ModelRequest.kwargs``)::
 
@@ -12,13 +14,14 @@ Options come through ``--kwargs`` (``ModelRequest.kwargs``)::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from torch2ort.errors import SourceError, describe, unknown_name
 from torch2ort.sources import LoadedModel, ModelHints, ModelRequest
+from torch2ort.sources.hf_text import SAMPLE_TEXTS, check_tokenizer, input_spec, max_length, tokenizer_info
+from torch2ort.sources.hf_text import read_json as _json
 
 PREFIX = "hf:"
 # task -> (transformers auto class, the output kept, its ONNX name)
@@ -28,26 +31,15 @@ TASKS = {
     "sequence-classification": ("AutoModelForSequenceClassification", "logits", "logits"),
     "token-classification": ("AutoModelForTokenClassification", "logits", "logits"),
     "fill-mask": ("AutoModelForMaskedLM", "logits", "logits"),
+    "image-classification": ("AutoModelForImageClassification", "logits", "logits"),
+    "audio-classification": ("AutoModelForAudioClassification", "logits", "logits"),
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
-                 "Model": "feature-extraction"}
+                 "ForImageClassification": "image-classification",
+                 "ForAudioClassification": "audio-classification", "Model": "feature-extraction"}
 OPTIONS = ("task", "pooling", "max_length")
 POOLINGS = ("graph", "runtime")
-INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
-# Real sentences for verification when the user gives none: short and long, ASCII and not.
-SAMPLE_TEXTS = [
-    "List all files in the current directory, including hidden ones.",
-    "Show the disk usage of each folder, sorted by size.",
-    "Find every Python file modified in the last day.",
-    "Kill the process listening on port 8080.",
-    "Compress the logs folder into a tar.gz archive.",
-    "ONNX Runtime executes the exported graph without the PyTorch stack; the migration is only done when the "
-    "outputs have been compared on real inputs, across the dynamic sizes that production will send, and the "
-    "speed-up has been measured rather than assumed.",
-    "Der schnelle braune Fuchs springt über den faulen Hund.",
-    "ok",
-]
 
 
 def model_dir(model: str) -> Path:
@@ -58,13 +50,6 @@ def model_dir(model: str) -> Path:
     if not (path / "config.json").is_file():
         raise SourceError(f"{model}: config.json is missing; is this a transformers model directory?")
     return path
-
-
-def _json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{what} {path} is unreadable: {exc}") from None
 
 
 def sentence_transformers_modules(path: Path) -> list[dict] | None:
@@ -80,9 +65,16 @@ def detect_task(path: Path) -> str:
     for arch in archs:
         for suffix, task in ARCH_SUFFIXES.items():
             if arch.endswith(suffix):
-                return task
+                audio = task == "sequence-classification" and _feature_extractor(path)
+                return "audio-classification" if audio else task
     raise SourceError(f"cannot tell the task of {path} from config.json (architectures: {archs}); "
                       f"pass --task, one of: {', '.join(TASKS)}")
+
+
+def _feature_extractor(path: Path) -> bool:
+    """Wav2Vec2-style audio classifiers are ``…ForSequenceClassification`` too: their folder has a feature extractor."""
+    pre = path / "preprocessor_config.json"
+    return pre.is_file() and "feature_extractor_type" in _json(pre, "preprocessor config")
 
 
 def _options(req: ModelRequest) -> dict[str, Any]:
@@ -121,42 +113,6 @@ def _pooling_config(path: Path, modules: list[dict]) -> tuple[str, bool]:
     return mode, normalize
 
 
-def max_length(path: Path, opts: dict) -> int:
-    """--kwargs max_length, else sentence-transformers' max_seq_length, capped by the position table."""
-    cap = int(min(_json(path / "config.json", "config").get("max_position_embeddings", 512), 512))
-    if opts.get("max_length"):
-        return int(opts["max_length"])
-    st = path / "sentence_bert_config.json"
-    if st.is_file():
-        return min(int(_json(st, "sentence-transformers config").get("max_seq_length", cap)), cap)
-    return cap
-
-
-def tokenizer_info(path: Path) -> tuple[Path, list[str]]:
-    """The fast tokenizer's file and the model inputs it produces, in the wrapper's argument order."""
-    tok = path / "tokenizer.json"
-    if not tok.is_file():
-        raise SourceError(f"{path}: tokenizer.json is missing (a fast tokenizer is needed, for the bundle too)")
-    cfg = {}
-    if (path / "tokenizer_config.json").is_file():
-        cfg = _json(path / "tokenizer_config.json", "tokenizer config")
-    names = cfg.get("model_input_names") or ["input_ids", "token_type_ids", "attention_mask"]
-    config = _json(path / "config.json", "config")
-    if config.get("type_vocab_size", 2) < 1 or config.get("model_type") in ("distilbert", "roberta", "xlm-roberta"):
-        names = [n for n in names if n != "token_type_ids"]
-    return tok, [n for n in INPUT_ORDER if n in names]
-
-
-def input_spec(path: Path, names: list[str], output: str):
-    from torch2ort.spec import InputSpec
-
-    cfg = _json(path / "config.json", "config")
-    vocab = int(cfg.get("vocab_size", 30522))
-    types = int(cfg.get("type_vocab_size", 1) or 1)
-    ranges = {"input_ids": f"0..{vocab - 1}", "attention_mask": "1..1", "token_type_ids": f"0..{types - 1}"}
-    return InputSpec.from_cli([f"{n}:batch=2,sequence=16:int64:{ranges[n]}" for n in names], [output])
-
-
 def load(req: ModelRequest) -> LoadedModel:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = model_dir(req.model)
@@ -165,8 +121,13 @@ def load(req: ModelRequest) -> LoadedModel:
     modules = sentence_transformers_modules(path)
     if task == "sentence-embedding" and modules is None:
         raise SourceError(f"{path}: task sentence-embedding needs a sentence-transformers folder (modules.json)")
+    if task in ("image-classification", "audio-classification"):
+        from torch2ort.sources import hf_media
+
+        return hf_media.load(req.model, path, task, not opts.get("task"), _from_pretrained)
     tok, names = tokenizer_info(path)
     length = max_length(path, opts)
+    check_tokenizer(tok, names, length)
     auto_cls, key, onnx_name = TASKS[task]
     model = _from_pretrained(path, auto_cls)
     config = model.config

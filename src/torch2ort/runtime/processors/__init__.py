@@ -41,9 +41,9 @@ class Context:
 
 
 def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
-    from torch2ort.runtime.processors import audio, image, postprocess, signal, text
+    from torch2ort.runtime.processors import audio, audio_features, image, postprocess, signal, text
 
-    pre = {**image.PRE, **text.PRE, **audio.PRE, **signal.PRE}
+    pre = {**image.PRE, **text.PRE, **audio.PRE, **audio_features.PRE, **signal.PRE}
     post = {**postprocess.POST, **text.POST}
     return pre, post
 

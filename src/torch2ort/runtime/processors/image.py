@@ -78,24 +78,34 @@ def load_image(value, ctx, mode: str = "RGB"):
 _FILTERS = {"bilinear": 2, "bicubic": 3, "nearest": 0, "lanczos": 1, "box": 4, "hamming": 5}
 
 
-def resize(img, ctx, size, filter: str = "bilinear"):
+def resize(img, ctx, size, filter: str = "bilinear", rounding: str = "round", passes: str = "separable"):
     """``size`` [h, w], or an int for the shorter side (aspect kept). Pillow's filters (antialiased).
 
-    Always the horizontal pass first, then the vertical one, each a one-axis ``Image.resize``: the
-    result is then the same in every Pillow version (Pillow 13 runs the vertical pass first for some
-    sizes, which moves some pixels by a grey level or two) and bit-identical to the bundle web page's resize.
+    ``rounding`` sizes the longer side: ``round`` (torchvision) or ``floor`` (transformers' image
+    processors, ``int(size * long / short)``).
+
+    ``passes="separable"`` (default): always the horizontal pass first, then the vertical one, each a
+    one-axis ``Image.resize``: the result is then the same in every Pillow version (Pillow 13 runs the
+    vertical pass first for some sizes, which moves some pixels by a grey level or more) and
+    bit-identical to the bundle web page's resize. ``passes="pillow"``: one ``Image.resize`` call, in
+    whatever order this Pillow picks, which is what transformers' image processors do.
     """
     if filter not in _FILTERS:
         raise ValueError(f"resize filter {filter!r}; valid: {', '.join(_FILTERS)}")
+    if rounding not in ("round", "floor") or passes not in ("separable", "pillow"):
+        raise ValueError(f"resize rounding={rounding!r} passes={passes!r}; valid: round|floor, separable|pillow")
+    fit = round if rounding == "round" else int
     w, h = img.size
     if isinstance(size, int):
         if w <= h:
-            new = (size, max(1, round(h * size / w)))
+            new = (size, max(1, fit(h * size / w)))
         else:
-            new = (max(1, round(w * size / h)), size)
+            new = (max(1, fit(w * size / h)), size)
     else:
         new = (int(size[1]), int(size[0]))
     code = _FILTERS[filter]
+    if passes == "pillow":
+        return img.resize(new, resample=code) if new != (w, h) else img
     if new[0] != w:
         img = img.resize((new[0], h), resample=code)
     if new[1] != h:
@@ -103,14 +113,20 @@ def resize(img, ctx, size, filter: str = "bilinear"):
     return img
 
 
-def center_crop(img, ctx, size):
-    """Crop [h, w] (or an int square) from the centre, like torchvision's CenterCrop."""
+def center_crop(img, ctx, size, offset: str = "round"):
+    """Crop [h, w] (or an int square) from the centre: ``offset="round"`` places it like torchvision's
+    CenterCrop, ``"floor"`` like transformers' image processors (``(h - th) // 2``)."""
+    if offset not in ("round", "floor"):
+        raise ValueError(f"center_crop offset {offset!r}; valid: round, floor")
     th, tw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     arr = np.asarray(img) if not isinstance(img, np.ndarray) else img
     h, w = arr.shape[:2]
     if th > h or tw > w:
         raise ValueError(f"center_crop {th}x{tw} is larger than the image {h}x{w}")
-    top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
+    if offset == "floor":
+        top, left = (h - th) // 2, (w - tw) // 2
+    else:
+        top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
     return arr[top:top + th, left:left + tw]
 
 

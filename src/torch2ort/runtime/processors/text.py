@@ -21,7 +21,11 @@ def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
         path = inside(ctx.bundle_dir, file)
         if not path.is_file():
             raise BundleError(f"the bundle's tokenizer file {file!r} is missing")
-        tok = Tokenizer.from_file(str(path))
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises plain Exception for bad files
+            raise BundleError(f"the tokenizer file {file!r} does not load: {' '.join(str(exc).split())[:200]}"
+                              ) from None
         tok.enable_truncation(max_length=max_length)
         pad = tok.padding or {}
         tok.enable_padding(pad_id=pad_id if pad_id is not None else pad.get("pad_id", 0),
@@ -37,7 +41,13 @@ def tokenize(value, ctx, file: str = "tokenizer.json", max_length: int = 256, pa
         value = [value]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
         raise PredictInputError("a text input must be a string or a non-empty list of strings")
-    enc = _tokenizer(ctx, file, max_length, pad_id).encode_batch(list(value))
+    try:
+        enc = _tokenizer(ctx, file, max_length, pad_id).encode_batch(list(value))
+    except (BundleError, PredictInputError):
+        raise
+    except Exception as exc:  # e.g. "WordPiece error: Missing [UNK] token from the vocabulary"
+        raise BundleError(f"the tokenizer {file!r} cannot encode the text: {' '.join(str(exc).split())[:200]}"
+                          ) from None
     fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
     unknown = [o for o in outputs if o not in fields]
     if unknown:

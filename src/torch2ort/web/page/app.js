@@ -172,9 +172,10 @@ const T2O = (() => {
       if (!isImage(img)) throw new Error("resize needs an image (put it before scale/normalize)");
       const size = p.size;
       let w, h;
+      const fit = p.rounding === "floor" ? Math.floor : pyRound; // floor: transformers' int(size * long / short)
       if (typeof size === "number") {
-        if (img.width <= img.height) { w = size; h = Math.max(1, pyRound((img.height * size) / img.width)); }
-        else { w = Math.max(1, pyRound((img.width * size) / img.height)); h = size; }
+        if (img.width <= img.height) { w = size; h = Math.max(1, fit((img.height * size) / img.width)); }
+        else { w = Math.max(1, fit((img.width * size) / img.height)); h = size; }
       } else { h = size[0]; w = size[1]; }
       return pilResize(img, w, h, p.filter || "bilinear");
     },
@@ -184,7 +185,8 @@ const T2O = (() => {
         if (th > v.height || tw > v.width) {
           throw new Error(`center_crop ${th}x${tw} is larger than the image ${v.height}x${v.width}`);
         }
-        const top = pyRound((v.height - th) / 2), left = pyRound((v.width - tw) / 2), c = v.channels;
+        const place = p.offset === "floor" ? Math.floor : pyRound; // floor: transformers' (h - th) // 2
+        const top = place((v.height - th) / 2), left = place((v.width - tw) / 2), c = v.channels;
         const out = new Uint8Array(th * tw * c);
         for (let y = 0; y < th; y++) {
           const start = ((top + y) * v.width + left) * c;

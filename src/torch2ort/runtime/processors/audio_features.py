@@ -1,0 +1,81 @@
+"""Audio features after ``load_audio``, in numpy: what transformers' feature extractors compute.
+
+``zero_mean_unit_var`` is Wav2Vec2/HuBERT/WavLM's normalisation. ``log_mel`` is Whisper's log-mel
+spectrogram: STFT framing with numpy striding (centred, reflect-padded,
+periodic Hann window), power spectrum, the mel filter bank shipped in the bundle as a checksummed
+``.npy`` (computed at pack time by transformers' own feature extractor, so no mel maths is written
+here), then Whisper's log10 / clamp / rescale. ``kaldi_fbank`` is AST's Kaldi-style filter bank
+(uncentred frames, DC removal, pre-emphasis, the shipped window and filter bank, natural log),
+padded or cut to a fixed number of frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from torch2ort.errors import BundleError, PredictInputError
+
+
+def zero_mean_unit_var(wave, ctx, eps: float = 1e-7):
+    """``(x - mean) / sqrt(var + eps)`` over the whole clip, as Wav2Vec2FeatureExtractor(do_normalize=True)."""
+    x = np.asarray(wave, dtype=np.float32)
+    if x.ndim != 1:
+        raise PredictInputError(f"zero_mean_unit_var needs a mono waveform [samples]; got shape {x.shape}")
+    return (x - x.mean()) / np.sqrt(x.var() + np.float32(eps))
+
+
+def _filters(ctx, path: str) -> np.ndarray:
+    """A bundle .npy (filter bank or window), read once per bundle."""
+    key = f"mel:{path}"
+    if key not in ctx.cache:
+        from torch2ort.runtime.manifest import inside
+
+        try:
+            ctx.cache[key] = np.load(inside(ctx.bundle_dir, path), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"the bundle's array {path!r} (mel filter bank or window) is unreadable: {exc}"
+                              ) from None
+    return ctx.cache[key]
+
+
+def log_mel(wave, ctx, filters: str, n_fft: int = 400, hop_length: int = 160, n_samples: int | None = None):
+    """Whisper's log-mel ``[n_mels, frames]`` of a mono waveform padded (zeros) or cut to ``n_samples``."""
+    x = np.asarray(wave, dtype=np.float32)
+    if x.ndim != 1:
+        raise PredictInputError(f"log_mel needs a mono waveform [samples]; got shape {x.shape}")
+    if n_samples is not None:
+        x = np.pad(x, (0, max(0, n_samples - x.size)))[:n_samples]
+    mel = _filters(ctx, filters)  # [n_fft // 2 + 1, n_mels]
+    x = x.astype(np.float64)
+    padded = np.pad(x, n_fft // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
+    power = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2  # [frames, n_fft // 2 + 1]
+    spec = (mel.T @ power.T)[:, :-1]  # Whisper drops the last frame
+    logs = np.log10(np.clip(spec, 1e-10, None))
+    logs = np.maximum(logs, logs.max() - 8.0)
+    return ((logs + 4.0) / 4.0).astype(np.float32)
+
+
+def kaldi_fbank(wave, ctx, filters: str, window: str, max_frames: int, frame_length: int = 400,
+                hop_length: int = 160, fft_length: int = 512, preemphasis: float = 0.97,
+                mel_floor: float = 1.192092955078125e-07):
+    """AST's log filter bank ``[max_frames, n_mels]`` (float32), zero-padded or cut to ``max_frames``."""
+    x = np.asarray(wave, dtype=np.float32)
+    if x.ndim != 1 or x.size < frame_length:
+        raise PredictInputError(f"kaldi_fbank needs a mono waveform of at least {frame_length} samples; "
+                                f"got shape {x.shape}")
+    mel, win = _filters(ctx, filters), _filters(ctx, window)
+    frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), frame_length)[::hop_length].copy()
+    frames -= frames.mean(axis=1, keepdims=True)
+    frames[:, 1:] -= preemphasis * frames[:, :-1].copy()
+    frames[:, 0] *= 1 - preemphasis
+    spec = np.fft.rfft(frames * win, n=fft_length, axis=-1).astype(np.complex64)  # as transformers stores it
+    power = np.abs(spec, dtype=np.float64) ** 2
+    logs = np.log(np.maximum(mel_floor, mel.T @ power.T)).T.astype(np.float32)
+    out = np.zeros((max_frames, logs.shape[1]), np.float32)
+    out[:min(max_frames, len(logs))] = logs[:max_frames]
+    return out
+
+
+PRE = {"zero_mean_unit_var": zero_mean_unit_var, "log_mel": log_mel, "kaldi_fbank": kaldi_fbank}
