@@ -12,6 +12,7 @@ matmul, bmm and attention counted; GFLOPs = 2 x MACs; elementwise ops, norms and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,22 +30,39 @@ from texts import long_texts, short_texts, tokenize  # noqa: E402, F401  (re-exp
 
 from fixtures.models import realistic_init  # noqa: E402
 
+WEIGHTS = HERE / "out" / "weights"   # git-ignored: the seeded weights, made once, then loaded like a checkpoint
+
 
 def _seeded(build, calibration=None) -> nn.Module:
-    """Seeded He-init weights; batch-norm statistics measured on a small synthetic batch when shapes are given.
+    """Seeded He-init weights; batch-norm statistics measured on a small synthetic batch when given one.
 
     A randomly initialised deep residual net with made-up BN statistics either blows up (ResNet34-1D gave
     logits of ±2000) or collapses to one output for every input (MobileNetV2). Setting each BN's running
     mean and variance to what its input actually has on random data keeps every layer's activations near
-    unit scale and the outputs input-dependent, as in a trained net. The shapes are kept small (BN
-    statistics are per channel), so this costs milliseconds of the torch side's load time.
+    unit scale and the outputs input-dependent, as in a trained net. The result is saved under
+    benchmarks/out/weights/ (keyed by a hash of the network code) and later processes load it, so torch's
+    cold-start "load" is building the module and reading its weights, as a deployment would.
     """
+    import hashlib
+
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in sorted((HERE / "nets").glob("*.py")))
+                         + Path(__file__).read_bytes()).hexdigest()[:12]
+    model = build()
+    name = type(model).__name__
+    cached = WEIGHTS / f"{name}-{key}.pt"
+    if cached.is_file():
+        model.load_state_dict(torch.load(cached, weights_only=True))
+        return model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = realistic_init(build())
         if calibration is not None:
             _calibrate_bn(model, calibration())
-        return model.eval()
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, cached)  # atomic: a concurrent reader sees the whole file or none
+    return model.eval()
 
 
 def _calibrate_bn(model: nn.Module, args: list) -> None:

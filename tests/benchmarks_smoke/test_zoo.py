@@ -16,6 +16,11 @@ from nets.mobile import EfficientNetB0, MobileNetV2  # noqa: E402
 from texts import long_texts, short_texts, tokenizer  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _weights_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo_models, "WEIGHTS", tmp_path / "weights")
+
+
 def _params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -26,6 +31,7 @@ def test_mobile_nets_match_the_papers_imagenet_parameter_counts():
     assert _params(EfficientNetB0(1000)) == 5_288_548
 
 
+@pytest.mark.slow
 def test_lipsync_is_the_seed_size_and_outputs_a_frame_in_0_1():
     model = zoo_models.lipsync()
     assert abs(_params(model) - 11.5e6) <= 0.1 * 11.5e6
@@ -34,14 +40,20 @@ def test_lipsync_is_the_seed_size_and_outputs_a_frame_in_0_1():
     assert y.shape == (1, 3, 320, 320) and 0.0 <= float(y.min()) and float(y.max()) <= 1.0
 
 
-def test_ecg_resnet34_gives_9_input_dependent_logits():
+@pytest.mark.slow
+def test_ecg_resnet34_gives_9_input_dependent_logits_and_the_same_weights_from_its_cache():
     model = zoo_models.ecg()
     assert 16e6 < _params(model) < 17e6
+    x = torch.randn(2, 12, 1000)  # the net is length-agnostic; 5000 samples would only cost time here
     with torch.inference_mode():
-        y = model(torch.randn(2, 12, 5000))
+        y = model(x)
+        again = zoo_models.ecg()(x)  # loaded from benchmarks/out/weights (here tmp_path), not rebuilt
+    assert len(list(zoo_models.WEIGHTS.glob("ResNet1d-*.pt"))) == 1
     assert y.shape == (2, 9) and float(y.abs().max()) < 50 and float((y[0] - y[1]).abs().max()) > 1e-3
+    torch.testing.assert_close(again, y)
 
 
+@pytest.mark.slow
 def test_attn_mil_outputs_in_order_and_survives_a_fully_masked_bag():
     model = zoo_models.attn_mil()
     assert 11e6 < _params(model) < 12e6
