@@ -74,9 +74,10 @@ def markdown(results: list[dict], sizes: dict[str, float], args, threads: int, v
     for res in results:
         for label, r in res["rows"].items():
             ratio = res["vs_reference"].get(label)
+            size = f"{sizes[label]:.1f}" if label in sizes else "-"
             rows.append(f"| {res['texts']} ({r['n_texts']} texts) | {label} | {r['p50']:.1f} | {r['p99']:.1f} | "
                         f"{r['texts_per_s']:.1f} | {ratio_text(ratio) if ratio else 'reference'} | "
-                        f"{r['min_cosine']:.5f} | {sizes.get(label, float('nan')):.1f} | {r['peak_rss_mb']:.0f} |")
+                        f"{r['min_cosine']:.5f} | {size} | {r['peak_rss_mb']:.0f} |")
     return "\n".join([
         f"Command: `benchmarks/peers_setup && .venv/bin/python benchmarks/peers.py{' --quick' if args.quick else ''}` "
         f"({args.seconds} s timed per process after warm-up, {args.repeats} repeats in fresh processes, alternating "
