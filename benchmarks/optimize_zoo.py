@@ -66,7 +66,7 @@ def run_one(name: str, entry: Entry, args, threads: int, onnx_path: Path, out: P
     export_onnx(loaded, spec, onnx_path)
     batch = (entry.quick_batches if args.quick else entry.batches)[0]
     result = optimize(loaded, request, onnx_path, spec, accept=entry.accept or None, samples=samples,
-                      n=2 if args.quick else 4, sweep={}, force=True, out=out,
+                      n=2 if args.quick else 4, sweep={}, force=True, out=out, postprocess=entry.postprocess or None,
                       bench_opts=BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats,
                                               threads=threads, warmup=1 if args.quick else 3),
                       log=lambda s: print(f"{name}: {s}", flush=True))
@@ -155,9 +155,9 @@ def main() -> int:
         f"Command: `benchmarks/optimize_zoo{' --quick' if args.quick else ''}` (`torch2ort.optimize` with "
         f"`passes=auto`: {args.seconds} s timed per process, {args.repeats} repeats in fresh processes, {threads} "
         f"threads on both sides; torch {v['torch']}, onnxruntime {v['onnxruntime']}). Every variant is verified "
-        "against PyTorch with its gates (default task gates; lip-sync `psnr>=40`; MiniLM on tokenised real text "
-        "too); only passing variants are timed. Speed-ups are medians of per-repeat ratios, or *unstable* when the "
-        "repeats disagree. **→** marks the variant `optimize` chose."
+        "against PyTorch with its gates (default task gates, ECG's outputs declared sigmoid logits; lip-sync "
+        "`psnr>=40`; MiniLM on tokenised real text too); only passing variants are timed. Speed-ups are medians "
+        "of per-repeat ratios, or *unstable* when the repeats disagree. **→** marks the variant `optimize` chose."
         + (" **A --quick smoke run: these figures are not for quoting.**" if args.quick else ""), "",
         "| model | variant | gate | metric (worst over cases) | p50 ms | vs torch | vs fp32 ONNX | MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *notes,

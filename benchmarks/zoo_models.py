@@ -133,6 +133,7 @@ class Entry:
     inputs: list[str]
     batches: list[int]
     accept: list[str] = field(default_factory=list)   # empty: torch2ort's default gates
+    postprocess: list[dict] = field(default_factory=list)  # a bundle's sigmoid/softmax step: picks the default gate
     quick_batches: list[int] = field(default_factory=lambda: [1])
 
 
@@ -142,7 +143,9 @@ def _mil(segments: int) -> list[str]:
 
 
 ZOO: dict[str, Entry] = {
-    "ResNet34-1D ECG (12×5000)": Entry("ecg", ["ecg:batch=1,12,5000:float32"], [1, 8]),
+    # multi-label logits: declared as sigmoid outputs, so the default gate is the decision at logit 0
+    "ResNet34-1D ECG (12×5000)": Entry("ecg", ["ecg:batch=1,12,5000:float32"], [1, 8],
+                                       postprocess=[{"op": "sigmoid", "output": "output_0"}]),
     "AttnMIL ResNet18 (8 × 3×224×224)": Entry("attn_mil", _mil(8), [1]),
     "AttnMIL ResNet18 (32 × 3×224×224)": Entry("attn_mil", _mil(32), [1]),
     "MobileNetV2 (3×224×224)": Entry("mobilenet_v2", ["image:batch=1,3,224,224:float32"], [1, 8]),
