@@ -1,14 +1,22 @@
-"""Run `optimize --passes auto` on each zoo model; write the 'optimize' section of BENCHMARKS.md.
+"""``optimize --passes auto`` on the zoo; writes JSON + Markdown, and the 'optimize' section of BENCHMARKS.md.
 
-Each model is exported, then every variant is verified against PyTorch with its default task gate
-and the passing ones are benchmarked in isolated processes (torch2ort.optimize.planner). MiniLM is the
-sentence-embedding form (mean pooling + L2 norm inside the graph) and is verified on tokenised real
-text as well as synthetic ids.
+CNNs: each model is exported, every variant is verified against PyTorch with its gates (the default
+task gates, or the entry's --accept: lip-sync is judged with psnr>=40) and the passing ones are timed
+against torch in isolated processes (torch2ort.optimize.planner). MiniLM: the sentence-embedding form
+(mean pooling + L2 norm in the graph), verified and calibrated on the real text sets tokenised (short,
+and long in four chunks), then ``optimize`` times its variants at the long set's
+shape (32 x 196 tokens) to choose one; fp32 and the `auto` choice are then timed on the whole short and long sets
+against sentence-transformers' torch ``encode`` in fresh processes; min cosine vs ``encode``. The
+fp32 and auto MiniLM graphs stay in benchmarks/out/minilm/ for benchmarks/peers.py.
+
+    benchmarks/optimize_zoo            # the full run, updates BENCHMARKS.md
+    benchmarks/optimize_zoo --quick    # smoke test only (1 repeat, 0.2 s, 2 cases); never updates BENCHMARKS.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -17,91 +25,154 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import update_section  # noqa: E402
-from zoo_models import ZOO, minilm_samples  # noqa: E402
+from _textbench import text_bench  # noqa: E402
+from zoo_models import MINILM_INPUTS, MINILM_LONG_INPUTS, ZOO, Entry, count, long_texts, short_texts, tokenize  # noqa: E402
 
 from torch2ort.bench import BenchOptions  # noqa: E402
+from torch2ort.bench.stats import ratio_text  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
 from torch2ort.optimize.planner import optimize  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
 
-MODELS = {name: spec for name, spec in ZOO.items() if spec[0] != "MiniLM"}
-MODELS["all-MiniLM-L6-v2 sentence embeddings (10 × 16 tokens)"] = (
-    "MiniLMEmbed", ["input_ids:batch=10,seq=16:int64:1000..2000", "attention_mask:batch=10,seq=16:int64:1..1"], [10])
+OUT = ROOT / "benchmarks" / "out"
+MINILM = "all-MiniLM-L6-v2 sentence embeddings"
 
 
 def _x(r: dict | None) -> str:
-    return "-" if not r else f"{r['median']:.2f}×"
+    return "-" if not r else ratio_text(r)
 
 
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
+def text_samples(folder: Path) -> Path:
+    """The real texts as .npz feeds: the short set, and the long set in four chunks of eight paragraphs."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    long = long_texts()
+    chunks = {"short": short_texts(), **{f"long-{i}": long[i * 8:(i + 1) * 8] for i in range(4)}}
+    for name, texts in chunks.items():
+        np.savez(folder / f"{name}.npz", **tokenize(texts))
+    return folder
+
+
+def run_one(name: str, entry: Entry, args, threads: int, onnx_path: Path, out: Path, samples: Path | None) -> dict:
+    request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{entry.factory}")
+    spec = InputSpec.from_cli(entry.inputs)
+    loaded = load_model(request)
+    export_onnx(loaded, spec, onnx_path)
+    batch = (entry.quick_batches if args.quick else entry.batches)[0]
+    result = optimize(loaded, request, onnx_path, spec, accept=entry.accept or None, samples=samples,
+                      n=2 if args.quick else 4, sweep={}, force=True, out=out, postprocess=entry.postprocess or None,
+                      bench_opts=BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats,
+                                              threads=threads, warmup=1 if args.quick else 3),
+                      log=lambda s: print(f"{name}: {s}", flush=True))
+    params, gflops = count(entry.factory, entry.inputs)
+    return {"model": name, "params": params, "gflops_per_item": gflops, "batch": batch, "accept": entry.accept,
+            "result": result.to_dict(), "table": result.table()}
+
+
+def rows_of(res: dict) -> tuple[list[str], list[str]]:
+    r, name = res["result"], res["model"]
+    rows = []
+    for v in r["variants"]:
+        lat = v.get("latency") or {}
+        mark = " **→**" if v["name"] == r["chosen"] else ""
+        if v.get("size_mb") is None:
+            rows.append(f"| {name} | {v['name']} | error | {v.get('error')} | - | - | - | - |")
+            continue
+        rows.append(f"| {name} | {v['name']}{mark} | {'pass' if v['passed'] else 'FAIL'} | {v['summary']} | "
+                    f"{_ms(lat.get('p50'))} | {_x(v.get('vs_torch'))} | {_x(v.get('vs_fp32'))} | {v['size_mb']:.2f} |")
+    gates = ", ".join(g["gate"] for g in r["gates"].values())
+    torch_p50 = (r.get("bench") or {}).get("torch", {}).get("p50")
+    notes = [f"- **{name}** ({res['params'] / 1e6:.2f} M params, {res['gflops_per_item']:.2f} GFLOPs per item): "
+             f"torch p50 {_ms(torch_p50)} ms at batch {res['batch']}; gates {gates}; {r['message']}. "
+             f"Calibration: {r['calibration']}."]
+    seen: set[str] = set()
+    for v in r["variants"]:
+        for note in v.get("notes", []):
+            if note not in seen:
+                seen.add(note)
+                notes.append(f"  - {v['name']}: {note}")
+    return rows, notes
+
+
+def minilm_text_rows(results: list[dict]) -> list[str]:
+    rows = []
+    for res in results:
+        for label, r in res["rows"].items():
+            ratio = res["vs_reference"].get(label)
+            rows.append(f"| {res['texts']} ({r['n_texts']} texts) | {label} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                        f"{ratio_text(ratio) if ratio else 'reference'} | {r['min_cosine']:.5f} |")
+    return rows
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per process")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--only", help="substring of one zoo name")
-    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", help="substring of zoo names to run ('MiniLM' for the text model)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 0.2 s, 2 cases, short text")
+    parser.add_argument("--out", type=Path, default=OUT, help="where optimize_zoo.json/.md and minilm/ go")
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args()
-    from torch2ort._env import physical_cores
+    if args.quick:
+        args.seconds, args.repeats = 0.2, 1
+    from torch2ort._env import machine_info, physical_cores, versions
 
     threads = physical_cores()
-    rows, notes = [], []
+    results, texts, rows, notes = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (factory, inputs, batches) in MODELS.items():
-            if args.only and args.only not in name:
-                continue
-            request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{factory}")
-            spec = InputSpec.from_cli(inputs)
-            loaded = load_model(request)
-            onnx_path = Path(tmp) / f"{factory}.onnx"
-            export_onnx(loaded, spec, onnx_path)
-            samples = None
-            if factory == "MiniLMEmbed":
-                samples = Path(tmp) / "minilm-samples"
-                samples.mkdir()
-                minilm_samples(samples)
-            result = optimize(loaded, request, onnx_path, spec, samples=samples, n=4, sweep={},
-                              bench_opts=BenchOptions(batches=[batches[0]], seconds=args.seconds,
-                                                      repeats=args.repeats, threads=threads, warmup=3),
-                              out=Path(tmp) / f"{factory}.opt.onnx",
-                              log=lambda s, n=name: print(f"{n}: {s}", flush=True))
-            torch_p50 = result.bench["torch"]["p50"] if result.bench else None
-            for v in result.variants:
-                lat = v.latency or {}
-                mark = " **→**" if v.name == result.chosen else ""
-                rows.append(f"| {name} | {v.name}{mark} | {'pass' if v.passed else 'FAIL'} | {v.summary} | "
-                            f"{_ms(lat.get('p50'))} | {_x(v.vs_torch)} | {_x(v.vs_fp32)} | "
-                            f"{v.size_mb:.2f} |" if v.size_mb is not None else
-                            f"| {name} | {v.name} | error | {v.error} | - | - | - | - |")
-            gates = ", ".join(g["gate"] for g in result.gates.values())
-            notes.append(f"- **{name}**: torch p50 {torch_p50:.2f} ms at batch {batches[0]}; gates {gates}; "
-                         f"{result.message}. Calibration: {result.calibration}.")
-            seen: set[str] = set()
-            for v in result.variants:  # a note shared by variants built on the same pass is shown once
-                for note in v.notes:
-                    if note not in seen:
-                        seen.add(note)
-                        notes.append(f"  - {v.name}: {note}")
-    import onnxruntime
-    import torch
-
+        tmp_path = Path(tmp)
+        for i, (name, entry) in enumerate(ZOO.items()):
+            if not args.only or args.only.lower() in name.lower():
+                results.append(run_one(name, entry, args, threads, tmp_path / f"m{i}.onnx",
+                                       tmp_path / f"m{i}.opt.onnx", None))
+        if not args.only or args.only.lower() in MINILM.lower():
+            folder = args.out / "minilm"
+            folder.mkdir(parents=True, exist_ok=True)
+            inputs = MINILM_INPUTS if args.quick else MINILM_LONG_INPUTS
+            res = run_one(MINILM, Entry("MiniLMEmbed", inputs, [32], quick_batches=[2]), args, threads,
+                          folder / "fp32.onnx", folder / "auto.onnx", text_samples(tmp_path / "texts"))
+            results.append(res)
+            jobs = {"sentence-transformers torch encode": {"backend": "st-torch"},
+                    "torch2ort fp32": {"backend": "ort", "onnx": str(folder / "fp32.onnx")}}
+            if (folder / "auto.onnx").is_file():
+                jobs[f"torch2ort auto ({res['result']['chosen']})"] = {"backend": "ort",
+                                                                       "onnx": str(folder / "auto.onnx")}
+            for which in (["short"] if args.quick else ["short", "long"]):
+                texts.append(text_bench(jobs, which, threads=threads, seconds=args.seconds, repeats=args.repeats,
+                                        reference="sentence-transformers torch encode", warmup=0 if args.quick else 3))
+    for res in results:
+        r, n = rows_of(res)
+        rows += r
+        notes += n
+    v = versions()
     body = "\n".join([
-        f"Command: `benchmarks/optimize_zoo` (`torch2ort.optimize` with `passes=auto`: {args.seconds} s timed per "
-        f"process, {args.repeats} repeats in fresh processes, {threads} threads on both sides; torch "
-        f"{torch.__version__}, onnxruntime {onnxruntime.__version__}). Every variant is verified against "
-        "PyTorch on 4 synthetic cases (plus tokenised real text for MiniLM: the ten shell-command descriptions "
-        "and four paragraphs) with the default gate for its output kind; only passing variants are timed. "
-        "Latency is the median over repeats of each process's p50; speed-ups are medians of per-repeat ratios. "
-        "**→** marks the variant `optimize` chose.",
-        "",
+        f"Command: `benchmarks/optimize_zoo{' --quick' if args.quick else ''}` (`torch2ort.optimize` with "
+        f"`passes=auto`: {args.seconds} s timed per process, {args.repeats} repeats in fresh processes, {threads} "
+        f"threads on both sides; torch {v['torch']}, onnxruntime {v['onnxruntime']}). Every variant is verified "
+        "against PyTorch with its gates (default task gates, ECG's outputs declared sigmoid logits; lip-sync "
+        "`psnr>=40`; MiniLM on tokenised real text too); only passing variants are timed. Speed-ups are medians "
+        "of per-repeat ratios, or *unstable* when the repeats disagree. **→** marks the variant `optimize` chose."
+        + (" **A --quick smoke run: these figures are not for quoting.**" if args.quick else ""), "",
         "| model | variant | gate | metric (worst over cases) | p50 ms | vs torch | vs fp32 ONNX | MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows, "", *notes])
+        "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *notes,
+        *(["", "**MiniLM on real text**, a whole set per call (torch2ort: tokenise + `session.run`), fresh "
+           "processes, vs sentence-transformers' torch `encode`:", "",
+           "| texts | backend | p50 ms per set | p99 ms | speed-up vs encode | min cosine vs encode |",
+           "| --- | --- | ---: | ---: | --- | ---: |", *minilm_text_rows(texts)] if texts else [])])
     print(body)
-    if not args.no_write:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "optimize_zoo.json").write_text(json.dumps({"quick": args.quick, "machine": machine_info(),
+                                                            "versions": v, "models": results, "minilm_text": texts},
+                                                           indent=1, default=str))
+    (args.out / "optimize_zoo.md").write_text(body + "\n")
+    print(f"\nwrote {args.out / 'optimize_zoo.json'} and {args.out / 'optimize_zoo.md'}")
+    if not args.no_write and not args.quick and not args.only:
         update_section(ROOT / "BENCHMARKS.md", "optimize", "Optimisation and quantisation (torch2ort optimize)", body)
     return 0
 

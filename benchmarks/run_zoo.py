@@ -1,151 +1,163 @@
-"""Export, verify and benchmark each zoo model; write the 'zoo' section of BENCHMARKS.md.
+"""fp32 ONNX Runtime vs eager PyTorch on the zoo; writes JSON + Markdown, and the 'zoo' section of BENCHMARKS.md.
 
-For CNNs it also reports a compute roof: achieved GFLOP/s (FLOPs from torch's flop counter over
-ORT's p50 latency) next to this machine's measured SGEMM GFLOP/s at the same thread count.
+CNNs: each is exported and verified (2 synthetic cases, atol 1e-4, rtol 1e-3), then ``torch2ort.bench``
+times torch and ORT each in fresh processes, alternating over repeats, with the same thread count on
+both sides. MiniLM: torch2ort's fp32 export of the sentence-embedding model (pooling + L2 norm in the
+graph) against sentence-transformers' torch ``encode``, on the real text sets (benchmarks/data), a
+whole set per call, in fresh processes (benchmarks/text_worker.py); min cosine vs ``encode``.
+A speed-up whose repeats disagree is printed as *unstable* (torch2ort.bench.stats.ratio_text).
+
+    benchmarks/run_zoo                 # the full run (minutes per model), updates BENCHMARKS.md
+    benchmarks/run_zoo --quick         # smoke test only: 1 repeat, 0.2 s, batch 1; never updates BENCHMARKS.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import update_section  # noqa: E402
-from zoo_models import ZOO  # noqa: E402
+from _textbench import text_bench  # noqa: E402
+from zoo_models import MINILM_INPUTS, ZOO, count  # noqa: E402
 
 from torch2ort.bench import BenchOptions, bench  # noqa: E402
+from torch2ort.bench.stats import ratio_text  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
 from torch2ort.parity.verify import verify_onnx  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
 
-
-def sgemm_gflops(threads: int, sizes: tuple[int, ...] = (2048, 3072, 4096)) -> float:
-    """The best torch.mm rate seen over a few sizes (best of 3 each): the probe of the machine's roof."""
-    import torch
-
-    torch.set_num_threads(threads)
-    rates = []
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
-        rates.append(2 * n**3 / min(_timed(lambda a=a, b=b: torch.mm(a, b)) for _ in range(3)) / 1e9)
-    return max(rates)
+OUT = ROOT / "benchmarks" / "out"
 
 
 def _cold(c: dict) -> str:
     return f"{c['import_s']:.2f} + {c['load_s']:.2f} + {c['first_inference_s']:.3f} = {c['total_s']:.2f}"
 
 
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def run_cnn(name: str, entry, args, threads: int, tmp: Path, log=print) -> dict:
+    request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{entry.factory}")
+    spec = InputSpec.from_cli(entry.inputs)
+    loaded = load_model(request)
+    onnx_path = tmp / f"{entry.factory}-{len(list(tmp.glob('*.onnx')))}.onnx"
+    exp = export_onnx(loaded, spec, onnx_path)
+    ver = verify_onnx(loaded, onnx_path, spec, n=2, sweep={})
+    log(f"{name}: exported with {exp.exporter}, parity {'PASS' if ver.report else 'FAIL'} "
+        f"(max abs {ver.report.max_abs():.2g})")
+    batches = entry.quick_batches if args.quick else entry.batches
+    rep = bench(request, spec, onnx_path, BenchOptions(batches=batches, seconds=args.seconds, repeats=args.repeats,
+                                                       threads=threads, warmup=1 if args.quick else 5,
+                                                       profile=not args.quick))
+    params, gflops = count(entry.factory, entry.inputs)
+    return {"model": name, "factory": entry.factory, "params": params, "gflops_per_item": gflops,
+            "exporter": exp.exporter, "parity_pass": bool(ver.report), "parity_max_abs": ver.report.max_abs(),
+            "report": rep.to_dict()}
 
 
-def flops(module, spec: InputSpec, batch: int, label: str | None) -> float:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+def cnn_rows(results: list[dict]) -> tuple[list[str], list[str]]:
+    rows, model_rows = [], []
+    for res in results:
+        rep, name = res["report"], res["model"]
+        by = {(r["backend"], r["batch"]): r for r in rep["rows"]}
+        for b in sorted({r["batch"] for r in rep["rows"]}):
+            t, o = by[("torch", b)], by[("onnxruntime", b)]
+            rows.append(f"| {name} | {b} | {t['p50']:.2f} | {t['p99']:.2f} | {o['p50']:.2f} | {o['p99']:.2f} | "
+                        f"{ratio_text(rep['ratios']['onnxruntime'][str(b)])} | "
+                        f"{t['throughput']:.1f} / {o['throughput']:.1f} | "
+                        f"{b * res['gflops_per_item'] / (o['p50'] / 1e3):.1f} | "
+                        f"{t['peak_rss_mb']:.0f} / {o['peak_rss_mb']:.0f} |")
+        ov = rep.get("overhead")
+        model_rows.append(
+            f"| {name} | {res['params'] / 1e6:.2f} | {res['gflops_per_item']:.2f} | {res['exporter']} | "
+            f"{'pass' if res['parity_pass'] else 'FAIL'} ({res['parity_max_abs']:.1g}) | "
+            f"{_cold(rep['cold']['torch'])} | {_cold(rep['cold']['onnxruntime'])} | "
+            + (f"{ov['overhead_ms']:.3f} ({ov['overhead_pct']:.1f}%) |" if ov else "- |"))
+    return rows, model_rows
 
-    from torch2ort._torch import to_torch_args
-    from torch2ort.inputs import synthetic_feed
 
-    args = to_torch_args(synthetic_feed(spec, {label: batch} if label else {}), spec.names)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        module(*args)
-    return float(counter.get_total_flops())
+def run_minilm(args, threads: int, tmp: Path, log=print) -> list[dict]:
+    request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:MiniLMEmbed")
+    spec = InputSpec.from_cli(MINILM_INPUTS)
+    loaded = load_model(request)
+    onnx_path = tmp / "minilm-fp32.onnx"
+    export_onnx(loaded, spec, onnx_path)
+    jobs = {"sentence-transformers torch encode": {"backend": "st-torch"},
+            "torch2ort fp32 ONNX": {"backend": "ort", "onnx": str(onnx_path)}}
+    return [text_bench(jobs, texts, threads=threads, seconds=args.seconds, repeats=args.repeats,
+                       reference="sentence-transformers torch encode", warmup=0 if args.quick else 3, log=log)
+            for texts in args.texts]
+
+
+def text_rows(results: list[dict]) -> list[str]:
+    rows = []
+    for res in results:
+        for label, r in res["rows"].items():
+            ratio = res["vs_reference"].get(label)
+            rows.append(f"| {res['texts']} ({r['n_texts']} texts) | {label} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                        f"{r['texts_per_s']:.1f} | {ratio_text(ratio) if ratio else 'reference'} | "
+                        f"{r['min_cosine']:.6f} | {r['peak_rss_mb']:.0f} |")
+    return rows
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per batch size")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", help="substring of one zoo name")
-    parser.add_argument("--no-write", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per batch size and process")
+    parser.add_argument("--repeats", type=int, default=3, help="A/B repeats, each in fresh processes")
+    parser.add_argument("--only", help="substring of zoo names to run ('MiniLM' for the text model)")
+    parser.add_argument("--texts", default="short,long", help="MiniLM text sets: short, long or both")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 1 repeat, 0.2 s, batch 1, short text; figures not for quoting")
+    parser.add_argument("--out", type=Path, default=OUT, help="where run_zoo.json and run_zoo.md go")
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args()
-    from torch2ort._env import machine_info, physical_cores
-    from torch2ort.bench.run import batch_label
+    if args.quick:
+        args.seconds, args.repeats = 0.2, 1
+        args.texts = "short" if args.texts == "short,long" else args.texts
+    args.texts = [t for t in args.texts.split(",") if t]
+    from torch2ort._env import machine_info, physical_cores, versions
 
     threads = physical_cores()
-    roof = sgemm_gflops(threads)
-    rows, model_rows, roof_rows = [], [], []
+    cnns, texts = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (factory, inputs, batches) in ZOO.items():
-            if args.only and args.only not in name:
-                continue
-            request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{factory}")
-            spec = InputSpec.from_cli(inputs)
-            loaded = load_model(request)
-            onnx_path = Path(tmp) / f"{factory}.onnx"
-            exp = export_onnx(loaded, spec, onnx_path)
-            ver = verify_onnx(loaded, onnx_path, spec, n=2, sweep={})
-            print(f"{name}: exported with {exp.exporter}, parity {'PASS' if ver.report else 'FAIL'} "
-                  f"(max abs {ver.report.max_abs():.2g})", flush=True)
-            rep = bench(request, spec, onnx_path, BenchOptions(batches=batches, seconds=args.seconds,
-                                                               repeats=args.repeats, threads=threads))
-            by = {(r["backend"], r["batch"]): r for r in rep.rows()}
-            for b in batches:
-                t, o = by[("torch", b)], by[("onnxruntime", b)]
-                ratio = rep.ratios["onnxruntime"][str(b)]
-                rows.append(f"| {name} | {b} | {t['p50']:.2f} | {t['p99']:.2f} | {o['p50']:.2f} | {o['p99']:.2f} | "
-                            f"{ratio['median']:.2f}× [{ratio['min']:.2f}–{ratio['max']:.2f}] | "
-                            f"{t['throughput']:.1f} / {o['throughput']:.1f} | "
-                            f"{t['peak_rss_mb']:.0f} / {o['peak_rss_mb']:.0f} |")
-            c_t, c_o = rep.cold["torch"], rep.cold["onnxruntime"]
-            ov = rep.overhead
-            model_rows.append(
-                f"| {name} | {exp.exporter} | {'pass' if ver.report else 'FAIL'} ({ver.report.max_abs():.1g}) | "
-                f"{t['size_mb']:.1f} / {o['size_mb']:.1f} | "
-                f"{_cold(c_t)} | {_cold(c_o)} | "
-                f"{ov['overhead_ms']:.3f} ({ov['overhead_pct']:.1f}%) |")
-            if factory != "MiniLM":
-                b = batches[-1]
-                f = flops(loaded.module, spec, b, batch_label(spec))
-                o, t = by[("onnxruntime", b)], by[("torch", b)]
-                roof_rows.append(f"| {name} | {b} | {f / 1e9:.2f} | {f / (t['p50'] / 1e3) / 1e9:.1f} | "
-                                 f"{f / (o['p50'] / 1e3) / 1e9:.1f} | {100 * f / (o['p50'] / 1e3) / 1e9 / roof:.0f}% |")
-    m = machine_info()
-    import onnxruntime
-    import torch
-
-    body = "\n".join([
-        f"Command: `benchmarks/run_zoo` (timed {args.seconds} s per batch size, {args.repeats} A/B repeats, "
-        f"{threads} threads on both sides; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
-        f"{m['physical_cores']} physical cores). Each backend runs in its own fresh processes "
-        "(`torch2ort bench`); latency is the median over repeats of each process's p50.",
-        "",
-        "| model | batch | torch p50 ms | torch p99 ms | ORT p50 ms | ORT p99 ms | ORT speed-up median [min–max] "
-        "| items/s torch / ORT | peak RSS MB torch / ORT |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
-        *rows,
-        "",
-        "| model | exporter | parity (max abs err) | size MB torch / ORT | cold start s, torch: import + load + first "
-        "= total | cold start s, ORT | ORT binding overhead ms per call |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        *model_rows,
-        "",
-        "Speed-up = torch p50 / ORT p50 for each A/B pair. Cold start is timed inside a fresh process (median of the "
-        "repeats; the interpreter's own start is not included). Torch size = its serialized state_dict; ORT size = "
-        "the .onnx file. Peak RSS = VmHWM of each worker process. Binding overhead = wall time minus ORT's own "
-        "`model_run` time, from a separate profiled run. Parity: 2 synthetic inputs, atol 1e-4, rtol 1e-3.",
-        "",
-        f"**Compute roof** (CNNs, largest batch): measured SGEMM on this machine: **{roof:.1f} GFLOP/s** "
-        f"(torch.mm, best over 2048², 3072², 4096², best of 3 each, {threads} threads). FLOPs from "
-        "`torch.utils.flop_counter` (2 per multiply-add). This VM shares its cores, so the roof itself moves between "
-        "runs (100–170 GFLOP/s were seen in one session); a figure above 100% means the model's kernels ran "
-        "closer to the FMA peak than the SGEMM probe did in that run, not that the peak was exceeded.",
-        "",
-        "| model | batch | GFLOP per call | torch GFLOP/s | ORT GFLOP/s | ORT % of SGEMM |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        *roof_rows,
-    ])
+        for name, entry in ZOO.items():
+            if not args.only or args.only.lower() in name.lower():
+                cnns.append(run_cnn(name, entry, args, threads, Path(tmp)))
+        if not args.only or args.only.lower() in "all-minilm-l6-v2":
+            texts = run_minilm(args, threads, Path(tmp))
+    rows, model_rows = cnn_rows(cnns)
+    v = versions()
+    head = [f"Command: `benchmarks/run_zoo{' --quick' if args.quick else ''}` (timed {args.seconds} s per batch size, "
+            f"{args.repeats} A/B repeats in fresh processes, {threads} threads on both sides; torch {v['torch']}, "
+            f"onnxruntime {v['onnxruntime']}). Latency is the median over repeats of each process's p50; the "
+            "speed-up is torch p50 / ORT p50 per A/B pair, median [min–max], or *unstable* when the repeats "
+            "disagree." + (" **A --quick smoke run: these figures are not for quoting.**" if args.quick else "")]
+    cnn_part = [
+        "| model | batch | torch p50 ms | torch p99 ms | ORT p50 ms | ORT p99 ms | ORT speed-up | items/s torch / ORT "
+        "| ORT GFLOP/s | peak RSS MB torch / ORT |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | --- |", *rows, "",
+        "| model | params (M) | GFLOPs per item | exporter | parity (max abs) | cold start s, torch: import + load + "
+        "first = total | cold start s, ORT | ORT binding overhead ms per call |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- |", *model_rows, "",
+        "GFLOPs from `torch.utils.flop_counter.FlopCounterMode` (2 × MACs). Items are bags for AttnMIL. Torch's "
+        "load time includes building the seeded network (and measuring its BN statistics on a small batch)."]
+    text_part = [
+        f"**all-MiniLM-L6-v2 on real text** ({threads} threads each side, a whole text set per call; short = 10 "
+        "sentences, long = 32 paragraphs of 169–196 tokens; torch2ort's side is tokenise + `session.run`):", "",
+        "| texts | backend | p50 ms per set | p99 ms | texts/s | speed-up vs encode | min cosine vs encode | "
+        "peak RSS MB |", "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |", *text_rows(texts)]
+    body = "\n".join(head + [""] + (cnn_part + [""] if cnns else []) + (text_part if texts else []))
     print(body)
-    if not args.no_write:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "run_zoo.json").write_text(json.dumps({"quick": args.quick, "machine": machine_info(), "versions": v,
+                                                       "cnn": cnns, "minilm": texts}, indent=1, default=str))
+    (args.out / "run_zoo.md").write_text(body + "\n")
+    print(f"\nwrote {args.out / 'run_zoo.json'} and {args.out / 'run_zoo.md'}")
+    if not args.no_write and not args.quick and not args.only:
         update_section(ROOT / "BENCHMARKS.md", "zoo", "PyTorch vs ONNX Runtime (CPU)", body)
     return 0
 

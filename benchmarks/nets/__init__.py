@@ -1,0 +1,1 @@
+"""Plain torch.nn networks at the seeds' real sizes, for the benchmark zoo (no torchvision or timm here)."""
