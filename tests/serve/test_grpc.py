@@ -105,3 +105,31 @@ def test_grpc_shares_hosts_and_metrics_with_http(both, client):
     labels = {"model": "mobilenet", "protocol": "grpc"}
     assert value(after, "torch2ort_requests_total", **labels) - value(before, "torch2ort_requests_total", **labels) == 1
     assert hosts["mobilenet"].inside == 0
+
+
+def test_the_cli_serves_grpc_with_a_token_and_stops_cleanly(bundles, tmp_path):
+    """`torch2ort serve … --grpc-port P --token-file F` in its own process; SIGTERM exits 0."""
+    from pathlib import Path
+
+    import torch2ort
+    from serve.probes import Target, wait_ready
+
+    token = tmp_path / "token"
+    token.write_text("tok-123\n")
+    port = free_port()
+    t = Target(str(Path(torch2ort.__file__).resolve().parents[1]), [str(bundles["mobilenet"])],
+               ["--grpc-port", str(port), "--token-file", str(token)])
+    t.start(tmp_path / "server.log")
+    try:
+        wait_ready(t.url, t.proc)
+        client = tg.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_server_ready()
+        x = tg.InferInput("image", [2, 3, 32, 32], "FP32")
+        x.set_data_from_numpy(np.ones((2, 3, 32, 32), np.float32))
+        with pytest.raises(InferenceServerException, match="bearer token"):
+            client.infer("mobilenet", [x])
+        got = client.infer("mobilenet", [x], headers={"authorization": "Bearer tok-123"}).as_numpy("probabilities")
+        assert got.shape == (2, 7)
+    finally:
+        t.stop()
+    assert t.proc.returncode == 0, t.log.read_text()[-2000:]
