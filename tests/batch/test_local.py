@@ -107,3 +107,19 @@ def test_cli(bundles, texts, tmp_path, capsys):
     assert run_cli("batch", bundles["encoder"], texts, "-o", out, "--batch-size", "0") == 2
     assert run_cli("batch", bundles["encoder"], texts, "-o", tmp_path / "y", "--address", "auto") == 2
     assert "--address is for --engine ray" in capsys.readouterr().err
+
+
+def test_batch_runs_with_torch_blocked(bundles, images, tmp_path):
+    """The CLI command and its library import nothing from the torch side (Ray workers have the runtime only)."""
+    import subprocess
+    import sys
+
+    from runtime.test_torch_free import BLOCK
+
+    code = ("import sys\nfrom torch2ort.cli import main\nrc = main(['batch', *sys.argv[1:]])\n"
+            "assert 'torch' not in sys.modules\nsys.exit(rc)")
+    out = tmp_path / "faces.parquet"
+    proc = subprocess.run([sys.executable, "-c", BLOCK + code, str(bundles["mobilenet"]), str(images), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 13 rows (2 errors)" in proc.stdout
