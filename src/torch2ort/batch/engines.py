@@ -92,7 +92,7 @@ def run_ray(spec: dict, pending: list[Shard], address: str | None, concurrency: 
         items = [{"shard": i, "start": a, "stop": b} for i, a, b in pending]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(RayShardWriter, fn_constructor_kwargs={"spec": spec, "threads": threads},
-                            batch_size=1, concurrency=actors, num_cpus=threads)
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads)
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
             progress({k: int(v[0]) for k, v in batch.items()})
     finally:
