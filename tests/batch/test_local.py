@@ -109,6 +109,12 @@ def test_cli(bundles, texts, tmp_path, capsys):
     assert "--address is for --engine ray" in capsys.readouterr().err
 
 
+def test_cli_names_the_output_after_the_model(bundles, texts, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("batch", bundles["encoder"], texts, "--no-progress") == 0
+    assert len(_rows(tmp_path / "encoder.parquet")) == 30
+
+
 def test_batch_runs_with_torch_blocked(bundles, images, tmp_path):
     """The CLI command and its library import nothing from the torch side (Ray workers have the runtime only)."""
     import subprocess

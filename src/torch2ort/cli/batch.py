@@ -8,9 +8,9 @@ import argparse
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "batch",
-        description="Run a bundle over every input of INPUT and write one Parquet row per input (id, outputs, "
-                    "error). INPUT: a folder of files (images, audio, .npy), a text file with one input per line, "
-                    "or a Parquet/CSV/JSONL file with --column. OUT is a Parquet dataset folder of shards; a "
+        description="Run a bundle over every input of INPUT and write one Parquet row per input (row, source, "
+                    "outputs, error). INPUT: a folder of files (images, audio, .npy), a text file with one input per "
+                    "line, or a Parquet/CSV/JSONL file with --column. OUT is a Parquet dataset folder of shards; a "
                     "rerun skips the shards already written. Corrupt inputs become error rows. See docs/scale.md.")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("input", metavar="INPUT")
