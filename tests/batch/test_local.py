@@ -129,3 +129,20 @@ def test_batch_runs_with_torch_blocked(bundles, images, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "wrote 13 rows (2 errors)" in proc.stdout
+
+
+def test_multi_label_lists_keep_their_type_when_empty(bundles, images, exported, tmp_path):
+    """A threshold no probability reaches gives empty label lists (at warm-up too): the column stays list<string>."""
+    import pyarrow as pa
+
+    from batch.conftest import LABELS
+    from torch2ort.bundle.writer import pack
+
+    bundle = pack(exported("mobilenet"), tmp_path / "multi", name="multi", labels=LABELS, preprocess="image",
+                  postprocess=[{"op": "sigmoid", "output": "output_0", "name": "p"},
+                               {"op": "threshold", "output": "p", "threshold": 1.5}])
+    out = tmp_path / "multi.parquet"
+    run_batch(bundle, images, out, shard_rows=4, progress=False)
+    table = pq.read_table(out)
+    assert table.schema.field("labels").type == pa.list_(pa.string())
+    assert all(r["labels"] == [] for r in table.to_pylist() if not r["error"])

@@ -131,10 +131,21 @@ class ShardWorker:
                 kind = pa.from_numpy_dtype(dtype)
                 for _ in range(depth):
                     kind = pa.list_(kind)
-            else:
-                kind = pa.array(col[:1]).type
+            else:  # lists of labels, scores, indices; an empty list at warm-up would say "null"
+                kind = _no_nulls(pa.array(col[:1]).type)
             fields.append(pa.field(name, kind))
         return pa.schema(fields)
+
+
+def _no_nulls(kind):
+    """``null`` (what Arrow infers from an empty list) read as string: labels are the lists that can be empty."""
+    import pyarrow as pa
+
+    if pa.types.is_null(kind):
+        return pa.string()
+    if pa.types.is_list(kind):
+        return pa.list_(_no_nulls(kind.value_type))
+    return kind
 
 
 def shard_name(index: int) -> str:
