@@ -13,7 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from fixtures.families import FAMILIES
 from fixtures.server import free_port, running
-from serve.test_metrics import scrape, value
+from serve.test_prometheus import scrape, value
 from torch2ort.inputs import synthetic_feed
 from torch2ort.runtime import Bundle
 from torch2ort.serve import Limits
