@@ -146,3 +146,16 @@ def test_multi_label_lists_keep_their_type_when_empty(bundles, images, exported,
     table = pq.read_table(out)
     assert table.schema.field("labels").type == pa.list_(pa.string())
     assert all(r["labels"] == [] for r in table.to_pylist() if not r["error"])
+
+
+def test_a_tampered_bundle_is_refused_before_any_work(bundles, texts, tmp_path):
+    import shutil
+
+    from torch2ort.errors import BundleError
+
+    bad = tmp_path / "bad-bundle"
+    shutil.copytree(bundles["encoder"], bad)
+    (bad / "tokenizer.json").write_text("{}")
+    with pytest.raises(BundleError, match="tokenizer.json"):
+        run_batch(bad, texts, tmp_path / "out.parquet", engine="ray", progress=False)
+    assert not (tmp_path / "out.parquet").exists()

@@ -61,6 +61,7 @@ def run_batch(bundle: str | Path, input_path: str | Path, out: str | Path, engin
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: must be >= 1")
     manifest = mf.read_manifest(Path(bundle))
+    mf.verify_files(Path(bundle), manifest["files"])  # here, before any worker or Ray actor starts
     pre = manifest.get("preprocess", [])
     inputs = read_inputs(input_path, column, text_model=bool(pre) and pre[0].get("op") == "tokenize")
     plan = make_plan(bundle, input_path, column, inputs, batch_size, shard_rows)

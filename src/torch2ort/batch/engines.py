@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from torch2ort._env import physical_cores
 from torch2ort.batch.inputs import Inputs
 from torch2ort.batch.worker import ShardWorker
-from torch2ort.errors import UsageError
+from torch2ort.errors import Torch2OrtError, UsageError
 
 Shard = tuple[int, int, int]
 Progress = Callable[[dict], None]
@@ -95,6 +95,11 @@ def run_ray(spec: dict, pending: list[Shard], address: str | None, concurrency: 
                             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads)
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
             progress({k: int(v[0]) for k, v in batch.items()})
+    except Exception as exc:  # a RayTaskError wraps what an actor raised: ours is a one-line error
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Torch2OrtError):
+            raise cause from None
+        raise
     finally:
         if started:
             ray.shutdown()
