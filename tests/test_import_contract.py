@@ -50,7 +50,7 @@ def _under(module: str, roots: tuple[str, ...]) -> bool:
     return any(module == r or module.startswith(r + ".") for r in roots)
 
 
-def torch_free_violations(files: list[Path]) -> list[str]:
+def torch_free_violations(files: list[Path], allowed: tuple[str, ...] = TORCH_FREE_MAY_IMPORT) -> list[str]:
     bad = []
     for path in files:
         for line, module, names in imports(path):
@@ -59,7 +59,7 @@ def torch_free_violations(files: list[Path]) -> list[str]:
                 bad.append(f"{where} imports {module}")
             elif module == "torch2ort":
                 bad += [f"{where} imports torch2ort.{n}" for n in names if n != "__version__"]
-            elif module.startswith("torch2ort.") and not _under(module, TORCH_FREE_MAY_IMPORT):
+            elif module.startswith("torch2ort.") and not _under(module, allowed):
                 bad.append(f"{where} imports {module}")
     return bad
 
@@ -80,6 +80,11 @@ def private_cross_package_imports(files: list[Path]) -> list[str]:
 
 def test_runtime_and_serve_import_only_the_torch_free_side():
     assert torch_free_violations(_files("runtime", "serve")) == []
+
+
+def test_batch_is_torch_free_too():
+    """`torch2ort batch` runs on Ray workers and batch nodes that have the runtime only."""
+    assert torch_free_violations(_files("batch"), TORCH_FREE_MAY_IMPORT + ("torch2ort.batch",)) == []
 
 
 def test_the_runtime_does_not_import_the_server():

@@ -25,6 +25,7 @@ COMMANDS = {
     "optimize": ("torch2ort.cli.optimize", "optimise and quantise behind accuracy gates; keep the fastest that passes"),
     "predict": ("torch2ort.cli.predict", "run a bundle (torch-free) and print JSON"),
     "serve": ("torch2ort.cli.serve", "serve bundles over the Open Inference Protocol (KServe v2) REST API"),
+    "batch": ("torch2ort.cli.batch", "batch inference over a folder, text file or table into Parquet (local or Ray)"),
     "triton": ("torch2ort.cli.triton", "export a bundle to a Triton model repository (config.pbtxt + model.onnx)"),
 }
 

@@ -10,8 +10,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "serve",
         description="Serve one or more bundles with the KServe v2 / Open Inference Protocol REST "
-                    "API (JSON and binary tensors; tritonclient works). Torch is never imported. "
-                    "OpenAPI document at /openapi.json. See docs/serve.md.")
+                    "API (JSON and binary tensors; tritonclient works), optionally gRPC too (--grpc-port). "
+                    "Torch is never imported. OpenAPI document at /openapi.json, Prometheus metrics at "
+                    "/metrics. See docs/serve.md and docs/scale.md.")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -28,6 +29,11 @@ def add_parser(sub) -> None:
                    help="time a client has to send its request headers, and then its body (default 30)")
     p.add_argument("--queue", type=int, default=64, metavar="Q",
                    help="requests per model queued or running before answering 503 (default 64)")
+    p.add_argument("--grpc-port", type=int, metavar="P",
+                   help="also serve the OIP gRPC protocol (KServe v2 GRPCInferenceService) on port P, e.g. 8001")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="require 'Authorization: Bearer <token>' (HTTP and gRPC) with the token in FILE; "
+                        "health checks stay open")
     p.add_argument("--providers", metavar="cuda,cpu", help="ONNX Runtime providers in order of preference")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -44,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
                                    ("--max-delay-ms", args.max_delay_ms, 0, 60_000),
                                    ("--max-body-mb", args.max_body_mb, 1e-3, 2**20),
                                    ("--read-timeout-s", args.read_timeout_s, 0.1, 3600),
-                                   ("--port", args.port, 1, 65535)]:
+                                   ("--port", args.port, 1, 65535),
+                                   ("--grpc-port", 8001 if args.grpc_port is None else args.grpc_port, 1, 65535)]:
         if not (math.isfinite(value) and low <= value <= high):  # NaN and inf fail here too
             raise UsageError(f"{flag} {value}: must be a number from {low:g} to {high:g}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: must be >= 1")
     limits = Limits(args.max_batch, args.max_delay_ms, args.queue, args.max_rows, args.max_text_chars)
     serve(args.bundles, args.host, args.port, limits, args.max_body_mb, args.providers, args.threads,
-          args.log_level, read_timeout_s=args.read_timeout_s)
+          args.log_level, read_timeout_s=args.read_timeout_s, grpc_port=args.grpc_port, token_file=args.token_file)
     return 0

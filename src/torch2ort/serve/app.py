@@ -2,8 +2,10 @@
 
 ``create_app(hosts, max_body_mb=…, read_timeout_s=…)`` takes already-loaded hosts (tests can pass
 their own), so the routes carry no model logic. Every error is ``{"error": "…"}`` with a JSON
-content type: 400 bad input, 404 unknown model or route, 405 (with ``Allow``), 408 body too slow,
-413 body too large, 503 not ready or overloaded, 500 only for a real internal fault.
+content type: 400 bad input, 401 no or wrong bearer token (with ``--token-file``; health stays
+open), 404 unknown model or route, 405 (with ``Allow``), 408 body too slow, 413 body too large,
+503 not ready or overloaded, 500 only for a real internal fault. ``GET /metrics`` is the Prometheus
+exposition (``metrics.py``); ``POST /v2/repository/index`` lists the served models.
 
 An infer request takes a queue slot first (503 when full), then one of ``INTAKE`` reading slots
 while its body is read and then parsed (JSON, BYTES, tokenizing) on one of ``PARSERS`` worker
@@ -19,6 +21,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +32,9 @@ from starlette.requests import ClientDisconnect
 from torch2ort import __version__
 from torch2ort.errors import ProtocolError
 from torch2ort.serve import openapi as oa
+from torch2ort.serve.auth import BearerAuth
 from torch2ort.serve.host import ModelHost
+from torch2ort.serve.metrics import CONTENT_TYPE, Metrics
 from torch2ort.serve.protocol import HEADER, encode_response
 
 log = logging.getLogger("torch2ort.serve")
@@ -94,8 +99,13 @@ async def _send_error(send, status: int, message: str) -> None:
 
 
 def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_timeout_s: float = 30.0,
-               intake: int = INTAKE):
-    """The app over loaded hosts. ``intake``: requests reading and parsing their body at once."""
+               intake: int = INTAKE, token: str | None = None, metrics: Metrics | None = None,
+               grpc_port: int | None = None, grpc_host: str = "127.0.0.1"):
+    """The app over loaded hosts. ``intake``: requests reading and parsing their body at once;
+    ``token``: bearer token every route but health requires; ``grpc_port``: also serve the gRPC
+    protocol there (``grpc_server.py``), started and stopped with the app, over the same hosts."""
+    metrics = metrics or Metrics()
+    metrics.attach(hosts)
     parse_pool = ThreadPoolExecutor(max_workers=PARSERS, thread_name_prefix="parse")
     reading = asyncio.Semaphore(intake)
 
@@ -103,8 +113,15 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
     async def lifespan(app):
         for host in hosts.values():
             await host.start()
+        grpc_server = None
+        if grpc_port is not None:
+            from torch2ort.serve.grpc_server import start_grpc
+            grpc_server = await start_grpc(state, grpc_host, grpc_port, int(max_body_mb * 2**20))
+            log.info("gRPC on %s:%d", grpc_host, grpc_port)
         log.info("serving %s", ", ".join(hosts))
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(5.0)  # in-flight calls get 5 s, then are cancelled
         for host in hosts.values():  # uvicorn has already let in-flight requests finish
             await host.stop()
         parse_pool.shutdown(wait=True)
@@ -142,6 +159,9 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
             raise ProtocolError(f"model {name!r} has no version {version!r}; versions: {host.version}", 404)
         return host
 
+    state = SimpleNamespace(hosts=hosts, host_of=host_of, metrics=metrics, token=token, parse_pool=parse_pool,
+                            extensions=EXTENSIONS)
+
     @app.get("/v2/health/live")
     async def live():
         return {"live": True}
@@ -173,6 +193,11 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
     @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=oa.INFER_BODY, responses=oa.INFER_RESPONSES)
     async def infer(name: str, request: Request, version: str | None = None):
         host = host_of(name, version)
+        with metrics.track(name, "http"):
+            return await _infer(host, request)
+
+    async def _infer(host: ModelHost, request: Request):
+        name = host.name
         host.admit()  # a queue slot first (or 503): nothing is read or parsed for a request we cannot take
         loop = asyncio.get_running_loop()
         try:
@@ -197,6 +222,26 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
             host.release()
         return Response(content, headers=headers)
 
+    @app.post("/v2/repository/index", openapi_extra=oa.INDEX_BODY, responses=oa.INDEX_RESPONSES)
+    async def repository_index(request: Request):
+        """Triton's repository index: every served model, its version and state."""
+        body = await request.body()
+        ready_only = False
+        if body.strip():
+            try:
+                query = json.loads(body)
+            except (ValueError, RecursionError):
+                raise ProtocolError("the repository index request body must be JSON, e.g. {\"ready\": true}") from None
+            if not isinstance(query, dict) or not isinstance(query.get("ready", False), bool):
+                raise ProtocolError('the repository index request body is {"ready": true|false} (optional)')
+            ready_only = query.get("ready", False)
+        return [{"name": n, "version": h.version, "state": "READY" if h.ready else "UNAVAILABLE", "reason": ""}
+                for n, h in sorted(hosts.items()) if h.ready or not ready_only]
+
+    @app.get("/metrics", responses=oa.METRICS_RESPONSES)
+    async def prometheus_metrics():
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
     @app.get("/bundles/{name}/{path:path}", include_in_schema=False)
     async def bundle_file(name: str, path: str):
         """A bundle's own files (its web page among them), cross-origin isolated so WASM threads work."""
@@ -214,6 +259,9 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
                             headers=ISOLATION)
 
     app.openapi_schema = None
-    oa.add_schemas(app, sorted(hosts))
+    oa.add_schemas(app, sorted(hosts), auth=token is not None)
     app.add_middleware(Guard, max_bytes=int(max_body_mb * 2**20), read_timeout_s=read_timeout_s)
+    if token is not None:
+        app.add_middleware(BearerAuth, token=token)  # outermost: nothing is read for a refused request
+    app.state.metrics = metrics
     return app

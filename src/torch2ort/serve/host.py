@@ -57,6 +57,7 @@ class ModelHost:
         self.inside = 0                      # requests admitted and not yet answered
         self.ready = False
         self.stats = {"requests": 0, "batches": 0, "rows": 0}
+        self.metrics = None                  # metrics.ModelMetrics, when the app records Prometheus metrics
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task | None = None
         self.output_meta = self._warm_up()
@@ -135,6 +136,18 @@ class ModelHost:
     def run_model(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.bundle.run(feed)
 
+    def _timed_run(self, feed: dict[str, np.ndarray], queued_at: list[float]) -> dict[str, np.ndarray]:
+        """``run_model`` on the worker thread, recording queue waits, compute time and batch size."""
+        start = time.perf_counter()
+        raw = self.run_model(feed)
+        m = self.metrics
+        if m is not None:
+            m.compute.observe(time.perf_counter() - start)
+            m.batch.observe(next(iter(feed.values())).shape[0] if feed else 0)
+            for t in queued_at:
+                m.queue.observe(start - t)
+        return raw
+
     def postprocess(self, feed: dict[str, np.ndarray], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw outputs plus the post-processed results that are numeric arrays (embeddings, probabilities)."""
         results = self.bundle.postprocess(feed, raw)
@@ -158,7 +171,7 @@ class ModelHost:
         self.stats["requests"] += 1
         loop = asyncio.get_running_loop()
         if not self.batching:
-            raw = await loop.run_in_executor(self.executor, self.run_model, feed)
+            raw = await loop.run_in_executor(self.executor, self._timed_run, feed, [time.perf_counter()])
             self.stats["batches"] += 1
             return await loop.run_in_executor(self.executor, self.postprocess, feed, raw)
         rows = next(iter(feed.values())).shape[0]
@@ -222,7 +235,7 @@ class ModelHost:
         self.stats["batches"] += 1
         self.stats["rows"] += total
         try:
-            raw = await loop.run_in_executor(self.executor, self.run_model, feed)
+            raw = await loop.run_in_executor(self.executor, self._timed_run, feed, [j.queued_at for j in batch])
         except Exception as exc:  # an ORT failure on a validated feed: a real internal fault
             for j in batch:
                 if not j.future.done():

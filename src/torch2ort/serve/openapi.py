@@ -29,6 +29,21 @@ INFER_RESPONSES = {
     413: error_response("body over --max-body-mb"),
     503: error_response("model not ready, or its queue is full (--queue)"),
 }
+INDEX_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"ready": {"type": "boolean"}}}}}}}
+INDEX_RESPONSES = {
+    200: {"description": "the served models", "content": {"application/json": {"schema": {
+        "type": "array", "items": {"type": "object", "required": ["name", "state"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"}, "state": {"type": "string"},
+            "reason": {"type": "string"}}}}}}},
+    400: error_response("a body that is not {\"ready\": bool}"),
+    408: error_response("the request body was not received in time (--read-timeout-s)"),
+    413: error_response("body over --max-body-mb"),
+}
+METRICS_RESPONSES = {200: {"description": "Prometheus text exposition format",
+                           "content": {"text/plain": {"schema": {"type": "string"}}}}}
+UNAUTHORIZED = error_response("no or wrong bearer token (only with --token-file)")
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
 INFER_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
@@ -66,9 +81,10 @@ SCHEMAS = {
 }
 
 
-def add_schemas(app, models: list[str]) -> None:
+def add_schemas(app, models: list[str], auth: bool = False) -> None:
     """Put SCHEMAS into the generated document (FastAPI only sees the routes), and served model names
-    as examples of the ``name`` path parameter (so generated requests reach real models too)."""
+    as examples of the ``name`` path parameter (so generated requests reach real models too). With
+    ``auth``: a bearer security scheme, required (with its 401) everywhere but health."""
     base = app.openapi
 
     def openapi():
@@ -76,8 +92,13 @@ def add_schemas(app, models: list[str]) -> None:
             return app.openapi_schema
         schema = base()
         schema.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS)
-        for item in schema.get("paths", {}).values():
+        if auth:
+            schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        for path, item in schema.get("paths", {}).items():
             for operation in item.values():
+                if auth and path not in OPEN_PATHS:
+                    operation["security"] = [{"bearer": []}]
+                    operation.setdefault("responses", {})["401"] = UNAUTHORIZED
                 for param in operation.get("parameters", []):
                     if param.get("in") == "path" and param["name"] in ("name", "version") and models:
                         param["schema"]["examples"] = models if param["name"] == "name" else ["1"]

@@ -1,0 +1,111 @@
+"""Batch inference over a corpus: INPUT (folder, text file, table column) -> a Parquet dataset.
+
+Example::
+
+    from torch2ort.batch import run_batch
+    result = run_batch("minilm-bundle", "corpus.txt", "embeddings.parquet", batch_size=64)
+    result.rows, result.errors, result.skipped_shards
+
+    run_batch("emotion-bundle", "faces/", "labels.parquet", engine="ray", address="auto")
+
+The library behind ``torch2ort batch`` (see docs/scale.md): ``inputs`` reads INPUT, ``job`` owns
+the output folder and resuming, ``worker`` predicts and writes one shard, ``engines`` runs the
+pending shards locally or on Ray. Needs ``torch2ort[batch]`` (pyarrow), and ``[ray]`` for Ray.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch2ort.errors import UsageError
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class BatchResult:
+    out: Path
+    rows: int            # rows written by this run
+    errors: int          # of those, error rows
+    shards: int          # shards in the job
+    skipped_shards: int  # already written by an earlier run (resumed)
+    seconds: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_batch(bundle: str | Path, input_path: str | Path, out: str | Path, engine: str = "local",
+              column: str | None = None, batch_size: int = 32, shard_rows: int = 1024,
+              concurrency: int | None = None, threads: int | None = None, address: str | None = None,
+              force: bool = False, providers: list[str] | None = None, progress: bool | None = None) -> BatchResult:
+    """Predict every input of ``input_path`` with ``bundle``; write (or resume) the dataset ``out``."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UsageError("torch2ort batch writes Parquet with pyarrow: pip install 'torch2ort[batch]'") from None
+    from torch2ort.batch import engines
+    from torch2ort.batch.inputs import read_inputs
+    from torch2ort.batch.job import make_plan, prepare_out
+    from torch2ort.runtime import manifest as mf
+
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+    if address and engine != "ray":
+        raise UsageError("--address is for --engine ray")
+    for flag, value in (("--concurrency", concurrency), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: must be >= 1")
+    manifest = mf.read_manifest(Path(bundle))
+    mf.verify_files(Path(bundle), manifest["files"])  # here, before any worker or Ray actor starts
+    pre = manifest.get("preprocess", [])
+    inputs = read_inputs(input_path, column, text_model=bool(pre) and pre[0].get("op") == "tokenize")
+    plan = make_plan(bundle, input_path, column, inputs, batch_size, shard_rows)
+    pending = prepare_out(out, plan, force)
+    spec = engines.worker_spec(plan.bundle, inputs, str(Path(out).resolve()), plan.batch_size, providers)
+    todo = sum(b - a for _, a, b in pending)
+    bar = _bar(todo, progress)
+    counts = {"rows": 0, "errors": 0}
+
+    def tick(status: dict) -> None:
+        counts["rows"] += status["rows"]
+        counts["errors"] += status["errors"]
+        bar.update(status["rows"])
+
+    start = time.perf_counter()
+    try:
+        if pending and engine == "local":
+            engines.run_local(spec, pending, concurrency, threads, tick)
+        elif pending:
+            engines.run_ray(spec, pending, address, concurrency, threads, tick)
+    finally:
+        bar.close()
+    return BatchResult(Path(out), counts["rows"], counts["errors"], len(plan.shards),
+                       len(plan.shards) - len(pending), time.perf_counter() - start)
+
+
+def _bar(total: int, show: bool | None):
+    """A tqdm bar on stderr (shown on a terminal, or when asked), counting rows."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or show is False:
+        return _NoBar()
+    return tqdm(total=total, unit="row", file=sys.stderr, disable=None if show is None else False,
+                dynamic_ncols=True, desc="batch")
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["ENGINES", "BatchResult", "run_batch"]

@@ -1,0 +1,109 @@
+"""What ``torch2ort batch`` reads: INPUT as a list of sources, one per output row, in a fixed order.
+
+- a folder: every regular file under it (recursively, hidden files skipped), sorted by relative path;
+  each row's source is the path relative to the folder;
+- a text file (``.txt`` or any other suffix not listed below): one input per line. For a bundle whose
+  preprocess tokenizes, each line is a text; otherwise each line is a path (relative to the text file);
+- a Parquet, CSV or JSONL file (``.parquet``, ``.csv``, ``.jsonl``/``.ndjson``) with ``column``: the
+  column's string values, texts or paths as above.
+
+The sources are plain strings, so a shard's work is a small JSON-able list (it travels to Ray actors).
+``load(source)`` turns one into what ``Bundle.preprocess`` takes: a text, a path, or a .npy array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from torch2ort.errors import PredictInputError, UsageError
+
+TABLES = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".ndjson": "json"}
+
+
+@dataclass
+class Inputs:
+    kind: str            # "files" (paths under root) or "texts"
+    root: str            # absolute folder that relative paths are resolved against
+    sources: list[str]   # one per row
+
+    def fingerprint(self) -> str:
+        """A digest of what would be computed: changes when an input is added, removed or renamed."""
+        h = hashlib.sha256(json.dumps([self.kind, self.root]).encode())
+        for s in self.sources:
+            h.update(s.encode("utf-8", "surrogatepass") + b"\0")
+        return h.hexdigest()
+
+    def load(self, source: str):
+        """The value ``Bundle.preprocess`` takes for one source (or PredictInputError)."""
+        if self.kind == "texts":
+            return source
+        path = Path(self.root) / source
+        if path.suffix.lower() == ".npy":
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise PredictInputError(f"{source}: not a readable .npy file ({exc})") from None
+        if not path.is_file():
+            raise PredictInputError(f"{source}: no such file")
+        return str(path)
+
+
+def read_inputs(path: str | Path, column: str | None, text_model: bool) -> Inputs:
+    """The sources of INPUT, or UsageError with what was wrong (missing file, unknown column, empty)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"input {path} does not exist")
+    if path.is_dir():
+        if column:
+            raise UsageError("--column applies to Parquet, CSV and JSONL inputs, not to a folder")
+        files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        inputs = Inputs("files", str(path.resolve()), files)
+    elif path.suffix.lower() in TABLES:
+        values = _column(path, column)
+        inputs = Inputs("texts" if text_model else "files", str(path.resolve().parent), values)
+    else:
+        if column:
+            raise UsageError(f"--column applies to Parquet, CSV and JSONL inputs; {path.name} is read as a text "
+                             f"file with one input per line (suffixes for tables: {', '.join(TABLES)})")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is not a UTF-8 text file (one input per line)") from None
+        inputs = Inputs("texts" if text_model else "files", str(path.resolve().parent), lines)
+    if not inputs.sources:
+        raise UsageError(f"input {path} has no inputs (an empty folder or file)")
+    return inputs
+
+
+def _column(path: Path, column: str | None) -> list[str]:
+    """One column of a Parquet/CSV/JSONL file as strings (nulls become empty strings, which fail per row)."""
+    import pyarrow as pa
+
+    kind = TABLES[path.suffix.lower()]
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+            table = pq.read_table(path, columns=[column] if column else None)
+        elif kind == "csv":
+            import pyarrow.csv as pcsv
+            table = pcsv.read_csv(path)
+        else:
+            import pyarrow.json as pjson
+            table = pjson.read_json(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise UsageError(f"cannot read {path} as {kind}: {str(exc).splitlines()[0]}") from None
+    if not column:
+        raise UsageError(f"{path.name} is a table: name the input column with --column "
+                         f"(columns: {', '.join(table.column_names)})")
+    if column not in table.column_names:
+        raise UsageError(f"{path.name} has no column {column!r}; columns: {', '.join(table.column_names)}")
+    col = table.column(column)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise UsageError(f"column {column!r} is {col.type}; batch reads texts or file paths (strings)")
+    return ["" if v is None else v for v in col.to_pylist()]

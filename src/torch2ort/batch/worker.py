@@ -1,0 +1,152 @@
+"""One shard of a batch job: sources -> predictions -> one Parquet file, written atomically.
+
+Both engines run this same code (the local engine in threads, the Ray engine inside actors), with
+the same shards and the same batches inside a shard, so their outputs are identical.
+
+A row's columns: ``row`` (its position in the input), ``source`` (the path or text), ``error``
+(null, or why this input failed), then the bundle's results. With a postprocess pipeline the
+results are what it adds or replaces (embeddings, probabilities, top-k as ``<name>_label``,
+``<name>_index`` and ``<name>_score`` lists); without one, the raw outputs. Tensors become (nested)
+lists. A bad input (a corrupt image, a bad .npy) fails alone: its row has the error, the job goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from torch2ort.batch.inputs import Inputs
+from torch2ort.errors import Torch2OrtError, describe
+from torch2ort.runtime.bundle import Bundle
+
+BASE_COLUMNS = ["row", "source", "error"]
+
+
+class ShardWorker:
+    """Holds one Bundle (ORT intra-op threads set explicitly: Ray sets OMP_NUM_THREADS=1)."""
+
+    def __init__(self, bundle: str, inputs: Inputs, out: str, batch_size: int, threads: int,
+                 providers: list[str] | None = None) -> None:
+        self.bundle = Bundle.load(bundle, providers, intra_op_num_threads=threads)
+        self.inputs, self.out, self.batch_size = inputs, Path(out), batch_size
+        pre = self.bundle.manifest.get("preprocess", [])
+        self.text = bool(pre) and pre[0].get("op") == "tokenize"
+        self._types: dict[str, tuple[np.dtype, int]] = {}  # tensor results: dtype and list depth
+        self.schema = self._schema()
+
+    # --- one shard ---------------------------------------------------------------------------------
+    def write_shard(self, index: int, start: int, stop: int) -> dict:
+        """Predict rows [start, stop) and write ``part-<index>.parquet`` (temp file, then rename)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows: list[dict] = []
+        for lo in range(start, stop, self.batch_size):
+            rows += self.predict_rows(range(lo, min(lo + self.batch_size, stop)))
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        final = self.out / shard_name(index)
+        tmp = self.out / f".{final.name}.{os.getpid()}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+        return {"shard": index, "rows": len(rows), "errors": sum(r["error"] is not None for r in rows)}
+
+    def predict_rows(self, positions: range) -> list[dict]:
+        """One batch: row dicts in order; each failing input becomes an error row."""
+        sources = [self.inputs.sources[i] for i in positions]
+        rows = [{"row": i, "source": s, "error": None} for i, s in zip(positions, sources)]
+        feeds: list[dict | None] = [None] * len(rows)
+        if self.text:
+            try:
+                feed = self.bundle.preprocess(sources)
+                return self._run(rows, [feed], [list(range(len(rows)))])
+            except Torch2OrtError:
+                pass  # find the bad text(s) one by one below
+        for k, src in enumerate(sources):
+            try:
+                feeds[k] = self.bundle.preprocess([src] if self.text else self.inputs.load(src))
+            except Torch2OrtError as exc:
+                rows[k]["error"] = exc.one_line()
+            except Exception as exc:  # a decoder failing in its own way: still this input's fault
+                rows[k]["error"] = f"{src}: {describe(exc)}"
+        groups: dict[tuple, list[int]] = {}  # feeds that can be stacked: same names, dtypes, non-batch dims
+        for k, f in enumerate(feeds):
+            if f is not None:
+                groups.setdefault(tuple((n, a.shape[1:], str(a.dtype)) for n, a in sorted(f.items())), []).append(k)
+        merged = [{n: np.concatenate([feeds[k][n] for k in ks]) for n in feeds[ks[0]]} for ks in groups.values()]
+        return self._run(rows, merged, list(groups.values()))
+
+    def _run(self, rows: list[dict], feeds: list[dict], members: list[list[int]]) -> list[dict]:
+        for feed, ks in zip(feeds, members):
+            try:
+                results = self._results(feed, self.bundle.run(feed))
+            except Exception as exc:
+                if len(ks) > 1:  # isolate the row that fails
+                    for k in ks:
+                        self._run(rows, [{n: a[ks.index(k):ks.index(k) + 1] for n, a in feed.items()}], [[k]])
+                    continue
+                rows[ks[0]]["error"] = describe(exc)
+                continue
+            for j, k in enumerate(ks):
+                rows[k].update({name: col[j] for name, col in results.items()})
+        return rows
+
+    # --- results as columns ------------------------------------------------------------------------
+    def _results(self, feed: dict, raw: dict[str, np.ndarray]) -> dict[str, list]:
+        """Per-row Python values for every written result (see the module docstring)."""
+        n = next(iter(feed.values())).shape[0]
+        post = self.bundle.postprocess(feed, raw)
+        if self.bundle.manifest.get("postprocess"):
+            post = {k: v for k, v in post.items() if k not in raw or v is not raw[k]}
+        cols: dict[str, list] = {}
+        for name, value in post.items():
+            if isinstance(value, np.ndarray) and value.dtype != object and value.ndim and value.shape[0] == n:
+                cols[name] = value.tolist()
+                self._types[name] = (value.dtype, value.ndim - 1)
+            elif isinstance(value, list) and len(value) == n:
+                if value and isinstance(value[0], list) and value[0] and isinstance(value[0][0], dict):
+                    for key in value[0][0]:
+                        cols[f"{name}_{key}"] = [[d[key] for d in row] for row in value]
+                else:
+                    cols[name] = list(value)
+        return cols
+
+    def _schema(self):
+        """The Arrow schema, from one warm-up prediction, so every shard (and error rows) agree."""
+        import pyarrow as pa
+
+        feed = {}
+        for t in self.bundle.inputs:
+            shape = [d if isinstance(d, int) and d >= 0 else 1 for d in t["shape"]]
+            feed[t["name"]] = np.zeros(shape, dtype=t["dtype"]) if t["dtype"] != "bool" else np.ones(shape, bool)
+        if self.text:
+            feed = self.bundle.preprocess(["warm up"])
+        fields = [pa.field("row", pa.int64()), pa.field("source", pa.string()), pa.field("error", pa.string())]
+        for name, col in self._results(feed, self.bundle.run(feed)).items():
+            if name in BASE_COLUMNS:
+                continue
+            if name in self._types:
+                dtype, depth = self._types[name]
+                kind = pa.from_numpy_dtype(dtype)
+                for _ in range(depth):
+                    kind = pa.list_(kind)
+            else:  # lists of labels, scores, indices; an empty list at warm-up would say "null"
+                kind = _no_nulls(pa.array(col[:1]).type)
+            fields.append(pa.field(name, kind))
+        return pa.schema(fields)
+
+
+def _no_nulls(kind):
+    """``null`` (what Arrow infers from an empty list) read as string: labels are the lists that can be empty."""
+    import pyarrow as pa
+
+    if pa.types.is_null(kind):
+        return pa.string()
+    if pa.types.is_list(kind):
+        return pa.list_(_no_nulls(kind.value_type))
+    return kind
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
