@@ -141,3 +141,12 @@ def test_a_crash_while_rendering_is_recorded_and_the_evidence_kept(tmp_path, mon
     ev = E.Evidence.from_json((tmp_path / "out" / "evidence.json").read_text())
     assert ev.outcome.stopped_at == "report" and ev.stage("report").error == "internal error: KeyError: 'oops'"
     assert ev.stage("check").status == "ok"
+
+
+def test_default_bundle_names_follow_the_model_name_rule():
+    from torch2ort.pipeline.stages import default_name
+    from torch2ort.runtime.manifest import check_model_name
+
+    for model in ("hf:/models/my model..v2/", "hf:/x/.hidden", "path/to/net.py:Net", "weird name.pt", "hf:/"):
+        assert check_model_name(default_name(model)) == default_name(model)
+    assert default_name("hf:/m/all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from torch2ort.errors import ParityError, ReferenceFailedError, SpecError
+from torch2ort.errors import ParityError, ReferenceFailedError, SpecError, one_line
 from torch2ort.pipeline.evidence import BundleInfo, ExportInfo, ModelInfo, VerifyOptimizedInfo
 from torch2ort.pipeline.evidence_bench import BenchInfo
 from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
@@ -214,15 +214,18 @@ def reference_failed(res, state: MigrationState) -> None:
         else "torch2ort"
     raise ReferenceFailedError(
         f"the PyTorch model itself fails on case {first.case} {shapes} ({len(failed)} of {len(res.cases)} cases): "
-        f"{' '.join(first.error.split())[:300]} — not a parity failure: the input is outside what the model "
+        f"{one_line(first.error)} — not a parity failure: the input is outside what the model "
         f"accepts (chosen by {chosen}" + ("; a torch2ort bug, please report it)" if chosen == "torch2ort" else ")"))
 
 
 def default_name(model: str) -> str:
-    """The bundle's model name when --name is not given: the folder of hf:DIR, else the factory's NAME."""
+    """The bundle's model name when --name is not given: the folder of hf:DIR, else the factory's NAME,
+    made valid under the one model-name rule (a default is repaired; a name the user gives is checked)."""
+    from torch2ort.runtime.manifest import safe_model_name
+
     if model.startswith("hf:"):
-        return Path(model[3:].rstrip("/")).name or "model"
-    return model.rpartition(":")[2] or Path(model).stem
+        return safe_model_name(Path(model[3:].rstrip("/")).name or "model")
+    return safe_model_name(model.rpartition(":")[2] or Path(model).stem)
 
 
 def _postprocess(value: str | list | None, state: MigrationState) -> list[dict]:

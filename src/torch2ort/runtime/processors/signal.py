@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.errors import PredictInputError
+from torch2ort.errors import PredictInputError, one_line
 from torch2ort.runtime.processors.audio import _rate, ctx_meta
 
 FORMATS = ("npy", "csv", "mat", "wfdb")
@@ -80,7 +80,7 @@ def _read(value, fmt: str | None, key: str | None) -> tuple[np.ndarray, list[str
     except PredictInputError:
         raise
     except Exception as exc:  # numpy, scipy and wfdb raise many types for a bad file
-        raise PredictInputError(f"{path.name} is not a readable {fmt} signal: {' '.join(str(exc).split())[:200]}"
+        raise PredictInputError(f"{path.name} is not a readable {fmt} signal: {one_line(str(exc), 200)}"
                                 ) from None
 
 

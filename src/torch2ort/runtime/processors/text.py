@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.errors import BundleError, PredictInputError
+from torch2ort.errors import BundleError, PredictInputError, one_line
 
 
 def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
@@ -24,7 +24,7 @@ def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises plain Exception for bad files
-            raise BundleError(f"the tokenizer file {file!r} does not load: {' '.join(str(exc).split())[:200]}"
+            raise BundleError(f"the tokenizer file {file!r} does not load: {one_line(str(exc), 200)}"
                               ) from None
         tok.enable_truncation(max_length=max_length)
         pad = tok.padding or {}
@@ -46,7 +46,7 @@ def tokenize(value, ctx, file: str = "tokenizer.json", max_length: int = 256, pa
     except (BundleError, PredictInputError):
         raise
     except Exception as exc:  # e.g. "WordPiece error: Missing [UNK] token from the vocabulary"
-        raise BundleError(f"the tokenizer {file!r} cannot encode the text: {' '.join(str(exc).split())[:200]}"
+        raise BundleError(f"the tokenizer {file!r} cannot encode the text: {one_line(str(exc), 200)}"
                           ) from None
     fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
     unknown = [o for o in outputs if o not in fields]
