@@ -8,28 +8,17 @@ import numpy as np
 import pytest
 
 from fixtures.families import run_cli
+from fixtures.hf import bert_dir
 from fixtures.tokenizer import tiny_tokenizer
 
 transformers = pytest.importorskip("transformers")
-
-
-def _bert_dir(tmp_path, cls: str = "BertForSequenceClassification", **extra):
-    import torch
-
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    vocab = tiny_tokenizer(tmp_path / "tokenizer.json")
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=64, **extra)
-    torch.manual_seed(0)
-    getattr(transformers, cls)(config).save_pretrained(tmp_path)
-    return tmp_path
 
 
 def test_task_and_inputs_are_read_from_the_folder(tmp_path):
     from torch2ort.sources import ModelRequest, load_model
     from torch2ort.sources.hf import detect_task
 
-    path = _bert_dir(tmp_path, num_labels=3, id2label={0: "neg", 1: "neutral", 2: "pos"})
+    path = bert_dir(tmp_path, num_labels=3, id2label={0: "neg", 1: "neutral", 2: "pos"})
     assert detect_task(path) == "sequence-classification"
     loaded = load_model(ModelRequest(f"hf:{path}"))
     spec = loaded.hints.spec
@@ -41,7 +30,7 @@ def test_task_and_inputs_are_read_from_the_folder(tmp_path):
 def test_migrate_a_tiny_classifier_then_predict_from_text(tmp_path, capsys):
     from torch2ort.runtime import Bundle
 
-    path = _bert_dir(tmp_path / "bert", num_labels=3, id2label={0: "neg", 1: "neutral", 2: "pos"})
+    path = bert_dir(tmp_path / "bert", num_labels=3, id2label={0: "neg", 1: "neutral", 2: "pos"})
     out = tmp_path / "out"
     assert run_cli("migrate", f"hf:{path}", "--no-bench", "-o", out) == 0
     ev = json.loads((out / "evidence.json").read_text())
@@ -65,7 +54,7 @@ def test_feature_extraction_export_matches_transformers(tmp_path):
     from torch2ort.parity.verify import verify_onnx
     from torch2ort.sources import ModelRequest, load_model
 
-    path = _bert_dir(tmp_path, cls="BertModel")
+    path = bert_dir(tmp_path, cls="BertModel")
     loaded = load_model(ModelRequest(f"hf:{path}"))
     assert loaded.hints.task == "feature-extraction"
     spec = loaded.hints.spec
@@ -81,7 +70,7 @@ def test_feature_extraction_export_matches_transformers(tmp_path):
 
 
 def test_sentence_transformers_folder_pools_where_it_verifies_better(tmp_path):
-    path = _bert_dir(tmp_path / "st", cls="BertModel")
+    path = bert_dir(tmp_path / "st", cls="BertModel")
     (path / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -113,8 +102,8 @@ def test_sentence_transformers_folder_pools_where_it_verifies_better(tmp_path):
     (lambda p: (p.mkdir(), (p / "config.json").write_text(json.dumps({"model_type": "bert", "architectures":
                                                                       ["BertModel"]})),
                 tiny_tokenizer(p / "tokenizer.json")), None, "transformers could not load"),
-    (lambda p: _bert_dir(p, cls="BertModel"), '{"task": "translation"}', "unknown task"),
-    (lambda p: _bert_dir(p, cls="BertModel"), '{"revision": "main"}', "take --kwargs keys"),
+    (lambda p: bert_dir(p, cls="BertModel"), '{"task": "translation"}', "unknown task"),
+    (lambda p: bert_dir(p, cls="BertModel"), '{"revision": "main"}', "take --kwargs keys"),
 ])
 def test_bad_folders_give_one_line_errors(tmp_path, capsys, setup, kwargs, message):
     path = tmp_path / "model"
