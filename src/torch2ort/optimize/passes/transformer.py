@@ -55,15 +55,16 @@ class TransformerFusion(Pass):
     def run(self, src: Path, out: Path, ctx: PassContext) -> PassResult:
         order = [self.engine] if self.engine != "auto" else (
             ["ort", "onnxscript"] if _exporter(src) == "torchscript" else ["onnxscript", "ort"])
+        fuse = {"onnxscript": _fuse_onnxscript, "ort": self._fuse_ort}
         tried = {}
         for engine in order:
-            (_fuse_onnxscript if engine == "onnxscript" else self._fuse_ort)(src, out)
+            fuse[engine](src, out)
             tried[engine] = op_counts(out)
             if _attention(tried[engine]):
                 break
-        engine = max(tried, key=lambda e: (_attention(tried[e]), order.index(e) == 0))
+        engine = max(tried, key=lambda e: (_attention(tried[e]), -order.index(e)))  # most attention, then first
         if engine != list(tried)[-1]:  # the last engine tried overwrote the better result
-            (_fuse_onnxscript if engine == "onnxscript" else self._fuse_ort)(src, out)
+            fuse[engine](src, out)
         before, after = op_counts(src), tried[engine]
         fused = {op: after.get(op, 0) - before.get(op, 0) for op in FUSED_OPS if after.get(op, 0) > before.get(op, 0)}
         notes = []
