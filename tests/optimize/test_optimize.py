@@ -24,7 +24,8 @@ def test_auto_plans_by_graph_kind(exported):
     assert "int8-static" in _labels(cnn) and "graph" in _labels(cnn)
     enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
     assert {"transformer", "transformer+int8-dynamic[per-channel]"} <= set(_labels(enc))
-    assert "int8-dynamic[per-channel]" in _labels(enc)  # unfused: the Q/K/V projections in int8 too
+    # fused only to MultiHeadAttention: the Q/K/V projections in int8 too
+    assert "transformer[attention=mha]+int8-dynamic[per-channel]" in _labels(enc)
     assert not any("exclude" in x for x in _labels(enc))  # keeping layers in float is only a fallback
     assert any("exclude-last" in x for x in _labels(fallback))
     assert any("exclude-outliers" in x for x in _labels(fallback))

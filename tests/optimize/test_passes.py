@@ -13,7 +13,7 @@ from torch2ort.export.graph import op_counts
 from torch2ort.inputs import synthetic_cases, synthetic_feed
 from torch2ort.optimize.passes import PASSES, PassContext, PassError, parse_chain, pass_class
 from torch2ort.optimize.passes.base import has_vnni, pick_reduce_range, unshare_weights
-from torch2ort.optimize.passes.int8_dynamic import Int8Dynamic
+from torch2ort.optimize.passes.int8_dynamic import Int8Dynamic, quantisable_nodes
 from torch2ort.optimize.passes.transformer import looks_like_transformer
 
 # pass name -> the fixture family it is meant for
@@ -74,6 +74,43 @@ def test_transformer_fusion_fuses_attention_in_dynamo_graphs(exported, tmp_path)
     assert any("Attention" in n and "fusion did not happen" in n for n in ort_only.notes)
     with pytest.raises(PassError, match="choose from auto, onnxscript, ort"):
         pass_class("transformer")(engine="tensorrt")
+
+
+@pytest.fixture(scope="module")
+def bert_onnx(tmp_path_factory):
+    """A tiny BertModel from a transformers config, exported by dynamo: the graph onnxscript packs into Attention."""
+    pytest.importorskip("transformers")
+    from fixtures.hf import bert_dir
+    from torch2ort.export import export_onnx
+    from torch2ort.sources import ModelRequest, load_model
+
+    tmp = tmp_path_factory.mktemp("bert")
+    loaded = load_model(ModelRequest(f"hf:{bert_dir(tmp / 'bert', num_labels=2)}"))
+    export_onnx(loaded, loaded.hints.spec, tmp / "bert.onnx")
+    return tmp / "bert.onnx", loaded.hints.spec
+
+
+def test_mha_fusion_leaves_every_projection_to_int8(bert_onnx, tmp_path):
+    """attention=mha stops at MultiHeadAttention: Q/K/V stay MatMuls, and int8 after it quantises them all."""
+    src, spec = bert_onnx
+    ctx = PassContext(tmp_path, [c.feed for c in synthetic_cases(spec, 2, seed=50)])
+    packed = pass_class("transformer")()(src, tmp_path / "p.onnx", ctx)
+    mha = pass_class("transformer")(attention="mha")(src, tmp_path / "m.onnx", ctx)
+    assert packed.details["fused_ops"].get("Attention", 0) >= 1
+    assert mha.details["fused_ops"].get("MultiHeadAttention", 0) >= 1 and "Attention" not in mha.details["fused_ops"]
+    assert mha.details["attention"] == "mha" and mha.details["fused_ops"]["SkipLayerNormalization"]
+    feed = synthetic_feed(spec, seed=7)
+    want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feed)
+    got = ort.InferenceSession(str(mha.model), providers=["CPUExecutionProvider"]).run(None, feed)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-3)
+    on_mha = Int8Dynamic(per_channel=True)(mha.model, tmp_path / "mq.onnx", ctx).details["quantised"]
+    unfused = Int8Dynamic(per_channel=True)(src, tmp_path / "uq.onnx", ctx).details["quantised"]
+    assert on_mha == unfused  # every projection MatMul is quantised after the mha fusion
+    assert on_mha - len(quantisable_nodes(packed.model, ["MatMul", "Gemm"])) == 3 * packed.details["fused_ops"]["Attention"]
+    assert pass_class("transformer")(attention="mha").label == "transformer[attention=mha]"
+    with pytest.raises(PassError, match="choose from packed, mha"):
+        pass_class("transformer")(attention="flash")
 
 
 def test_exclude_last_keeps_nodes_in_float(exported, tmp_path):

@@ -107,17 +107,19 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
     fallback: list[list[Pass]] = []
     gpu = any(p != "CPUExecutionProvider" for p in providers)
     if looks_like_transformer(counts):
-        fuse = TransformerFusion()
+        fuse, fuse_mha = TransformerFusion(), TransformerFusion(attention="mha")
         per_layer = max(1, len(quantisable_nodes(Path(onnx_path), OP_TYPES)) // max(1, counts.get("Softmax", 1)))
-        # Every MatMul in int8, per tensor and per channel, fused and unfused (the unfused graph also
-        # quantises the Q/K/V projections that the fused Attention op keeps in float). Keeping the
-        # spikiest or last layers in float is a fallback, tried only when none of these holds its gate.
+        # Every MatMul in int8, per tensor and per channel. The packed Attention op keeps its Q/K/V
+        # projection in float; stopping the fusion at MultiHeadAttention leaves those projections as
+        # MatMuls, so int8 covers all of them. Keeping the spikiest or last layers in float is a
+        # fallback, tried only when none of these holds its gate.
         primary += [[fuse], [fuse, Int8Dynamic(reduce_range=reduce_range)],
                     [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range)],
-                    [Int8Dynamic(per_channel=True, reduce_range=reduce_range)]]
-        fallback += [[fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=per_layer)],
-                     [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=2 * per_layer)],
-                     [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_last=per_layer)],
+                    [fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range)]]
+        fallback += [[fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=per_layer)],
+                     [fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range,
+                                            exclude_outliers=2 * per_layer)],
+                     [fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_last=per_layer)],
                      [Int8Static(per_channel=True, reduce_range=reduce_range, op_types=["MatMul", "Gemm"])]]
         if gpu:
             primary.append([fuse, Fp16()])

@@ -9,7 +9,9 @@ Options:
   peak-to-mean ratio on the calibration feeds (``outlier_scores``).
 
 Weights shared between nodes are copied first (see ``unshare_weights``: the quantiser corrupts
-them otherwise). On a graph that went through the transformer fusion the quantiser needs
+them otherwise), and recorded intermediate shapes are dropped: after a fusion they can carry the
+export's example sizes, which ONNX's shape inference inside the quantiser then rejects
+("Inferred shape and existing shape differ"). On a graph that went through the transformer fusion the quantiser needs
 ``DefaultTensorType=FLOAT`` to type tensors whose shapes inference could not follow.
 """
 
@@ -101,8 +103,9 @@ class Int8Dynamic(Pass):
         reduce_range, why = pick_reduce_range(self.reduce_range)
         model = load_model(src)
         copies = unshare_weights(model)
-        if copies:
-            src = save_model(model, ctx.workdir / f"{out.stem}-unshared.onnx")
+        if copies or len(model.graph.value_info):
+            model.graph.ClearField("value_info")
+            src = save_model(model, ctx.workdir / f"{out.stem}-prepared.onnx")
         nodes = quantisable_nodes(src, OP_TYPES)
         excluded = list(self.nodes_to_exclude)
         if self.exclude_last:

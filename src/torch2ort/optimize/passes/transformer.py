@@ -10,6 +10,12 @@ matches dynamo graphs (6 Attention, 12 SkipLayerNormalization and 6 BiasGelu the
 ``auto`` picks by the exporter recorded in the model's metadata (dynamo when unrecorded) and falls
 back to the other engine when the first fuses no attention. Every fused model is re-verified against
 PyTorch before it is kept, so a wrong fusion cannot go unnoticed.
+
+``attention``: ``packed`` (default) ends in ``Attention``, one op holding the Q/K/V projection
+weights packed together; ``mha`` stops at ``MultiHeadAttention`` and leaves the Q/K/V projections as
+MatMuls. In float the two are close; the point of ``mha`` is int8: ``int8-dynamic`` after it
+quantises every projection, where the packed Attention keeps a quarter of the encoder's
+projection FLOPs in float (ORT's QAttention has no input for the additive mask onnxscript writes).
 """
 
 from __future__ import annotations
@@ -38,24 +44,29 @@ def looks_like_transformer(counts) -> bool:
 
 
 ENGINES = ("auto", "onnxscript", "ort")
+ATTENTION = ("packed", "mha")
 
 
 class TransformerFusion(Pass):
     name = "transformer"
 
     def __init__(self, model_type: str = "bert", num_heads: int = 0, hidden_size: int = 0,
-                 engine: str = "auto") -> None:
+                 engine: str = "auto", attention: str = "packed") -> None:
         if engine not in ENGINES:
             raise PassError(f"transformer fusion engine {engine!r}: choose from {', '.join(ENGINES)}")
+        if attention not in ATTENTION:
+            raise PassError(f"transformer attention {attention!r}: choose from {', '.join(ATTENTION)}")
         super().__init__(model_type=None if model_type == "bert" else model_type,
                          num_heads=num_heads or None, hidden_size=hidden_size or None,
-                         engine=None if engine == "auto" else engine)
+                         engine=None if engine == "auto" else engine,
+                         attention=None if attention == "packed" else attention)
         self.model_type, self.num_heads, self.hidden_size, self.engine = model_type, num_heads, hidden_size, engine
+        self.attention = attention
 
     def run(self, src: Path, out: Path, ctx: PassContext) -> PassResult:
         order = [self.engine] if self.engine != "auto" else (
             ["ort", "onnxscript"] if _exporter(src) == "torchscript" else ["onnxscript", "ort"])
-        fuse = {"onnxscript": _fuse_onnxscript, "ort": self._fuse_ort}
+        fuse = {"onnxscript": self._fuse_onnxscript, "ort": self._fuse_ort}
         tried = {}
         for engine in order:
             fuse[engine](src, out)
@@ -75,8 +86,11 @@ class TransformerFusion(Pass):
                 notes.append(f"{' and '.join(missing)} fusion did not happen on this BERT-like graph: the "
                              "attention subgraph the exporter wrote does not match ORT's fusion patterns, and "
                              "the fused attention op is where most of the transformer speed-up is")
-        return PassResult(out, bool(fused), {"fused_ops": fused, "engine": engine,
+        return PassResult(out, bool(fused), {"fused_ops": fused, "engine": engine, "attention": self.attention,
                                              "engines_tried": list(tried)}, notes)
+
+    def _fuse_onnxscript(self, src: Path, out: Path) -> None:
+        _fuse_onnxscript(src, out, pack_qkv=self.attention == "packed")
 
     def _fuse_ort(self, src: Path, out: Path) -> None:
         from onnxruntime.transformers import optimizer
@@ -84,6 +98,7 @@ class TransformerFusion(Pass):
 
         fusion = FusionOptions(self.model_type)
         fusion.enable_shape_inference = False  # ORT's symbolic shape inference cannot read every dynamo graph
+        fusion.use_multi_head_attention = self.attention == "mha"
         with quiet_library():
             model = optimizer.optimize_model(str(src), model_type=self.model_type, num_heads=self.num_heads,
                                              hidden_size=self.hidden_size, opt_level=0,
@@ -92,12 +107,15 @@ class TransformerFusion(Pass):
         model.save_model_to_file(str(out), use_external_data_format=big, all_tensors_to_one_file=True)
 
 
-def _fuse_onnxscript(src: Path, out: Path) -> None:
+def _fuse_onnxscript(src: Path, out: Path, pack_qkv: bool = True) -> None:
     import onnx_ir as ir
     from onnxscript.rewriter.ort_fusions import optimize_for_ort
 
     with quiet_library():
-        model, _ = optimize_for_ort(ir.load(str(src)))
+        if pack_qkv:
+            model, _ = optimize_for_ort(ir.load(str(src)))
+        else:
+            model = _fuse_onnxscript_mha(ir.load(str(src)))
     data = out.with_name(out.name + ".data")
     data.unlink(missing_ok=True)
     big = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
@@ -115,3 +133,35 @@ def _exporter(path: Path) -> str | None:
 
 def _attention(counts) -> int:
     return counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0) + counts.get("GroupQueryAttention", 0)
+
+
+def _fuse_onnxscript_mha(model):
+    """onnxscript's ORT fusions up to MultiHeadAttention (+ bias), without packing Q/K/V into Attention.
+
+    ``optimize_for_ort`` offers no switch for the last step, so this runs its public fusion rules in
+    the same order, leaving out ``fuse_attention``, then the same ORT pattern rules and clean-up.
+    """
+    import onnx_ir.passes.common as common
+    from onnxscript.optimizer import optimize
+    from onnxscript.rewriter import rewrite
+    from onnxscript.rewriter.ort_fusions import _core, mha, mha_bias, mha_scale, sdpa
+
+    rewrite(model, [_core._gemm_to_matmul_add.gemm_to_matmul_add_rule])
+    model = _core._pre_optimize(model)
+    steps = [_core.fuse_erfgelu, _core.fuse_rms_normalization, _core.fuse_skip_layer_normalization,
+             _core.fuse_skip_rms_normalization, _core.fuse_rotary_embedding, _core.fuse_cos_sin_cache,
+             _core.fuse_partial_rotary_embedding]
+    for step in steps:
+        step(model)
+    sdpa.fuse_sdpa(model, apply_shape_inference=True)
+    if mha.fuse_mha1(model) + mha.fuse_mha2(model):
+        mha_scale.fuse_mha_scale(model)
+        mha_bias.fuse_mha_bias(model)
+    _core.fuse_gelu(model)
+    _core.fuse_bias_gelu(model)
+    optimize(model)
+    rewrite(model, _core.ORT_PATTERN_REWRITE_RULES)
+    common.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=1)(model)
+    common.RemoveInitializersFromInputsPass()(model)
+    common.ShapeInferencePass()(model)
+    return model
