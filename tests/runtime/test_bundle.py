@@ -13,6 +13,7 @@ from torch2ort.bundle.writer import pack
 from torch2ort.errors import BundleError, OutputExistsError, PredictInputError
 from torch2ort.inputs import synthetic_feed
 from torch2ort.runtime import Bundle
+from torch2ort.runtime.processors.batching import split_by_tokens
 from torch2ort.runtime.manifest import FORMAT_VERSION, sha256_file
 
 
@@ -254,7 +255,7 @@ def test_many_texts_run_in_length_sorted_mini_batches(exported, tmp_path, monkey
     bundle = Bundle.load(path)
     words = "list show find kill compress files disk usage process archive".split()
     texts = [" ".join(words[: 1 + (i * 7) % len(words)]) for i in range(23)]
-    whole = bundle.predict(texts, batch_size=None)
+    whole = bundle.predict(texts, batch_size=None, max_tokens=None)
     calls = []
     real_run = bundle.run
     monkeypatch.setattr(bundle, "run", lambda feed: calls.append(len(next(iter(feed.values())))) or real_run(feed))
@@ -268,3 +269,25 @@ def test_many_texts_run_in_length_sorted_mini_batches(exported, tmp_path, monkey
     assert all(v.shape[0] == 23 and v.ndim == 2 for v in batched.raw.values())
     with pytest.raises(PredictInputError, match="batch_size"):
         bundle.predict(texts, batch_size=0)
+    # a token budget per call: each call padded only to its own longest text, same rows, same order
+    shapes = []
+    monkeypatch.setattr(bundle, "run", lambda feed: shapes.append(feed["input_ids"].shape) or real_run(feed))
+    budgeted = bundle.predict(texts, batch_size=None, max_tokens=40)
+    assert len(shapes) > 1 and all(rows * seq <= 40 or rows == 1 for rows, seq in shapes)
+    assert sum(rows for rows, _ in shapes) == 23 and len({seq for _, seq in shapes}) > 1
+    np.testing.assert_allclose(budgeted[key], whole[key], atol=1e-5)
+    with pytest.raises(PredictInputError, match="max_tokens"):
+        bundle.predict(texts, max_tokens=0)
+
+
+def test_split_by_tokens_cuts_padding_per_sub_batch():
+    mask = np.array([[1] * 6, [1] * 5 + [0], [1] * 3 + [0] * 3, [1] * 2 + [0] * 4, [1] + [0] * 5])
+    feed = {"input_ids": np.arange(30).reshape(5, 6), "attention_mask": mask, "lengths": np.arange(5)}
+    parts = split_by_tokens(feed, 12)
+    assert [list(rows) for rows, _ in parts] == [[0, 1], [2, 3, 4]]
+    assert [sub["input_ids"].shape for _, sub in parts] == [(2, 6), (3, 3)]
+    np.testing.assert_array_equal(parts[1][1]["input_ids"], feed["input_ids"][2:, :3])
+    np.testing.assert_array_equal(parts[1][1]["lengths"], [2, 3, 4])
+    assert [list(r) for r, _ in split_by_tokens(feed, 1)] == [[0], [1], [2], [3], [4]]  # one row always fits
+    whole = split_by_tokens({"x": np.zeros((3, 4))}, 2)  # no mask: nothing to cut by
+    assert len(whole) == 1 and list(whole[0][0]) == [0, 1, 2]

@@ -25,6 +25,7 @@ from torch2ort._env import physical_cores
 from torch2ort.errors import BundleError, PredictInputError, describe
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.processors import Context, check_pipeline, run_postprocess, run_preprocess
+from torch2ort.runtime.processors.batching import split_by_tokens
 from torch2ort.runtime.processors.image import check_max_pixels
 from torch2ort.runtime.providers import requested_providers, usable_providers
 
@@ -37,7 +38,8 @@ _ORT_DTYPES = {
 }
 
 
-TEXT_BATCH = 32  # sentence-transformers' default encode batch size
+TEXT_BATCH = 32     # sentence-transformers' default encode batch size
+TEXT_TOKENS = 2048  # padded tokens per model call: past this, a CPU's caches lose the activations
 
 
 class Prediction(dict):
@@ -105,18 +107,21 @@ class Bundle:
             raise BundleError(f"the manifest's inputs {sorted(listed)} do not match the model's {sorted(declared)}")
 
     # --- predict: preprocess -> run -> postprocess ----------------------------------------------
-    def predict(self, inputs: Any, raw: bool = False, batch_size: int | None = TEXT_BATCH) -> Prediction:
+    def predict(self, inputs: Any, raw: bool = False, batch_size: int | None = TEXT_BATCH,
+                max_tokens: int | None = TEXT_TOKENS) -> Prediction:
         """A dict of arrays keyed by input name, or a raw input for the preprocess pipeline.
 
         The composition of the three public stages, which a caller (the server) may also run apart.
-        A list of texts longer than ``batch_size`` runs as sentence-transformers runs it: sorted by
-        length, in mini-batches (so each is padded only to its own longest text and memory stays
-        bounded), with the results put back in the caller's order. ``batch_size=None``: one batch.
+        A list of texts runs as sentence-transformers runs it: sorted by length, tokenised
+        ``batch_size`` at a time (so memory stays bounded), with the results put back in the
+        caller's order. Each tokenised batch is then cut into model calls of at most ``max_tokens``
+        padded tokens, each padded only to its own longest text. ``None`` turns either limit off.
         """
-        if batch_size is not None and batch_size < 1:
-            raise PredictInputError(f"batch_size must be >= 1, got {batch_size}")
-        if self._texts(inputs) and batch_size and len(inputs) > batch_size:
-            return self._predict_texts(list(inputs), raw, batch_size)
+        for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise PredictInputError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self._texts(inputs) and len(inputs) > 1 and (batch_size or max_tokens):
+            return self._predict_texts(list(inputs), raw, batch_size or len(inputs), max_tokens)
         feed = self.preprocess(inputs)
         outputs = self.run(feed)
         return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs), outputs)
@@ -126,7 +131,7 @@ class Bundle:
         return (bool(steps) and steps[0].get("op") == "tokenize" and isinstance(inputs, (list, tuple))
                 and all(isinstance(t, str) for t in inputs))
 
-    def _predict_texts(self, texts: list[str], raw: bool, batch_size: int) -> Prediction:
+    def _predict_texts(self, texts: list[str], raw: bool, batch_size: int, max_tokens: int | None) -> Prediction:
         """Mini-batches of length-sorted texts; per-row results are reassembled in input order.
 
         Raw outputs whose non-batch shape depends on the padded length (token embeddings) are not
@@ -135,11 +140,13 @@ class Bundle:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         parts: list[tuple[list[int], dict[str, Any], dict[str, np.ndarray]]] = []
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            feed = self.preprocess([texts[i] for i in rows])
-            outputs = self.run(feed)
-            results = dict(outputs) if raw else self.postprocess(feed, outputs)
-            parts.append((rows, _per_row(results, len(rows)), _per_row(outputs, len(rows))))
+            chunk = order[start:start + batch_size]
+            tokenised = self.preprocess([texts[i] for i in chunk])
+            for picked, feed in (split_by_tokens(tokenised, max_tokens) if max_tokens else [(None, tokenised)]):
+                rows = chunk if picked is None else [chunk[i] for i in picked]
+                outputs = self.run(feed)
+                results = dict(outputs) if raw else self.postprocess(feed, outputs)
+                parts.append((rows, _per_row(results, len(rows)), _per_row(outputs, len(rows))))
         inverse = np.argsort(np.concatenate([np.asarray(rows) for rows, _, _ in parts]))
         return Prediction(_reassemble([r for _, r, _ in parts], inverse),
                           _reassemble([o for _, _, o in parts], inverse))
