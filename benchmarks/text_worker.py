@@ -8,9 +8,13 @@ embeddings of the last call are saved as .npy, for the parent to compare with to
 Backends:
   st-torch   sentence-transformers on PyTorch (``encode``)
   st-onnx    sentence-transformers' ONNX backend (optimum + onnxruntime), cfg["file_name"] picks
-             onnx/model.onnx, onnx/model_O3.onnx or onnx/model_qint8_avx512_vnni.onnx in cfg["st_dir"]
+             onnx/model.onnx, onnx/model_O3.onnx or onnx/model_qint8_avx512_vnni.onnx in cfg["st_dir"];
+             ``encode``'s batch_size is cfg["batch_size"], else all the texts
   ort        a torch2ort .onnx of MiniLMEmbed (pooling and L2 norm inside the graph) on onnxruntime,
-             tokenised with MiniLM's fast tokenizer; the timed call is tokenise + run, like encode
+             tokenised with MiniLM's fast tokenizer; the timed call is tokenise + one run of the whole set
+  bundle     a torch2ort bundle of that .onnx (cfg["bundle"]): the timed call is ``Bundle.predict(texts)``
+             with its defaults (length-sorted, model calls of at most 2,048 padded tokens): what a user
+             of the bundle gets. Needs torch2ort's venv.
 Thread counts are explicit on every side: torch.set_num_threads, or ORT session options with
 intra_op_num_threads = cfg["threads"], inter_op 1, sequential execution.
 """
@@ -67,7 +71,8 @@ def load(cfg: dict):
         facts = {"sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__}
 
         def encode(texts):
-            return model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+            return model.encode(texts, batch_size=cfg.get("batch_size") or len(texts), convert_to_numpy=True,
+                                show_progress_bar=False)
     elif backend == "ort":
         import onnxruntime as ort
 
@@ -81,6 +86,19 @@ def load(cfg: dict):
         def encode(texts):
             feed = tokenize(texts, tok)
             return session.run(None, {n: feed[n] for n in names})[0]
+    elif backend == "bundle":
+        import onnxruntime  # noqa: F401  (timed as the import, as for ort)
+
+        from torch2ort.runtime import Bundle
+
+        import_s = time.perf_counter() - t
+        t = time.perf_counter()
+        bundle = Bundle.load(cfg["bundle"], intra_op_num_threads=threads)
+        output = bundle.outputs[0]["name"]
+        facts = {}
+
+        def encode(texts):
+            return bundle.predict(texts)[output]
     else:
         raise ValueError(f"unknown backend {backend!r}")
     import onnxruntime
