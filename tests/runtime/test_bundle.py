@@ -13,8 +13,8 @@ from torch2ort.bundle.writer import pack
 from torch2ort.errors import BundleError, OutputExistsError, PredictInputError
 from torch2ort.inputs import synthetic_feed
 from torch2ort.runtime import Bundle
-from torch2ort.runtime.processors.batching import split_by_tokens
 from torch2ort.runtime.manifest import FORMAT_VERSION, sha256_file
+from torch2ort.runtime.processors.batching import split_by_tokens
 
 
 def _rewrite_manifest(bundle, **changes):

@@ -1,9 +1,10 @@
 """Several raw inputs in one call: per-item results padded to a common shape and stacked on a batch axis.
 
 Used by ``run_preprocess`` when a list of files reaches a pipeline that starts with ``load_audio``
-or ``load_signal``; ``split_by_tokens`` cuts a tokenised batch of texts into smaller ones. Arrays are zero-padded at the end of every axis to the largest item; a boolean
+or ``load_signal``. Arrays are zero-padded at the end of every axis to the largest item; a boolean
 array (a segment mask) pads with False, so padded segments are masked out. Items that are dicts
-(segments + mask) are stacked key by key.
+(segments + mask) are stacked key by key. ``split_by_tokens`` goes the other way: it cuts a
+tokenised batch of texts into smaller model calls (``Bundle.predict``).
 """
 
 from __future__ import annotations
