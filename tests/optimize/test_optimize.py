@@ -20,8 +20,9 @@ def _labels(chains):
 
 
 def test_auto_plans_by_graph_kind(exported):
-    cnn, _ = plan_auto(exported("mobilenet"), ["CPUExecutionProvider"])
+    cnn, cnn_fallback = plan_auto(exported("mobilenet"), ["CPUExecutionProvider"])
     assert "int8-static" in _labels(cnn) and "graph" in _labels(cnn)
+    assert _labels(cnn_fallback) == ["int8-static[exclude=first+last]"]  # only when no all-int8 variant passes
     enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
     assert {"transformer", "transformer+int8-dynamic[per-channel]"} <= set(_labels(enc))
     # fused only to MultiHeadAttention: the Q/K/V projections in int8 too

@@ -127,6 +127,9 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
         if counts.get("Conv", 0):
             primary += [[Int8Static(reduce_range=reduce_range)],
                         [Int8Static(method="percentile", reduce_range=reduce_range)]]
+            # The first conv sees the raw input, the last weighted node writes the output: in float
+            # only when no all-int8 variant holds its gate (EfficientNet-B0 in the zoo).
+            fallback += [[Int8Static(reduce_range=reduce_range, exclude=["first", "last"])]]
         elif counts.get("MatMul", 0) + counts.get("Gemm", 0):
             primary += [[Int8Dynamic(reduce_range=reduce_range)],
                         [Int8Dynamic(per_channel=True, reduce_range=reduce_range)]]
