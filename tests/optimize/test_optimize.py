@@ -24,15 +24,18 @@ def test_auto_plans_by_graph_kind(exported):
     assert "int8-static" in _labels(cnn) and "graph" in _labels(cnn)
     assert _labels(cnn_fallback) == ["int8-static[exclude=first+last]"]  # only when no all-int8 variant passes
     enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
-    assert {"transformer", "transformer+int8-dynamic[per-channel]"} <= set(_labels(enc))
-    # fused only to MultiHeadAttention: the Q/K/V projections in int8 too
-    assert "transformer[attention=mha]+int8-dynamic[per-channel]" in _labels(enc)
+    assert {"transformer", "transformer[skip-norm=unfused]+int8-dynamic[per-channel]"} <= set(_labels(enc))
+    # fused only to MultiHeadAttention: the Q/K/V projections in int8 too, with and without SmoothQuant;
+    # on CPU the residual add and LayerNormalization stay apart
+    assert {"transformer[attention=mha,skip-norm=unfused]+int8-dynamic[per-channel]",
+            "transformer[attention=mha,skip-norm=unfused]+int8-dynamic[per-channel,smooth=0.7]"} <= set(_labels(enc))
     assert not any("exclude" in x for x in _labels(enc))  # keeping layers in float is only a fallback
     assert any("exclude-last" in x for x in _labels(fallback))
     assert any("exclude-outliers" in x for x in _labels(fallback))
     assert _labels(fallback)[-1].startswith("int8-static")
     gpu, _ = plan_auto(exported("encoder"), ["CUDAExecutionProvider"])
     assert "transformer+fp16" in _labels(gpu)
+    assert not any("skip-norm" in x for x in _labels(gpu))
 
 
 def test_auto_returns_a_passing_variant_and_writes_it(exported, tmp_path):

@@ -114,6 +114,26 @@ def test_mha_fusion_leaves_every_projection_to_int8(bert_onnx, tmp_path):
         pass_class("transformer")(attention="flash")
 
 
+def test_unfused_skip_norm_keeps_layer_norm_apart_at_load(bert_onnx, tmp_path):
+    """skip_norm=unfused: no SkipLayerNormalization in the file, and none after ORT's own load-time fusions."""
+    src, spec = bert_onnx
+    ctx = PassContext(tmp_path, [c.feed for c in synthetic_cases(spec, 2, seed=50)])
+    res = pass_class("transformer")(skip_norm="unfused")(src, tmp_path / "u.onnx", ctx)
+    counts = op_counts(res.model)
+    assert "SkipLayerNormalization" not in counts and counts["Sum"] == res.details["residual_sums"] > 0
+    assert res.details["fused_ops"].get("Attention", 0) >= 1 and res.notes == []
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "as-loaded.onnx")
+    session = ort.InferenceSession(str(res.model), opts, providers=["CPUExecutionProvider"])
+    assert "SkipLayerNormalization" not in op_counts(tmp_path / "as-loaded.onnx")
+    plain = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    feed = synthetic_feed(spec, seed=7)
+    for a, b in zip(session.run(None, feed), plain.run(None, feed)):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-3)
+    with pytest.raises(PassError, match="choose from fused, unfused"):
+        pass_class("transformer")(skip_norm="never")
+
+
 def test_exclude_last_keeps_nodes_in_float(exported, tmp_path):
     res = Int8Dynamic(exclude_last=2)(exported("encoder"), tmp_path / "x.onnx", _ctx(tmp_path, "encoder"))
     assert len(res.details["excluded"]) == 2

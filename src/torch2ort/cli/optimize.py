@@ -50,6 +50,13 @@ def add_parser(sub) -> None:
                    help="int8-dynamic: keep the last N quantisable nodes in float")
     q.add_argument("--exclude-outliers", type=int, default=0, metavar="N",
                    help="int8-dynamic: keep in float the N nodes with the most outlying input activations")
+    q.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+                   help="int8-dynamic: SmoothQuant strength (0 < ALPHA < 1; auto tries 0.7): activation "
+                        "outliers moved into the weights, measured on the calibration feeds")
+    q.add_argument("--attention", choices=["packed", "mha"], default="packed",
+                   help="transformer: packed Attention (default), or MultiHeadAttention with Q/K/V as MatMuls")
+    q.add_argument("--skip-norm", choices=["fused", "unfused"], default="fused",
+                   help="transformer: SkipLayerNormalization (default), or residual Sum + LayerNormalization")
     q.add_argument("--level", choices=["basic", "extended"], default="extended", help="graph pass level")
     q.add_argument("--fp16-block", metavar="OP,OP", help="op types to keep in fp32 in the fp16 pass")
     b = p.add_argument_group("benchmark")
@@ -69,7 +76,9 @@ def pass_options(args: argparse.Namespace) -> dict[str, dict]:
     reduce = args.reduce_range
     return {"graph": {"level": args.level},
             "int8-dynamic": {"per_channel": args.per_channel, "reduce_range": reduce,
-                             "exclude_last": args.exclude_last, "exclude_outliers": args.exclude_outliers},
+                             "exclude_last": args.exclude_last, "exclude_outliers": args.exclude_outliers,
+                             "smooth": args.smooth},
+            "transformer": {"attention": args.attention, "skip_norm": args.skip_norm},
             "int8-static": {"method": args.calibration, "reduce_range": reduce},
             "fp16": {"op_block_list": [o.strip() for o in args.fp16_block.split(",")] if args.fp16_block else None}}
 

@@ -40,6 +40,7 @@ from torch2ort.runners.torch_eager import TorchRunner
 from torch2ort.spec import InputSpec
 
 BASELINE = "fp32"
+SMOOTH_ALPHA = 0.7  # SmoothQuant's migration strength in auto; 0.5 left MiniLM's down-projections too coarse
 
 
 @dataclass
@@ -107,15 +108,20 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
     fallback: list[list[Pass]] = []
     gpu = any(p != "CPUExecutionProvider" for p in providers)
     if looks_like_transformer(counts):
-        fuse, fuse_mha = TransformerFusion(), TransformerFusion(attention="mha")
+        # On CPU the residual add and LayerNormalization stay apart (ORT's SkipLayerNormalization kernel is
+        # the slower of the two there); packed Attention keeps its Q/K/V projection in float, so the
+        # MultiHeadAttention form leaves those MatMuls to int8 too. SmoothQuant moves activation outliers
+        # into the weights first. Keeping the spikiest or last layers in float is a fallback, tried only
+        # when none of these holds its gate.
+        norm = "fused" if gpu else "unfused"
+        fuse, fuse_cpu = TransformerFusion(), TransformerFusion(skip_norm=norm)
+        fuse_mha = TransformerFusion(attention="mha", skip_norm=norm)
         per_layer = max(1, len(quantisable_nodes(Path(onnx_path), OP_TYPES)) // max(1, counts.get("Softmax", 1)))
-        # Every MatMul in int8, per tensor and per channel. The packed Attention op keeps its Q/K/V
-        # projection in float; stopping the fusion at MultiHeadAttention leaves those projections as
-        # MatMuls, so int8 covers all of them. Keeping the spikiest or last layers in float is a
-        # fallback, tried only when none of these holds its gate.
-        primary += [[fuse], [fuse, Int8Dynamic(reduce_range=reduce_range)],
-                    [fuse, Int8Dynamic(per_channel=True, reduce_range=reduce_range)],
-                    [fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range)]]
+        primary += [[fuse]] + ([[fuse_cpu]] if norm != "fused" else [])
+        primary += [[fuse_cpu, Int8Dynamic(reduce_range=reduce_range)],
+                    [fuse_cpu, Int8Dynamic(per_channel=True, reduce_range=reduce_range)],
+                    [fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range)],
+                    [fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range, smooth=SMOOTH_ALPHA)]]
         fallback += [[fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range, exclude_outliers=per_layer)],
                      [fuse_mha, Int8Dynamic(per_channel=True, reduce_range=reduce_range,
                                             exclude_outliers=2 * per_layer)],

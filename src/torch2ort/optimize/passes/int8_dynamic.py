@@ -6,7 +6,9 @@ Options:
 - ``exclude_last``: keep the last N quantisable nodes in float, where the error lands directly in
   the output;
 - ``exclude_outliers``: keep in float the N nodes whose input activations have the highest
-  peak-to-mean ratio on the calibration feeds (``outlier_scores``).
+  peak-to-mean ratio on the calibration feeds (``outlier_scores``);
+- ``smooth``: SmoothQuant's alpha (0 < alpha < 1; 0 = off): move activation outliers into the
+  weights before quantising (``smooth.py``), measured on the calibration feeds.
 
 Weights shared between nodes are copied first (see ``unshare_weights``: the quantiser corrupts
 them otherwise), and recorded intermediate shapes are dropped: after a fusion they can carry the
@@ -22,6 +24,7 @@ from pathlib import Path
 from torch2ort.optimize.passes.base import (
     Pass,
     PassContext,
+    PassError,
     PassResult,
     load_model,
     pick_reduce_range,
@@ -29,6 +32,7 @@ from torch2ort.optimize.passes.base import (
     save_model,
     unshare_weights,
 )
+from torch2ort.optimize.passes.smooth import smooth
 
 OP_TYPES = ["MatMul", "Gemm", "Attention"]
 
@@ -58,8 +62,6 @@ def outlier_scores(path: Path, nodes: list[str], ctx: PassContext) -> dict[str, 
     import onnx
     import onnxruntime as ort
 
-    from torch2ort.optimize.passes.base import PassError, load_model, save_model
-
     if not ctx.calibration:
         raise PassError("exclude_outliers needs calibration feeds (--samples, or --n > 0)")
     model = load_model(path)
@@ -88,10 +90,13 @@ class Int8Dynamic(Pass):
     name = "int8-dynamic"
 
     def __init__(self, per_channel: bool = False, reduce_range: str | bool = "auto", exclude_last: int = 0,
-                 exclude_outliers: int = 0, nodes_to_exclude: list[str] | None = None) -> None:
+                 exclude_outliers: int = 0, nodes_to_exclude: list[str] | None = None, smooth: float = 0.0) -> None:
+        if smooth and not 0.0 < float(smooth) < 1.0:
+            raise PassError(f"smooth (SmoothQuant's alpha) must be between 0 and 1, got {smooth}")
         super().__init__(per_channel=per_channel, reduce_range=None if reduce_range == "auto" else reduce_range,
                          exclude_last=exclude_last or None, exclude_outliers=exclude_outliers or None,
-                         nodes_to_exclude=nodes_to_exclude)
+                         nodes_to_exclude=nodes_to_exclude, smooth=float(smooth) or None)
+        self.smooth = float(smooth)
         self.per_channel, self.reduce_range = per_channel, reduce_range
         self.exclude_last, self.exclude_outliers = exclude_last, exclude_outliers
         self.nodes_to_exclude = list(nodes_to_exclude or [])
@@ -114,6 +119,10 @@ class Int8Dynamic(Pass):
         if self.exclude_outliers:
             scores = outlier_scores(src, nodes, ctx)
             excluded += sorted(nodes, key=lambda n: -scores[n])[: self.exclude_outliers]
+        smoothing: dict = {}
+        if self.smooth:
+            src, smoothing = smooth(src, ctx.workdir / f"{out.stem}-smoothed.onnx",
+                                    [n for n in nodes if n not in excluded], self.smooth, ctx)
         with quiet_library():
             quantize_dynamic(str(src), str(out), per_channel=self.per_channel, reduce_range=reduce_range,
                              weight_type=QuantType.QInt8, op_types_to_quantize=OP_TYPES,
@@ -124,4 +133,5 @@ class Int8Dynamic(Pass):
                                       "reduce_range_why": why, "quantisable": len(nodes),
                                       "quantised": len(nodes) - len(set(excluded) & set(nodes)),
                                       "excluded": excluded, "unshared_weights": copies,
-                                      "outlier_scores": {n: round(scores[n], 1) for n in excluded if n in scores}})
+                                      "outlier_scores": {n: round(scores[n], 1) for n in excluded if n in scores},
+                                      **smoothing})
