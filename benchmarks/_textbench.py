@@ -80,6 +80,8 @@ def text_bench(jobs: dict[str, dict], texts: str, *, threads: int, seconds: floa
                            "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
                            "min_cosine": min(min_cosine(r["emb"], ref) for r in rs),
                            "versions": rs[0]["versions"], "backend": rs[0]["backend"],
+                           "p50_per_repeat": [r["stats"]["p50"] for r in rs],
+                           "jitter": jitter([r["stats"] for r in rs]),
                            "texts_per_s": 1000.0 * rs[0]["n_texts"] / stats["p50"]}
             if label != reference:
                 worst = jitter([r["stats"] for r in rs + runs[reference]])

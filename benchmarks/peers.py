@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,24 @@ def our_bundle(onnx_path: Path, out: Path) -> Path:
                              "outputs": ["input_ids", "attention_mask"]}])
 
 
+def versus(res: dict) -> list[str]:
+    """'- long: ours vs theirs: 1.15× [..]' for torch2ort's auto bundle against each qint8 row of one text set."""
+    from torch2ort.bench.stats import Ratio
+
+    rows = res["rows"]
+    ours = next((label for label in rows if label.startswith("torch2ort auto (Bundle")), None)
+    if ours is None:
+        return []
+    lines = []
+    for label, r in rows.items():
+        if label.startswith("sentence-transformers") and "qint8" in label:
+            ratio = Ratio.of(r["p50_per_repeat"], rows[ours]["p50_per_repeat"],
+                             max(r["jitter"], rows[ours]["jitter"]))
+            lines.append(f"- {res['texts']}: {ours} vs {label}: **{ratio_text(asdict(ratio))}**; min cosine vs "
+                         f"encode {rows[ours]['min_cosine']:.5f} (ours) and {r['min_cosine']:.5f} (theirs)")
+    return lines
+
+
 def markdown(results: list[dict], sizes: dict[str, float], args, threads: int, versions: dict) -> str:
     rows = []
     for res in results:
@@ -99,6 +118,7 @@ def markdown(results: list[dict], sizes: dict[str, float], args, threads: int, v
             rows.append(f"| {res['texts']} ({r['n_texts']} texts) | {label} | {r['p50']:.1f} | {r['p99']:.1f} | "
                         f"{r['texts_per_s']:.1f} | {ratio_text(ratio) if ratio else 'reference'} | "
                         f"{r['min_cosine']:.5f} | {size} | {r['peak_rss_mb']:.0f} |")
+    head_to_head = [line for res in results for line in versus(res)]
     return "\n".join([
         f"Command: `benchmarks/peers_setup && .venv/bin/python benchmarks/peers.py{' --quick' if args.quick else ''}` "
         f"({args.seconds} s timed per process after warm-up, {args.repeats} repeats in fresh processes, alternating "
@@ -112,6 +132,9 @@ def markdown(results: list[dict], sizes: dict[str, float], args, threads: int, v
         "| texts | backend | p50 ms per set | p99 ms | texts/s | speed-up vs torch encode | min cosine vs torch "
         "encode | model MB | peak RSS MB |",
         "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |", *rows, "",
+        *(["torch2ort's `auto` bundle against sentence-transformers' int8 backend, head to head (their p50 / ours, "
+           "per repeat; the repeats alternate order, so repeat i of each ran side by side):", "", *head_to_head, ""]
+          if head_to_head else []),
         "sentence-transformers' ONNX models are its documented exports: `backend=\"onnx\"` (optimum, fp32), "
         "`export_optimized_onnx_model(model, \"O3\")` and `export_dynamic_quantized_onnx_model(model, "
         "\"avx512_vnni\")`; both pool and normalise in torch after ORT returns the token states."])
