@@ -108,6 +108,35 @@ def load_model(path: str | Path):
     return onnx.load(str(path))
 
 
+def probe_tensors(path: str | Path, tensors: list[str], ctx: PassContext, purpose: str):
+    """Yield, per calibration feed, the named intermediate tensors of the model (made graph outputs).
+
+    ``purpose`` names the option that needs them, for the error when there are no calibration feeds.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    if not ctx.calibration:
+        raise PassError(f"{purpose} needs calibration feeds (--samples, or synthetic ones with --n > 0)")
+    model = load_model(path)
+    existing = {o.name for o in model.graph.output}
+    for name in dict.fromkeys(tensors):
+        if name not in existing:
+            model.graph.output.add().CopyFrom(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    probe = save_model(model, ctx.workdir / f"probe-{Path(path).stem}.onnx")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        wanted = set(tensors)
+        for feed in ctx.calibration:
+            yield {n: np.asarray(v) for n, v in zip(names, session.run(None, feed)) if n in wanted}
+    finally:
+        for f in (probe, probe.with_name(probe.name + ".data")):
+            f.unlink(missing_ok=True)
+
+
 def has_vnni(flags: set[str] | None = None) -> bool:
     """VNNI (x86 AVX512-VNNI / AVX-VNNI) or Arm dot-product: int8 dot products without saturation."""
     flags = cpu_flags() if flags is None else flags

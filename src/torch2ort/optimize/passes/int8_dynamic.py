@@ -28,6 +28,7 @@ from torch2ort.optimize.passes.base import (
     PassResult,
     load_model,
     pick_reduce_range,
+    probe_tensors,
     quiet_library,
     save_model,
     unshare_weights,
@@ -59,30 +60,15 @@ def outlier_scores(path: Path, nodes: list[str], ctx: PassContext) -> dict[str, 
     to one int8 scale per tensor; these are the nodes worth keeping in float.
     """
     import numpy as np
-    import onnx
-    import onnxruntime as ort
 
-    if not ctx.calibration:
-        raise PassError("exclude_outliers needs calibration feeds (--samples, or --n > 0)")
-    model = load_model(path)
-    by_name = {n.name: n for n in model.graph.node}
+    by_name = {n.name: n for n in load_model(path).graph.node}
     inputs = {n: by_name[n].input[0] for n in nodes}
-    existing = {o.name for o in model.graph.output}
-    for name in dict.fromkeys(inputs.values()):
-        if name not in existing:
-            model.graph.output.add().CopyFrom(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    probe = save_model(model, ctx.workdir / "outlier-probe.onnx")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
     peak: dict[str, float] = {}
-    for feed in ctx.calibration:
-        for name, value in zip(names, session.run(None, feed)):
+    for values in probe_tensors(path, list(inputs.values()), ctx, "exclude_outliers"):
+        for name, value in values.items():
             a = np.abs(np.asarray(value, np.float64))
             if a.size:
                 peak[name] = max(peak.get(name, 0.0), float(a.max() / (a.mean() + 1e-12)))
-    probe.unlink(missing_ok=True)
     return {n: peak.get(i, 0.0) for n, i in inputs.items()}
 
 

@@ -3,7 +3,7 @@
 Dynamic int8 quantises each MatMul's activation input with one scale per call. A transformer's
 activations carry a few outlier channels (BERT's layer-norm outputs reach 10-20 where most
 channels stay near 1), so that one scale is coarse for everything else: on all-MiniLM-L6-v2 that
-puts the minimum cosine against torch at about 0.99. Smoothing moves the outliers into the
+put the worst cosine against torch just under 0.99 (BENCHMARKS.md). Smoothing moves the outliers into the
 weights, exactly in float: for an activation X feeding weights W,
 
     X @ W = (X / s) @ (diag(s) W),   s_j = max|X_j|^alpha / max|W_j|^(1 - alpha)
@@ -19,37 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.optimize.passes.base import PassContext, PassError, load_model, save_model
+from torch2ort.optimize.passes.base import PassContext, PassError, load_model, probe_tensors, save_model
 
 SCALE_RANGE = (1e-2, 1e2)  # keeps a dead channel (max |x| = 0) from blowing up its weights
 
 
 def channel_peaks(path: Path, tensors: list[str], ctx: PassContext) -> dict[str, np.ndarray]:
     """max |x| per last-axis channel of each named tensor, over every calibration feed."""
-    import onnx
-    import onnxruntime as ort
-
-    if not ctx.calibration:
-        raise PassError("smooth needs calibration feeds (--samples, or --n > 0)")
-    model = load_model(path)
-    outputs = {o.name for o in model.graph.output}
-    for name in tensors:
-        if name not in outputs:
-            model.graph.output.add().CopyFrom(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    probe = save_model(model, ctx.workdir / "smooth-probe.onnx")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    wanted = set(tensors)
     peaks: dict[str, np.ndarray] = {}
-    for feed in ctx.calibration:
-        for name, value in zip(names, session.run(None, feed)):
-            if name in wanted and np.ndim(value) >= 2:
-                a = np.abs(np.asarray(value, np.float32)).reshape(-1, np.shape(value)[-1]).max(axis=0)
+    for values in probe_tensors(path, tensors, ctx, "smooth"):
+        for name, value in values.items():
+            if value.ndim >= 2:
+                a = np.abs(value.astype(np.float32)).reshape(-1, value.shape[-1]).max(axis=0)
                 peaks[name] = a if name not in peaks else np.maximum(peaks[name], a)
-    for p in [probe, probe.with_name(probe.name + ".data")]:
-        p.unlink(missing_ok=True)
     return peaks
 
 

@@ -19,9 +19,8 @@ projection FLOPs in float (ORT's QAttention has no input for the additive mask o
 
 ``skip_norm``: ``fused`` (default) writes SkipLayerNormalization; ``unfused`` keeps the residual
 add and LayerNormalization apart, with the add written as ``Sum`` so ORT's own SkipLayerNormFusion
-(which matches ``Add``) leaves it alone at load time. On CPU with onnxruntime 1.31, the
-SkipLayerNormalization kernel took 15.6 ms of a 95 ms all-MiniLM-L6-v2 call (8 texts of ~190
-tokens, 2 threads, ORT's profiler) where LayerNormalization plus Sum took 9.3 ms.
+(which matches ``Add``) leaves it alone at load time. On CPU with onnxruntime 1.31 the
+SkipLayerNormalization kernel is the slower of the two (BENCHMARKS.md, the optimize section).
 """
 
 from __future__ import annotations
