@@ -108,6 +108,12 @@ def load_model(path: str | Path):
     return onnx.load(str(path))
 
 
+def weighted_nodes(graph, op_types=("Conv", "ConvTranspose", "Gemm", "MatMul")) -> list[str]:
+    """Names of the ``op_types`` nodes whose weight (input 1) is a constant, in graph (topological) order."""
+    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in graph.node if n.op_type in op_types and len(n.input) > 1 and n.input[1] in consts]
+
+
 def probe_tensors(path: str | Path, tensors: list[str], ctx: PassContext, purpose: str):
     """Yield, per calibration feed, the named intermediate tensors of the model (made graph outputs).
 

@@ -32,6 +32,7 @@ from torch2ort.optimize.passes.base import (
     quiet_library,
     save_model,
     unshare_weights,
+    weighted_nodes,
 )
 from torch2ort.optimize.passes.smooth import smooth
 
@@ -40,11 +41,7 @@ OP_TYPES = ["MatMul", "Gemm", "Attention"]
 
 def quantisable_nodes(path: Path, op_types: list[str]) -> list[str]:
     """Names of nodes the quantiser would touch, in graph (topological) order, weights constant only."""
-    graph = load_model_graph(path)
-    inits = {i.name for i in graph.initializer}
-    consts = {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in graph.node
-            if n.op_type in op_types and len(n.input) > 1 and (n.input[1] in inits or n.input[1] in consts)]
+    return weighted_nodes(load_model_graph(path), op_types)
 
 
 def load_model_graph(path: Path):

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch2ort.optimize.passes.base import Pass, PassContext, PassError, PassResult, pick_reduce_range, quiet_library
+from torch2ort.optimize.passes.base import (
+    Pass,
+    PassContext,
+    PassError,
+    PassResult,
+    pick_reduce_range,
+    quiet_library,
+    weighted_nodes,
+)
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 OP_TYPES = ["Conv", "MatMul", "Gemm", "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu",
             "Clip", "Concat", "Resize", "ConvTranspose"]
-WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 POSITIONS = ("first", "last")
 
 
@@ -44,12 +51,6 @@ def _exclude_list(exclude: str | list[str] | tuple[str, ...] | None) -> list[str
     if "" in items:
         raise PassError(f"int8-static exclude {exclude!r}: an empty entry; give first, last or node names")
     return list(dict.fromkeys(items))
-
-
-def weighted_nodes(graph) -> list[str]:
-    """Names of the Conv/Gemm/MatMul nodes with a constant weight, in graph (topological) order."""
-    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in graph.node if n.op_type in WEIGHTED and len(n.input) > 1 and n.input[1] in consts]
 
 
 def resolve_excluded(graph, exclude: list[str]) -> list[str]:
