@@ -142,8 +142,8 @@ class Bundle:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             tokenised = self.preprocess([texts[i] for i in chunk])
-            for picked, feed in (split_by_tokens(tokenised, max_tokens) if max_tokens else [(None, tokenised)]):
-                rows = chunk if picked is None else [chunk[i] for i in picked]
+            for picked, feed in split_by_tokens(tokenised, max_tokens):
+                rows = [chunk[i] for i in picked]
                 outputs = self.run(feed)
                 results = dict(outputs) if raw else self.postprocess(feed, outputs)
                 parts.append((rows, _per_row(results, len(rows)), _per_row(outputs, len(rows))))

@@ -40,15 +40,16 @@ def stack_items(items: list[Any]) -> Any:
     return pad_stack([np.asarray(it) for it in items])
 
 
-def split_by_tokens(feed: dict[str, np.ndarray], max_tokens: int,
+def split_by_tokens(feed: dict[str, np.ndarray], max_tokens: int | None,
                     mask: str = "attention_mask") -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """A tokenised batch, rows sorted longest first, as sub-batches of at most ``max_tokens`` padded tokens.
 
     Each sub-batch is (row indices, feed) with its ``[batch, seq]`` arrays cut to its own longest row,
-    so short rows stop paying for long ones' padding. A feed without a 2-D ``mask`` comes back whole.
+    so short rows stop paying for long ones' padding. With ``max_tokens=None``, or a feed without a
+    2-D ``mask``, the feed comes back whole.
     """
     m = feed.get(mask)
-    if m is None or m.ndim != 2 or not len(m):
+    if max_tokens is None or m is None or m.ndim != 2 or not len(m):
         return [(np.arange(len(next(iter(feed.values())))), feed)]
     rows, seq = m.shape
     lengths = np.maximum(m.astype(bool).sum(axis=1), 1)
