@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.bench.stats import Ratio, jitter
+from torch2ort.benchmark.stats import Ratio, jitter
 
 WORKER = Path(__file__).resolve().parent / "text_worker.py"
 

@@ -2,7 +2,7 @@
 
 CNNs: each model is exported, every variant is verified against PyTorch with its gates (the default
 task gates, or the entry's --accept: lip-sync is judged with psnr>=40) and the passing ones are timed
-against torch in isolated processes (torch2ort.optimize.planner). MiniLM: the sentence-embedding form
+against torch in isolated processes (torch2ort.optimization.planner). MiniLM: the sentence-embedding form
 (mean pooling + L2 norm in the graph), verified and calibrated on the real text sets tokenised (short,
 and long in four chunks), then ``optimize`` times its variants at the long set's
 shape (32 x 196 tokens) to choose one; fp32 and the `auto` choice are then timed on the whole short and long sets
@@ -28,10 +28,10 @@ from _report import update_section  # noqa: E402
 from _textbench import text_bench  # noqa: E402
 from zoo_models import MINILM_INPUTS, MINILM_LONG_INPUTS, ZOO, Entry, count, long_texts, short_texts, tokenize  # noqa: E402
 
-from torch2ort.bench import BenchOptions  # noqa: E402
-from torch2ort.bench.stats import ratio_text  # noqa: E402
+from torch2ort.benchmark import BenchOptions  # noqa: E402
+from torch2ort.benchmark.stats import ratio_text  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
-from torch2ort.optimize.planner import optimize  # noqa: E402
+from torch2ort.optimization.planner import optimize  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
 

@@ -33,7 +33,7 @@ from _textbench import text_bench  # noqa: E402
 from texts import MAX_SEQ_LENGTH  # noqa: E402
 from zoo_models import MINILM_INPUTS  # noqa: E402
 
-from torch2ort.bench.stats import ratio_text  # noqa: E402
+from torch2ort.benchmark.stats import ratio_text  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 REFERENCE = "sentence-transformers torch encode"
@@ -93,7 +93,7 @@ def our_bundle(onnx_path: Path, out: Path) -> Path:
 
 def versus(res: dict) -> list[str]:
     """'- long: ours vs theirs: 1.15× [..]' for torch2ort's auto bundle against each qint8 row of one text set."""
-    from torch2ort.bench.stats import Ratio
+    from torch2ort.benchmark.stats import Ratio
 
     rows = res["rows"]
     ours = next((label for label in rows if label.startswith("torch2ort auto (Bundle")), None)

@@ -5,7 +5,7 @@ times torch and ORT each in fresh processes, alternating over repeats, with the 
 both sides. MiniLM: torch2ort's fp32 export of the sentence-embedding model (pooling + L2 norm in the
 graph) against sentence-transformers' torch ``encode``, on the real text sets (benchmarks/data), a
 whole set per call, in fresh processes (benchmarks/text_worker.py); min cosine vs ``encode``.
-A speed-up whose repeats disagree is printed as *unstable* (torch2ort.bench.stats.ratio_text).
+A speed-up whose repeats disagree is printed as *unstable* (torch2ort.benchmark.stats.ratio_text).
 
     benchmarks/run_zoo                 # the full run (minutes per model), updates BENCHMARKS.md
     benchmarks/run_zoo --quick         # smoke test only: 1 repeat, 0.2 s, batch 1; never updates BENCHMARKS.md
@@ -26,8 +26,8 @@ from _report import update_section  # noqa: E402
 from _textbench import text_bench  # noqa: E402
 from zoo_models import MINILM_INPUTS, ZOO, count  # noqa: E402
 
-from torch2ort.bench import BenchOptions, bench  # noqa: E402
-from torch2ort.bench.stats import ratio_text  # noqa: E402
+from torch2ort.benchmark import BenchOptions, bench  # noqa: E402
+from torch2ort.benchmark.stats import ratio_text  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
 from torch2ort.parity.verify import verify_onnx  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402

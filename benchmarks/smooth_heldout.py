@@ -27,9 +27,9 @@ from texts import long_texts, short_texts, tokenize, tokenizer  # noqa: E402
 from zoo_models import MINILM_INPUTS  # noqa: E402
 
 from torch2ort.export import export_onnx  # noqa: E402
-from torch2ort.optimize.passes import PassContext  # noqa: E402
-from torch2ort.optimize.passes.int8_dynamic import Int8Dynamic  # noqa: E402
-from torch2ort.optimize.passes.transformer import TransformerFusion  # noqa: E402
+from torch2ort.optimization.passes import PassContext  # noqa: E402
+from torch2ort.optimization.passes.int8_dynamic import Int8Dynamic  # noqa: E402
+from torch2ort.optimization.passes.transformer import TransformerFusion  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402
 

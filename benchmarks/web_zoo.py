@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _report import update_section  # noqa: E402
 from zoo_models import ZOO  # noqa: E402
 
-from torch2ort.bench import BenchOptions, bench  # noqa: E402
-from torch2ort.bench.run import bench_web  # noqa: E402
+from torch2ort.benchmark import BenchOptions, bench  # noqa: E402
+from torch2ort.benchmark.run import bench_web  # noqa: E402
 from torch2ort.export import export_onnx  # noqa: E402
 from torch2ort.parity.verify import verify_onnx  # noqa: E402
 from torch2ort.sources import ModelRequest, load_model  # noqa: E402

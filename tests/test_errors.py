@@ -57,7 +57,7 @@ def test_a_library_crash_inside_a_pass_is_a_conversion_failure(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from torch2ort.optimize.passes.base import Pass, PassContext
+    from torch2ort.optimization.passes.base import Pass, PassContext
 
     class Crashes(Pass):
         name = "crashes"

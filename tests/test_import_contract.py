@@ -122,6 +122,6 @@ def test_the_contract_catches_a_planted_import(tmp_path, planted, monkeypatch):
 def test_the_contract_catches_a_planted_private_import(tmp_path, monkeypatch):
     pkg = tmp_path / "torch2ort" / "pipeline"
     pkg.mkdir(parents=True)
-    (pkg / "planted.py").write_text("from torch2ort.bench.run import _versions\n")
+    (pkg / "planted.py").write_text("from torch2ort.benchmark.run import _versions\n")
     monkeypatch.setattr(f"{__name__}.SRC", tmp_path / "torch2ort")
     assert private_cross_package_imports([pkg / "planted.py"]) != []

@@ -21,7 +21,7 @@ _LAZY = {
     "load_model": "torch2ort.sources",
     "export_onnx": "torch2ort.export.exporters",
     "verify_onnx": "torch2ort.parity.verify",
-    "optimize": "torch2ort.optimize.planner",
+    "optimize": "torch2ort.optimization.planner",
     "ParityReport": "torch2ort.parity.compare",
     "RunResults": "torch2ort.parity.compare",
     "compare": "torch2ort.parity.compare",

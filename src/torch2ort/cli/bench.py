@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.bench import BenchOptions, bench
+    from torch2ort.benchmark import BenchOptions, bench
     from torch2ort.errors import UsageError
 
     console = make_console()
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     runtimes = parse_runtimes(args.runtime)
     report = bench(request, spec, onnx_path, opts)
     if "web" in runtimes:
-        from torch2ort.bench.run import bench_web
+        from torch2ort.benchmark.run import bench_web
 
         console.print("timing onnxruntime-web in headless Chromium …")
         report.web = bench_web(spec, onnx_path, opts, report.options["threads"])
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         json_out.write_text(report.to_json())
         console.print(f"report written to {json_out}")
     if plot_out:
-        from torch2ort.bench.plot import plot
+        from torch2ort.benchmark.plot import plot
 
         plot(report, plot_out)
         console.print(f"plot written to {plot_out}")
@@ -97,7 +97,7 @@ def print_report(console, report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from torch2ort.bench.stats import ratio_text
+    from torch2ort.benchmark.stats import ratio_text
 
     m = report.machine
     console.print(f"machine: {m['cpu']}, {m['physical_cores']} physical / {m['logical_cores']} logical cores; "

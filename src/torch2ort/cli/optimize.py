@@ -86,10 +86,10 @@ def pass_options(args: argparse.Namespace) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from torch2ort.bench.run import BenchOptions, batch_label
+    from torch2ort.benchmark.run import BenchOptions, batch_label
     from torch2ort.errors import SpecError
     from torch2ort.inputs import parse_sweep
-    from torch2ort.optimize.planner import optimize
+    from torch2ort.optimization.planner import optimize
     from torch2ort.runtime.providers import ALIASES
     from torch2ort.sources import load_model
 
@@ -157,7 +157,7 @@ def print_table(console, result) -> None:
 
 
 def _fails(gate: dict) -> list[str]:
-    from torch2ort.optimize.planner import gate_failures
+    from torch2ort.optimization.planner import gate_failures
 
     return gate_failures(gate)
 

@@ -99,8 +99,8 @@ class Optimize(Stage):
         opts = state.opts
         if opts.optimize in ("none", None, []):
             return None
-        from torch2ort.bench.run import BenchOptions
-        from torch2ort.optimize.planner import optimize
+        from torch2ort.benchmark.run import BenchOptions
+        from torch2ort.optimization.planner import optimize
 
         passes = "auto" if opts.optimize == "auto" else opts.optimize
         bench_opts = (BenchOptions(batches=[state.bench_batches()[-1]], seconds=min(opts.seconds, 0.5),
@@ -156,8 +156,8 @@ class Bench(Stage):
     def run(self, state: MigrationState) -> str | None:
         if not state.opts.bench:
             return None
-        from torch2ort.bench.run import BenchOptions, bench
-        from torch2ort.bench.stats import ratio_text
+        from torch2ort.benchmark.run import BenchOptions, bench
+        from torch2ort.benchmark.stats import ratio_text
 
         batches = state.bench_batches()
         opts = BenchOptions(batches=batches, seconds=state.opts.seconds, repeats=state.opts.repeats,

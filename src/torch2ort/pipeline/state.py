@@ -92,7 +92,7 @@ class MigrationState:
 
     def bench_batches(self) -> list[int]:
         """--batch, else 1 and max(example, 8) with a dynamic batch dim, else the fixed batch."""
-        from torch2ort.bench.run import batch_label
+        from torch2ort.benchmark.run import batch_label
 
         if self.opts.batches:
             return list(self.opts.batches)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch2ort.bench.run import BenchOptions, BenchReport, bench
-from torch2ort.bench.stats import LatencyStats, Ratio
+from torch2ort.benchmark.run import BenchOptions, BenchReport, bench
+from torch2ort.benchmark.stats import LatencyStats, Ratio
 
 __all__ = ["BenchOptions", "BenchReport", "LatencyStats", "Ratio", "bench"]

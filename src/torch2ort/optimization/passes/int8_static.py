@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch2ort.optimize.passes.base import (
+from torch2ort.optimization.passes.base import (
     Pass,
     PassContext,
     PassError,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.optimize.passes.base import Pass, PassContext, PassResult, load_model, save_model
+from torch2ort.optimization.passes.base import Pass, PassContext, PassResult, load_model, save_model
 
 FP16_MAX = 65504.0
 SENSITIVE_OPS = ["Pow", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Exp",

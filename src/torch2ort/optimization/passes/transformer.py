@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch2ort.export.graph import op_counts
-from torch2ort.optimize.passes.base import (
+from torch2ort.optimization.passes.base import (
     EXTERNAL_DATA_BYTES,
     Pass,
     PassContext,
@@ -187,7 +187,7 @@ def _residual_adds_to_sum(path: Path) -> int:
     ORT fuses ``Add -> LayerNormalization`` into SkipLayerNormalization when it loads a model; it
     does not match ``Sum``, so the two stay apart.
     """
-    from torch2ort.optimize.passes.base import load_model, save_model
+    from torch2ort.optimization.passes.base import load_model, save_model
 
     model = load_model(path)
     producer = {o: n for n in model.graph.node for o in n.output}

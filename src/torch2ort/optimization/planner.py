@@ -25,12 +25,12 @@ import numpy as np
 from torch2ort.errors import OutputExistsError, PassFailedError, RunnerError, UsageError
 from torch2ort.export.graph import model_bytes, op_counts
 from torch2ort.inputs import sample_cases, synthetic_cases
-from torch2ort.optimize.passes import Pass, PassContext, PassError, parse_chain
-from torch2ort.optimize.passes.fp16 import Fp16
-from torch2ort.optimize.passes.graph import GraphOptimize
-from torch2ort.optimize.passes.int8_dynamic import OP_TYPES, Int8Dynamic, quantisable_nodes
-from torch2ort.optimize.passes.int8_static import Int8Static
-from torch2ort.optimize.passes.transformer import TransformerFusion, looks_like_transformer
+from torch2ort.optimization.passes import Pass, PassContext, PassError, parse_chain
+from torch2ort.optimization.passes.fp16 import Fp16
+from torch2ort.optimization.passes.graph import GraphOptimize
+from torch2ort.optimization.passes.int8_dynamic import OP_TYPES, Int8Dynamic, quantisable_nodes
+from torch2ort.optimization.passes.int8_static import Int8Static
+from torch2ort.optimization.passes.transformer import TransformerFusion, looks_like_transformer
 from torch2ort.parity.compare import RunResults, compare, run
 from torch2ort.parity.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates, roles_from_postprocess
 from torch2ort.parity.metrics import LOGIT_DECISION_THRESHOLD
@@ -209,7 +209,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
         bench = None
         passing = [v for v in variants if v.passed]
         if bench_opts is not None and passing:
-            from torch2ort.bench.run import bench_variants
+            from torch2ort.benchmark.run import bench_variants
 
             log(f"benchmarking torch and {len(passing)} passing variants in separate processes")
             bench = bench_variants(request, spec, {v.name: v.path for v in passing}, bench_opts, reference=BASELINE)
@@ -333,7 +333,7 @@ def _choose(result: OptimizeResult, auto: bool, benched: bool) -> None:
 def _write(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
     import onnx
 
-    from torch2ort.optimize.passes.base import save_model
+    from torch2ort.optimization.passes.base import save_model
 
     model = onnx.load(variant.path)
     stamp = {"torch2ort.optimize.variant": variant.name,

@@ -9,9 +9,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from torch2ort.export.graph import op_counts
-from torch2ort.optimize.passes import PassContext, PassError
-from torch2ort.optimize.passes.int8_dynamic import Int8Dynamic
-from torch2ort.optimize.passes.smooth import smooth
+from torch2ort.optimization.passes import PassContext, PassError
+from torch2ort.optimization.passes.int8_dynamic import Int8Dynamic
+from torch2ort.optimization.passes.smooth import smooth
 
 K, N = 64, 48
 

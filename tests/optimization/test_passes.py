@@ -11,10 +11,10 @@ from fixtures.families import FAMILIES
 from torch2ort.errors import UsageError
 from torch2ort.export.graph import op_counts
 from torch2ort.inputs import synthetic_cases, synthetic_feed
-from torch2ort.optimize.passes import PASSES, PassContext, PassError, parse_chain, pass_class
-from torch2ort.optimize.passes.base import has_vnni, pick_reduce_range, unshare_weights
-from torch2ort.optimize.passes.int8_dynamic import Int8Dynamic, quantisable_nodes
-from torch2ort.optimize.passes.transformer import looks_like_transformer
+from torch2ort.optimization.passes import PASSES, PassContext, PassError, parse_chain, pass_class
+from torch2ort.optimization.passes.base import has_vnni, pick_reduce_range, unshare_weights
+from torch2ort.optimization.passes.int8_dynamic import Int8Dynamic, quantisable_nodes
+from torch2ort.optimization.passes.transformer import looks_like_transformer
 
 # pass name -> the fixture family it is meant for
 TARGETS = {"graph": "mobilenet", "slim": "mobilenet", "transformer": "encoder", "fp16": "mobilenet",
@@ -204,7 +204,7 @@ def test_passes_leave_the_working_directory_clean(tmp_path, monkeypatch):
     from fixtures.hf import bert_dir
     from torch2ort.export import export_onnx
     from torch2ort.inputs import synthetic_feed
-    from torch2ort.optimize.passes.int8_static import Int8Static
+    from torch2ort.optimization.passes.int8_static import Int8Static
     from torch2ort.sources import ModelRequest, load_model
 
     loaded = load_model(ModelRequest(f"hf:{bert_dir(tmp_path / 'bert', num_labels=2)}"))

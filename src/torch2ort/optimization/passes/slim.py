@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch2ort.optimize.passes.base import Pass, PassContext, PassResult, load_model, save_model
+from torch2ort.optimization.passes.base import Pass, PassContext, PassResult, load_model, save_model
 
 
 class Slim(Pass):

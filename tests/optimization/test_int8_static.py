@@ -7,8 +7,8 @@ import pytest
 
 from fixtures.families import FAMILIES
 from torch2ort.inputs import synthetic_cases
-from torch2ort.optimize.passes import PassContext, PassError, pass_class
-from torch2ort.optimize.passes.int8_static import Int8Static, weighted_nodes
+from torch2ort.optimization.passes import PassContext, PassError, pass_class
+from torch2ort.optimization.passes.int8_static import Int8Static, weighted_nodes
 
 
 def _ctx(tmp_path) -> PassContext:

@@ -9,9 +9,9 @@ import pytest
 
 from fixtures import faults
 from fixtures.families import FAMILIES, load_family, run_cli
-from torch2ort.bench.run import BenchOptions
+from torch2ort.benchmark.run import BenchOptions
 from torch2ort.errors import OutputExistsError
-from torch2ort.optimize.planner import BASELINE, optimize, plan_auto
+from torch2ort.optimization.planner import BASELINE, optimize, plan_auto
 from torch2ort.sources import ModelRequest
 
 
@@ -138,7 +138,7 @@ def test_optimize_leaves_the_working_directory_clean(tmp_path, monkeypatch):
 def test_text_models_are_gated_on_real_text(tmp_path):
     """With real samples, a text model's gate reads them only; synthetic ids are still verified for parity."""
     from torch2ort.inputs import InputCase
-    from torch2ort.optimize.planner import _gate_cases
+    from torch2ort.optimization.planner import _gate_cases
     from torch2ort.spec import InputSpec
 
     spec = InputSpec.from_cli(["input_ids:batch=2,seq=8:int64:0..99"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from torch2ort._env import machine_info, noise_between, noise_snapshot, physical_cores, versions
-from torch2ort.bench.stats import Ratio, jitter
+from torch2ort.benchmark.stats import Ratio, jitter
 from torch2ort.errors import UsageError
 from torch2ort.runtime.providers import ALIASES
 from torch2ort.spec import InputSpec
@@ -100,7 +100,7 @@ def _spawn(cfg: dict, workdir: Path, timeout_s: float) -> dict:
     cfg_path.write_text(json.dumps(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg["threads"])}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "torch2ort.bench.worker", str(cfg_path), str(out_path)],
+    proc = subprocess.run([sys.executable, "-m", "torch2ort.benchmark.worker", str(cfg_path), str(out_path)],
                           capture_output=True, text=True, timeout=timeout_s, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not out_path.is_file():
@@ -175,7 +175,7 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
 
 def bench_web(spec: InputSpec, onnx_path: str | Path, opts: BenchOptions, threads: int) -> dict:
     """onnxruntime-web latency per batch size, timed inside the page with performance.now()."""
-    from torch2ort.bench.stats import LatencyStats
+    from torch2ort.benchmark.stats import LatencyStats
     from torch2ort.inputs import synthetic_feed
     from torch2ort.runners.web import WebRunner
 

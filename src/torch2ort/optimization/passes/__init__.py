@@ -7,16 +7,16 @@ returns a PassResult; none is kept until the optimiser has re-verified it agains
 from __future__ import annotations
 
 from torch2ort.errors import UsageError, unknown_name
-from torch2ort.optimize.passes.base import Pass, PassContext, PassError, PassResult
+from torch2ort.optimization.passes.base import Pass, PassContext, PassError, PassResult
 
 # name -> "module:Class", imported on use.
 PASSES = {
-    "graph": "torch2ort.optimize.passes.graph:GraphOptimize",
-    "slim": "torch2ort.optimize.passes.slim:Slim",
-    "transformer": "torch2ort.optimize.passes.transformer:TransformerFusion",
-    "fp16": "torch2ort.optimize.passes.fp16:Fp16",
-    "int8-dynamic": "torch2ort.optimize.passes.int8_dynamic:Int8Dynamic",
-    "int8-static": "torch2ort.optimize.passes.int8_static:Int8Static",
+    "graph": "torch2ort.optimization.passes.graph:GraphOptimize",
+    "slim": "torch2ort.optimization.passes.slim:Slim",
+    "transformer": "torch2ort.optimization.passes.transformer:TransformerFusion",
+    "fp16": "torch2ort.optimization.passes.fp16:Fp16",
+    "int8-dynamic": "torch2ort.optimization.passes.int8_dynamic:Int8Dynamic",
+    "int8-static": "torch2ort.optimization.passes.int8_static:Int8Static",
 }
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from fixtures.families import FAMILIES, MODELS, run_cli
-from torch2ort.bench import BenchOptions, BenchReport, LatencyStats, Ratio, bench
+from torch2ort.benchmark import BenchOptions, BenchReport, LatencyStats, Ratio, bench
 from torch2ort.errors import UsageError
 from torch2ort.sources import ModelRequest
 
@@ -131,7 +131,7 @@ def test_torch_compile_row_reports_compile_time_apart(exported):
 
 
 def test_a_ratio_whose_repeats_disagree_is_unstable_not_a_result():
-    from torch2ort.bench.stats import Ratio, ratio_text
+    from torch2ort.benchmark.stats import Ratio, ratio_text
 
     steady = Ratio.of([10.0, 10.2, 9.9], [5.0, 5.1, 5.0], jitter=1.1)
     assert steady.stable and str(steady).startswith("2.00×")

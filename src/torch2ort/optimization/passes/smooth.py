@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.optimize.passes.base import PassContext, PassError, load_model, probe_tensors, save_model
+from torch2ort.optimization.passes.base import PassContext, PassError, load_model, probe_tensors, save_model
 
 SCALE_RANGE = (1e-2, 1e2)  # keeps a dead channel (max |x| = 0) from blowing up its weights
 

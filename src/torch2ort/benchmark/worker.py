@@ -1,4 +1,4 @@
-"""One backend in its own process: ``python -m torch2ort.bench.worker CONFIG.json RESULT.json``.
+"""One backend in its own process: ``python -m torch2ort.benchmark.worker CONFIG.json RESULT.json``.
 
 Run in a fresh interpreter so ORT's spinning threads and torch's pool never share a process.
 It measures, in order: import time, model load time, first inference (the cold start), then
@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from torch2ort.bench.stats import LatencyStats  # noqa: E402
+from torch2ort.benchmark.stats import LatencyStats  # noqa: E402
 from torch2ort.errors import describe  # noqa: E402
 from torch2ort.inputs import synthetic_feed  # noqa: E402
 from torch2ort.spec import InputSpec  # noqa: E402

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch2ort.optimize.passes.base import Pass, PassContext, PassError, PassResult
+from torch2ort.optimization.passes.base import Pass, PassContext, PassError, PassResult
 
 LEVELS = ("basic", "extended")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch2ort.optimize.passes.base import (
+from torch2ort.optimization.passes.base import (
     Pass,
     PassContext,
     PassError,
@@ -34,7 +34,7 @@ from torch2ort.optimize.passes.base import (
     unshare_weights,
     weighted_nodes,
 )
-from torch2ort.optimize.passes.smooth import smooth
+from torch2ort.optimization.passes.smooth import smooth
 
 OP_TYPES = ["MatMul", "Gemm", "Attention"]
 
