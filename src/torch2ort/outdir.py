@@ -7,10 +7,11 @@ Example::
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-from torch2ort.errors import OutputExistsError
+from torch2ort.errors import OutputExistsError, UsageError
 
 
 def prepare_outdir(out: Path, force: bool, marker: str, what: str) -> Path:
@@ -29,3 +30,33 @@ def prepare_outdir(out: Path, force: bool, marker: str, what: str) -> Path:
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def check_writable(path: str | Path, force: bool) -> Path:
+    """Refuse, before any work, an output that exists (without --force) or that cannot be written at all.
+
+    Probed by opening it for appending (nothing is written; a file the probe created is removed again),
+    so `-o /proc/x.onnx` is a one-line error naming the path, not an export failure after the work.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    existed = path.exists()
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # the writer creates missing parents
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{parent} is not a directory")
+        if existed or parent == path.parent:
+            with open(path, "ab"):
+                pass
+            if not existed:
+                path.unlink()
+        elif not os.access(parent, os.W_OK):
+            raise PermissionError(f"{parent} is not writable")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

@@ -74,7 +74,7 @@ def test_refuses_to_overwrite(tmp_path, exported):
     path.write_text("mine")
     fam = FAMILIES["mobilenet"]
     with pytest.raises(OutputExistsError):
-        from torch2ort.cli.common import check_writable
+        from torch2ort.outdir import check_writable
 
         check_writable(path, force=False)
     assert run_cli("export", fam.model, *fam.cli_inputs(), "-o", path) == 2

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from torch2ort import values as V
 from torch2ort._env import machine_info, noise_between, noise_snapshot, physical_cores, versions
 from torch2ort.benchmark.stats import Ratio, jitter
 from torch2ort.errors import UsageError
@@ -38,6 +39,16 @@ class BenchOptions:
     compile: bool = False               # add a torch.compile row (compile time reported apart)
     profile: bool = True                # ORT profiling run for the binding overhead
     timeout_s: float = 900.0
+
+    def __post_init__(self) -> None:  # NaN or inf seconds would time forever (issue 27)
+        self.batches = V.sizes("--batch", self.batches)
+        self.threads = V.optional_count("--threads", self.threads, 1, V.MAX_THREADS)
+        self.iters = V.optional_count("--iters", self.iters, 1, 10_000_000)
+        if self.seconds is not None:
+            self.seconds = V.number("--seconds", self.seconds, 0.001, V.MAX_SECONDS)
+        self.warmup = V.count("--warmup", self.warmup, 0, 1_000_000)
+        self.repeats = V.count("--repeats", self.repeats, 1, V.MAX_REPEATS)
+        self.timeout_s = V.number("timeout_s", self.timeout_s, 1.0, 86_400.0)
 
 
 @dataclass
@@ -130,8 +141,6 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
     example = spec.dynamic_labels().get(label) if label else None
     if label is None and any(b != spec.inputs[0].dims[0].size for b in opts.batches if spec.inputs[0].dims):
         raise UsageError("--batch needs a dynamic batch dim in the spec (e.g. x:batch=1,3,224,224:float32)")
-    if any(b < 1 for b in opts.batches) or opts.repeats < 1:
-        raise UsageError("--batch sizes and --repeats must be >= 1")
     providers = [_provider(p) for p in opts.providers]
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if missing:

@@ -49,6 +49,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             importlib.import_module(module).add_parser(sub)
         else:
             sub.add_parser(name, help=help_line, add_help=False)
+    parser.set_defaults(command_parsers=sub.choices)
     return parser
 
 
@@ -61,12 +62,18 @@ def _command_in(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     words = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser(_command_in(words))
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]  # for "the command to reproduce this"
+    args = parser.parse_args(words)
+    args.argv = words  # for "the command to reproduce this"
     if not args.command:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "config", None):  # the file's values become defaults; what the command line gave wins
+            from torch2ort.cli.common import config_defaults
+
+            args.command_parsers[args.command].set_defaults(**config_defaults(args.config, args.command))
+            args = parser.parse_args(words)
+            args.argv = words
         return int(args.func(args) or 0)
     except Torch2OrtError as exc:
         print(f"torch2ort {args.command}: error: {exc.one_line()}", file=sys.stderr)

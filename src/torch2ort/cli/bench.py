@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from torch2ort.cli.common import (
     add_force,
     add_model_args,
     add_spec_args,
-    check_writable,
-    input_spec,
     make_console,
-    model_request,
+    model_options,
+    spec_options,
 )
 
 
@@ -49,47 +47,20 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.benchmark import BenchOptions, bench
-    from torch2ort.errors import UsageError
+    from torch2ort import api
 
     console = make_console()
-    spec = input_spec(args)
-    try:
-        batches = [int(b) for b in args.batch.split(",") if b.strip()]
-    except ValueError:
-        raise UsageError(f"--batch {args.batch!r}: expected sizes like 1,8,32") from None
-    json_out = check_writable(args.json, args.force) if args.json else None
-    plot_out = check_writable(args.plot, args.force) if args.plot else None
-    onnx_path = args.onnx
-    if args.bundle:
-        from torch2ort.runtime import Bundle
-
-        bundle = Bundle.load(args.bundle)  # checksums verified before anything is timed
-        onnx_path = str(Path(args.bundle) / bundle.manifest["model"])
-    request = model_request(args, args.model)
-    opts = BenchOptions(batches=batches, threads=args.threads, iters=args.iters,
-                        seconds=None if args.iters else args.seconds, warmup=args.warmup, repeats=args.repeats,
-                        providers=[p.strip() for p in args.providers.split(",") if p.strip()],
-                        compile=args.compile, profile=not args.no_profile)
-    console.print(f"benchmarking {request.model} vs {onnx_path}: batches {batches}, {args.repeats} repeats …")
-    from torch2ort.parity.verify import parse_runtimes
-
-    runtimes = parse_runtimes(args.runtime)
-    report = bench(request, spec, onnx_path, opts)
-    if "web" in runtimes:
-        from torch2ort.benchmark.run import bench_web
-
-        console.print("timing onnxruntime-web in headless Chromium …")
-        report.web = bench_web(spec, onnx_path, opts, report.options["threads"])
+    console.print(f"benchmarking {args.model} vs {args.onnx or args.bundle}: batches {args.batch}, "
+                  f"{args.repeats} repeats …")
+    report = api.bench(args.model, args.onnx, bundle=args.bundle, batch=args.batch, threads=args.threads,
+                       providers=args.providers, runtime=args.runtime, iters=args.iters, seconds=args.seconds,
+                       warmup=args.warmup, repeats=args.repeats, compile=args.compile, profile=not args.no_profile,
+                       json_path=args.json, plot=args.plot, force=args.force, **spec_options(args),
+                       **model_options(args))
     print_report(console, report)
-    if json_out:
-        json_out.write_text(report.to_json())
-        console.print(f"report written to {json_out}")
-    if plot_out:
-        from torch2ort.benchmark.plot import plot
-
-        plot(report, plot_out)
-        console.print(f"plot written to {plot_out}")
+    for flag, path in (("report", args.json), ("plot", args.plot)):
+        if path:
+            console.print(f"{flag} written to {path}")
     return 0
 
 

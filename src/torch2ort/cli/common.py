@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
 from typing import Any
 
-from torch2ort.errors import OutputExistsError, SpecError, UsageError
+
+class Repeatable(argparse.Action):
+    """``append``, except that the first use on the command line replaces the default (a ``--config``
+    value) instead of adding to it: command-line options win, repeatable ones included."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given", set())
+        items = list(getattr(namespace, self.dest) or []) if self.dest in given else []
+        given.add(self.dest)
+        setattr(namespace, self.dest, items + [values])
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -18,25 +24,25 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kwargs", metavar="JSON", help="constructor arguments for NAME, e.g. '{\"classes\": 7}'")
     g.add_argument("--checkpoint", metavar="FILE", help="state_dict in .pt/.pth (bare or under "
                    "model_state_dict/state_dict/model) or .safetensors")
-    g.add_argument("--trust-checkpoint", action="store_true", default=None,
+    g.add_argument("--trust-checkpoint", action="store_true",
                    help="allow pickle code execution when loading --checkpoint (only for files you trust)")
     g.add_argument("--preprocess-module", metavar="FILE.py:NAME",
                    help="a torch module from what the --preprocess steps give (e.g. waveform segments) to the "
                         "model's first input (e.g. spectrograms); fused with MODEL into one graph, exported and "
                         "verified with it; --input then describes the fused model's inputs (docs/audio.md)")
-    g.add_argument("--non-strict", action="store_true", default=None,
+    g.add_argument("--non-strict", action="store_true",
                    help="load a checkpoint whose keys do not all match (the mismatches are still printed)")
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inputs")
-    g.add_argument("--input", action="append", default=[], metavar="NAME:DIMS:DTYPE[:LOW..HIGH]",
+    g.add_argument("--input", action=Repeatable, default=[], metavar="NAME:DIMS:DTYPE[:LOW..HIGH]",
                    help="repeatable, in the model's argument order; a dim is an int or label=int "
                         "(dynamic), e.g. x:batch=1,3,224,224:float32; dtypes: float32 float16 int64 "
                         "int32 uint8 bool")
     g.add_argument("--output-names", metavar="a,b,c", help="names for the outputs (default: dict keys or "
                    "namedtuple fields, else output_0, output_1, ...)")
-    g.add_argument("--allow-all-false-masks", action="store_true", default=None,
+    g.add_argument("--allow-all-false-masks", action="store_true",
                    help="let synthetic bool masks be all False (by default each row keeps a True)")
 
 
@@ -44,81 +50,38 @@ def add_force(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
-def config_of(args: argparse.Namespace) -> dict[str, Any]:
-    if getattr(args, "_config", None) is None:
-        from torch2ort.config import load_config
+def config_defaults(path: str, command: str) -> dict[str, Any]:
+    """A ``--config`` file as argparse defaults for ``command`` (dest -> value); command-line values win.
 
-        args._config = load_config(args.config) if args.config else {}
-    return args._config
-
-
-def pick(args: argparse.Namespace, name: str, section: str | None = None, default: Any = None) -> Any:
-    """CLI value if given, else the config's, else ``default``."""
-    value = getattr(args, name, None)
-    if value is not None and value != []:
-        return value
-    cfg = config_of(args)
-    if section:
-        cfg = cfg.get(section, {})
-    return cfg.get(name, default)
-
-
-def model_request(args: argparse.Namespace, model: str | None):
-    from torch2ort.sources import ModelRequest
-
-    model = model or config_of(args).get("model")
-    if not model:
-        raise SpecError("no MODEL given (as an argument or `model = ...` in --config)")
-    kwargs = pick(args, "kwargs")
-    if isinstance(kwargs, str):
-        try:
-            kwargs = json.loads(kwargs)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"--kwargs is not valid JSON: {exc}") from None
-        if not isinstance(kwargs, dict):
-            raise SpecError("--kwargs must be a JSON object, e.g. '{\"classes\": 7}'")
-    return ModelRequest(model, kwargs or None, pick(args, "checkpoint"),
-                        bool(pick(args, "trust_checkpoint", default=False)),
-                        not bool(pick(args, "non_strict", default=False)), pick(args, "preprocess_module"))
-
-
-def input_spec(args: argparse.Namespace):
-    from torch2ort.config import config_inputs
-    from torch2ort.spec import InputSpec
-
-    inputs = args.input or config_inputs(config_of(args))
-    names = pick(args, "output_names")
-    return InputSpec.from_cli(inputs, names, bool(pick(args, "allow_all_false_masks", default=False)))
-
-
-def check_writable(path: str | Path, force: bool) -> Path:
-    """Refuse, before any work, an output that exists (without --force) or that cannot be written at all.
-
-    Probed by opening it for appending (nothing is written; a file the probe created is removed again),
-    so `-o /proc/x.onnx` is a one-line error naming the path, not an export failure after the work.
+    Top-level keys apply to every command; ``[export]`` to export; ``[verify]`` to verify, and its
+    n, seed, samples and sweep to migrate and optimize too.
     """
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise UsageError(f"cannot write {path}: it is a directory")
-    existed = path.exists()
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:  # the writer creates missing parents
-        parent = parent.parent
-    try:
-        if not parent.is_dir():
-            raise NotADirectoryError(f"{parent} is not a directory")
-        if existed or parent == path.parent:
-            with open(path, "ab"):
-                pass
-            if not existed:
-                path.unlink()
-        elif not os.access(parent, os.W_OK):
-            raise PermissionError(f"{parent} is not writable")
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    from torch2ort.config import config_inputs, load_config
+
+    data = load_config(path)
+    out = {k: data[k] for k in ("model", "kwargs", "checkpoint", "trust_checkpoint", "non_strict",
+                                "preprocess_module", "output_names", "allow_all_false_masks") if k in data}
+    inputs = config_inputs(data)
+    if inputs:
+        out["input"] = inputs
+    if command == "export":
+        out.update(data.get("export", {}))
+    verify = data.get("verify", {})
+    shared = ("n", "seed", "samples", "sweep") if command in ("migrate", "optimize") else ()
+    out.update({k: v for k, v in verify.items() if command == "verify" or k in shared})
+    return out
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model options of ``add_model_args`` as ``torch2ort.api`` keywords."""
+    return {"kwargs": args.kwargs, "checkpoint": args.checkpoint, "trust_checkpoint": args.trust_checkpoint,
+            "strict": not args.non_strict, "preprocess_module": args.preprocess_module}
+
+
+def spec_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The inputs of ``add_spec_args`` as ``torch2ort.api`` keywords."""
+    return {"inputs": args.input or None, "output_names": args.output_names,
+            "allow_all_false_masks": args.allow_all_false_masks}
 
 
 def make_console():
@@ -130,6 +93,8 @@ def make_console():
     return console
 
 
-def print_notes(console, loaded) -> None:
-    for note in loaded.notes:
-        console.print(f"[dim]•[/dim] {note}", highlight=False)
+def note_printer(console):
+    """A ``log`` for the API calls: one dim bullet line per note."""
+    from rich.markup import escape
+
+    return lambda note: console.print(f"[dim]•[/dim] {escape(note)}", highlight=False)

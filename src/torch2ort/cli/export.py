@@ -8,12 +8,10 @@ from torch2ort.cli.common import (
     add_force,
     add_model_args,
     add_spec_args,
-    check_writable,
-    input_spec,
     make_console,
-    model_request,
-    pick,
-    print_notes,
+    model_options,
+    note_printer,
+    spec_options,
 )
 
 
@@ -25,9 +23,10 @@ def add_parser(sub) -> None:
     p.add_argument("model", nargs="?", metavar="MODEL")
     add_model_args(p)
     add_spec_args(p)
-    p.add_argument("-o", "--output", metavar="FILE.onnx", help="where to write (default model.onnx)")
+    p.add_argument("-o", "--output", default="model.onnx", metavar="FILE.onnx",
+                   help="where to write (default model.onnx)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's recommended one)")
-    p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"],
+    p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
                    help="auto (default) tries dynamo, then the TorchScript exporter")
     p.add_argument("--verbose", action="store_true", help="print the exporters' own output on failure")
     add_force(p)
@@ -35,16 +34,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.export import export_onnx
-    from torch2ort.sources import load_model
+    from torch2ort import api
 
     console = make_console()
-    spec = input_spec(args)
-    out = check_writable(pick(args, "output", "export", "model.onnx"), args.force)
-    loaded = load_model(model_request(args, args.model))
-    print_notes(console, loaded)
-    result = export_onnx(loaded, spec, out, opset=pick(args, "opset", "export"),
-                         exporter=pick(args, "exporter", "export", "auto"), verbose=args.verbose)
+    result = api.export_onnx(args.model, output=args.output, opset=args.opset, exporter=args.exporter,
+                             verbose=args.verbose, force=args.force, log=note_printer(console),
+                             **spec_options(args), **model_options(args))
     console.print(f"exported with [bold]{result.exporter}[/bold] (opset {result.opset}) in "
                   f"{result.seconds:.1f} s -> {result.path}")
     console.print(f"[dim]•[/dim] {result.why}")

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from torch2ort.cli.common import add_model_args, add_spec_args, config_of, input_spec, make_console, model_request, pick
+from torch2ort.cli.common import Repeatable, add_model_args, add_spec_args, make_console, model_options, spec_options
 
 
 def add_parser(sub) -> None:
@@ -27,9 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--samples", metavar="FILE.npz|DIR|FILE.txt",
                    help="real inputs to verify on (and calibrate with); a .txt file holds one text per line "
                         "for text models (default for hf: a built-in set of sentences)")
-    p.add_argument("--n", type=int, help="seeded synthetic verification inputs (default 4)")
-    p.add_argument("--seed", type=int, help="seed for synthetic inputs (default 0)")
-    p.add_argument("--sweep", action="append", default=[], metavar="LABEL=v1,v2",
+    p.add_argument("--n", type=int, default=4, help="seeded synthetic verification inputs (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed for synthetic inputs (default 0)")
+    p.add_argument("--sweep", action=Repeatable, default=[], metavar="LABEL=v1,v2",
                    help="dynamic sizes to verify (default: the example size and two others per label)")
     p.add_argument("--optimize", default="none", metavar="none|auto|PASS[,PASS…]",
                    help="none (default), auto (try the variants worth trying, keep the fastest that passes), or "
@@ -53,39 +53,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.bundle.writer import read_labels
-    from torch2ort.config import config_inputs
-    from torch2ort.errors import UsageError
-    from torch2ort.inputs import parse_sweep
-    from torch2ort.pipeline.migrate import MigrateOptions, migrate
+    from torch2ort import api
     from torch2ort.report import summary_lines
 
     console = make_console()
-    request = model_request(args, args.model)
-    if args.task:
-        if not request.model.startswith("hf:"):
-            raise UsageError("--task applies to hf:DIR models only")
-        from dataclasses import replace
-
-        request = replace(request, kwargs={**(request.kwargs or {}), "task": args.task})
-    spec = input_spec(args) if (args.input or config_inputs(config_of(args))) else None
-    try:
-        batches = [int(b) for b in args.batch.split(",") if b.strip()] if args.batch else None
-    except ValueError:
-        raise UsageError(f"--batch {args.batch!r}: expected sizes like 1,8") from None
-    opt = args.optimize.strip()
-    passes = opt if opt in ("none", "auto") else [opt]
-    opts = MigrateOptions(
-        optimize=passes, accept=args.accept, samples=pick(args, "samples", "verify"),
-        n=pick(args, "n", "verify", 4), seed=pick(args, "seed", "verify", 0),
-        sweep=parse_sweep(args.sweep, spec) if args.sweep and spec is not None else None,
-        name=args.name, labels=read_labels(args.labels) if args.labels else None,
-        preprocess=args.preprocess, postprocess=args.postprocess, tokenizer=args.tokenizer,
-        bench=not args.no_bench, batches=batches, seconds=args.seconds, repeats=args.repeats, threads=args.threads,
-        force=args.force, command="torch2ort " + shlex.join(getattr(args, "argv", None) or sys.argv[1:]))
-    if args.sweep and spec is None:
-        opts.sweep = _sweep_later(args.sweep)
-    result = migrate(request, spec, args.output, opts, progress=_Display(console))
+    result = api.migrate(
+        args.model, args.output, task=args.task, samples=args.samples, n=args.n, seed=args.seed,
+        sweep=args.sweep, optimize=args.optimize.strip(), accept=args.accept, name=args.name, labels=args.labels,
+        preprocess=args.preprocess, postprocess=args.postprocess, tokenizer=args.tokenizer, bench=not args.no_bench,
+        batch=args.batch, seconds=args.seconds, repeats=args.repeats, threads=args.threads, force=args.force,
+        progress=_Display(console), command="torch2ort " + shlex.join(args.argv), **spec_options(args),
+        **model_options(args))
     out = result.out
     console.print()
     for line in summary_lines(result.evidence):
@@ -96,20 +74,6 @@ def run(args: argparse.Namespace) -> int:
     if not result.passed:
         print(f"torch2ort migrate: error: stopped at {outcome.stopped_at}: {outcome.reason}", file=sys.stderr)
     return result.exit_code
-
-
-def _sweep_later(items: list[str]) -> dict[str, list[int]]:
-    """--sweep for an hf: model, whose spec is only known after loading: parse without checking labels."""
-    from torch2ort.errors import UsageError
-
-    out = {}
-    for item in items:
-        label, _, values = item.partition("=")
-        try:
-            out[label.strip()] = [int(v) for v in values.split(",") if v.strip()]
-        except ValueError:
-            raise UsageError(f"--sweep {item!r}: expected LABEL=v1,v2") from None
-    return out
 
 
 class _Display:

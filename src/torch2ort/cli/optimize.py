@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from torch2ort.cli.common import (
+    Repeatable,
     add_force,
     add_model_args,
     add_spec_args,
-    check_writable,
-    input_spec,
     make_console,
-    model_request,
-    pick,
-    print_notes,
+    model_options,
+    spec_options,
 )
 
 
@@ -37,9 +33,9 @@ def add_parser(sub) -> None:
                    help="accuracy gate, repeatable: cosine>=X, top1>=X, decision>=X, maxabs<=X "
                         "(default: chosen per output kind)")
     p.add_argument("--samples", metavar="FILE.npz|DIR", help="real inputs: verified on, and used for calibration")
-    p.add_argument("--n", type=int, help="seeded synthetic verification inputs (default 8)")
-    p.add_argument("--seed", type=int, help="seed for synthetic inputs (default 0)")
-    p.add_argument("--sweep", action="append", default=[], metavar="LABEL=v1,v2", help="dynamic sizes to verify")
+    p.add_argument("--n", type=int, default=8, help="seeded synthetic verification inputs (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed for synthetic inputs (default 0)")
+    p.add_argument("--sweep", action=Repeatable, default=[], metavar="LABEL=v1,v2", help="dynamic sizes to verify")
     q = p.add_argument_group("pass options (explicit --passes; auto picks its own grid)")
     q.add_argument("--per-channel", action="store_true", help="per-channel int8 weights (int8-dynamic)")
     q.add_argument("--reduce-range", choices=["auto", "on", "off"], default="auto",
@@ -72,55 +68,29 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def pass_options(args: argparse.Namespace) -> dict[str, dict]:
-    reduce = args.reduce_range
-    return {"graph": {"level": args.level},
-            "int8-dynamic": {"per_channel": args.per_channel, "reduce_range": reduce,
-                             "exclude_last": args.exclude_last, "exclude_outliers": args.exclude_outliers,
-                             "smooth": args.smooth},
-            "transformer": {"attention": args.attention, "skip_norm": args.skip_norm},
-            "int8-static": {"method": args.calibration, "reduce_range": reduce},
-            "fp16": {"op_block_list": [o.strip() for o in args.fp16_block.split(",")] if args.fp16_block else None}}
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from torch2ort.benchmark.run import BenchOptions, batch_label
+    from torch2ort import api
     from torch2ort.errors import SpecError
-    from torch2ort.inputs import parse_sweep
-    from torch2ort.optimization.planner import optimize
-    from torch2ort.runtime.providers import ALIASES
-    from torch2ort.sources import load_model
 
     console = make_console()
     if len(args.positional) > 2:
         raise SpecError(f"optimize takes MODEL ONNX, got {len(args.positional)} positional arguments")
-    model, onnx_path = args.positional if len(args.positional) == 2 else (None, args.positional[0])
-    spec = input_spec(args)
-    out = check_writable(args.output, args.force)
-    json_out = check_writable(args.json, args.force) if args.json else None
-    sweep = parse_sweep(args.sweep, spec)
-    providers = [ALIASES.get(p.strip().lower(), p.strip()) for p in args.providers.split(",") if p.strip()]
-    request = model_request(args, model)
-    loaded = load_model(request)
-    print_notes(console, loaded)
-    label = batch_label(spec)
-    batch = args.batch or (spec.dynamic_labels().get(label) if label else None) or 1
-    bench_opts = None if args.no_bench else BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats,
-                                                         threads=args.threads, warmup=3,
-                                                         providers=[args.providers.split(",")[0]])
-    result = optimize(loaded, request, onnx_path, spec, passes=args.passes or "auto", accept=args.accept,
-                      samples=pick(args, "samples", "verify"), n=pick(args, "n", "optimize", 8), sweep=sweep,
-                      seed=pick(args, "seed", "verify", 0), providers=providers, pass_options=pass_options(args),
-                      bench_opts=bench_opts, out=out, force=True,
-                      log=lambda line: console.print(f"[dim]•[/dim] {escape(line)}"),
-                      postprocess=loaded.hints.postprocess or None)
+    model, onnx_path = args.positional if len(args.positional) == 2 else (getattr(args, "model", None),
+                                                                            args.positional[0])
+    result = api.optimize(
+        model, onnx_path, output=args.output, passes=args.passes or "auto", accept=args.accept,
+        samples=args.samples, n=args.n, seed=args.seed, sweep=args.sweep, providers=args.providers,
+        bench=not args.no_bench, batch=args.batch, seconds=args.seconds, repeats=args.repeats, threads=args.threads,
+        json_path=args.json, force=args.force, log=lambda line: console.print(f"[dim]•[/dim] {escape(line)}"),
+        model_options=model_options(args), per_channel=args.per_channel, reduce_range=args.reduce_range,
+        calibration=args.calibration, exclude_last=args.exclude_last, exclude_outliers=args.exclude_outliers,
+        smooth=args.smooth, attention=args.attention, skip_norm=args.skip_norm, level=args.level,
+        fp16_block=args.fp16_block, **spec_options(args))
     print_table(console, result)
-    if json_out:
-        Path(json_out).write_text(json.dumps({"model": loaded.source, "onnx": str(onnx_path), **result.to_dict()},
-                                             indent=1, default=str))
-        console.print(f"report written to {json_out}")
+    if args.json:
+        console.print(f"report written to {args.json}")
     return 0 if result.output else 1
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from torch2ort.cli.common import add_model_args, add_spec_args
+from torch2ort.cli.common import add_model_args, add_spec_args, make_console, model_options, note_printer, spec_options
 
 
 def add_parser(sub) -> None:
@@ -35,32 +33,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.bundle.writer import pack, pack_model, parity_summary, read_labels
-    from torch2ort.errors import UsageError
+    from torch2ort import api
 
-    opts = {"name": args.name, "labels": read_labels(args.labels) if args.labels else None,
-            "preprocess": args.preprocess, "postprocess": args.postprocess, "tokenizer": args.tokenizer,
-            "web": args.web}
-    if args.model and args.model.endswith(".onnx"):
-        if args.preprocess_module:
-            raise UsageError("--preprocess-module needs a torch MODEL (it is fused with it and exported); "
-                             "an .onnx file is packed as it is")
-        parity = None
-        if args.parity:
-            try:
-                parity = parity_summary(json.loads(Path(args.parity).read_text()))
-            except (OSError, ValueError, KeyError) as exc:
-                raise UsageError(f"--parity {args.parity}: not a verify --json report ({exc})") from None
-        out = pack(args.model, args.output, parity=parity, force=args.force, **opts)
-        print(f"bundle written to {out}" + ("" if parity else " (no parity summary: pass --parity VERIFY.json)"))
-        return 0
-    from torch2ort.cli.common import input_spec, model_request
-    from torch2ort.sources import load_model
-
-    loaded = load_model(model_request(args, args.model))
-    for note in loaded.notes:
-        print(f"• {note}")
-    out, result = pack_model(loaded, input_spec(args), args.output, verify_n=args.n, force=args.force,
-                                     **opts)
-    print(f"verified on {len(result.cases)} cases (max abs err {result.report.max_abs():.3g}); bundle written to {out}")
+    result = api.pack(args.model, args.output, name=args.name, labels=args.labels, preprocess=args.preprocess,
+                      postprocess=args.postprocess, tokenizer=args.tokenizer, parity=args.parity, n=args.n,
+                      web=args.web, force=args.force, log=note_printer(make_console()), **spec_options(args),
+                      **model_options(args))
+    verified = result.verification
+    if verified is None:
+        print(f"bundle written to {result.path}" + ("" if args.parity else
+                                                     " (no parity summary: pass --parity VERIFY.json)"))
+    else:
+        print(f"verified on {len(verified.cases)} cases (max abs err {verified.report.max_abs():.3g}); "
+              f"bundle written to {result.path}")
     return 0

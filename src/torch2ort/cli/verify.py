@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from pathlib import Path
 
 from torch2ort.cli.common import (
+    Repeatable,
     add_force,
     add_model_args,
     add_spec_args,
-    check_writable,
-    config_of,
-    input_spec,
     make_console,
-    model_request,
-    pick,
-    print_notes,
+    model_options,
+    note_printer,
+    spec_options,
 )
 from torch2ort.errors import SpecError
 from torch2ort.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL
@@ -34,12 +30,12 @@ def add_parser(sub) -> None:
     add_model_args(p)
     add_spec_args(p)
     p.add_argument("--samples", metavar="FILE.npz|DIR", help="real inputs: .npz files keyed by input name")
-    p.add_argument("--n", type=int, help="number of seeded synthetic inputs (default 3)")
-    p.add_argument("--seed", type=int, help="seed for synthetic inputs (default 0)")
-    p.add_argument("--sweep", action="append", default=[], metavar="LABEL=v1,v2",
+    p.add_argument("--n", type=int, default=3, help="number of seeded synthetic inputs (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed for synthetic inputs (default 0)")
+    p.add_argument("--sweep", action=Repeatable, default=[], metavar="LABEL=v1,v2",
                    help="sizes to try for a dynamic dim (default: its example size plus two others)")
-    p.add_argument("--atol", type=float, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
-    p.add_argument("--rtol", type=float, help=f"relative tolerance (default {DEFAULT_RTOL:g})")
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance (default {DEFAULT_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance (default {DEFAULT_RTOL:g})")
     p.add_argument("--runtime", default="cpu", metavar="cpu|web|cpu,web",
                    help="where the ONNX model runs: cpu (ONNX Runtime here), web (onnxruntime-web in headless "
                         "Chromium), or both (default cpu)")
@@ -51,32 +47,20 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.inputs import parse_sweep
-    from torch2ort.parity.verify import parse_runtimes, verify_onnx
-    from torch2ort.sources import load_model
+    from torch2ort import api
 
     console = make_console()
     if len(args.positional) > 2:
         raise SpecError(f"verify takes MODEL ONNX, got {len(args.positional)} positional arguments")
-    model, onnx_path = (args.positional if len(args.positional) == 2 else (None, args.positional[0]))
-    spec = input_spec(args)
-    runtimes = parse_runtimes(args.runtime)
-    json_out = check_writable(args.json, args.force) if args.json else None
-    sweep_items = args.sweep or [f"{k}={','.join(map(str, v))}"
-                                 for k, v in config_of(args).get("verify", {}).get("sweep", {}).items()]
-    sweep = parse_sweep(sweep_items, spec)
-    loaded = load_model(model_request(args, model))
-    print_notes(console, loaded)
-    result = verify_onnx(loaded, onnx_path, spec, n=pick(args, "n", "verify", 3),
-                         samples=pick(args, "samples", "verify"), sweep=sweep,
-                         atol=pick(args, "atol", "verify", DEFAULT_ATOL),
-                         rtol=pick(args, "rtol", "verify", DEFAULT_RTOL), seed=pick(args, "seed", "verify", 0),
-                         runtimes=runtimes, web_threads=args.web_threads)
+    model, onnx_path = args.positional if len(args.positional) == 2 else (getattr(args, "model", None),
+                                                                            args.positional[0])
+    result = api.verify_onnx(model, onnx_path, n=args.n, samples=args.samples, sweep=args.sweep, atol=args.atol,
+                             rtol=args.rtol, seed=args.seed, runtime=args.runtime, web_threads=args.web_threads,
+                             json_path=args.json, force=args.force, log=note_printer(console),
+                             **spec_options(args), **model_options(args))
     print_report(console, result)
-    if json_out:
-        Path(json_out).write_text(json.dumps({"model": loaded.source, "onnx": str(onnx_path),
-                                              "spec": spec.to_dict(), **result.to_dict()}, indent=2))
-        console.print(f"report written to {json_out}")
+    if args.json:
+        console.print(f"report written to {args.json}")
     return 0 if result.report else 1
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from torch2ort import values as V
 from torch2ort.errors import RunnerError, UsageError
 from torch2ort.inputs import InputCase, sample_cases, sweep_cases, synthetic_cases
 from torch2ort.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, RunResults, compare, run
@@ -102,6 +103,11 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
                 web_threads: int | None = None) -> VerifyResult:
     """Run torch and ORT on the same cases and compare every output; never raises on a mismatch."""
     start = time.perf_counter()
+    n, seed = V.count("--n", n, 0, V.MAX_CASES), V.count("--seed", seed, 0, 2**32 - 1)
+    atol = V.number("--atol", atol, 0.0, V.MAX_TOLERANCE)  # NaN would pass every comparison (issue 27)
+    rtol = V.number("--rtol", rtol, 0.0, V.MAX_TOLERANCE)
+    if web_threads is not None:
+        web_threads = V.count("--web-threads", web_threads, 1, V.MAX_THREADS)
     if not Path(onnx_path).is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
     cases = build_cases(spec, n, samples, sweep, seed)

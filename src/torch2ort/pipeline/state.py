@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from torch2ort import values as V
 from torch2ort.pipeline.evidence import Evidence
 
 if TYPE_CHECKING:
@@ -39,6 +40,15 @@ class MigrateOptions:
     threads: int | None = None
     force: bool = False
     command: str | None = None              # how this run was invoked, for the report
+
+    def __post_init__(self) -> None:  # the same bounds from the CLI, a TOML file or Python
+        self.n = V.count("--n", self.n, 1, V.MAX_CASES)
+        self.seed = V.count("--seed", self.seed, 0, 2**32 - 1)
+        self.seconds = V.number("--seconds", self.seconds, 0.01, V.MAX_SECONDS)
+        self.repeats = V.count("--repeats", self.repeats, 1, V.MAX_REPEATS)
+        self.threads = V.optional_count("--threads", self.threads, 1, V.MAX_THREADS)
+        if self.batches is not None:
+            self.batches = V.sizes("--batch", self.batches)
 
 
 @dataclass

@@ -1,0 +1,88 @@
+"""What ``torch2ort predict`` hands a bundle, built from its ``NAME=FILE.npy`` / ``NAME=@FILE`` / text options.
+
+Example::
+
+    feed = predict_feed(bundle, ["image=@face.png"])          # -> "face.png", the raw input
+    feed = predict_feed(bundle, ["x=x.npy"])                  # -> {"x": array}, read safely
+    bundle.predict(feed)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from torch2ort.errors import PredictInputError
+
+
+def load_npy(path: str | Path, where: str = "") -> np.ndarray:
+    """np.load through a memory map first: a header claiming more bytes than the file holds is refused
+    before anything is allocated (a 10**12-row header would otherwise be a MemoryError). No pickles."""
+    where = where or str(path)
+    if not Path(path).is_file():
+        raise PredictInputError(f"{where}: not a readable .npy file (no such regular file)")
+    try:
+        if Path(path).stat().st_size == 0:
+            raise EOFError("the file is empty")
+        try:
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            if "mmap length is greater than file size" in str(exc):
+                raise PredictInputError(f"{where}: the .npy header claims more data than the file holds; "
+                                        "refusing to read it") from None
+            mapped = np.load(path, allow_pickle=False)  # e.g. an empty array, which cannot be mapped
+        if not isinstance(mapped, np.ndarray):
+            mapped.close()
+            raise ValueError("an .npz archive; give one array per --input as .npy")
+        return np.array(mapped)
+    except PredictInputError:
+        raise
+    except (OSError, ValueError, EOFError, TypeError, MemoryError) as exc:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise PredictInputError(f"{where}: not a readable .npy file ({text})") from None
+
+
+def predict_feed(bundle, inputs: Iterable[str] = (), texts: Iterable[str] = ()):
+    """The value for ``bundle.predict``: arrays by name, one raw file (several for audio/signal bundles,
+    which batch them), or text(s). Mixing arrays with a raw input, or giving nothing, is refused."""
+    from torch2ort.runtime.processors import FILE_LOADERS
+
+    names = [t["name"] for t in bundle.inputs]
+    steps = bundle.manifest.get("preprocess", [])
+    batchable = bool(steps) and steps[0]["op"] in FILE_LOADERS
+    arrays, raws, seen = {}, [], set()
+    for item in inputs:
+        name, sep, value = item.partition("=")
+        if not sep or not value:
+            raise PredictInputError(f"--input {item!r}: expected NAME=FILE.npy or NAME=@FILE")
+        raw = value.startswith("@")
+        if name not in names and not (raw and batchable):  # an audio/signal file may take any name (audio=@x.wav)
+            raise PredictInputError(f"--input {item!r}: the bundle has no input {name!r}; its inputs: "
+                                    f"{', '.join(names)}")
+        if name in seen and not (raw and batchable):
+            raise PredictInputError(f"--input {name}=... is given twice; give each input once")
+        seen.add(name)
+        if raw:
+            if raws and not batchable:
+                raise PredictInputError("give one raw input (@FILE); the preprocess pipeline takes a single one")
+            if not Path(value[1:]).is_file():
+                raise PredictInputError(f"--input {item!r}: no such file {value[1:]}")
+            raws.append(value[1:])
+        else:
+            arrays[name] = load_npy(value, f"--input {name}={value}")
+    texts = list(texts)
+    raw_value = None if not raws else (raws[0] if len(raws) == 1 else raws)  # several audio/signal files: a batch
+    if texts:
+        if raw_value is not None:
+            raise PredictInputError("give either text or one raw input (@FILE), not both")
+        raw_value = texts if len(texts) > 1 else texts[0]
+    if raw_value is not None and arrays:
+        raise PredictInputError("give either arrays (NAME=FILE.npy) or one raw input (@FILE or --text), not both")
+    if raw_value is None and not arrays:
+        raise PredictInputError("no inputs: pass --input NAME=FILE.npy, --input NAME=@FILE or --text")
+    return raw_value if raw_value is not None else arrays
+
+
+__all__ = ["load_npy", "predict_feed"]
