@@ -17,7 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from torch2ort.optimization.passes.transformer import TransformerFusion, looks_l
 from torch2ort.parity.compare import RunResults, compare, run
 from torch2ort.parity.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates, roles_from_postprocess
 from torch2ort.parity.metrics import LOGIT_DECISION_THRESHOLD
-from torch2ort.parity.verify import build_cases
+from torch2ort.parity.verify import build_cases, with_onnx_output_names
 from torch2ort.runners.ort import OrtRunner
 from torch2ort.runners.torch_eager import TorchRunner
 from torch2ort.spec import InputSpec
@@ -163,7 +163,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
         raise OutputExistsError(f"{out} already exists; pass --force to overwrite it")
     providers = providers or ["CPUExecutionProvider"]
     gates_in = [g if isinstance(g, Gate) else parse_gate(g) for g in (accept or [])]
-    spec = _with_onnx_output_names(spec, onnx_path)
+    spec = with_onnx_output_names(spec, onnx_path)
     cases = build_cases(spec, n, samples, sweep, seed)
     calibration = ([c.feed for c in sample_cases(samples, spec)] if samples
                    else [c.feed for c in synthetic_cases(spec, 16, seed + 500)])
@@ -346,16 +346,6 @@ def _write(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
         model.metadata_props.add(key=k, value=v)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, out)
-
-
-def _with_onnx_output_names(spec: InputSpec, onnx_path: Path) -> InputSpec:
-    """Name PyTorch's outputs like the graph's when the spec does not name them."""
-    if spec.output_names:
-        return spec
-    import onnx
-
-    names = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
-    return replace(spec, output_names=tuple(names), _by_name={})
 
 
 __all__ = ["OptimizeResult", "Variant", "optimize", "plan_auto"]

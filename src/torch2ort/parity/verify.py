@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +96,20 @@ def graph_issues(onnx_path: str | Path, spec: InputSpec) -> list[str]:
     return issues
 
 
+def with_onnx_output_names(spec: InputSpec, onnx_path: str | Path) -> InputSpec:
+    """Name PyTorch's outputs like the graph's when the spec does not name them (same count or not: a
+    different count is then reported as a mismatch by the comparison, not hidden)."""
+    if spec.output_names:
+        return spec
+    import onnx
+
+    try:
+        names = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    except Exception:  # not a readable model: the ORT runner reports that in its own words
+        return spec
+    return replace(spec, output_names=tuple(names), _by_name={}) if names else spec
+
+
 def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, n: int = 3,
                 samples: str | Path | None = None, sweep: dict[str, list[int]] | None = None,
                 atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, seed: int = 0,
@@ -110,6 +124,7 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
         web_threads = V.count("--web-threads", web_threads, 1, V.MAX_THREADS)
     if not Path(onnx_path).is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
+    spec = with_onnx_output_names(spec, onnx_path)
     cases = build_cases(spec, n, samples, sweep, seed)
     runners = [TorchRunner(loaded.module, spec)]
     for runtime in runtimes or ["cpu"]:
