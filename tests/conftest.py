@@ -8,6 +8,16 @@ import pytest
 
 from fixtures.families import FAMILIES, run_cli
 
+# Fixtures that benchmark in subprocesses (or migrate with the bench on): a test that uses one is slow,
+# whatever its own marks say. Checked by name; keep these names unique across the suite.
+SLOW_FIXTURES = {"migrated", "bench_report"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):

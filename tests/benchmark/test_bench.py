@@ -16,22 +16,22 @@ FAM = FAMILIES["mobilenet"]
 
 
 @pytest.fixture(scope="module")
-def report(exported):
+def bench_report(exported):
     return bench(ModelRequest(FAM.model), FAM.spec, exported("mobilenet"),
                  BenchOptions(batches=[1, 3], iters=5, warmup=1, repeats=2))
 
 
-def test_every_backend_ran_in_its_own_process(report):
-    pids = [r["pid"] for r in report.runs + report.cold_runs]
+def test_every_backend_ran_in_its_own_process(bench_report):
+    pids = [r["pid"] for r in bench_report.runs + bench_report.cold_runs]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids
-    for r in report.runs + report.cold_runs:
+    for r in bench_report.runs + bench_report.cold_runs:
         # The ORT side never even imports torch, so torch's thread pool cannot disturb it.
         assert r["torch_imported"] == (r["label"] == "torch")
-    assert sorted(r["label"] for r in report.runs) == ["onnxruntime", "onnxruntime", "torch", "torch"]
+    assert sorted(r["label"] for r in bench_report.runs) == ["onnxruntime", "onnxruntime", "torch", "torch"]
 
 
-def test_report_schema_and_json_round_trip(report):
-    data = json.loads(report.to_json())
+def test_report_schema_and_json_round_trip(bench_report):
+    data = json.loads(bench_report.to_json())
     assert {"machine", "versions", "options", "runs", "cold_runs", "ratios", "cold", "overhead", "rows"} <= set(data)
     assert data["options"]["threads"] >= 1 and data["batch_label"] == "batch"
     rows = data["rows"]
@@ -45,16 +45,17 @@ def test_report_schema_and_json_round_trip(report):
     assert set(data["ratios"]["onnxruntime"]) == {"1", "3"}
     assert data["overhead"]["calls"] == 5 and "overhead_pct" in data["overhead"]
     again = BenchReport.from_dict(data)
-    assert again.rows() == report.rows() and again.ratios == report.ratios
+    assert again.rows() == bench_report.rows() and again.ratios == bench_report.ratios
 
 
-def test_ratios_follow_the_per_repeat_p50s(report):
+def test_ratios_follow_the_per_repeat_p50s(bench_report):
     for b in ("1", "3"):
-        torch_p50 = [r["batches"][b]["stats"]["p50"] for r in sorted(report.runs, key=lambda r: r["repeat"])
+        torch_p50 = [r["batches"][b]["stats"]["p50"] for r in sorted(bench_report.runs, key=lambda r: r["repeat"])
                      if r["label"] == "torch"]
-        ort_p50 = [r["batches"][b]["stats"]["p50"] for r in sorted(report.runs, key=lambda r: r["repeat"])
+        ort_p50 = [r["batches"][b]["stats"]["p50"] for r in sorted(bench_report.runs, key=lambda r: r["repeat"])
                    if r["label"] == "onnxruntime"]
-        assert report.ratios["onnxruntime"][b]["values"] == pytest.approx([t / o for t, o in zip(torch_p50, ort_p50)])
+        expected = [t / o for t, o in zip(torch_p50, ort_p50)]
+        assert bench_report.ratios["onnxruntime"][b]["values"] == pytest.approx(expected)
 
 
 def test_ratio_and_stats_arithmetic():
