@@ -49,6 +49,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if extra:
             raise SpecError(f"--config {path}: unknown key(s) {sorted(extra)} in [{section}]; "
                             f"valid: {sorted(keys)}")
+    for key in ("trust_checkpoint", "non_strict", "allow_all_false_masks"):
+        if key in data and not isinstance(data[key], bool):  # "false" is a string, and a true one
+            raise SpecError(f"--config {path}: {key} must be true or false, not {data[key]!r}")
     base = path.resolve().parent
     for key in ("checkpoint",):
         if key in data:
