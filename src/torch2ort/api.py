@@ -144,10 +144,10 @@ def export_onnx(model, inputs: Inputs = None, output: str | Path = "model.onnx",
                 exporter: str = "auto", verbose: bool = False, force: bool = False, output_names=None,
                 allow_all_false_masks: bool = False, log: Log | None = None, **model_options):
     """``torch2ort export``: torch -> ONNX, dynamo first. Returns ``ExportResult``; an existing file needs ``force``."""
+    from torch2ort.export.exporters import check_opset
     from torch2ort.export.exporters import export_onnx as export
 
-    if opset is not None:
-        opset = V.count("--opset", opset, 1, 10_000)
+    check_opset(opset)
     out = check_writable(output, force)
     loaded = load(model, log=log, **model_options)
     spec = input_spec(inputs, output_names, allow_all_false_masks, loaded)

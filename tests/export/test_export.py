@@ -113,3 +113,23 @@ def test_output_name_that_matches_an_internal_value(tmp_path):
     assert [o.name for o in model.graph.output] == ["embedding", "pooled"]
     produced = [o for n in model.graph.node for o in n.output]
     assert produced.count("embedding") == 1
+
+
+@pytest.mark.parametrize("opset, fragment", [(0, "--opset 0"), (-5, "--opset -5"), (999, "--opset 999")])
+def test_opset_outside_what_the_exporters_write_is_refused(tmp_path, capsys, opset, fragment):
+    fam = FAMILIES["mobilenet"]
+    assert run_cli("export", fam.model, *fam.cli_inputs(), "-o", tmp_path / "m.onnx", "--opset", opset) == 2
+    assert fragment in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+
+
+def test_opset_is_honoured_or_the_export_fails(tmp_path):
+    import onnx
+
+    fam = FAMILIES["mobilenet"]
+    # dynamo writes opset 18 when asked for 13; auto then falls back to the TorchScript exporter
+    assert run_cli("export", fam.model, *fam.cli_inputs(), "-o", tmp_path / "a.onnx", "--opset", 13) == 0
+    model = onnx.load(str(tmp_path / "a.onnx"))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    assert {p.key: p.value for p in model.metadata_props}["torch2ort.exporter"] == "torchscript"
+    assert run_cli("export", fam.model, *fam.cli_inputs(), "-o", tmp_path / "d.onnx", "--opset", 13,
+                   "--exporter", "dynamo") == 3

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torch2ort import __version__
+from torch2ort import values as V
 from torch2ort._torch import flatten_outputs, name_outputs, quiet, to_torch_args
 from torch2ort.errors import ExportError, UsageError, unknown_name
 from torch2ort.inputs import synthetic_feed
@@ -50,6 +51,7 @@ def export_onnx(loaded: LoadedModel, spec: InputSpec, out: str | Path, *, opset:
 
     if exporter not in EXPORTERS:
         raise UsageError(unknown_name("exporter", exporter, EXPORTERS))
+    opset = check_opset(opset)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = loaded.module
@@ -75,6 +77,10 @@ def export_onnx(loaded: LoadedModel, spec: InputSpec, out: str | Path, *, opset:
             if verbose:
                 print("".join(chatter))
             continue
+        opset_used = _finish(out, loaded, spec, name, output_names)
+        if opset is not None and opset_used != opset:  # dynamo answers below 18 with 18, silently
+            attempts[name] = f"it wrote opset {opset_used}, not the {opset} asked for (--opset)"
+            continue
         seconds = time.perf_counter() - start
         if name == "dynamo":
             why = "dynamo succeeded, so the TorchScript exporter was not needed"
@@ -82,9 +88,17 @@ def export_onnx(loaded: LoadedModel, spec: InputSpec, out: str | Path, *, opset:
             why = f"dynamo failed ({attempts['dynamo']}); fell back to the TorchScript exporter"
         else:
             why = "the TorchScript exporter was asked for with --exporter torchscript"
-        opset_used = _finish(out, loaded, spec, name, output_names)
         return ExportResult(str(out), name, why, output_names, opset_used, seconds, big, attempts)
     raise ExportError(_failure_paragraph(module, args, attempts))
+
+
+def check_opset(opset: int | None) -> int | None:
+    """None (the exporter's choice) or an opset some exporter here can write; anything else is a usage error."""
+    if opset is None:
+        return None
+    from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+
+    return V.count("--opset", opset, ONNX_MIN_OPSET, ONNX_MAX_OPSET)
 
 
 def _weight_bytes(module) -> int:
