@@ -36,7 +36,7 @@ Sweep = Mapping[str, Iterable[int]] | Iterable[str] | None
 
 def model_request(model: str | Path | ModelRequest, *, kwargs: Mapping[str, Any] | str | None = None,
                   checkpoint: str | Path | None = None, trust_checkpoint: bool = False, strict: bool = True,
-                  preprocess_module: str | None = None) -> ModelRequest:
+                  preprocess_module: str | None = None, trust_remote_code: bool = False) -> ModelRequest:
     """A ``ModelRequest`` from a MODEL string and the CLI's model options (``kwargs`` as a dict or JSON text)."""
     if isinstance(model, ModelRequest):
         return model
@@ -51,7 +51,7 @@ def model_request(model: str | Path | ModelRequest, *, kwargs: Mapping[str, Any]
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise SpecError("--kwargs must be a JSON object, e.g. '{\"classes\": 7}'")
     return ModelRequest(str(model), dict(kwargs) if kwargs else None, str(checkpoint) if checkpoint else None,
-                        bool(trust_checkpoint), bool(strict), preprocess_module)
+                        bool(trust_checkpoint), bool(strict), preprocess_module, bool(trust_remote_code))
 
 
 def load(model, *, log: Log | None = None, **model_options) -> LoadedModel:

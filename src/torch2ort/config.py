@@ -26,8 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_KEYS = {"model", "kwargs", "checkpoint", "trust_checkpoint", "non_strict", "preprocess_module", "inputs",
-            "input", "output_names", "allow_all_false_masks", "export", "verify"}
+TOP_KEYS = {"model", "kwargs", "checkpoint", "trust_checkpoint", "trust_remote_code", "non_strict", "preprocess_module",
+            "inputs", "input", "output_names", "allow_all_false_masks", "export", "verify"}
 SECTION_KEYS = {"export": {"opset", "exporter", "output"},
                 "verify": {"n", "atol", "rtol", "samples", "sweep", "seed"}}
 
@@ -49,7 +49,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if extra:
             raise SpecError(f"--config {path}: unknown key(s) {sorted(extra)} in [{section}]; "
                             f"valid: {sorted(keys)}")
-    for key in ("trust_checkpoint", "non_strict", "allow_all_false_masks"):
+    for key in ("trust_checkpoint", "trust_remote_code", "non_strict", "allow_all_false_masks"):
         if key in data and not isinstance(data[key], bool):  # "false" is a string, and a true one
             raise SpecError(f"--config {path}: {key} must be true or false, not {data[key]!r}")
     base = path.resolve().parent

@@ -26,6 +26,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    "model_state_dict/state_dict/model) or .safetensors")
     g.add_argument("--trust-checkpoint", action="store_true",
                    help="allow pickle code execution when loading --checkpoint (only for files you trust)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="hf:DIR only: run the folder's own Python (config.json auto_map) to build the model; "
+                        "only for folders you trust. Without it such a folder is refused; nothing ever asks")
     g.add_argument("--preprocess-module", metavar="FILE.py:NAME",
                    help="a torch module from what the --preprocess steps give (e.g. waveform segments) to the "
                         "model's first input (e.g. spectrograms); fused with MODEL into one graph, exported and "
@@ -59,8 +62,9 @@ def config_defaults(path: str, command: str) -> dict[str, Any]:
     from torch2ort.config import config_inputs, load_config
 
     data = load_config(path)
-    out = {k: data[k] for k in ("model", "kwargs", "checkpoint", "trust_checkpoint", "non_strict",
-                                "preprocess_module", "output_names", "allow_all_false_masks") if k in data}
+    keys = ("model", "kwargs", "checkpoint", "trust_checkpoint", "trust_remote_code", "non_strict",
+            "preprocess_module", "output_names", "allow_all_false_masks")
+    out = {k: data[k] for k in keys if k in data}
     inputs = config_inputs(data)
     if inputs:
         out["input"] = inputs
@@ -75,7 +79,8 @@ def config_defaults(path: str, command: str) -> dict[str, Any]:
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """The model options of ``add_model_args`` as ``torch2ort.api`` keywords."""
     return {"kwargs": args.kwargs, "checkpoint": args.checkpoint, "trust_checkpoint": args.trust_checkpoint,
-            "strict": not args.non_strict, "preprocess_module": args.preprocess_module}
+            "strict": not args.non_strict, "preprocess_module": args.preprocess_module,
+            "trust_remote_code": args.trust_remote_code}
 
 
 def spec_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class ModelRequest:
     trust_checkpoint: bool = False
     strict: bool = True
     preprocess_module: str | None = None    # FILE.py:NAME fused in front of the model (sources/preprocess.py)
+    trust_remote_code: bool = False         # hf: run the folder's own modelling code (auto_map); never asked
 
 
 def _is_torchscript(model: str) -> bool:

@@ -14,6 +14,7 @@ Options come through ``--kwargs`` (``ModelRequest.kwargs``)::
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForAudioClassification": "audio-classification", "Model": "feature-extraction"}
 OPTIONS = ("task", "pooling", "max_length")
 POOLINGS = ("graph", "runtime")
+ST_MODULES = "sentence_transformers.models."
 
 
 def model_dir(model: str) -> Path:
@@ -54,7 +56,7 @@ def model_dir(model: str) -> Path:
 
 def sentence_transformers_modules(path: Path) -> list[dict] | None:
     modules = path / "modules.json"
-    return _json(modules, "sentence-transformers") if modules.is_file() else None
+    return _json(modules, "sentence-transformers modules", list) if modules.is_file() else None
 
 
 def detect_task(path: Path) -> str:
@@ -93,11 +95,21 @@ def _pooling_config(path: Path, modules: list[dict]) -> tuple[str, bool]:
     """(mode, normalize) from the modules.json chain; anything else is refused by name."""
     mode, normalize = "mean", False
     for m in modules:
-        kind = m.get("type", "").rsplit(".", 1)[-1]
+        if not isinstance(m, dict) or not isinstance(m.get("type"), str):
+            raise SourceError(f"{path}: modules.json entries must be objects with a \"type\"")
+        # Only sentence-transformers' own classes: SentenceTransformer(path) imports whatever module a
+        # type names, so "evil.Transformer" would run the folder's (or any installed) code.
+        kind = m["type"].rpartition(".")[2]
+        if not m["type"].startswith(ST_MODULES):
+            raise SourceError(f"{path}: sentence-transformers module {m['type']!r} is not one of "
+                              f"sentence-transformers' own ({ST_MODULES}Transformer, Pooling, Normalize)")
         if kind == "Transformer":
             continue
         if kind == "Pooling":
-            cfg = _json(path / m.get("path", "") / "config.json", "pooling config")
+            where = m.get("path", "")
+            if not isinstance(where, str) or Path(where).is_absolute() or ".." in Path(where).parts:
+                raise SourceError(f"{path}: modules.json Pooling path {where!r} must be a folder inside the model")
+            cfg = _json(path / where / "config.json", "pooling config")
             modes = [k for k in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")
                      if cfg.get(f"pooling_mode_{k}")]
             if len(modes) != 1:
@@ -121,15 +133,17 @@ def load(req: ModelRequest) -> LoadedModel:
     modules = sentence_transformers_modules(path)
     if task == "sentence-embedding" and modules is None:
         raise SourceError(f"{path}: task sentence-embedding needs a sentence-transformers folder (modules.json)")
+    st_pooling = _pooling_config(path, modules) if task == "sentence-embedding" else None  # before any import
+    from_pretrained = functools.partial(_from_pretrained, trust_remote_code=req.trust_remote_code)
     if task in ("image-classification", "audio-classification"):
         from torch2ort.sources import hf_media
 
-        return hf_media.load(req.model, path, task, not opts.get("task"), _from_pretrained)
+        return hf_media.load(req.model, path, task, not opts.get("task"), from_pretrained)
     tok, names = tokenizer_info(path)
     length = max_length(path, opts)
     check_tokenizer(tok, names, length)
     auto_cls, key, onnx_name = TASKS[task]
-    model = _from_pretrained(path, auto_cls)
+    model = from_pretrained(path, auto_cls)
     config = model.config
     notes = [f"loaded {path} with transformers {auto_cls} (task {task}"
              + (", auto-detected" if not opts.get("task") else "") + ")",
@@ -137,7 +151,7 @@ def load(req: ModelRequest) -> LoadedModel:
     hints = ModelHints(task=task, tokenizer=str(tok), model_dir=str(path), texts=list(SAMPLE_TEXTS),
                        preprocess=[{"op": "tokenize", "outputs": names, "max_length": length}])
     if task == "sentence-embedding":
-        mode, normalize = _pooling_config(path, modules)
+        mode, normalize = st_pooling
         pooling = opts.get("pooling") or "graph"
         if pooling == "runtime" and mode != "mean":
             raise SourceError(f"pooling 'runtime' needs mean pooling (the runtime's mean_pool step); {path} uses "
@@ -166,7 +180,7 @@ def load(req: ModelRequest) -> LoadedModel:
     return LoadedModel(module, req.model, "hf", notes, hints)
 
 
-def _from_pretrained(path: Path, auto_cls: str):
+def _from_pretrained(path: Path, auto_cls: str, trust_remote_code: bool = False):
     try:
         import transformers
     except ImportError:
@@ -177,7 +191,9 @@ def _from_pretrained(path: Path, auto_cls: str):
     torch.manual_seed(0)  # heads missing from the checkpoint get the same init in every process
     transformers.utils.logging.disable_progress_bar()
     try:
-        return cls.from_pretrained(str(path), local_files_only=True)
+        # trust_remote_code always explicit: left as None, transformers asks on stdin for a folder with
+        # auto_map, and `echo y | torch2ort migrate hf:DIR` ran the folder's Python (issue 27).
+        return cls.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:  # OSError for missing weights, ValueError for unknown configs, …
         raise SourceError(f"transformers could not load {path}: {describe(exc)}") from None
 
@@ -240,7 +256,7 @@ def reference_sentence_embeddings(path: str | Path, texts: list[str]):
     except ImportError:
         sentence_transformers = None
     if sentence_transformers is not None:
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True, trust_remote_code=False)
         emb = model.encode(list(texts), convert_to_numpy=True, batch_size=len(texts))
         return emb, f"sentence-transformers {sentence_transformers.__version__} SentenceTransformer.encode"
     import torch

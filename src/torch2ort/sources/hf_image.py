@@ -33,7 +33,8 @@ def load_processor(path: Path):
     import transformers
 
     try:  # the PIL backend: transformers' default needs torchvision, and it is what the steps reproduce
-        return transformers.AutoImageProcessor.from_pretrained(str(path), local_files_only=True, backend="pil")
+        return transformers.AutoImageProcessor.from_pretrained(str(path), local_files_only=True, backend="pil",
+                                                               trust_remote_code=False)  # never ask on stdin
     except Exception as exc:
         raise SourceError(f"transformers could not load the image processor of {path}: {describe(exc)}") from None
 

@@ -60,7 +60,8 @@ def load_extractor(path: Path):
     import transformers
 
     try:
-        return transformers.AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
+        return transformers.AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True,
+                                                                 trust_remote_code=False)  # never ask on stdin
     except Exception as exc:
         raise SourceError(f"transformers could not load the feature extractor of {path}: {describe(exc)}") from None
 

@@ -27,11 +27,18 @@ SAMPLE_TEXTS = [
 ]
 
 
-def read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str, kind: type = dict):
+    """A JSON file of the folder, which must hold a ``kind`` (an object unless told): anything else, a file
+    nested past the parser's depth included, is a one-line SourceError."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{what} {path} is unreadable: {exc}") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        text = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise SourceError(f"{what} {path} is unreadable: {text}") from None
+    if not isinstance(data, kind):
+        raise SourceError(f"{what} {path} must hold a JSON {'object' if kind is dict else 'list'}, "
+                          f"not {type(data).__name__}")
+    return data
 
 
 # Position ids start at pad_token_id + 1 in these (create_position_ids_from_input_ids).
