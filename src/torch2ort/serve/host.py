@@ -19,22 +19,10 @@ import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError, ProtocolError
 from torch2ort.runtime.bundle import Bundle
-from torch2ort.serve.protocol import Caps, InferRequest, oip_datatype, parse_request
+from torch2ort.serve.options import Limits
+from torch2ort.serve.protocol import InferRequest, oip_datatype, parse_request
 
 TEXT_INPUT = "text"
-
-
-@dataclass
-class Limits:
-    max_batch: int = 1
-    max_delay_ms: float = 5.0
-    queue: int = 64            # requests inside one model (queued + running) before 503
-    max_rows: int = 1024       # rows (first dim) per request; strings in a BYTES input
-    max_text_chars: int = 100_000  # characters in one string
-
-    @property
-    def caps(self) -> Caps:
-        return Caps(self.max_rows, self.max_text_chars)
 
 
 @dataclass
