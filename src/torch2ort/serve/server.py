@@ -38,7 +38,7 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, limits:
         try:
             import torch2ort.serve.grpc_server  # noqa: F401
         except ImportError as exc:
-            raise UsageError(f"--grpc-port needs grpcio and tritonclient[grpc] ({exc}); "
+            raise UsageError(f"--grpc-port needs grpcio and protobuf ({exc}); "
                              "pip install 'torch2ort[serve]'") from None
     hosts = load_hosts(bundles, o.limits, o.providers, o.threads)
     for name, h in hosts.items():
