@@ -26,7 +26,10 @@ from torch2ort import __version__
 from torch2ort.errors import ProtocolError
 from torch2ort.serve import oip_messages as pb
 from torch2ort.serve.auth import authorized
+from torch2ort.serve.compute import Compute
+from torch2ort.serve.host import ModelHost
 from torch2ort.serve.protocol import DATATYPES, _bytes_payload, _count, _from_binary, _from_json, oip_datatype
+from torch2ort.serve.state import ServerState
 
 log = logging.getLogger("torch2ort.serve")
 CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
@@ -41,8 +44,8 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
 class Servicer:
     """One async method per implemented RPC of ``pb.SERVICE``, each ``(request, context) -> response``."""
 
-    def __init__(self, app_state) -> None:
-        self.s = app_state  # hosts, host_of, metrics, token, parse_pool, extensions
+    def __init__(self, state: ServerState) -> None:
+        self.s = state
 
     async def _guard(self, context, call, *args):
         """Run ``call``; a ProtocolError becomes the matching gRPC status with its message."""
@@ -62,7 +65,7 @@ class Servicer:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=all(h.ready for h in self.s.hosts.values()))
+        return pb.ServerReadyResponse(ready=self.s.ready)
 
     async def ModelReady(self, request, context):
         async def ready():
@@ -76,7 +79,7 @@ class Servicer:
 
     async def ModelMetadata(self, request, context):
         async def meta():
-            m = self.s.host_of(request.name, request.version or None).metadata()
+            m = self.s.host_of(request.name, request.version or None).info.metadata()
             tensors = [{k: t[k] for k in ("name", "datatype", "shape")} for t in m["inputs"]]
             outputs = [{k: t[k] for k in ("name", "datatype", "shape")} for t in m["outputs"]]
             return pb.ModelMetadataResponse(name=m["name"], versions=m["versions"], platform=m["platform"],
@@ -95,21 +98,21 @@ class Servicer:
         async def infer():
             host = self.s.host_of(request.model_name, request.model_version or None)
             with self.s.metrics.track(host.name, "grpc"):
-                host.admit()
+                host.scheduler.admit()
                 try:
                     loop = asyncio.get_running_loop()
-                    feed, wanted = await loop.run_in_executor(self.s.parse_pool, _prepare, host, request)
-                    outputs = await host.infer(feed)
+                    feed, wanted = await loop.run_in_executor(self.s.parse_pool, _prepare, host.compute, request)
+                    outputs = await host.scheduler.infer(feed)
                     return await loop.run_in_executor(self.s.parse_pool, _encode, host, request,
                                                       {k: outputs[k] for k in wanted})
                 finally:
-                    host.release()
+                    host.scheduler.release()
         return await self._guard(context, infer)
 
 
-def _prepare(host, request) -> tuple[dict[str, np.ndarray], list[str]]:
+def _prepare(compute: Compute, request) -> tuple[dict[str, np.ndarray], list[str]]:
     """A ModelInferRequest to the model feed and the outputs to return, or ProtocolError (400)."""
-    caps = host.limits.caps
+    caps = compute.caps
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise ProtocolError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; give one per input")
@@ -139,16 +142,10 @@ def _prepare(host, request) -> tuple[dict[str, np.ndarray], list[str]]:
             except UnicodeDecodeError:
                 raise ProtocolError(f"input {name!r}: BYTES elements must be UTF-8 text") from None
         inputs[name] = _from_json(name, datatype, shape, count, values, caps)
-    feed = host.validate(inputs)
-    known = [m["name"] for m in host.output_meta]
-    wanted = [o.name for o in request.outputs] or known
-    unknown = [o for o in wanted if o not in known]
-    if unknown:
-        raise ProtocolError(f"unknown outputs {unknown}; outputs: {', '.join(known)}")
-    return feed, wanted
+    return compute.validate(inputs), compute.select([o.name for o in request.outputs] or None)
 
 
-def _encode(host, request, outputs: dict[str, np.ndarray]):
+def _encode(host: ModelHost, request, outputs: dict[str, np.ndarray]):
     """The ModelInferResponse: raw_output_contents when the request sent raw inputs, else typed contents."""
     raw = bool(request.raw_input_contents)
     response = pb.ModelInferResponse(model_name=host.name, model_version=host.version, id=request.id)
@@ -176,11 +173,11 @@ def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(pb.SERVICE, rpcs)
 
 
-async def start_grpc(app_state, host: str, port: int, max_message_bytes: int):
+async def start_grpc(state: ServerState, host: str, port: int, max_message_bytes: int):
     """A started grpc.aio server on host:port (``stop(grace)`` it), on the running event loop."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
                                       ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((handler(Servicer(app_state)),))
+    server.add_generic_rpc_handlers((handler(Servicer(state)),))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
