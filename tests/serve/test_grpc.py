@@ -104,7 +104,7 @@ def test_grpc_shares_hosts_and_metrics_with_http(both, client):
     after = scrape(url)
     labels = {"model": "mobilenet", "protocol": "grpc"}
     assert value(after, "torch2ort_requests_total", **labels) - value(before, "torch2ort_requests_total", **labels) == 1
-    assert hosts["mobilenet"].inside == 0
+    assert hosts["mobilenet"].scheduler.inside == 0
 
 
 def test_the_cli_serves_grpc_with_a_token_and_stops_cleanly(bundles, tmp_path):

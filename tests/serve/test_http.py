@@ -124,7 +124,7 @@ def test_full_queue_is_503_and_frees_up(bundles):
         import time
 
         deadline = time.time() + 10
-        while hosts["mobilenet"].inside == 0 and time.time() < deadline:
+        while hosts["mobilenet"].scheduler.inside == 0 and time.time() < deadline:
             time.sleep(0.01)
         resp = call(url, "/v2/models/mobilenet/infer", body)
         assert resp[0] == 503 and "overloaded" in error_of(resp)
@@ -154,7 +154,7 @@ def test_dynamic_batching_merges_rows_and_splits_outputs(bundles):
         bad = {"inputs": [tensor("spectrograms", np.zeros((1, 8, 3, 31, 32), np.float32)),
                           tensor("segment_mask", np.ones((1, 8), bool), "BOOL")]}
         assert call(url, "/v2/models/attn_mil/infer", bad)[0] == 400  # refused before queueing
-        stats = hosts["attn_mil"].stats
+        stats = hosts["attn_mil"].scheduler.stats
     assert stats["rows"] == sum(f["spectrograms"].shape[0] for f in feeds)
     assert stats["batches"] < len(feeds)  # rows were merged
     for i, f in enumerate(feeds):

@@ -1,9 +1,12 @@
-"""``torch2ort serve``: bundles over the Open Inference Protocol (KServe v2) REST API; torch-free."""
+"""``torch2ort serve``: bundles over the Open Inference Protocol (KServe v2) REST API; torch-free.
+
+A thin parser: every value is checked by the library (``torch2ort.serve.Limits`` and
+``ServeOptions``), so ``torch2ort.serve.serve(...)`` from Python refuses what this command refuses.
+"""
 
 from __future__ import annotations
 
 import argparse
-import math
 
 
 def add_parser(sub) -> None:
@@ -12,50 +15,39 @@ def add_parser(sub) -> None:
         description="Serve one or more bundles with the KServe v2 / Open Inference Protocol REST "
                     "API (JSON and binary tensors; tritonclient works), optionally gRPC too (--grpc-port). "
                     "Torch is never imported. OpenAPI document at /openapi.json, Prometheus metrics at "
-                    "/metrics. See docs/serve.md and docs/scale.md.")
+                    "/metrics. Numbers must be finite and in range (checked before anything loads). "
+                    "See docs/serve.md and docs/scale.md.")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=int, default=8000, help="port, 1-65535 (default 8000)")
     p.add_argument("--max-batch", type=int, default=1, metavar="N",
-                   help="dynamic batching: merge concurrent requests up to N rows (default 1: off)")
+                   help="dynamic batching: merge concurrent requests up to N rows, 1-2^20 (default 1: off)")
     p.add_argument("--max-delay-ms", type=float, default=5.0, metavar="D",
-                   help="dynamic batching: wait at most D ms for more rows (default 5)")
-    p.add_argument("--max-body-mb", type=float, default=64.0, metavar="M", help="request body limit (default 64)")
+                   help="dynamic batching: wait at most D ms for more rows, 0-60000 (default 5)")
+    p.add_argument("--max-body-mb", type=float, default=64.0, metavar="M",
+                   help="request body limit, 0.001-2^20 (default 64)")
     p.add_argument("--max-rows", type=int, default=1024, metavar="R",
-                   help="rows (first dim) per request, and strings in a BYTES input (default 1024)")
+                   help="rows (first dim) per request, and strings in a BYTES input, 1-2^31 (default 1024)")
     p.add_argument("--max-text-chars", type=int, default=100_000, metavar="C",
-                   help="characters in one text string (default 100000)")
+                   help="characters in one text string, 1-2^31 (default 100000)")
     p.add_argument("--read-timeout-s", type=float, default=30.0, metavar="S",
-                   help="time a client has to send its request headers, and then its body (default 30)")
+                   help="time a client has to send its request headers, and then its body, 0.1-3600 (default 30)")
     p.add_argument("--queue", type=int, default=64, metavar="Q",
-                   help="requests per model queued or running before answering 503 (default 64)")
+                   help="requests per model queued or running before answering 503, 1-2^20 (default 64)")
     p.add_argument("--grpc-port", type=int, metavar="P",
                    help="also serve the OIP gRPC protocol (KServe v2 GRPCInferenceService) on port P, e.g. 8001")
     p.add_argument("--token-file", metavar="FILE",
                    help="require 'Authorization: Bearer <token>' (HTTP and gRPC) with the token in FILE; "
                         "health checks stay open")
     p.add_argument("--providers", metavar="cuda,cpu", help="ONNX Runtime providers in order of preference")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads, 1-1024 (default: physical cores)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from torch2ort.errors import UsageError
     from torch2ort.serve import Limits, serve
 
-    for flag, value, low, high in [("--max-batch", args.max_batch, 1, 2**20), ("--queue", args.queue, 1, 2**20),
-                                   ("--max-rows", args.max_rows, 1, 2**31),
-                                   ("--max-text-chars", args.max_text_chars, 1, 2**31),
-                                   ("--max-delay-ms", args.max_delay_ms, 0, 60_000),
-                                   ("--max-body-mb", args.max_body_mb, 1e-3, 2**20),
-                                   ("--read-timeout-s", args.read_timeout_s, 0.1, 3600),
-                                   ("--port", args.port, 1, 65535),
-                                   ("--grpc-port", 8001 if args.grpc_port is None else args.grpc_port, 1, 65535)]:
-        if not (math.isfinite(value) and low <= value <= high):  # NaN and inf fail here too
-            raise UsageError(f"{flag} {value}: must be a number from {low:g} to {high:g}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads {args.threads}: must be >= 1")
     limits = Limits(args.max_batch, args.max_delay_ms, args.queue, args.max_rows, args.max_text_chars)
     serve(args.bundles, args.host, args.port, limits, args.max_body_mb, args.providers, args.threads,
           args.log_level, read_timeout_s=args.read_timeout_s, grpc_port=args.grpc_port, token_file=args.token_file)

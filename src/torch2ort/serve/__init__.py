@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from torch2ort.errors import ProtocolError
-from torch2ort.serve.host import Limits, ModelHost, load_hosts
+from torch2ort.serve.host import ModelHost, load_hosts
+from torch2ort.serve.options import Limits, ServeOptions
 from torch2ort.serve.protocol import InferRequest, encode_response, parse_request
 
 
@@ -19,5 +20,5 @@ def serve(*args, **kwargs):
     return _serve(*args, **kwargs)
 
 
-__all__ = ["InferRequest", "Limits", "ModelHost", "ProtocolError", "create_app", "encode_response", "load_hosts",
-           "parse_request", "serve"]
+__all__ = ["InferRequest", "Limits", "ModelHost", "ProtocolError", "ServeOptions", "create_app", "encode_response",
+           "load_hosts", "parse_request", "serve"]

@@ -29,7 +29,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ModelMetrics:
-    """The per-model children a ModelHost records into (queue, compute, batch size)."""
+    """The per-model children a model's Scheduler records into (queue, compute, batch size)."""
 
     def __init__(self, metrics: Metrics, model: str) -> None:
         self.queue = metrics.queue.labels(model)
@@ -57,8 +57,8 @@ class Metrics:
     def attach(self, hosts: dict) -> None:
         """Give every host its recorders, and read its queue depth at scrape time."""
         for name, host in hosts.items():
-            host.metrics = ModelMetrics(self, name)
-            self.depth.labels(name).set_function(lambda h=host: h.inside)
+            host.scheduler.metrics = ModelMetrics(self, name)
+            self.depth.labels(name).set_function(lambda s=host.scheduler: s.inside)
             for protocol in ("http", "grpc"):  # present from the start, so rates work from the first scrape
                 self.requests.labels(name, protocol)
 

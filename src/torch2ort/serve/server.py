@@ -17,31 +17,36 @@ import threading
 from torch2ort.errors import UsageError
 from torch2ort.serve.app import create_app
 from torch2ort.serve.auth import read_token
-from torch2ort.serve.host import Limits, load_hosts
+from torch2ort.serve.host import load_hosts
+from torch2ort.serve.options import Limits, ServeOptions
 
 
 def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          max_body_mb: float = 64.0, providers: list[str] | None = None, threads: int | None = None,
+          max_body_mb: float = 64.0, providers: list[str] | str | None = None, threads: int | None = None,
           log_level: str = "info", graceful_s: float = 30.0, read_timeout_s: float = 30.0,
           grpc_port: int | None = None, token_file: str | None = None) -> None:
-    token = read_token(token_file) if token_file else None
-    sock = bind(host, port)  # before loading anything: a busy port is a one-line usage error
-    if grpc_port is not None:
-        if grpc_port == port:
-            raise UsageError(f"--grpc-port {grpc_port} is the HTTP --port; pick another")
-        bind(host, grpc_port).close()  # free now (gRPC binds it itself when the app starts)
+    """Serve ``bundles`` until SIGTERM or Ctrl-C. Every option is checked first (``ServeOptions``,
+    ``Limits``: a bad value is a one-line ``UsageError``), then the ports, then the bundles load."""
+    o = ServeOptions(host=host, port=port, grpc_port=grpc_port, max_body_mb=max_body_mb,
+                     read_timeout_s=read_timeout_s, threads=threads, providers=providers,
+                     token_file=token_file, log_level=log_level, graceful_s=graceful_s,
+                     limits=Limits() if limits is None else limits)
+    token = read_token(o.token_file) if o.token_file else None
+    sock = bind(o.host, o.port)  # before loading anything: a busy port is a one-line usage error
+    if o.grpc_port is not None:
+        bind(o.host, o.grpc_port).close()  # free now (gRPC binds it itself when the app starts)
         try:
             import torch2ort.serve.grpc_server  # noqa: F401
         except ImportError as exc:
-            raise UsageError(f"--grpc-port needs grpcio and tritonclient[grpc] ({exc}); "
+            raise UsageError(f"--grpc-port needs grpcio and protobuf ({exc}); "
                              "pip install 'torch2ort[serve]'") from None
-    hosts = load_hosts(bundles, limits or Limits(), providers, threads)
+    hosts = load_hosts(bundles, o.limits, o.providers, o.threads)
     for name, h in hosts.items():
         if "web/index.html" in h.bundle.manifest["files"]:
-            shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-            print(f"web page for {name}: http://{shown}:{port}/bundles/{name}/web/", flush=True)
-    app = create_app(hosts, max_body_mb, read_timeout_s, token=token, grpc_port=grpc_port, grpc_host=host)
-    server = make_server(app, host, port, log_level, graceful_s, read_timeout_s, signals=True)
+            shown = "127.0.0.1" if o.host in ("0.0.0.0", "::", "") else o.host
+            print(f"web page for {name}: http://{shown}:{o.port}/bundles/{name}/web/", flush=True)
+    app = create_app(hosts, o.max_body_mb, o.read_timeout_s, token=token, grpc_port=o.grpc_port, grpc_host=o.host)
+    server = make_server(app, o.host, o.port, o.log_level, o.graceful_s, o.read_timeout_s, signals=True)
     server.run(sockets=[sock])
 
 

@@ -1,0 +1,83 @@
+"""Validation and compute for one bundle: a request body to a checked feed, then the bundle's stages.
+
+``Compute`` uses only the runtime ``Bundle``'s public stages: ``preprocess`` (the checked feed),
+``run`` and ``postprocess``. Requests are parsed and validated (names, dtypes, shapes, one size per
+dim label, the outputs asked for) before anything is queued, so a bad request is a 400 and can never
+fail a batch. Nothing here knows about queues or threads: that is ``scheduler.Scheduler``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from torch2ort.errors import BundleError, PredictInputError, ProtocolError
+from torch2ort.runtime.bundle import Bundle
+from torch2ort.serve.protocol import Caps, InferRequest, parse_request
+
+TEXT_INPUT = "text"
+
+
+class Compute:
+    def __init__(self, bundle: Bundle, caps: Caps) -> None:
+        self.bundle, self.caps = bundle, caps
+        pre = bundle.manifest.get("preprocess", [])
+        self.text = bool(pre) and pre[0].get("op") == "tokenize"  # clients send strings as 'text'
+        self.output_names: list[str] = []  # learned by warm_up
+
+    def warm_up(self) -> dict[str, np.ndarray]:
+        """Run once on a made-up feed (so a served model has computed) and learn the outputs it returns."""
+        if self.text:
+            feed = self.preprocess_text(np.array(["warm up"], dtype=object))
+        else:
+            feed = {}
+            for t in self.bundle.inputs:
+                shape = [d if isinstance(d, int) and d >= 0 else 1 for d in t["shape"]]
+                feed[t["name"]] = np.zeros(shape, dtype=t["dtype"]) if t["dtype"] != "bool" else np.ones(shape, bool)
+        outputs = self.postprocess(feed, self.run(feed))
+        self.output_names = list(outputs)
+        return outputs
+
+    def preprocess_text(self, texts: np.ndarray) -> dict[str, np.ndarray]:
+        return self.bundle.preprocess([str(t) for t in texts.ravel()])
+
+    def prepare(self, body: bytes, header_length: str | None) -> tuple[InferRequest, dict[str, np.ndarray], list[str]]:
+        """Parse, validate and tokenize a request body: (request, model feed, outputs to return).
+
+        CPU work that can take a while (JSON, BYTES, tokenizing): the server runs it off the event loop.
+        """
+        req = parse_request(body, header_length, self.caps)
+        return req, self.validate(req.inputs), self.select(req.outputs)
+
+    def select(self, requested: list[str] | None) -> list[str]:
+        """The outputs to return: ``requested`` (None: all), or ProtocolError(400) naming the valid ones."""
+        wanted = self.output_names if requested is None else requested
+        unknown = [o for o in wanted if o not in self.output_names]
+        if unknown:
+            raise ProtocolError(f"unknown outputs {unknown}; outputs: {', '.join(self.output_names)}")
+        return list(wanted)
+
+    def validate(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model feed for a request, or ProtocolError(400). Runs before anything is queued."""
+        try:
+            if self.text and set(inputs) == {TEXT_INPUT}:
+                texts = inputs[TEXT_INPUT]
+                if texts.dtype != object or texts.ndim != 1 or texts.size == 0:
+                    raise ProtocolError(f"input {TEXT_INPUT!r} must be BYTES with shape [N], N >= 1")
+                inputs = self.preprocess_text(texts)
+            elif any(a.dtype == object for a in inputs.values()):
+                raise ProtocolError("BYTES inputs are accepted only as 'text', for bundles with a text preprocess")
+            return self.bundle.preprocess(inputs)
+        except (PredictInputError, BundleError) as exc:
+            raise ProtocolError(str(exc)) from None
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.bundle.run(feed)
+
+    def postprocess(self, feed: dict[str, np.ndarray], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw outputs plus the post-processed results that are numeric arrays (embeddings, probabilities)."""
+        results = self.bundle.postprocess(feed, raw)
+        arrays = {k: v for k, v in results.items() if isinstance(v, np.ndarray) and v.dtype != object}
+        return raw | arrays
+
+
+__all__ = ["TEXT_INPUT", "Compute"]

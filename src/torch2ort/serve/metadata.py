@@ -1,0 +1,56 @@
+"""What one served model is, in OIP terms: its name, versions, inputs and outputs (``GET /v2/models/{name}``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from torch2ort.runtime.bundle import Bundle
+from torch2ort.serve.compute import TEXT_INPUT
+from torch2ort.serve.protocol import oip_datatype
+
+
+def batch_label(bundle: Bundle) -> str | None:
+    """The label every input and output carries as its first dim, when there is one (dynamic batching's axis)."""
+    firsts = {t["shape"][0] if t["shape"] else None for t in bundle.inputs + bundle.outputs}
+    label = firsts.pop() if len(firsts) == 1 else None
+    return label if isinstance(label, str) else None
+
+
+def _dims(shape: list) -> list[int]:
+    return [d if isinstance(d, int) and d >= 0 else -1 for d in shape]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    inputs: list[dict]       # {"name", "datatype", "shape"}, -1 for a dynamic dim
+    outputs: list[dict]
+    batch_label: str | None
+    batching: bool           # dynamic batching is on: max_batch > 1 and a shared batch dim
+
+    @classmethod
+    def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
+           version: str = "1") -> ModelInfo:
+        """From the bundle's manifest and the outputs one warm-up run returned (post-processed ones included)."""
+        if text:
+            inputs = [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}]
+        else:
+            inputs = [{"name": t["name"], "datatype": oip_datatype(t["dtype"]), "shape": _dims(t["shape"])}
+                      for t in bundle.inputs]
+        declared = {o["name"]: o for o in bundle.outputs}
+        metas = [{"name": name, "datatype": oip_datatype(arr.dtype),
+                  "shape": _dims(declared[name]["shape"]) if name in declared else [-1, *arr.shape[1:]]}
+                 for name, arr in outputs.items()]
+        label = batch_label(bundle)
+        return cls(bundle.name, version, inputs, metas, label, max_batch > 1 and label is not None)
+
+    def metadata(self) -> dict:
+        return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
+                "inputs": self.inputs, "outputs": self.outputs,
+                "parameters": {"torch2ort_dynamic_batching": self.batching, "batch_dim": self.batch_label}}
+
+
+__all__ = ["ModelInfo", "batch_label"]

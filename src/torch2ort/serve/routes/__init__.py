@@ -1,0 +1,40 @@
+"""The REST routes, one ``APIRouter`` per protocol area, over the app's ``ServerState``.
+
+- ``health``: liveness, readiness, server and model metadata;
+- ``infer``: ``POST …/infer``;
+- ``repository``: the model repository index and ``/metrics``;
+- ``files``: a bundle's own files (its web page).
+
+A route gets the shared state with ``Depends(server_state)``; an error is a raised ``ProtocolError``
+(the app turns it into ``{"error": …}``) or an ``error(status, message)`` answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+
+from torch2ort.serve.state import ServerState
+
+
+def server_state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+State = Annotated[ServerState, Depends(server_state)]
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def routers() -> list:
+    """Every router, in the order the app includes them (the catch-all bundle files come last)."""
+    from torch2ort.serve.routes import files, health, infer, repository
+
+    return [health.router, infer.router, repository.router, files.router]
+
+
+__all__ = ["State", "error", "routers", "server_state"]

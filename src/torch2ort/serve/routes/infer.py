@@ -1,0 +1,61 @@
+"""``POST /v2/models/{name}[/versions/{v}]/infer``: admission before reading, parsing off the event loop.
+
+A request takes a queue slot first (503 when full), then one of the server's reading slots while its
+body is read and then parsed (JSON, BYTES, tokenizing) on the parse pool, never on the event loop;
+so health checks answer while large requests are in flight, and memory is bounded by
+``intake × --max-body-mb`` of bodies plus ``PARSERS`` parses at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+
+from torch2ort.serve import openapi as oa
+from torch2ort.serve.host import ModelHost
+from torch2ort.serve.protocol import HEADER, encode_response
+from torch2ort.serve.routes import State
+from torch2ort.serve.state import ServerState
+
+log = logging.getLogger("torch2ort.serve")
+INLINE_ENCODE = 64 * 1024  # outputs up to this many bytes are encoded on the event loop
+router = APIRouter()
+
+
+@router.post("/v2/models/{name}/infer", openapi_extra=oa.INFER_BODY, responses=oa.INFER_RESPONSES)
+@router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=oa.INFER_BODY, responses=oa.INFER_RESPONSES)
+async def infer(s: State, name: str, request: Request, version: str | None = None):
+    host = s.host_of(name, version)
+    with s.metrics.track(name, "http"):
+        return await _infer(s, host, request)
+
+
+async def _infer(s: ServerState, host: ModelHost, request: Request) -> Response:
+    scheduler = host.scheduler
+    scheduler.admit()  # a queue slot first (or 503): nothing is read or parsed for a request we cannot take
+    loop = asyncio.get_running_loop()
+    try:
+        async with s.reading:  # at most `intake` bodies read and parsed at once: bounded memory
+            body = bytearray()  # one growing buffer: no list of chunks plus a joined copy
+            async for chunk in request.stream():
+                body += chunk
+            req, feed, wanted = await loop.run_in_executor(s.parse_pool, host.compute.prepare, body,
+                                                           request.headers.get(HEADER))
+            del body
+        outputs = await scheduler.infer(feed)
+        chosen = {k: outputs[k] for k in wanted}
+        if sum(v.nbytes for v in chosen.values()) <= INLINE_ENCODE:  # microseconds: not worth a thread hop
+            content, headers = encode_response(host.name, host.version, chosen, req)
+        else:
+            content, headers = await loop.run_in_executor(s.parse_pool, encode_response, host.name, host.version,
+                                                          chosen, req)
+    except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log loudly
+        log.debug("client disconnected while sending a request to %s", host.name)
+        return Response(status_code=400)
+    finally:
+        scheduler.release()
+    return Response(content, headers=headers)

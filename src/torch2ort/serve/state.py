@@ -1,0 +1,64 @@
+"""What the HTTP routes and the gRPC service share: one typed object per server."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from torch2ort.errors import ProtocolError
+from torch2ort.serve.host import ModelHost
+from torch2ort.serve.metrics import Metrics
+
+EXTENSIONS = ("binary_tensor_data",)
+INTAKE = 4   # requests reading + parsing their body at once, server-wide
+PARSERS = 2  # of those, parsing (JSON, BYTES, tokenizing) or encoding at once: worker threads
+
+
+@dataclass
+class ServerState:
+    """The served models, the metrics, the token, and the bounded pools every request goes through.
+
+    ``reading`` bounds the bodies read and parsed at once (``intake``); ``parse_pool`` runs parsing,
+    tokenizing and large encodings off the event loop, on ``PARSERS`` threads.
+    """
+
+    hosts: dict[str, ModelHost]
+    metrics: Metrics = field(default_factory=Metrics)
+    token: str | None = None       # bearer token every route but health requires
+    intake: int = INTAKE
+    extensions: tuple[str, ...] = EXTENSIONS
+    parse_pool: ThreadPoolExecutor = field(init=False)
+    reading: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parse_pool = ThreadPoolExecutor(max_workers=PARSERS, thread_name_prefix="parse")
+        self.reading = asyncio.Semaphore(self.intake)
+        self.metrics.attach(self.hosts)
+
+    def host_of(self, name: str, version: str | None = None) -> ModelHost:
+        """The served model ``name`` (at ``version``, when given), or ProtocolError(404) listing the served ones."""
+        if not name or "/" in name or "\\" in name or ".." in name:
+            raise ProtocolError(f"{name!r} is not a model name", 404)
+        host = self.hosts.get(name)
+        if host is None:
+            raise ProtocolError(f"unknown model {name!r}; served: {', '.join(sorted(self.hosts))}", 404)
+        if version is not None and version != host.version:
+            raise ProtocolError(f"model {name!r} has no version {version!r}; versions: {host.version}", 404)
+        return host
+
+    @property
+    def ready(self) -> bool:
+        return all(h.ready for h in self.hosts.values())
+
+    async def start(self) -> None:
+        for host in self.hosts.values():
+            await host.scheduler.start()
+
+    async def stop(self) -> None:
+        for host in self.hosts.values():
+            await host.scheduler.stop()
+        self.parse_pool.shutdown(wait=True)
+
+
+__all__ = ["EXTENSIONS", "INTAKE", "PARSERS", "ServerState"]
