@@ -1,7 +1,8 @@
 """Checked option values: finite numbers in range, bounded counts, size lists.
 
 One place for the rule that every tolerance, threshold, count and duration is finite and in
-range, whichever way it arrived (CLI, ``--config`` TOML, Python call). NaN compares false with
+range, whichever way it arrived (CLI, ``--config`` TOML, Python call). Standard library and
+``errors`` only, so the torch-free runtime and server use it too. NaN compares false with
 everything, so a check written ``if x < 0`` lets it through; these use ``low <= x <= high``
 after ``math.isfinite``, which NaN and ±inf both fail.
 
@@ -14,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 from torch2ort.errors import UsageError
@@ -21,19 +23,17 @@ from torch2ort.errors import UsageError
 
 def number(flag: str, value, low: float, high: float) -> float:
     """A real number within [low, high]; bool, NaN, ±inf and non-numbers are usage errors."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"{flag} {value!r}: must be a number from {low:g} to {high:g}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{flag} {value!r:.40}: must be a number from {low:g} to {high:g}")
     if not (math.isfinite(value) and low <= value <= high):
         raise UsageError(f"{flag} {value}: must be a number from {low:g} to {high:g}")
     return float(value)
 
 
 def count(flag: str, value, low: int, high: int) -> int:
-    """An integer within [low, high] (a float with an integral value, like TOML's 3.0, is accepted)."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UsageError(f"{flag} {value!r}: must be a whole number from {low} to {high}")
+    """An integer within [low, high]; floats (3.0 included), bools and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise UsageError(f"{flag} {value!r:.40}: must be a whole number from {low:g} to {high:g}")
     return value
 
 

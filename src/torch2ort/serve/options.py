@@ -11,10 +11,9 @@ option (its Python name and its flag), e.g.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field, fields
 
+from torch2ort import values as V
 from torch2ort.errors import UsageError
 from torch2ort.serve.protocol import Caps
 
@@ -22,14 +21,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _check(owner, name: str, low: float, high: float, whole: bool) -> None:
-    """``owner.name`` is a (whole) number from ``low`` to ``high``; NaN and ±inf fail the range test."""
-    value = getattr(owner, name)
-    flag = "--" + name.replace("_", "-")
-    kind = "a whole number" if whole else "a number"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral if whole else numbers.Real):
-        raise UsageError(f"{name} ({flag}) {value!r:.40}: must be {kind} from {low:g} to {high:g}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise UsageError(f"{name} ({flag}) {value:g}: must be {kind} from {low:g} to {high:g}")
+    """``owner.name`` is a (whole) number from ``low`` to ``high``, named by its Python name and its flag."""
+    label = f"{name} (--{name.replace('_', '-')})"
+    (V.count if whole else V.number)(label, getattr(owner, name), low, high)
 
 
 @dataclass(frozen=True)
