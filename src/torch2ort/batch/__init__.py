@@ -64,6 +64,9 @@ def run_batch(bundle: str | Path, input_path: str | Path, out: str | Path, engin
     mf.verify_files(Path(bundle), manifest["files"])  # here, before any worker or Ray actor starts
     pre = manifest.get("preprocess", [])
     inputs = read_inputs(input_path, column, text_model=bool(pre) and pre[0].get("op") == "tokenize")
+    if inputs.kind != "texts" and Path(input_path).is_dir() and Path(out).resolve().is_relative_to(inputs.root):
+        raise UsageError(f"-o {out} is inside the input folder {input_path}: a rerun would read its own shards "
+                         "as inputs; pick an -o outside it")
     plan = make_plan(bundle, input_path, column, inputs, batch_size, shard_rows)
     pending = prepare_out(out, plan, force)
     spec = engines.worker_spec(plan.bundle, inputs, str(Path(out).resolve()), plan.batch_size, providers)

@@ -1,9 +1,12 @@
 """What ``torch2ort batch`` reads: INPUT as a list of sources, one per output row, in a fixed order.
 
 - a folder: every regular file under it (recursively, hidden files skipped), sorted by relative path;
-  each row's source is the path relative to the folder;
-- a text file (``.txt`` or any other suffix not listed below): one input per line. For a bundle whose
-  preprocess tokenizes, each line is a text; otherwise each line is a path (relative to the text file);
+  each row's source is the path relative to the folder. For a bundle whose preprocess tokenizes, each
+  file's contents (UTF-8) are the text, never its name;
+- a text file (``.txt`` or any other suffix not listed below): one input per line, split on ``\n``
+  (and ``\r\n``) only, so ``row`` is the line number less one whatever other breaks (``\f``, U+2028)
+  a text holds. For a bundle whose preprocess tokenizes, each line is a text; otherwise each line
+  is a path (relative to the text file);
 - a Parquet, CSV or JSONL file (``.parquet``, ``.csv``, ``.jsonl``/``.ndjson``) with ``column``: the
   column's string values, texts or paths as above.
 
@@ -18,8 +21,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from torch2ort.errors import PredictInputError, UsageError
 
 TABLES = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".ndjson": "json"}
@@ -27,7 +28,7 @@ TABLES = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".ndjson": "js
 
 @dataclass
 class Inputs:
-    kind: str            # "files" (paths under root) or "texts"
+    kind: str            # "files" (paths under root), "texts", or "text-files" (files whose contents are texts)
     root: str            # absolute folder that relative paths are resolved against
     sources: list[str]   # one per row
 
@@ -43,13 +44,14 @@ class Inputs:
         if self.kind == "texts":
             return source
         path = Path(self.root) / source
+        if not path.is_file():  # a FIFO or device named x.npy would block or never end
+            raise PredictInputError(f"{source}: no such regular file")
+        if self.kind == "text-files":
+            return _read_text(path, source)
         if path.suffix.lower() == ".npy":
-            try:
-                return np.load(path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                raise PredictInputError(f"{source}: not a readable .npy file ({exc})") from None
-        if not path.is_file():
-            raise PredictInputError(f"{source}: no such file")
+            from torch2ort.runtime.feeds import load_npy
+
+            return load_npy(path, source)
         return str(path)
 
 
@@ -63,7 +65,7 @@ def read_inputs(path: str | Path, column: str | None, text_model: bool) -> Input
             raise UsageError("--column applies to Parquet, CSV and JSONL inputs, not to a folder")
         files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
                        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        inputs = Inputs("files", str(path.resolve()), files)
+        inputs = Inputs("text-files" if text_model else "files", str(path.resolve()), files)
     elif path.suffix.lower() in TABLES:
         values = _column(path, column)
         inputs = Inputs("texts" if text_model else "files", str(path.resolve().parent), values)
@@ -71,14 +73,41 @@ def read_inputs(path: str | Path, column: str | None, text_model: bool) -> Input
         if column:
             raise UsageError(f"--column applies to Parquet, CSV and JSONL inputs; {path.name} is read as a text "
                              f"file with one input per line (suffixes for tables: {', '.join(TABLES)})")
+        if not path.is_file():
+            raise UsageError(f"input {path} is not a regular file, a folder or a table")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = split_lines(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise UsageError(f"{path} is not a UTF-8 text file (one input per line)") from None
         inputs = Inputs("texts" if text_model else "files", str(path.resolve().parent), lines)
     if not inputs.sources:
         raise UsageError(f"input {path} has no inputs (an empty folder or file)")
     return inputs
+
+
+MAX_TEXT_FILE = 16 * 2**20  # a text bundle truncates to max_length tokens; larger files are not texts
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split on ``\n`` and ``\r\n`` only (``str.splitlines`` also breaks on ``\f``, ``\v``, NEL and
+    U+2028, which moves every later row off its line number); a final newline ends the last line."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _read_text(path: Path, source: str) -> str:
+    size = path.stat().st_size
+    if size > MAX_TEXT_FILE:
+        raise PredictInputError(f"{source}: {size / 2**20:.1f} MiB is too large for a text (limit "
+                                f"{MAX_TEXT_FILE >> 20} MiB)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PredictInputError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise PredictInputError(f"{source}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _column(path: Path, column: str | None) -> list[str]:

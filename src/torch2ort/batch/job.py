@@ -77,9 +77,12 @@ def prepare_out(out: str | Path, plan: Plan, force: bool) -> list[tuple[int, int
                 raise OutputExistsError(f"{out} holds a different batch job (other bundle, inputs, --batch-size or "
                                         "--shard-rows); pass --force to replace it, or pick another -o")
             shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".part-*.tmp"):  # a shard that a killed run left half-written
-        stale.unlink()
-    marker.write_text(json.dumps({"identity": plan.identity(), "bundle": plan.bundle, "input": plan.input},
-                                 indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".part-*.tmp"):  # a shard that a killed run left half-written
+            stale.unlink()
+        marker.write_text(json.dumps({"identity": plan.identity(), "bundle": plan.bundle, "input": plan.input},
+                                     indent=2) + "\n")
+    except OSError as exc:  # -o under a file, in /proc, read-only, …
+        raise UsageError(f"cannot write the batch output {out}: {exc.strerror or exc}") from None
     return [s for s in plan.shards if not (out / shard_name(s[0])).is_file()]

@@ -55,17 +55,26 @@ class ShardWorker:
     def predict_rows(self, positions: range) -> list[dict]:
         """One batch: row dicts in order; each failing input becomes an error row."""
         sources = [self.inputs.sources[i] for i in positions]
-        rows = [{"row": i, "source": s, "error": None} for i, s in zip(positions, sources)]
+        rows = [{"row": i, "source": printable(s), "error": None} for i, s in zip(positions, sources)]
         feeds: list[dict | None] = [None] * len(rows)
+        texts: list[str | None] = [None] * len(rows)
         if self.text:
+            for k, src in enumerate(sources):  # a folder's files are read here: their contents are the texts
+                try:
+                    texts[k] = self.inputs.load(src)
+                except Torch2OrtError as exc:
+                    rows[k]["error"] = exc.one_line()
+            ok = [k for k in range(len(rows)) if texts[k] is not None]
             try:
-                feed = self.bundle.preprocess(sources)
-                return self._run(rows, [feed], [list(range(len(rows)))])
+                if ok:
+                    return self._run(rows, [self.bundle.preprocess([texts[k] for k in ok])], [ok])
             except Torch2OrtError:
                 pass  # find the bad text(s) one by one below
         for k, src in enumerate(sources):
+            if rows[k]["error"] is not None:
+                continue
             try:
-                feeds[k] = self.bundle.preprocess([src] if self.text else self.inputs.load(src))
+                feeds[k] = self.bundle.preprocess([texts[k]] if self.text else self.inputs.load(src))
             except Torch2OrtError as exc:
                 rows[k]["error"] = exc.one_line()
             except Exception as exc:  # a decoder failing in its own way: still this input's fault
@@ -146,6 +155,12 @@ def _no_nulls(kind):
     if pa.types.is_list(kind):
         return pa.list_(_no_nulls(kind.value_type))
     return kind
+
+
+def printable(source: str) -> str:
+    """A source as Parquet can store it: a file name that is not UTF-8 (its bytes kept by Python as
+    surrogates) shows its odd bytes as \\xNN instead of failing the whole shard."""
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def shard_name(index: int) -> str:
