@@ -28,8 +28,17 @@ def prepare_outdir(out: Path, force: bool, marker: str, what: str) -> Path:
                 raise OutputExistsError(f"{out} has no {marker}, so it is not {what}; refusing to delete it "
                                         "even with --force")
             shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     return out
+
+
+def make_dir(path: Path) -> Path:
+    """``mkdir -p``, with a path under a file, in /proc or read-only as a one-line UsageError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def check_writable(path: str | Path, force: bool) -> Path:

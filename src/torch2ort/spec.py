@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -86,6 +87,9 @@ class TensorSpec:
             raise SpecError(f"{where}: {unknown_name('dtype', self.dtype, list(DTYPES))}")
         if (self.low is None) != (self.high is None):
             raise SpecError(f"{where}: give both ends of the range, LOW..HIGH")
+        if self.low is not None and not (math.isfinite(self.low) and math.isfinite(self.high)):
+            # nan..inf (CLI or TOML) drew nothing but NaN, and NaN passes no comparison
+            raise SpecError(f"{where}: range {self.low}..{self.high} must be two finite numbers")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise SpecError(f"{where}: range {self.low}..{self.high} is empty")
 
@@ -239,9 +243,10 @@ def _parse_range(text: str, where: str) -> tuple[float, float]:
     if not sep:
         raise SpecError(f"{where}: range {text!r} must look like LOW..HIGH, e.g. 0..30521")
     try:
-        return float(low), float(high)
+        lo, hi = float(low), float(high)
     except ValueError:
         raise SpecError(f"{where}: range {text!r} must hold two numbers, LOW..HIGH") from None
+    return lo, hi
 
 
 def _opt_float(value: object) -> float | None:

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from fixtures.families import MODELS, run_cli
+from fixtures.families import FAMILIES, MODELS, run_cli
 from runtime.tiny_models import image_model, rewrite_manifest, vector_model
 from torch2ort.bundle.writer import pack
 
@@ -150,3 +150,49 @@ def test_export_refusals_are_one_line(tmp_path, argv, fragment):
     assert proc.returncode == 2, proc.stderr
     assert fragment in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_output_folders_that_cannot_exist_are_one_line(exported, tmp_path, capsys):
+    """Issue 27: `pack -o userfile/b`, `pack -o /proc/x` and `triton -o` under a file were tracebacks."""
+    user = tmp_path / "userfile"
+    user.write_text("mine")
+    onnx_path = exported("mobilenet")
+    bundle = tmp_path / "bundle"
+    assert run_cli("pack", onnx_path, "-o", bundle) == 0
+    for argv in (["pack", onnx_path, "-o", user / "b"], ["pack", onnx_path, "-o", "/proc/torch2ort-x"],
+                 ["triton", bundle, "-o", user / "repo"], ["triton", bundle, "-o", "/proc/torch2ort-r"]):
+        capsys.readouterr()
+        assert run_cli(*argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "cannot create the folder" in err and len(err.splitlines()) == 1, err
+    assert user.read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--max-delay-ms", "nan"], "--max-delay-ms nan"),
+    (["--max-delay-ms", "inf"], "--max-delay-ms inf"),
+    (["--max-batch", "-1"], "--max-batch -1"),
+    (["--instances", "0"], "--instances 0"),
+])
+def test_triton_values_are_checked(exported, tmp_path, capsys, argv, fragment):
+    bundle = tmp_path / "bundle"
+    assert run_cli("pack", exported("mobilenet"), "-o", bundle) == 0
+    capsys.readouterr()
+    assert run_cli("triton", bundle, "-o", tmp_path / "repo", *argv) == 2
+    assert fragment in capsys.readouterr().err and not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("content, fragment", [(bytes(range(256)) * 4, "not a UTF-8 text file"),
+                                               (b"[1, 2", "not a JSON list")])
+def test_labels_that_are_not_labels(exported, tmp_path, capsys, content, fragment):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(content)
+    assert run_cli("pack", exported("mobilenet"), "-o", tmp_path / "b", "--labels", labels) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_a_nan_input_range_is_refused(tmp_path, capsys):
+    fam = FAMILIES["mobilenet"]
+    assert run_cli("export", fam.model, "--input", "image:batch=1,3,32,32:float32:nan..inf",
+                   "-o", tmp_path / "m.onnx") == 2
+    assert "must be two finite numbers" in capsys.readouterr().err

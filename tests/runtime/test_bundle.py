@@ -116,7 +116,9 @@ def test_external_data_is_packed_and_checked(tmp_path, exported):
                                ort.InferenceSession(str(exported("mobilenet"))).run(None, feed)[0])
 
 
-def test_external_data_escape_is_refused(tmp_path, exported):
+@pytest.mark.parametrize("location, fragment", [("../secret.data", "outside the bundle directory"),
+                                                ("m.onnx.data\x00.png", "NUL byte")])
+def test_external_data_escape_is_refused(tmp_path, exported, location, fragment):
     bundle = pack(_external_model(tmp_path, exported), tmp_path / "b")
     # Point the model at ../secret.data and fix up every checksum: only the escape check remains.
     (tmp_path / "secret.data").write_bytes((bundle / "m.onnx.data").read_bytes())
@@ -124,14 +126,14 @@ def test_external_data_escape_is_refused(tmp_path, exported):
     for t in model.graph.initializer:
         for entry in t.external_data:
             if entry.key == "location":
-                entry.value = "../secret.data"
+                entry.value = location
     onnx.save(model, str(bundle / "model.onnx"))
     (bundle / "m.onnx.data").unlink()
     m = json.loads((bundle / "torch2ort.json").read_text())
     files = {"model.onnx": sha256_file(bundle / "model.onnx"), "README.md": m["files"]["README.md"],
              "requirements.txt": m["files"]["requirements.txt"]}
     _rewrite_manifest(bundle, files=files)
-    with pytest.raises(BundleError, match="outside the bundle directory"):
+    with pytest.raises(BundleError, match=fragment):
         Bundle.load(bundle)
 
 

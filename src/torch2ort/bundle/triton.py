@@ -14,7 +14,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch2ort import values as V
 from torch2ort.errors import OutputExistsError, UsageError
+from torch2ort.outdir import make_dir
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.onnx_refs import external_data_locations
 
@@ -97,8 +99,9 @@ def export_triton(bundle_dir: str | Path, repository: str | Path, *, max_batch: 
     manifest = mf.read_manifest(bundle_dir)
     mf.verify_files(bundle_dir, manifest["files"])
     refs = mf.check_external_data(bundle_dir, manifest["model"], manifest["files"])
-    if max_batch < 0 or instances < 1:
-        raise UsageError("--max-batch must be >= 0 and --instances >= 1")
+    max_batch = V.count("--max-batch", max_batch, 0, 2**20)
+    instances = V.count("--instances", instances, 1, 1024)
+    max_delay_ms = V.number("--max-delay-ms", max_delay_ms, 0.0, 60_000.0)  # nan/inf: not a config Triton reads
     model_dir = repository / mf.check_model_name(manifest["name"], f"{bundle_dir}: name")
     if repository.exists() and not repository.is_dir():
         raise OutputExistsError(f"{repository} exists and is not a directory")
@@ -113,8 +116,7 @@ def export_triton(bundle_dir: str | Path, repository: str | Path, *, max_batch: 
         shutil.rmtree(model_dir)
     trt = gpu if tensorrt is None else tensorrt
     config, mbs = render_config(manifest, max_batch, instances, gpu, max_delay_ms, trt)
-    version = model_dir / "1"
-    version.mkdir(parents=True)
+    version = make_dir(model_dir / "1")
     src = mf.inside(bundle_dir, manifest["model"])
     refs = refs or external_data_locations(src.read_bytes())
     if refs:  # Triton's ONNX backend: a model.onnx directory holding the model and its weight files

@@ -104,10 +104,14 @@ def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"--labels {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        labels = json.loads(text)
-    else:
+    try:
+        text = path.read_text(encoding="utf-8")
+        labels = json.loads(text) if text.lstrip().startswith("[") else None
+    except UnicodeDecodeError:
+        raise UsageError(f"--labels {path}: not a UTF-8 text file (one label per line, or a JSON list)") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"--labels {path}: starts with '[' but is not a JSON list ({exc})") from None
+    if labels is None:
         labels = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not labels or not all(isinstance(x, str) for x in labels):
         raise UsageError(f"--labels {path}: expected one label per line or a JSON list of strings")

@@ -157,6 +157,8 @@ def check_threads(threads: int | None) -> int | None:
 def inside(bundle_dir: Path, rel: str) -> Path:
     """Resolve ``rel`` in the bundle, refusing absolute paths and anything that escapes it."""
     root = bundle_dir.resolve()
+    if "\0" in rel:  # the OS cannot name it; Path.resolve would raise ValueError
+        raise BundleError(f"bundle path {rel!r} holds a NUL byte; refused")
     if not rel or os.path.isabs(rel) or Path(rel).drive:
         raise BundleError(f"bundle path {rel!r} must be relative to the bundle directory")
     target = (root / rel).resolve()
@@ -211,6 +213,8 @@ def check_external_data(bundle_dir: Path, model_rel: str, files: dict[str, str])
         raise BundleError(f"{model_rel} is not a valid ONNX protobuf ({exc})") from None
     base = model_path.parent
     for loc in locations:
+        if "\0" in loc:
+            raise BundleError(f"{model_rel} refers to external data {loc!r} with a NUL byte in its name; refused")
         rel = (base / loc).resolve()
         root = bundle_dir.resolve()
         if os.path.isabs(loc) or (rel != root and root not in rel.parents):
