@@ -163,16 +163,17 @@ def verify_onnx(model, onnx: str | Path, inputs: Inputs = None, *, n: int = 3, s
     """``torch2ort verify``: torch vs ONNX Runtime on synthetic, real and swept inputs. Returns ``VerifyResult``
     (falsy ``.report`` on a mismatch); ``json_path`` also writes the full report."""
     from torch2ort.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL
-    from torch2ort.parity.verify import parse_runtimes
+    from torch2ort.parity.verify import check_options, parse_runtimes
     from torch2ort.parity.verify import verify_onnx as verify
 
+    atol, rtol = DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol
+    check_options(n, seed, atol, rtol, web_threads)
     runtimes = parse_runtimes(runtime)
     json_out = check_writable(json_path, force) if json_path else None
     loaded = load(model, log=log, **model_options)
     spec = input_spec(inputs, output_names, allow_all_false_masks, loaded)
     result = verify(loaded, onnx, spec, n=n, samples=samples, sweep=sweep_sizes(sweep, spec),
-                    atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
-                    seed=seed, providers=providers, runtimes=runtimes, web_threads=web_threads)
+                    atol=atol, rtol=rtol, seed=seed, providers=providers, runtimes=runtimes, web_threads=web_threads)
     if json_out:
         json_out.write_text(json.dumps({"model": loaded.source, "onnx": str(onnx), "spec": spec.to_dict(),
                                         **result.to_dict()}, indent=2))
@@ -295,6 +296,11 @@ def optimize(model, onnx: str | Path, inputs: Inputs = None, *, output: str | Pa
     from torch2ort.runtime.providers import ALIASES
 
     model_options = dict(model_options or {})
+    n, seed = V.count("--n", n, 1, V.MAX_CASES), V.count("--seed", seed, 0, 2**32 - 1)
+    if batch is not None:
+        batch = V.count("--batch", batch, 1, V.MAX_SIZE)
+    bench_opts = BenchOptions(batches=[batch or 1], seconds=seconds, repeats=repeats, threads=threads, warmup=3,
+                              providers=["cpu"]) if bench else None
     if bench and (isinstance(model, LoadedModel) or not isinstance(model, (str, Path, ModelRequest))):
         raise _live_model_error("optimize with bench=True")
     chains = [passes] if isinstance(passes, str) else list(passes)
@@ -309,13 +315,11 @@ def optimize(model, onnx: str | Path, inputs: Inputs = None, *, output: str | Pa
         model_request(model, **model_options) if isinstance(model, (str, Path)) else None)
     spec = input_spec(inputs, output_names, allow_all_false_masks, loaded)
     label = batch_label(spec)
-    size = (V.count("--batch", batch, 1, V.MAX_SIZE) if batch is not None
-            else (spec.dynamic_labels().get(label) if label else None) or 1)
-    bench_opts = BenchOptions(batches=[size], seconds=seconds, repeats=repeats, threads=threads, warmup=3,
-                              providers=[names[0]]) if bench else None
+    if bench_opts is not None:  # the batch to time: as asked, else the spec's example
+        bench_opts.batches = [batch or (spec.dynamic_labels().get(label) if label else None) or 1]
+        bench_opts.providers = [names[0]]
     result = plan(loaded, request, onnx, spec, passes=chains or "auto", accept=list(accept), samples=samples,
-                  n=V.count("--n", n, 1, V.MAX_CASES), sweep=sweep_sizes(sweep, spec),
-                  seed=V.count("--seed", seed, 0, 2**32 - 1),
+                  n=n, sweep=sweep_sizes(sweep, spec), seed=seed,
                   providers=[ALIASES.get(p.lower(), p) for p in names], pass_options=options,
                   bench_opts=bench_opts, out=out, force=True, log=log or (lambda line: None),
                   postprocess=loaded.hints.postprocess or None)

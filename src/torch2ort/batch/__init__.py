@@ -57,9 +57,12 @@ def run_batch(bundle: str | Path, input_path: str | Path, out: str | Path, engin
         raise UsageError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
     if address and engine != "ray":
         raise UsageError("--address is for --engine ray")
-    for flag, value in (("--concurrency", concurrency), ("--threads", threads)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} {value}: must be >= 1")
+    from torch2ort import values as V
+
+    V.optional_count("--concurrency", concurrency, 1, 1024)
+    V.optional_count("--threads", threads, 1, V.MAX_THREADS)
+    V.count("--batch-size", batch_size, 1, 2**20)
+    V.count("--shard-rows", shard_rows, 1, 2**30)
     manifest = mf.read_manifest(Path(bundle))
     mf.verify_files(Path(bundle), manifest["files"])  # here, before any worker or Ray actor starts
     pre = manifest.get("preprocess", [])

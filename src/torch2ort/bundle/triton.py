@@ -95,13 +95,13 @@ def render_config(manifest: dict, max_batch: int = 8, instances: int = 1, gpu: b
 def export_triton(bundle_dir: str | Path, repository: str | Path, *, max_batch: int = 8, instances: int = 1,
                   gpu: bool = False, tensorrt: bool | None = None, max_delay_ms: float = 5.0,
                   force: bool = False) -> TritonExport:
+    max_batch = V.count("--max-batch", max_batch, 0, 2**20)
+    instances = V.count("--instances", instances, 1, 1024)
+    max_delay_ms = V.number("--max-delay-ms", max_delay_ms, 0.0, 60_000.0)  # nan/inf: not a config Triton reads
     bundle_dir, repository = Path(bundle_dir), Path(repository)
     manifest = mf.read_manifest(bundle_dir)
     mf.verify_files(bundle_dir, manifest["files"])
     refs = mf.check_external_data(bundle_dir, manifest["model"], manifest["files"])
-    max_batch = V.count("--max-batch", max_batch, 0, 2**20)
-    instances = V.count("--instances", instances, 1, 1024)
-    max_delay_ms = V.number("--max-delay-ms", max_delay_ms, 0.0, 60_000.0)  # nan/inf: not a config Triton reads
     model_dir = repository / mf.check_model_name(manifest["name"], f"{bundle_dir}: name")
     if repository.exists() and not repository.is_dir():
         raise OutputExistsError(f"{repository} exists and is not a directory")

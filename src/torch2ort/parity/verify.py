@@ -96,6 +96,13 @@ def graph_issues(onnx_path: str | Path, spec: InputSpec) -> list[str]:
     return issues
 
 
+def check_options(n: int, seed: int, atol: float, rtol: float, web_threads: int | None) -> tuple:
+    """verify's numbers, checked before any work: a NaN tolerance would pass every comparison (issue 27)."""
+    return (V.count("--n", n, 0, V.MAX_CASES), V.count("--seed", seed, 0, 2**32 - 1),
+            V.number("--atol", atol, 0.0, V.MAX_TOLERANCE), V.number("--rtol", rtol, 0.0, V.MAX_TOLERANCE),
+            V.optional_count("--web-threads", web_threads, 1, V.MAX_THREADS))
+
+
 def with_onnx_output_names(spec: InputSpec, onnx_path: str | Path) -> InputSpec:
     """Name PyTorch's outputs like the graph's when the spec does not name them (same count or not: a
     different count is then reported as a mismatch by the comparison, not hidden)."""
@@ -117,11 +124,7 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
                 web_threads: int | None = None) -> VerifyResult:
     """Run torch and ORT on the same cases and compare every output; never raises on a mismatch."""
     start = time.perf_counter()
-    n, seed = V.count("--n", n, 0, V.MAX_CASES), V.count("--seed", seed, 0, 2**32 - 1)
-    atol = V.number("--atol", atol, 0.0, V.MAX_TOLERANCE)  # NaN would pass every comparison (issue 27)
-    rtol = V.number("--rtol", rtol, 0.0, V.MAX_TOLERANCE)
-    if web_threads is not None:
-        web_threads = V.count("--web-threads", web_threads, 1, V.MAX_THREADS)
+    n, seed, atol, rtol, web_threads = check_options(n, seed, atol, rtol, web_threads)
     if not Path(onnx_path).is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
     spec = with_onnx_output_names(spec, onnx_path)

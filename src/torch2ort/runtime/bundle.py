@@ -72,15 +72,15 @@ class Bundle:
         """
         import onnxruntime as ort
 
+        intra_op_num_threads = mf.check_threads(intra_op_num_threads)  # the options first, before any file
+        limits = {"max_image_pixels": check_max_pixels(max_image_pixels)} if max_image_pixels is not None else {}
+        wanted = requested_providers(providers)
         path = Path(path)
         manifest = mf.read_manifest(path)
         mf.verify_files(path, manifest["files"])
         mf.check_external_data(path, manifest["model"], manifest["files"])
         check_pipeline(manifest.get("preprocess", []), manifest.get("postprocess", []), manifest["inputs"],
                        manifest["outputs"])
-        intra_op_num_threads = mf.check_threads(intra_op_num_threads)
-        limits = {"max_image_pixels": check_max_pixels(max_image_pixels)} if max_image_pixels is not None else {}
-        wanted = requested_providers(providers)
         usable, fallbacks = usable_providers(wanted, ort.get_available_providers())
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_num_threads or physical_cores()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from torch2ort import values as V
 from torch2ort.errors import PredictInputError
 
 # 40 megapixels: a 12500x12500 PNG of 150 KB would otherwise decode to ~470 MB of RGB. Checked from the
@@ -16,9 +17,8 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 
 def check_max_pixels(limit) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise PredictInputError(f"the image pixel limit must be a positive integer; got {limit!r}")
-    return limit
+    """The image pixel limit (``--max-image-pixels``): a whole number from 1 to 2**40."""
+    return V.count("--max-image-pixels", limit, 1, 2**40)
 
 
 def _pil():
