@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from torch2ort.pipeline.evidence import Evidence
+from torch2ort.evidence import Evidence
 from torch2ort.report import summary_lines
 from torch2ort.report.document import build
 from torch2ort.report.render import to_html, to_markdown

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch2ort.errors import ParityError, describe
-from torch2ort.pipeline.evidence import CheckInfo, StepDrift
+from torch2ort.evidence import CheckInfo, StepDrift
 from torch2ort.pipeline.state import MigrationState
 
 RAW_FP32_MAXABS = 1e-4  # the bar for file -> bundle vs file -> torch pipeline

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from torch2ort.errors import ParityError
-from torch2ort.pipeline.evidence import CheckInfo, OutputCheck
+from torch2ort.evidence import CheckInfo, OutputCheck
 from torch2ort.pipeline.stages import Stage
 from torch2ort.pipeline.state import MigrationState
 

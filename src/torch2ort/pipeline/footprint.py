@@ -96,7 +96,7 @@ METHOD = ("summed file sizes of each installed distribution's RECORD in this env
 
 def measure_footprint(bundle: str | Path, requirements_txt: str, torch_roots: list[str]):
     """The bundle folder, its runtime requirements and the torch side, measured here (a FootprintInfo)."""
-    from torch2ort.pipeline.evidence import Closure, FootprintInfo
+    from torch2ort.evidence import Closure, FootprintInfo
 
     return FootprintInfo(bundle_bytes=tree_bytes(bundle),
                          runtime=Closure.from_dict(closure_size(requirement_names(requirements_txt))),

@@ -12,9 +12,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from torch2ort.errors import ParityError, ReferenceFailedError, SpecError, one_line
-from torch2ort.pipeline.evidence import BundleInfo, ExportInfo, ModelInfo, VerifyOptimizedInfo
-from torch2ort.pipeline.evidence_bench import BenchInfo
-from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
+from torch2ort.evidence import (
+    BenchInfo,
+    BundleInfo,
+    ExportInfo,
+    GateVerdictInfo,
+    ModelInfo,
+    OptimizeInfo,
+    VerifyInfo,
+    VerifyOptimizedInfo,
+)
 from torch2ort.pipeline.state import MigrationState
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from torch2ort.pipeline.evidence import Evidence
+from torch2ort.evidence import Evidence
 
 if TYPE_CHECKING:
     from torch2ort.sources import LoadedModel, ModelRequest

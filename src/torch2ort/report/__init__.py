@@ -14,7 +14,7 @@ from torch2ort.report.document import build, summary_lines
 from torch2ort.report.render import to_html, to_markdown
 
 if TYPE_CHECKING:
-    from torch2ort.pipeline.evidence import Evidence
+    from torch2ort.evidence import Evidence
 
 
 def write_reports(evidence: Evidence, out: Path) -> list[Path]:

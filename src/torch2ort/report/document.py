@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from torch2ort.pipeline.evidence import Evidence
-from torch2ort.pipeline.evidence_parity import GateVerdictInfo
+from torch2ort.evidence import Evidence, GateVerdictInfo
 from torch2ort.report import svg
 
 Block = tuple

@@ -8,10 +8,9 @@ import os
 import pytest
 
 from fixtures.families import FAMILIES
+from torch2ort import evidence as E
 from torch2ort.errors import UsageError
-from torch2ort.pipeline import evidence as E
-from torch2ort.pipeline.evidence_bench import BenchInfo
-from torch2ort.pipeline.evidence_parity import VerifyInfo
+from torch2ort.evidence import BenchInfo, VerifyInfo
 from torch2ort.report.document import build, summary_lines
 from torch2ort.report.render import to_markdown
 

@@ -1,4 +1,4 @@
-"""The typed, versioned schema of ``evidence.json``: what a migration measured, and what the report reads.
+"""The sections of ``evidence.json`` and the ``Evidence`` that holds them: what a migration measured.
 
 Each stage fills its own section. The sections are the file format, kept apart from the
 in-memory classes that produce them (``VerifyResult``, ``BenchReport``, ``OptimizeResult``), so
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch2ort.errors import UsageError
-from torch2ort.pipeline.evidence_bench import BenchInfo
-from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
-from torch2ort.pipeline.record import Record
+from torch2ort.evidence.bench import BenchInfo
+from torch2ort.evidence.parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
+from torch2ort.evidence.record import Record
 
 FORMAT = 2
 Step = dict[str, Any]  # a pipeline step as the bundle manifest holds it: {"op": ..., params}

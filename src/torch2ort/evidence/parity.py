@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch2ort.evidence.record import Record
 from torch2ort.parity.gates import GateCheck
-from torch2ort.pipeline.record import Record
 
 
 @dataclass
