@@ -230,7 +230,7 @@ def _optimize(ev: Evidence) -> list[Block]:
         stage = ev.stage("optimize")
         text = stage.summary if stage and stage.status == "skipped" else "did not run"
         return [("h2", "Optimisation variants"), ("p", f"Optimisation {text}.")]
-    gates = ", ".join(f"`{g.gate}` ({g.why})" for g in o.gates.values())
+    gates = ", ".join(f"`{g.text()}` ({g.why})" for g in o.gates.values())
     rows = []
     for r in o.table:
         unstable = "" if r.stable else " (unstable)"
