@@ -11,7 +11,8 @@ Example::
     ev.outcome.passed, ev.check.outputs["logits"].value
 
 Format 2 (torch2ort 0.1): the keys of format 1 under typed sections; ``stages[].exit_code`` is
-always present. Other formats are refused with a one-line error.
+always present; ``optimize.gates`` holds ``parity.gates.Gate.to_dict()`` (the older ``{gate, why}``
+entries only gain keys, so both load). Other formats are refused with a one-line error.
 """
 
 from __future__ import annotations
