@@ -1,18 +1,22 @@
 """The import rules of docs/architecture.md, checked statically over every import statement in src/.
 
 The run-time test (tests/runtime/test_torch_free.py) proves the runtime works with torch blocked;
-this one proves no code path under runtime/ or serve/ even names a torch-side module, including
+this one proves no code path under runtime/ or serve/ even names a torch-side module, and that no
+package imports one above it in the layer order the architecture document declares, including
 imports inside functions that a run-time test might never reach.
 """
 
 from __future__ import annotations
 
 import ast
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "torch2ort"
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 # What the torch-free side (runtime/, serve/) may import from torch2ort.
 TORCH_FREE_MAY_IMPORT = ("torch2ort.errors", "torch2ort._env", "torch2ort.values", "torch2ort.runtime",
@@ -128,3 +132,103 @@ def test_the_contract_catches_a_planted_private_import(tmp_path, monkeypatch):
     (pkg / "planted.py").write_text("from torch2ort.benchmark.run import _versions\n")
     monkeypatch.setattr(f"{__name__}.SRC", tmp_path / "torch2ort")
     assert private_cross_package_imports([pkg / "planted.py"]) != []
+
+
+# --- the layer order -----------------------------------------------------------------------------
+
+
+def layer_order(doc: Path = ARCHITECTURE) -> list[tuple[str, ...]]:
+    """The rows of the fenced block under ``## Layers``, bottom row first; each row's names before its comment."""
+    text = doc.read_text()
+    block = re.search(r"^## Layers\n.*?^```\n(.*?)^```", text, re.S | re.M)
+    assert block, f"{doc.name} has no fenced block under '## Layers'"
+    rows = [tuple(re.split(r"\s{2,}", line.strip(), maxsplit=1)[0].split()) for line in block[1].splitlines()
+            if line.strip()]
+    return rows[::-1]
+
+
+def _package_of(path: Path) -> str:
+    """``errors`` for errors.py, ``runtime`` for runtime/processors/text.py, ``torch2ort`` for the root package."""
+    parts = _module_name(path).split(".")
+    return parts[1] if len(parts) > 1 else "torch2ort"
+
+
+def _imported_packages(module: str, names: list[str]) -> list[str]:
+    """The top-level torch2ort packages one import statement reaches (``from torch2ort import X`` reaches X)."""
+    if module == "torch2ort":
+        # __version__ is a constant every layer may read; another name of the root is the public API (top row).
+        return [n if (SRC / n).is_dir() or (SRC / f"{n}.py").is_file() else "torch2ort"
+                for n in names if n != "__version__"]
+    return [module.split(".")[1]] if module.startswith("torch2ort.") else []
+
+
+def layer_violations(files: list[Path], order: list[tuple[str, ...]]) -> list[str]:
+    """Imports of a package in the same row or a row above; the top row (the shell) may import anything."""
+    rank = {pkg: i for i, row in enumerate(order) for pkg in row}
+    top = len(order) - 1
+    bad = []
+    for path in files:
+        mine = _package_of(path)
+        where = path.relative_to(SRC.parent)
+        if mine not in rank:
+            bad.append(f"{where}: package {mine!r} is not in the layer order of docs/architecture.md")
+            continue
+        if rank[mine] == top:
+            continue
+        for line, module, names in imports(path):
+            for theirs in _imported_packages(module, names):
+                if theirs != mine and rank.get(theirs, top) >= rank[mine]:
+                    bad.append(f"{where}:{line} imports {module} ({theirs} is not below {mine})")
+    return bad
+
+
+def test_every_package_imports_only_packages_below_it():
+    assert layer_violations(sorted(SRC.rglob("*.py")), layer_order()) == []
+
+
+def test_the_layer_order_names_every_package_once():
+    declared = [pkg for row in layer_order() for pkg in row]
+    assert len(declared) == len(set(declared)), declared
+    present = {_package_of(p) for p in SRC.rglob("*.py")}
+    assert set(declared) == present, (set(declared) ^ present)
+
+
+def test_the_shell_is_on_top_and_nothing_imports_it():
+    order = layer_order()
+    assert set(order[-1]) == {"cli", "torch2ort", "__main__"}
+    assert order[0] == ("errors", "_env")
+
+
+@pytest.fixture
+def tree_copy(tmp_path, monkeypatch):
+    """A copy of src/torch2ort that the checker reads instead of the real one."""
+    copy = tmp_path / "torch2ort"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__", "*.json", "*.html", "*.js"))
+    monkeypatch.setattr(f"{__name__}.SRC", copy)
+    return copy
+
+
+@pytest.mark.parametrize("where, planted", [
+    ("report/planted.py", "from torch2ort.pipeline.stages import Stage\n"),        # the old report <-> pipeline cycle
+    ("runtime/planted.py", "def f():\n    from torch2ort.sources import load_model\n"),  # inside a function
+    ("evidence/planted.py", "from torch2ort import report\n"),                     # a package through the root
+    ("parity/planted.py", "from ..optimization import planner\n"),                 # relative, two levels up
+    ("pipeline/planted.py", "import torch2ort.cli.migrate\n"),                     # nothing imports the shell
+    ("serve/planted.py", "from torch2ort.batch.job import Job\n"),                 # the same row
+    ("bundle/planted.py", "from torch2ort import migrate\n"),                      # the public API is the top row
+    ("newpkg/planted.py", "import numpy\n"),                                       # a package the order lacks
+])
+def test_the_layer_check_catches_a_planted_import(tree_copy, where, planted):
+    path = tree_copy / where
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(planted)
+    files = sorted(tree_copy.rglob("*.py"))
+    bad = layer_violations(files, layer_order())
+    assert len(bad) == 1 and bad[0].startswith(f"torch2ort/{where}"), bad
+
+
+def test_the_layer_check_passes_an_import_downwards(tree_copy):
+    """The control: a planted import that follows the order is not reported."""
+    (tree_copy / "report" / "planted.py").write_text("def f():\n    from torch2ort.evidence import Evidence\n"
+                                                      "from torch2ort import __version__, errors\n")
+    assert layer_violations(sorted(tree_copy.rglob("*.py")), layer_order()) == []

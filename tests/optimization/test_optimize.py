@@ -45,7 +45,7 @@ def test_auto_returns_a_passing_variant_and_writes_it(exported, tmp_path):
                       out=out, bench_opts=BenchOptions(batches=[2], seconds=0.2, repeats=1, warmup=1))
     chosen = result.variant(result.chosen)
     assert chosen.passed and result.output == str(out)
-    assert result.gates["output_0"]["gate"].startswith("output_0:decision>=")
+    assert result.gates["output_0"].text().startswith("output_0:decision>=")
     benched = [v for v in result.variants if v.latency]
     assert {v.name for v in benched} == {v.name for v in result.variants if v.passed}
     assert chosen.latency["p50"] == min(v.latency["p50"] for v in benched)

@@ -5,7 +5,8 @@ import pytest
 
 from torch2ort.errors import UsageError
 from torch2ort.parity.compare import RunRecord, RunResults, compare
-from torch2ort.parity.gates import default_gate, judge, parse_gate, resolve_gates
+from torch2ort.parity.gates import default_gate, parse_gate, resolve_gates
+from torch2ort.parity.judge import judge
 
 
 def test_parse_gates():

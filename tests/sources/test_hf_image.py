@@ -2,7 +2,7 @@
 
 Every family is a tiny random-weight model built from its transformers config and saved with its
 own image processor; the images are real files (JPEG and PNG, landscape, portrait, small,
-greyscale, RGBA) painted by ``pipeline.sample_media``.
+greyscale, RGBA) painted by ``inputs.media``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ PIXEL_TOL = 1e-6
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    from torch2ort.pipeline.sample_media import make_images
+    from torch2ort.inputs.media import make_images
 
     return make_images(tmp_path_factory.mktemp("images"))
 

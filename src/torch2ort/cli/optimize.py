@@ -102,7 +102,7 @@ def print_table(console, result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    gates = ", ".join(f"{g['gate']} ({g['why']})" for g in result.gates.values())
+    gates = ", ".join(f"{g.text()} ({g.why})" for g in result.gates.values())
     judged = result.gate_cases.get("cases", [])
     console.print(f"gates: {escape(gates)}; {result.cases} verification cases, gates judged on {len(judged)}: "
                   f"{escape(result.gate_cases.get('why', ''))}; calibration: {result.calibration}")

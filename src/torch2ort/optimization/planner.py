@@ -32,7 +32,8 @@ from torch2ort.optimization.passes.int8_dynamic import OP_TYPES, Int8Dynamic, qu
 from torch2ort.optimization.passes.int8_static import Int8Static
 from torch2ort.optimization.passes.transformer import TransformerFusion, looks_like_transformer
 from torch2ort.parity.compare import RunResults, compare, run
-from torch2ort.parity.gates import Gate, GateVerdict, judge, parse_gate, resolve_gates, roles_from_postprocess
+from torch2ort.parity.gates import Gate, GateVerdict, parse_gate, resolve_gates, roles_from_postprocess
+from torch2ort.parity.judge import judge
 from torch2ort.parity.metrics import LOGIT_DECISION_THRESHOLD
 from torch2ort.parity.verify import build_cases, with_onnx_output_names
 from torch2ort.runners.ort import OrtRunner
@@ -67,7 +68,7 @@ class Variant:
 @dataclass
 class OptimizeResult:
     variants: list[Variant]
-    gates: dict[str, dict]
+    gates: dict[str, Gate]
     cases: int
     calibration: str
     gate_cases: dict = field(default_factory=dict)   # which verification cases the gates were judged on, and why
@@ -81,7 +82,7 @@ class OptimizeResult:
         return next(v for v in self.variants if v.name == name)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"gates": {k: g.to_dict() for k, g in self.gates.items()}}
 
     def table(self) -> list[dict]:
         rows = []
@@ -219,8 +220,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
                 v.vs_fp32 = bench["vs_reference"].get(v.name)
             bench["torch"] = bench["rows"]["torch"]
         _mark_pareto(variants, gates)
-        result = OptimizeResult(variants, {k: {"gate": g.text(), "why": g.why} for k, g in gates.items()},
-                                len(cases), calib_text, gate_cases, bench=bench)
+        result = OptimizeResult(variants, gates, len(cases), calib_text, gate_cases, bench=bench)
         _choose(result, auto, bench is not None)
         if result.chosen and out is not None:
             _write(result.variant(result.chosen), Path(out), gates)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from torch2ort.errors import UsageError
 from torch2ort.parity import metrics
-from torch2ort.parity.compare import OutputComparison, ParityReport
 
 METRICS = metrics.DIRECTIONS
 _GATE = re.compile(r"^(?:(?P<output>[^:]+):)?(?P<metric>[a-z0-9]+)\s*(?P<op>>=|<=)\s*(?P<limit>[-+0-9.eE]+)$")
@@ -44,11 +44,31 @@ class Gate:
     def op(self) -> str:
         return METRICS[self.metric]
 
-    def text(self) -> str:
-        return f"{self.output + ':' if self.output else ''}{self.metric}{self.op}{self.limit:g}"
+    def text(self, with_output: bool = True) -> str:
+        """``logits:top1>=0.99`` as ``--accept`` takes it; ``top1>=0.99`` where the output is said beside it."""
+        return f"{self.output + ':' if self.output and with_output else ''}{self.metric}{self.op}{self.limit:g}"
 
     def holds(self, value: float | None) -> bool:
         return metrics.holds(self.metric, value, self.limit)
+
+    def named(self, output: str) -> Gate:
+        """The same gate, held by one output (a global ``--accept`` applied to each output)."""
+        return Gate(self.metric, self.limit, output, self.why)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Typed fields for readers, plus ``gate``: the text a person reads (and format 2 files hold)."""
+        return {"gate": self.text(), "metric": self.metric, "limit": self.limit, "output": self.output, "why": self.why}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gate:
+        """Read ``to_dict``'s form back; an older ``{"gate": TEXT, "why": ...}`` is parsed from its text."""
+        if not isinstance(data, dict) or "metric" not in data and "gate" not in data:
+            raise UsageError(f"a gate should be an object with metric and limit, got {data!r}")
+        if "metric" not in data:
+            return replace(parse_gate(data["gate"]), why=data.get("why", ""))
+        if data["metric"] not in METRICS or not isinstance(data.get("limit"), (int, float)):
+            raise UsageError(f"a gate needs a metric among {', '.join(METRICS)} and a numeric limit, got {data!r}")
+        return cls(data["metric"], float(data["limit"]), data.get("output"), data.get("why", ""))
 
 
 def parse_gate(text: str) -> Gate:
@@ -167,7 +187,7 @@ def resolve_gates(accept: list[Gate], references: dict[str, np.ndarray | list[np
         if own:
             gates[name] = own[-1]
         elif global_gates:
-            gates[name] = Gate(global_gates[0].metric, global_gates[0].limit, name, global_gates[0].why)
+            gates[name] = global_gates[0].named(name)
         else:
             gates[name] = default_gate(name, values, roles.get(name))
         why_not = not_applicable(gates[name].metric, values)
@@ -179,54 +199,3 @@ def resolve_gates(accept: list[Gate], references: dict[str, np.ndarray | list[np
 def roles_from_postprocess(steps: list[dict] | None) -> dict[str, str]:
     """Output name -> ``sigmoid`` or ``softmax``, where a postprocess step declares it."""
     return {s["output"]: s["op"] for s in steps or [] if s.get("op") in ("sigmoid", "softmax") and s.get("output")}
-
-
-def judge(report: ParityReport, gates: dict[str, Gate], runner: str | None = None,
-          cases: set[str] | None = None) -> GateVerdict:
-    """Aggregate the per-case comparisons of each output and hold them against its gate.
-
-    ``cases`` limits the gate to those verification cases (real text for text models); a case outside
-    them that fails to run, or changes shape, dtype or finiteness, still fails the verdict.
-    """
-    verdict = GateVerdict(errors=list(report.errors))
-    comps = [c for c in report.comparisons if runner is None or c.runner == runner]
-    if cases is not None:
-        broken = [c for c in comps if c.case not in cases and (c.shape_got != c.shape_ref or c.dtype_got != c.dtype_ref
-                                                                 or c.nonfinite_got > c.nonfinite_ref)]
-        verdict.errors += [f"{c.output} on {c.case}: {c.reason}" for c in broken]
-        comps = [c for c in comps if c.case in cases]
-    for name, gate in gates.items():
-        mine = [c for c in comps if c.output == name]
-        if not mine:
-            verdict.checks.append(GateCheck(name, gate.text(), gate.metric, None, False, gate.why,
-                                            "no comparisons (the variant failed to run)"))
-            continue
-        broken = [c for c in mine if c.shape_got != c.shape_ref or c.dtype_got != c.dtype_ref
-                  or c.nonfinite_got > c.nonfinite_ref]
-        value = aggregate(gate.metric, mine)
-        check = GateCheck(name, gate.text(), gate.metric, value, gate.holds(value) and not broken, gate.why)
-        if broken:
-            check.reason = f"{broken[0].case}: {broken[0].reason or 'NaN/Inf, shape or dtype differs'}"
-        elif not check.passed:
-            check.reason = f"{gate.metric} {_fmt(value)} fails {gate.text()}"
-        verdict.checks.append(check)
-    return verdict
-
-
-def aggregate(metric: str, comps: list[OutputComparison]) -> float:
-    if metric == "cosine":
-        return min(c.cosine for c in comps)
-    if metric == "maxabs":
-        return max(c.max_abs for c in comps)
-    if metric == "psnr":
-        return min(c.psnr for c in comps)
-    field_name = "top1" if metric == "top1" else "decision"
-    weights = [(getattr(c, field_name), _rows(c) if metric == "top1" else c.n_total) for c in comps]
-    if any(v is None for v, _ in weights):
-        return math.nan
-    total = sum(w for _, w in weights)
-    return sum(v * w for v, w in weights) / total if total else math.nan
-
-
-def _rows(c: OutputComparison) -> int:
-    return int(np.prod(c.shape_ref[:-1])) if c.shape_ref else 1

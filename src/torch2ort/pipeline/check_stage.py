@@ -1,8 +1,7 @@
 """The check stage: the packed bundle from raw input, in a torch-free process, judged against torch.
 
-``judge_output`` is the one place that turns a reference and an answer into a verdict (the
-metric functions of ``pipeline.checks`` and the gates of ``parity.gates``), so swapping the
-metrics touches one function.
+Each answer is judged by ``parity.judge`` (``bundle_gate`` picks the gate, ``judge_answer`` holds
+the answer to it); audio and signal files go through ``check_raw``.
 """
 
 from __future__ import annotations
@@ -12,14 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from torch2ort.errors import ParityError
-from torch2ort.pipeline.evidence import CheckInfo, OutputCheck
+from torch2ort.evidence import CheckInfo, OutputCheck
+from torch2ort.parity.judge import judge_answer
 from torch2ort.pipeline.stages import Stage
 from torch2ort.pipeline.state import MigrationState
-
-# The issue's bar for an unquantised sentence-transformers bundle against SentenceTransformer.encode.
-ST_FP32_COSINE = 0.9999
-# hf image/audio bundles: logits from the raw file vs transformers' processor + model (issue 17).
-HF_MEDIA_FP32_MAXABS = 1e-4
 
 
 class Check(Stage):
@@ -41,7 +36,8 @@ class Check(Stage):
         else:
             results, info = bundle_predict(state.bundle_dir, first_feed(state))
             raw_input = "the first real sample" if state.samples else "a synthetic input"
-        outputs = {name: judge_output(key, results.get(key), ref, how, gate_for(state, name, ref))
+        outputs = {name: OutputCheck.from_dict(judge_answer(key, results.get(key), ref, state.check_gate(name, ref),
+                                                            how).to_dict())
                    for name, key, ref, how in _pairs(state)}
         state.evidence.check = CheckInfo(input=raw_input, torch_imported=info["torch_imported"],
                                          results=list(info["results"]), outputs=outputs)
@@ -54,45 +50,13 @@ class Check(Stage):
                 + ", ".join(f"{k} {v.metric} {_metric(v.value)}" for k, v in outputs.items()))
 
 
-def judge_output(key: str, got: np.ndarray | None, ref: np.ndarray, how: str,
-                 gate: tuple[str, float, str]) -> OutputCheck:
-    """How close the bundle's answer ``key`` is to ``ref`` under ``gate`` = (metric, limit, ">=" or "<=")."""
-    from torch2ort.parity.metrics import agreement, holds, value_of
-
-    metric, limit, op = gate
-    if got is None:
-        return OutputCheck(passed=False, reason=f"the bundle returned no {key}", metric=metric,
-                           value=float("nan"), reference=how)
-    a = agreement(ref, got)
-    value = value_of(metric, a)
-    ok = holds(metric, value, limit)
-    return OutputCheck.from_dict(a | {
-        "metric": metric, "value": value if value is not None else float("nan"), "gate": f"{metric}{op}{limit:g}",
-        "passed": ok, "reference": how, "reason": "" if ok else f"{metric} {value} fails {metric}{op}{limit:g}"})
-
-
-def gate_for(state: MigrationState, name: str, ref: np.ndarray) -> tuple[str, float, str]:
-    """Near-identity for an unquantised bundle; the chosen variant's gate (or the default) otherwise."""
-    from torch2ort.parity.gates import default_gate, parse_gate
-
-    if state.final == state.onnx:
-        if state.loaded.hints.task == "sentence-embedding":
-            return "cosine", ST_FP32_COSINE, ">="
-        if state.loaded.hints.media:  # the issue's bar against transformers' processor + model on the same file
-            return "maxabs", HF_MEDIA_FP32_MAXABS, "<="
-        return "maxabs", (1e-3 if np.issubdtype(ref.dtype, np.floating) else 0.0), "<="
-    g = state.gates.get(name) if state.gates else None
-    gate = parse_gate(g["gate"]) if g else default_gate(name, ref)
-    return gate.metric, gate.limit, gate.op
-
-
 def _pairs(state: MigrationState):
     """(output name, the key of the bundle's answer, the reference, what produced the reference)."""
     if state.texts is not None and state.loaded.hints.task == "sentence-embedding":
         ref, how = state.sentence_reference()
         yield "sentence_embedding", "sentence_embedding", ref, how
         return
-    from torch2ort.pipeline.samples import tokenize
+    from torch2ort.inputs.texts import tokenize
     from torch2ort.runners.torch_eager import TorchRunner
 
     how = "the PyTorch model on the same input"

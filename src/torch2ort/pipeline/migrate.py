@@ -20,10 +20,9 @@ from pathlib import Path
 
 from torch2ort import __version__
 from torch2ort.errors import Torch2OrtError, describe
+from torch2ort.evidence import Evidence, MachineInfo, Outcome, StageRecord, plain
 from torch2ort.outdir import prepare_outdir
 from torch2ort.pipeline.check_stage import Check
-from torch2ort.pipeline.evidence import Evidence, MachineInfo, Outcome, StageRecord
-from torch2ort.pipeline.record import plain
 from torch2ort.pipeline.stages import Bench, Export, Load, Optimize, Pack, Stage, Verify, VerifyOptimized
 from torch2ort.pipeline.state import MigrateOptions, MigrationState
 

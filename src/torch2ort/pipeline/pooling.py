@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.pipeline.evidence import Agreement, PoolingInfo
+from torch2ort.evidence import Agreement, PoolingInfo
 from torch2ort.pipeline.state import MigrationState
 
 RULE = "lower max abs error vs the reference; graph on a tie"

@@ -12,9 +12,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from torch2ort.errors import ParityError, ReferenceFailedError, SpecError, one_line
-from torch2ort.pipeline.evidence import BundleInfo, ExportInfo, ModelInfo, VerifyOptimizedInfo
-from torch2ort.pipeline.evidence_bench import BenchInfo
-from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
+from torch2ort.evidence import (
+    BenchInfo,
+    BundleInfo,
+    ExportInfo,
+    FootprintInfo,
+    GateVerdictInfo,
+    ModelInfo,
+    OptimizeInfo,
+    VerifyInfo,
+    VerifyOptimizedInfo,
+)
 from torch2ort.pipeline.state import MigrationState
 
 
@@ -30,8 +38,8 @@ class Load(Stage):
     name = "load"
 
     def run(self, state: MigrationState) -> str:
-        from torch2ort.pipeline.raw_inputs import prepare_raw, raw_files
-        from torch2ort.pipeline.samples import prepare_samples
+        from torch2ort.inputs.raw import prepare_raw, raw_files
+        from torch2ort.inputs.texts import prepare_samples
         from torch2ort.sources import load_model
 
         state.loaded = loaded = load_model(state.request)
@@ -45,7 +53,7 @@ class Load(Stage):
             state.samples = prepare_raw(state.raw_files, state.raw_steps(), list(state.spec.names),
                                         state.out / "samples")
         elif loaded.hints.media:  # an hf image/audio folder: real files made here, checked from raw input
-            from torch2ort.pipeline.sample_media import media_samples
+            from torch2ort.inputs.media import media_samples
 
             state.raw_files, made = media_samples(loaded.hints.preprocess, loaded.hints.media, state.out / "samples",
                                                   loaded.hints.assets)
@@ -129,17 +137,13 @@ class VerifyOptimized(Stage):
     def run(self, state: MigrationState) -> str | None:
         if state.final == state.onnx:
             return None
-        from torch2ort.parity.gates import Gate, judge, parse_gate
+        from torch2ort.parity.judge import judge
         from torch2ort.parity.verify import verify_onnx
 
         res = verify_onnx(state.loaded, state.final, state.spec, n=state.opts.n, samples=state.samples,
                           sweep=state.sweep(), seed=state.opts.seed)
-        gates = {}
-        for name, g in state.gates.items():
-            parsed = parse_gate(g["gate"])
-            gates[name] = Gate(parsed.metric, parsed.limit, name, g["why"])
         reference_failed(res, state)
-        verdict = judge(res.report, gates)
+        verdict = judge(res.report, state.gates)
         variant = state.evidence.optimize.chosen
         state.evidence.verify_optimized = VerifyOptimizedInfo(
             variant=variant, file=str(state.final), gate=GateVerdictInfo.from_dict(verdict.to_dict()),
@@ -174,8 +178,8 @@ class Pack(Stage):
     name = "pack"
 
     def run(self, state: MigrationState) -> str:
+        from torch2ort.bundle.footprint import measure_footprint, tree_bytes
         from torch2ort.bundle.writer import pack, parity_summary
-        from torch2ort.pipeline.footprint import measure_footprint, tree_bytes
 
         ev, hints, opts = state.evidence, state.loaded.hints, state.opts
         parity = parity_summary(ev.verify.to_dict())
@@ -196,7 +200,7 @@ class Pack(Stage):
         torch_side = ["torch"] + (["transformers"] if state.loaded.kind == "hf" else [])
         if ev.pooling and "sentence-transformers" in ev.pooling.reference:
             torch_side.append("sentence-transformers")
-        ev.footprint = measure_footprint(bundle, requirements, torch_side)
+        ev.footprint = FootprintInfo.from_dict(measure_footprint(bundle, requirements, torch_side))
         return f"{ev.bundle.bytes / 2**20:.1f} MB bundle at {bundle}"
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from torch2ort import values as V
-from torch2ort.pipeline.evidence import Evidence
+from torch2ort.evidence import Evidence
 
 if TYPE_CHECKING:
+    from torch2ort.parity.gates import Gate
     from torch2ort.sources import LoadedModel, ModelRequest
     from torch2ort.spec import InputSpec
 
@@ -66,7 +67,7 @@ class MigrationState:
     texts: list[str] | None = None          # raw texts, for text models
     raw_files: list[str] = field(default_factory=list)  # raw files the check predicts from: audio/signal
                                                         # --samples, or the media made for an hf image/audio folder
-    gates: dict[str, Any] | None = None     # output -> {"gate", "why"} of the chosen variant
+    gates: dict[str, Gate] | None = None    # output -> the gate the chosen variant passed
     reference: tuple[np.ndarray, str] | None = None  # SentenceTransformer.encode(texts), computed once
     final: Path | None = None               # the file that gets packed; the fp32 export unless a variant won
 
@@ -110,6 +111,14 @@ class MigrationState:
         if label:
             return sorted({1, max(self.spec.dynamic_labels()[label], 8)})
         return [self.spec.inputs[0].example_shape()[0]]
+
+    def check_gate(self, name: str, ref: np.ndarray) -> Gate:
+        """The gate the packed bundle's answer ``name`` is held to by the check stage."""
+        from torch2ort.parity.judge import bundle_gate
+
+        shipped = self.gates.get(name) if self.gates else None
+        return bundle_gate(name, ref, shipped, optimised=self.final != self.onnx, task=self.loaded.hints.task,
+                           from_file=bool(self.raw_files))
 
     def sentence_reference(self) -> tuple[np.ndarray, str]:
         """SentenceTransformer.encode on the sample texts, computed once for the pooling choice and the check."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch2ort.report.document import build, summary_lines
+from torch2ort.report.document import build, model_title, summary_lines
 from torch2ort.report.render import to_html, to_markdown
 
 if TYPE_CHECKING:
-    from torch2ort.pipeline.evidence import Evidence
+    from torch2ort.evidence import Evidence
 
 
 def write_reports(evidence: Evidence, out: Path) -> list[Path]:
@@ -30,9 +30,9 @@ def write_reports(evidence: Evidence, out: Path) -> list[Path]:
     md = out / "report.md"
     md.write_text(to_markdown(blocks, figures), encoding="utf-8")
     html = out / "report.html"
-    title = f"torch2ort migration report: {evidence.model.source if evidence.model else ''}"
+    title = f"torch2ort migration report: {model_title(evidence.model.source) if evidence.model else ''}"
     html.write_text(to_html(blocks, title), encoding="utf-8")
     return [md, html]
 
 
-__all__ = ["summary_lines", "write_reports"]
+__all__ = ["model_title", "summary_lines", "write_reports"]

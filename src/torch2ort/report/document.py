@@ -9,10 +9,10 @@ in the evidence is not in the report.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-from torch2ort.pipeline.evidence import Evidence
-from torch2ort.pipeline.evidence_parity import GateVerdictInfo
+from torch2ort.evidence import Evidence, GateVerdictInfo
 from torch2ort.report import svg
 
 Block = tuple
@@ -94,11 +94,29 @@ def _footprint_line(ev: Evidence) -> str:
             f"({ratio:.1f}× more), measured in this environment")
 
 
+def model_title(source: str) -> str:
+    """The model's name, for titles: ``all-MiniLM-L6-v2`` for ``hf:/models/all-MiniLM-L6-v2/``,
+    ``model.py:AttnMILResNet`` for ``/venv/site-packages/examples/cough/model.py:AttnMILResNet``,
+    ``pkg.nets:build`` as given, a TorchScript archive's file name; the full source stays in the body."""
+    if source.startswith("hf:"):
+        return _file_name(source[3:]) or source
+    path, sep, name = source.rpartition(":")
+    if sep and re.fullmatch(r"[\w.]+", path) and not path.endswith(".py"):  # package.module:NAME
+        return source
+    if sep and path.endswith(".py"):
+        return f"{_file_name(path)}:{name}"
+    return _file_name(source)
+
+
+def _file_name(path: str) -> str:
+    return re.split(r"[/\\]", path.rstrip("/\\"))[-1] or path  # a Windows path names its file after a backslash
+
+
 def build(ev: Evidence) -> list[Block]:
     model = ev.model.source if ev.model else "model"
     name = (ev.bundle.path if ev.bundle else None) or model
     out = ev.outcome
-    blocks: list[Block] = [("h1", f"Migration report: {model}")]
+    blocks: list[Block] = [("h1", f"Migration report: {model_title(model)}")]
     if out.passed:
         blocks.append(("banner", True, f"PASSED: every stage ran and every check held. Bundle: `{name}`"))
     else:
@@ -231,7 +249,7 @@ def _optimize(ev: Evidence) -> list[Block]:
         stage = ev.stage("optimize")
         text = stage.summary if stage and stage.status == "skipped" else "did not run"
         return [("h2", "Optimisation variants"), ("p", f"Optimisation {text}.")]
-    gates = ", ".join(f"`{g.gate}` ({g.why})" for g in o.gates.values())
+    gates = ", ".join(f"`{g.text()}` ({g.why})" for g in o.gates.values())
     rows = []
     for r in o.table:
         unstable = "" if r.stable else " (unstable)"

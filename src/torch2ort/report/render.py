@@ -6,6 +6,7 @@ import re
 from html import escape
 
 _INLINE = re.compile(r"(`[^`]+`|\*\*[^*]+\*\*)")
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # what starts an HTML tag, comment or autolink; "<=" stays as it is
 
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d1d1f;max-width:1100px;margin:2rem auto;
@@ -37,8 +38,13 @@ def _html_inline(text: str) -> str:
     return "".join(out)
 
 
+def _md_inline(text: str) -> str:
+    """Text as Markdown: a ``<`` that would open raw HTML (a hostile model name, say) is escaped, outside code."""
+    return "".join(part if part.startswith("`") else _TAG.sub("&lt;", part) for part in _INLINE.split(str(text)))
+
+
 def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return _md_inline(text).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(blocks: list[tuple], figures: dict[str, str]) -> str:
@@ -47,13 +53,13 @@ def to_markdown(blocks: list[tuple], figures: dict[str, str]) -> str:
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2", "h3"):
-            lines += [f"{'#' * int(kind[1])} {block[1]}", ""]
+            lines += [f"{'#' * int(kind[1])} {_md_inline(block[1])}", ""]
         elif kind == "p":
-            lines += [block[1], ""]
+            lines += [_md_inline(block[1]), ""]
         elif kind == "banner":
-            lines += [f"> **{'✅' if block[1] else '❌'}** {block[2]}", ""]
+            lines += [f"> **{'✅' if block[1] else '❌'}** {_md_inline(block[2])}", ""]
         elif kind == "list":
-            lines += [f"- {item}" for item in block[1]] + [""]
+            lines += [f"- {_md_inline(item)}" for item in block[1]] + [""]
         elif kind == "table":
             headers, rows = block[1], block[2]
             lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")

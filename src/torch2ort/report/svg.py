@@ -87,7 +87,7 @@ def speedup_bars(points: list[tuple[str, float, float, float]], title: str) -> s
     ymax = max(max(p[3] for p in points), 1.0) * 1.15
     plot_w = width - left - 20
     plot_h = height - top - bottom
-    step = plot_w / len(points)
+    slot = plot_w / len(points)
 
     def y(v: float) -> float:
         return top + plot_h * (1 - v / ymax)
@@ -101,8 +101,8 @@ def speedup_bars(points: list[tuple[str, float, float, float]], title: str) -> s
         parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e3e3e3"/>')
         parts.append(f'<text x="{left - 8}" y="{y(t) + 4:.1f}" text-anchor="end">{t:g}×</text>')
     for i, (label, med, lo, hi) in enumerate(points):
-        cx = left + step * (i + 0.5)
-        bw = min(70, step * 0.6)
+        cx = left + slot * (i + 0.5)
+        bw = min(70, slot * 0.6)
         parts += [
             f'<rect x="{cx - bw / 2:.1f}" y="{y(med):.1f}" width="{bw:.1f}" height="{y(0) - y(med):.1f}" '
             f'fill="{COLORS["onnxruntime"]}" fill-opacity="0.8"/>',

@@ -2,7 +2,7 @@
 
 The preprocessing is translated from the folder's own processor (``hf_image`` for images, the
 feature extractor here for audio), so the bundle runs from a raw file without transformers. The
-verification samples are real files made by ``pipeline.sample_media`` (procedural photographs of
+verification samples are real files made by ``inputs.media`` (procedural photographs of
 several sizes and modes; recorded-style audio), passed through those same runtime steps.
 """
 

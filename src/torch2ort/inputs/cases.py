@@ -1,4 +1,4 @@
-"""Input providers: seeded synthetic feeds, real samples from .npz files, and dynamic-dim sweeps."""
+"""Input cases: seeded synthetic feeds, real samples from .npz files, and dynamic-dim sweeps."""
 
 from __future__ import annotations
 

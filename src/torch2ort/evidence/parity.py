@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch2ort.parity.gates import GateCheck
-from torch2ort.pipeline.record import Record
+from torch2ort.evidence.record import Record
+from torch2ort.parity.gates import Gate, GateCheck
 
 
 @dataclass
@@ -79,14 +79,6 @@ class GateVerdictInfo(Record):
 
 
 @dataclass
-class GateSpec(Record):
-    """The gate an output of an optimised variant is held to, and why that one."""
-
-    gate: str
-    why: str = ""
-
-
-@dataclass
 class VariantRow(Record):
     """One row of ``OptimizeResult.table()``."""
 
@@ -106,7 +98,7 @@ class VariantRow(Record):
 
 @dataclass
 class OptimizeInfo(Record):
-    gates: dict[str, GateSpec]
+    gates: dict[str, Gate]          # output -> the gate each variant was held to (parity.gates.Gate)
     cases: int
     calibration: str
     table: list[VariantRow]

@@ -1,4 +1,4 @@
-"""The typed, versioned schema of ``evidence.json``: what a migration measured, and what the report reads.
+"""The sections of ``evidence.json`` and the ``Evidence`` that holds them: what a migration measured.
 
 Each stage fills its own section. The sections are the file format, kept apart from the
 in-memory classes that produce them (``VerifyResult``, ``BenchReport``, ``OptimizeResult``), so
@@ -11,7 +11,8 @@ Example::
     ev.outcome.passed, ev.check.outputs["logits"].value
 
 Format 2 (torch2ort 0.1): the keys of format 1 under typed sections; ``stages[].exit_code`` is
-always present. Other formats are refused with a one-line error.
+always present; ``optimize.gates`` holds ``parity.gates.Gate.to_dict()`` (the older ``{gate, why}``
+entries only gain keys, so both load). Other formats are refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch2ort.errors import UsageError
-from torch2ort.pipeline.evidence_bench import BenchInfo
-from torch2ort.pipeline.evidence_parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
-from torch2ort.pipeline.record import Record
+from torch2ort.evidence.bench import BenchInfo
+from torch2ort.evidence.parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
+from torch2ort.evidence.record import Record
 
 FORMAT = 2
 Step = dict[str, Any]  # a pipeline step as the bundle manifest holds it: {"op": ..., params}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch2ort.pipeline.record import Record
+from torch2ort.evidence.record import Record
 
 
 @dataclass

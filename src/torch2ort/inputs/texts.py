@@ -8,13 +8,16 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from torch2ort.errors import SampleError
-from torch2ort.pipeline.long_texts import LONG_TEXTS
-from torch2ort.sources import ModelHints
-from torch2ort.spec import InputSpec
+from torch2ort.inputs.long_texts import LONG_TEXTS
+
+if TYPE_CHECKING:
+    from torch2ort.sources import ModelHints
+    from torch2ort.spec import InputSpec
 
 
 def read_texts(path: str) -> list[str]:
@@ -57,7 +60,7 @@ def prepare_samples(hints: ModelHints, spec: InputSpec, samples: str | None,
         return None, samples
     folder.mkdir(exist_ok=True)
     if samples:
-        from torch2ort.inputs import sample_cases
+        from torch2ort.inputs.cases import sample_cases
 
         for case in sample_cases(samples, spec):
             np.savez(folder / f"{case.name}.npz", **case.feed)

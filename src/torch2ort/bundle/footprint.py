@@ -94,11 +94,7 @@ METHOD = ("summed file sizes of each installed distribution's RECORD in this env
           "included")
 
 
-def measure_footprint(bundle: str | Path, requirements_txt: str, torch_roots: list[str]):
-    """The bundle folder, its runtime requirements and the torch side, measured here (a FootprintInfo)."""
-    from torch2ort.pipeline.evidence import Closure, FootprintInfo
-
-    return FootprintInfo(bundle_bytes=tree_bytes(bundle),
-                         runtime=Closure.from_dict(closure_size(requirement_names(requirements_txt))),
-                         torch=Closure.from_dict(closure_size(torch_roots)), torch_roots=list(torch_roots),
-                         method=METHOD)
+def measure_footprint(bundle: str | Path, requirements_txt: str, torch_roots: list[str]) -> dict:
+    """The bundle folder, its runtime requirements and the torch side, measured here (``FootprintInfo``'s form)."""
+    return {"bundle_bytes": tree_bytes(bundle), "runtime": closure_size(requirement_names(requirements_txt)),
+            "torch": closure_size(torch_roots), "torch_roots": list(torch_roots), "method": METHOD}

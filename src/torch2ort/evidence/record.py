@@ -2,8 +2,9 @@
 
 A ``Record`` is a dataclass whose fields are the keys something downstream reads; keys nobody
 reads by name (raw samples, per-pass details) are kept in ``extra`` so that loading and saving
-a file changes nothing. Field types drive decoding: nested records, ``list[...]``,
-``dict[str, ...]`` and ``X | None`` are rebuilt; anything else is taken as it is.
+a file changes nothing. Field types drive decoding: nested records (and any class with
+``from_dict``/``to_dict``, such as ``parity.gates.Gate``), ``list[...]``, ``dict[str, ...]`` and
+``X | None`` are rebuilt; anything else is taken as it is.
 
 Example::
 
@@ -68,7 +69,7 @@ def _decode(tp: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return _decode(inner[0], value) if len(inner) == 1 else value
-    if isinstance(tp, type) and issubclass(tp, Record):
+    if isinstance(tp, type) and callable(getattr(tp, "from_dict", None)):  # a Record, or a Gate
         return tp.from_dict(value)
     if origin is list and args and isinstance(value, list):
         return [_decode(args[0], v) for v in value]
@@ -79,7 +80,7 @@ def _decode(tp: Any, value: Any) -> Any:
 
 def plain(value: Any) -> Any:
     """Plain JSON types: records to objects, numpy scalars and arrays to numbers and lists, keys to str."""
-    if isinstance(value, Record):
+    if isinstance(value, Record) or callable(getattr(value, "to_dict", None)):  # a Record, or a Gate
         return value.to_dict()
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
