@@ -131,7 +131,7 @@ def test_predict_image_pixel_limit(tmp_path, capsys, img):
     _refused(capsys, "predict", img, "--input", f"image=@{tmp_path / 'small.png'}", "--max-image-pixels", "199",
              fragment="over the limit of 199")
     _refused(capsys, "predict", img, "--input", f"image=@{tmp_path / 'small.png'}", "--max-image-pixels", "0",
-             fragment="must be a positive integer")
+             fragment="--max-image-pixels 0: must be a whole number from 1")
     assert run_cli("predict", img, "--input", f"image=@{tmp_path / 'small.png'}", "--max-image-pixels", "200") == 0
 
 

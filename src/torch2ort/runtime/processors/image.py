@@ -18,7 +18,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 def check_max_pixels(limit) -> int:
     """The image pixel limit (``--max-image-pixels``): a whole number from 1 to 2**40."""
-    return V.count("--max-image-pixels", limit, 1, 2**40)
+    return V.count("--max-image-pixels", limit, 1, 10**12)
 
 
 def _pil():
