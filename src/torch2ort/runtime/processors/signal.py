@@ -23,6 +23,22 @@ from torch2ort.runtime.typecheck import Name, Positive, Range, Rate, Size
 
 SignalFormat = Literal["npy", "csv", "mat", "wfdb"]
 FORMATS: tuple[str, ...] = get_args(SignalFormat)
+LIBRARIES = {"mat": "scipy", "wfdb": "wfdb"}  # what each format needs beyond numpy
+
+
+def formats_read(step: dict) -> tuple[str, ...]:
+    """The formats a ``load_signal`` step may read: the one its ``format`` names, else all (it goes by suffix).
+
+    >>> formats_read({"op": "load_signal", "format": "npy"})
+    ('npy',)
+    """
+    return (step["format"],) if step.get("format") else FORMATS
+
+
+def libraries(step: dict) -> set[str]:
+    """The packages beyond numpy a ``load_signal`` step may import: its formats', scipy to resample."""
+    needed = {LIBRARIES[f] for f in formats_read(step) if f in LIBRARIES}
+    return needed | ({"scipy"} if step.get("sample_rate") else set())
 MAX_VALUES = 200_000_000  # a larger signal is refused rather than read into memory
 
 
