@@ -1,12 +1,12 @@
-"""The manifest is checked in full at load: schema, model name, step parameters, what the folder may hold."""
+"""The manifest is checked in full at load: typed record, model name, step parameters, what the folder may hold."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-from pathlib import Path
+import typing
 
-import jsonschema
 import pytest
 
 from runtime.tiny_models import image_model, rewrite_manifest, vector_model
@@ -14,7 +14,7 @@ from torch2ort.bundle.writer import pack
 from torch2ort.errors import BundleError
 from torch2ort.runtime import Bundle
 from torch2ort.runtime import manifest as mf
-from torch2ort.runtime.processors import step_names
+from torch2ort.runtime.processors import _tables, step_signature
 
 
 @pytest.fixture
@@ -22,11 +22,82 @@ def vec_bundle(tmp_path):
     return pack(vector_model(tmp_path / "vec.onnx"), tmp_path / "b", name="vec", postprocess="softmax-topk")
 
 
-def test_the_schema_is_a_valid_json_schema():
-    schema = json.loads((Path(mf.__file__).parent / "manifest.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    pre, post = step_names()  # every step in the registry has its parameters in the schema
-    assert set(schema["$defs"]) == {"pre_step", "post_step", *pre, *post}
+def test_every_step_parameter_has_a_type_hint():
+    """The signature is the step's schema: a parameter without a hint would go unchecked."""
+    for kind, table in zip(("preprocess", "postprocess"), _tables()):
+        for op, fn in table.items():
+            signature, hints = step_signature(fn)
+            params = list(signature.parameters.values())[2 if kind == "preprocess" else 1:]
+            untyped = [p.name for p in params if p.name not in hints]
+            assert not untyped, f"{kind} step {op!r}: {untyped} have no type hint"
+            for p in params:  # and every default fits its own hint (None-able where the default is None)
+                if p.default is not inspect.Parameter.empty and p.default is not None:
+                    default = list(p.default) if isinstance(p.default, tuple) else p.default
+                    mf.validate(_doc([{"op": op, **_required(op), p.name: default}], kind), f"{op}.{p.name}")
+
+
+def _required(op: str) -> dict:
+    return {"output": "y"} if op not in ("mean_pool", "l2_normalize") and op in _tables()[1] else {
+        "resize": {"size": 4}, "center_crop": {"size": 4}, "normalize": {"mean": [0.5], "std": [0.5]},
+        "to_input": {"name": "x"}, "highpass": {"cutoff": 50}, "segments": {"seconds": 1},
+        "resample": {"sample_rate": 500}, "crop_pad": {"length": 10}, "log_mel": {"filters": "mel.npy"},
+        "kaldi_fbank": {"filters": "mel.npy", "window": "w.npy", "max_frames": 10}}.get(op, {})
+
+
+def _doc(steps: list, kind: str = "preprocess") -> dict:
+    return {"format_version": mf.FORMAT_VERSION, "name": "m", "model": "model.onnx", "files": {"model.onnx": "0" * 64},
+            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 4]}], kind: steps}
+
+
+@pytest.mark.parametrize("step, fragment", [
+    ({"op": "topk", "output": "y", "k": True}, "k: True is not of type 'integer'"),
+    ({"op": "topk", "output": "y", "k": 10**7}, "k: 10000000 is greater than the maximum of 1000000"),
+    ({"op": "threshold", "output": "y", "thresholds": {"AF": "high"}}, "thresholds.AF: 'high' is not of type"),
+    ({"op": "softmax", "output": ""}, "output: '' is too short"),
+    ({"op": "resize", "size": [224, 0]}, "size[1]: 0 is less than the minimum of 1"),
+    ({"op": "resize", "size": [1, 2, 3]}, "size: [1, 2, 3] is too long (at most 2 items)"),
+    ({"op": "resize", "size": 8, "filter": "sinc"}, "filter: 'sinc' is not one of bilinear, bicubic"),
+    ({"op": "normalize", "mean": [0.5, 0.5], "std": [0.5, 0]}, "std[1] must be a non-zero number"),
+    ({"op": "tokenize", "max_length": 1 << 30}, "max_length: 1073741824 is greater than the maximum"),
+    ({"op": "tokenize", "outputs": ["input_ids", "input_ids"]}, "has non-unique elements"),
+    ({"op": "tokenize", "outputs": []}, "outputs: [] is too short"),
+    ({"op": "load_audio", "sample_rate": 0}, "sample_rate: 0 is less than the minimum of 1"),
+    ({"op": "load_audio", "max_seconds": 0}, "max_seconds: 0 is less than or equal to the minimum of 0"),
+    ({"op": "load_audio", "normalize": "rms"}, "normalize: 'rms' is not one of None, peak"),
+    ({"op": "segments", "seconds": 1, "max_segments": 10**6}, "max_segments: 1000000 is greater than"),
+    ({"op": "load_signal", "leads": []}, "leads: [] is too short"),
+    ({"op": "load_signal", "format": "edf"}, "format: 'edf' is not one of npy, csv, mat, wfdb"),
+    ({"op": "crop_pad", "length": 10**9}, "length: 1000000000 is greater than the maximum of 100000000"),
+    ({"op": "log_mel", "filters": "../../etc/passwd.npy"}, "filters must be a .npy file name"),
+    ({"op": "kaldi_fbank", "filters": "m.npy", "window": "w.npy"}, "missing a required argument: 'max_frames'"),
+    ({"op": "crop_pad", "length": 10, "whence": "start"}, "unexpected keyword argument 'whence'"),
+    ({"op": "hwc_to_chw", "axes": [2, 0, 1]}, "unexpected keyword argument 'axes'"),
+])
+def test_hostile_step_parameters_are_refused_by_their_signature(step, fragment):
+    kind = "postprocess" if step["op"] in _tables()[1] else "preprocess"
+    with pytest.raises(BundleError) as info:
+        mf.validate(_doc([{"op": "to_array"}, step] if kind == "preprocess" else [step], kind), "m.json")
+    index = 1 if kind == "preprocess" else 0
+    assert f"m.json: {kind} step {step['op']!r} ({kind}[{index}]) has bad parameters: " in str(info.value)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("value, hint, ok", [
+    (3, int, True), (True, int, False), (3, float, True), (3.5, int, False), (None, int | None, True),
+    ([1, "I"], list[typing.Union[int, str]], True), ([1, 2.5], list[typing.Union[int, str]], False),
+    ({"a": 1.0}, dict[str, float], True), ({"a": None}, dict[str, float], False), ((1, 2), list[int], False),
+    ("peak", typing.Literal[None, "peak"], True), (None, typing.Literal[None, "peak"], True),
+    (0, typing.Literal[False], False), (1, typing.Literal[True], False),
+])
+def test_json_values_against_hints(value, hint, ok):
+    from torch2ort.runtime.typecheck import Mismatch, check
+
+    if ok:
+        check(value, hint)
+    else:
+        with pytest.raises(Mismatch):
+            check(value, hint)
 
 
 def test_a_packed_bundle_passes_and_loads(vec_bundle):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -56,31 +57,100 @@ def test_resize_matches_torch_antialiased_bilinear():
     assert np.abs(got - ref).mean() < 0.5
     short = image.resize(Image.fromarray(arr), _ctx(), 48)  # shorter side -> 48, aspect kept
     assert short.size == (60, 48)
+    # 120 * 47 / 96 = 58.75: torchvision rounds the longer side, transformers floors it
+    assert image.resize(Image.fromarray(arr), _ctx(), 47).size == (59, 47)
+    assert image.resize(Image.fromarray(arr), _ctx(), 47, rounding="floor").size == (58, 47)
+
+
+# --- an independent reference: Pillow's resampling (libImaging/Resample.c) written again in numpy -----------
+# Each output pixel is a weighted sum over the input pixels within the filter's support (stretched by the
+# scale when shrinking), the weights normalised to 1, then rounded to 22-bit fixed point; each pass rounds
+# and clips to uint8. Written from the algorithm, not from Pillow's Python API, so it can disagree with it.
+_BITS = 22
+
+
+def _sinc(x: float) -> float:
+    return 1.0 if x == 0 else math.sin(math.pi * x) / (math.pi * x)
+
+
+def _hamming(x: float) -> float:
+    x = abs(x)
+    if x == 0:
+        return 1.0
+    if x >= 1:
+        return 0.0
+    return math.sin(x * math.pi) / (x * math.pi) * (0.54 + 0.46 * math.cos(x * math.pi))
+
+
+def _bicubic(x: float, a: float = -0.5) -> float:
+    x = abs(x)
+    if x < 1:
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+    return (((x - 5) * x + 8) * x - 4) * a if x < 2 else 0.0
+
+
+_KERNELS = {"box": (0.5, lambda x: 1.0 if -0.5 < x <= 0.5 else 0.0),
+            "bilinear": (1.0, lambda x: max(0.0, 1 - abs(x))), "hamming": (1.0, _hamming),
+            "bicubic": (2.0, _bicubic), "lanczos": (3.0, lambda x: _sinc(x) * _sinc(x / 3) if -3 < x < 3 else 0.0)}
+
+
+def _resample_axis(arr: np.ndarray, out_size: int, filter: str, axis: int) -> np.ndarray:
+    support, kernel = _KERNELS[filter]
+    in_size = arr.shape[axis]
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)
+    weights = np.zeros((out_size, in_size), dtype=np.int64)
+    for i in range(out_size):
+        center = (i + 0.5) * scale
+        lo = max(int(center - support * stretch + 0.5), 0)
+        hi = min(int(center + support * stretch + 0.5), in_size)
+        w = np.array([kernel((x - center + 0.5) / stretch) for x in range(lo, hi)])
+        w = w / w.sum() if w.sum() else w
+        weights[i, lo:hi] = np.trunc(w * (1 << _BITS) + np.where(w < 0, -0.5, 0.5))
+    acc = (1 << (_BITS - 1)) + np.moveaxis(arr.astype(np.int64), axis, -1) @ weights.T
+    return np.moveaxis(np.clip(acc >> _BITS, 0, 255).astype(np.uint8), -1, axis)
+
+
+def _reference_resize(arr: np.ndarray, h: int, w: int, filter: str) -> np.ndarray:
+    """Horizontal pass, then vertical, each only when that side changes."""
+    if w != arr.shape[1]:
+        arr = _resample_axis(arr, w, filter, 1)
+    return _resample_axis(arr, h, filter, 0) if h != arr.shape[0] else arr
+
+
+def test_the_reference_resize_gives_hand_computed_values():
+    row = np.array([[10, 20, 30, 50]], dtype=np.uint8)
+    assert _reference_resize(row, 1, 2, "box").tolist() == [[15, 40]]  # halving with a box: pairwise means
+    # bilinear, halving: a tent 2 pixels wide each side; at the edges the part outside is cut and the rest
+    # renormalised: (3*10 + 3*20 + 1*30) / 7 = 17.1 and (1*20 + 3*30 + 3*50) / 7 = 37.1
+    assert _reference_resize(row, 1, 2, "bilinear").tolist() == [[17, 37]]
+    col = np.array([[0], [255]], dtype=np.uint8)
+    assert _reference_resize(col, 4, 1, "bilinear").ravel().tolist() == [0, 64, 191, 255]  # 0, 1/4, 3/4, 1
 
 
 @pytest.mark.parametrize("filter", ["bilinear", "bicubic", "lanczos", "box", "hamming"])
-@pytest.mark.parametrize("size", [[24, 17], [9, 13], [80, 30], [50, 20]])
+@pytest.mark.parametrize("size", [[24, 17], [9, 13], [80, 30], [50, 20], [7, 5]])
 def test_resize_is_the_horizontal_pass_then_the_vertical_one(filter, size):
-    """A fixed pass order (what the web page reproduces). Pillow 13's Image.resize runs the vertical
-    pass first for some sizes: with the non-negative filters that moves pixels by two grey levels at
-    most; bicubic and lanczos overshoot and clip between the passes, so the order matters more."""
+    """A fixed pass order (what the web page reproduces), bit for bit against the numpy reference above.
+    Pillow 13's Image.resize runs the vertical pass first for some sizes: with the non-negative filters
+    that moves pixels by two grey levels at most; bicubic and lanczos overshoot and clip between the
+    passes, so the order matters more."""
     from PIL import Image
 
-    src = Image.fromarray(_img(61, 23))  # tall: Pillow 13 picks the vertical pass first for some sizes
-    code = image._FILTERS[filter]
-    got = np.asarray(image.resize(src, _ctx(), size, filter)).astype(int)
-    two_pass = src.resize((size[1], 61), resample=code).resize((size[1], size[0]), resample=code)
-    np.testing.assert_array_equal(got, np.asarray(two_pass))
+    arr = _img(61, 23)  # tall: Pillow 13 picks the vertical pass first for some sizes
+    got = np.asarray(image.resize(Image.fromarray(arr), _ctx(), size, filter))
+    np.testing.assert_array_equal(got, _reference_resize(arr, size[0], size[1], filter))
     if filter in ("bilinear", "box", "hamming"):
-        assert np.abs(got - np.asarray(src.resize((size[1], size[0]), resample=code)).astype(int)).max() <= 2
+        one_call = Image.fromarray(arr).resize((size[1], size[0]), resample=image._FILTERS[filter])
+        assert np.abs(got.astype(int) - np.asarray(one_call).astype(int)).max() <= 2
 
 
 def test_center_crop_matches_slicing():
-    arr = _img(10, 13)
+    arr = np.arange(10 * 13).reshape(10, 13)
     got = image.center_crop(arr, _ctx(), [4, 6])
-    t = torch.from_numpy(arr)
-    top, left = round((10 - 4) / 2), round((13 - 6) / 2)
-    np.testing.assert_array_equal(got, t[top:top + 4, left:left + 6].numpy())
+    # top (10 - 4) / 2 = 3; left (13 - 6) / 2 = 3.5, which torchvision's int(round()) takes to 4
+    np.testing.assert_array_equal(got, np.arange(3 * 13 + 4, 3 * 13 + 10)[None] + 13 * np.arange(4)[:, None])
+    assert image.center_crop(arr, _ctx(), [4, 6], offset="floor")[0, 0] == 3 * 13 + 3
     with pytest.raises(ValueError, match="larger than the image"):
         image.center_crop(arr, _ctx(), 20)
 

@@ -91,3 +91,24 @@ def test_resampling_needs_a_known_rate(tmp_path):
     with pytest.raises(PredictInputError, match="needs the recording's rate"):
         load_signal(_write(tmp_path, "mat"), None, sample_rate=250)
     assert load_signal(_write(tmp_path, "mat"), None, sample_rate=250, input_rate=500).shape == (3, 500)
+
+
+@pytest.mark.parametrize("step, listed, unlisted", [
+    ({"format": "npy"}, [], ["scipy", "wfdb"]),
+    ({"format": "csv", "input_rate": 500, "sample_rate": 250}, ["scipy"], ["wfdb"]),
+    ({"format": "mat"}, ["scipy"], ["wfdb"]),
+    ({"format": "wfdb"}, ["wfdb"], ["scipy"]),
+    ({}, ["scipy", "wfdb"], []),  # by suffix: any format, so every library
+])
+def test_requirements_list_wfdb_and_scipy_only_for_formats_that_need_them(tmp_path, step, listed, unlisted):
+    from runtime.tiny_models import vector_model
+    from torch2ort.bundle.writer import pack
+    from torch2ort.runtime import Bundle
+
+    pre = [{"op": "load_signal", "layout": "leads_first", **step}, {"op": "crop_pad", "length": 4}]
+    out = pack(vector_model(tmp_path / "vec.onnx"), tmp_path / "b", preprocess=pre)
+    names = {line.split(">=")[0].split("==")[0] for line in (out / "requirements.txt").read_text().splitlines()}
+    assert set(listed) <= names and not set(unlisted) & names
+    if step.get("format") == "npy":  # the bundle that lists neither still reads its own format
+        np.save(tmp_path / "r.npy", -_ecg()[:1])
+        assert Bundle.load(out).predict(str(tmp_path / "r.npy"), raw=True)["y"].shape == (1, 4)

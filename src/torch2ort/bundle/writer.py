@@ -23,7 +23,7 @@ from torch2ort.errors import OutputExistsError, UsageError, WireError, describe,
 from torch2ort.outdir import prepare_outdir
 from torch2ort.runtime import manifest as mf
 from torch2ort.runtime.bundle import ort_dtype
-from torch2ort.runtime.processors import check_pipeline
+from torch2ort.runtime.processors import check_pipeline, signal
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -276,9 +276,10 @@ def _requirements(pre: list[dict], post: list[dict]) -> str:
         lines.append("tokenizers>=0.19")
     if ops & {"load_audio"}:
         lines += ["soundfile>=0.12", "soxr>=0.3"]
-    if ops & {"highpass", "load_signal", "resample"}:
+    signal_libs = set().union(*(signal.libraries(s) for s in pre if s["op"] == "load_signal"))
+    if ops & {"highpass", "resample"} or "scipy" in signal_libs:
         lines.append("scipy>=1.10")
-    if "load_signal" in ops:
+    if "wfdb" in signal_libs:  # pulls pandas, matplotlib, requests: only for a step that may read WFDB records
         lines.append("wfdb>=4.1")
     return "# runtime only: no torch needed\n" + "\n".join(lines) + "\n"
 

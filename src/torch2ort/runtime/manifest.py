@@ -1,4 +1,4 @@
-"""The bundle manifest (torch2ort.json): schema checks and checksums. Torch-free. See docs/bundle.md."""
+"""The bundle manifest (torch2ort.json): its typed record, checks and checksums. Torch-free. See docs/bundle.md."""
 
 from __future__ import annotations
 
@@ -6,21 +6,72 @@ import hashlib
 import json
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypedDict
 
 from torch2ort.errors import BundleError, WireError
+from torch2ort.runtime.typecheck import Match, Mismatch, Name, Range, Size, check_record
 
 FORMAT_VERSION = 1
 MANIFEST = "torch2ort.json"
 
 MAX_MANIFEST_BYTES = 32 << 20
-MAX_JSON_DEPTH = 32  # a real manifest nests 5 levels; deeper ones are refused before the schema walks them
+MAX_JSON_DEPTH = 32  # a real manifest nests 5 levels; deeper ones are refused before the check walks them
 MODEL_NAME_RULE = ("1 to 128 characters: letters, digits, '_', '-' and '.', starting with a letter, digit or "
                    "'_', and no '..' (it becomes a directory name in a Triton model repository and a URL path "
                    "segment in serve)")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+DType = Literal["float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16",
+                "uint8", "bool", "str"]
+OrtType = Annotated[str, Match(r"tensor\(\w+\)", "must be a numpy dtype name or an ONNX type such as tensor(float)")]
+Dim = Annotated[int, Range(-1)] | Name  # a size, -1, or a symbolic name
+Digest = Annotated[str, Match(r"[0-9a-f]{64}", "must be a sha256 hex digest")]
+
+
+class _Tensor(TypedDict):
+    name: Name
+    shape: Annotated[list[Dim], Size(0, 64)]
+
+
+class _Input(_Tensor):
+    dtype: DType
+
+
+class _Output(_Tensor):
+    dtype: DType | OrtType  # an output's type may be one numpy has no name for
+
+
+class InputRecord(_Input, total=False):
+    dynamic: list[str]
+
+
+class OutputRecord(_Output, total=False):
+    dynamic: list[str]
+
+
+class _Required(TypedDict):
+    format_version: Annotated[int, Range(1)]
+    name: str  # its rule is check_model_name's, the one rule
+    model: Annotated[str, Size(1, 256)]
+    inputs: list[InputRecord]
+    outputs: list[OutputRecord]
+    files: dict[str, Digest]
+
+
+class Manifest(_Required, total=False):
+    """torch2ort.json, format_version 1: the keys and types a bundle's manifest holds (docs/bundle.md).
+
+    The steps are lists of ``{"op": NAME, PARAMETER: VALUE}``; each is checked against its own
+    function's signature (runtime/processors). Unknown top-level keys are let be.
+    """
+
+    labels: list[str] | None
+    preprocess: list[Any]
+    postprocess: list[Any]
+    provenance: dict
+    parity: dict | None
 
 
 def check_model_name(name: Any, where: str = "model name") -> str:
@@ -49,7 +100,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_manifest(bundle_dir: Path) -> dict[str, Any]:
+def read_manifest(bundle_dir: Path) -> Manifest:
     if not bundle_dir.is_dir():
         raise BundleError(f"{bundle_dir} is not a directory (a bundle is a folder written by torch2ort pack)")
     path = bundle_dir / MANIFEST
@@ -69,14 +120,6 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=1)
-def _validator():
-    import jsonschema
-
-    schema = json.loads((Path(__file__).parent / "manifest.schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
-
-
 def _depth(data: Any) -> int:
     deepest, stack = 0, [(data, 1)]
     while stack:
@@ -89,43 +132,11 @@ def _depth(data: Any) -> int:
     return deepest
 
 
-def _where(path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _schema_message(error, data: dict) -> str:
-    """One line for a jsonschema error: where, what, and what is allowed."""
-    path = list(error.absolute_path)
-    at = _where(path) or "the manifest"
-    if path and path[0] in ("preprocess", "postprocess") and len(path) >= 2:
-        step = data[path[0]][path[1]]
-        op = step.get("op") if isinstance(step, dict) else None
-        return f"{path[0]} step {op!r} ({_where(path[:2])}) has bad parameters: {_what(error, path[2:])}"
-    if error.validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"missing required key {missing!r}" + (f" in {at}" if path else "")
-    if error.validator == "type" and len(path) == 1:
-        return f"{path[0]!r} has the wrong type ({type(error.instance).__name__}; expected {error.validator_value})"
-    return _what(error, path) if path else f"{at}: {_what(error, path)}"
-
-
-def _what(error, path) -> str:
-    """``where: what is wrong`` (``where`` left out when empty), cut short: instances can be huge."""
-    if "x-message" in error.schema:
-        return f"{_where(path) or 'the value'} {error.schema['x-message']}"
-    if error.validator == "enum":
-        text = f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
-    else:
-        text = error.message
-    text = text if len(text) < 200 else text[:200] + "..."
-    return (f"{_where(path)}: " if path else "") + text
-
-
 def validate(data: Any, where: str = MANIFEST) -> None:
-    """Check the manifest against manifest.schema.json; a newer format_version asks for an upgrade."""
+    """Check the manifest against its typed record and each step against its function's signature.
+
+    A newer format_version asks for an upgrade; the first mismatch is the one line of the error.
+    """
     if not isinstance(data, dict):
         raise BundleError(f"{where}: the manifest must be a JSON object")
     version = data.get("format_version")
@@ -134,10 +145,19 @@ def validate(data: Any, where: str = MANIFEST) -> None:
                           f"({FORMAT_VERSION}); upgrade torch2ort (pip install -U torch2ort)")
     if _depth(data) > MAX_JSON_DEPTH:
         raise BundleError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep; not a torch2ort manifest")
-    errors = sorted(_validator().iter_errors(data), key=lambda e: (len(e.absolute_path), str(list(e.absolute_path))))
-    if errors:  # the shallowest first: a missing key before a bad value inside a step
-        error = errors[0]
-        raise BundleError(f"{where}: {_schema_message(error, data)}")
+    try:
+        check_record(data, Manifest)
+    except Mismatch as exc:
+        if exc.kind == "type" and len(exc.path) == 1:
+            raise BundleError(f"{where}: {exc.path[0]!r} has the wrong type ({exc.got}; expected "
+                              f"{' or '.join(exc.expected or [])})") from None
+        raise BundleError(f"{where}: {exc.describe()}") from None
+    from torch2ort.runtime.processors import check_steps
+
+    try:
+        check_steps(data.get("preprocess", []), data.get("postprocess", []))
+    except BundleError as exc:
+        raise BundleError(f"{where}: {exc}") from None
     check_model_name(data["name"], f"{where}: name")
     if data["model"] not in data["files"]:
         raise BundleError(f"{where}: the model file {data['model']!r} is not listed under 'files'")

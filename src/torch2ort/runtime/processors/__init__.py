@@ -3,20 +3,25 @@
 A preprocess step is ``fn(value, ctx, **params) -> value``; the last value is the model feed (a
 dict of arrays, or one array for a single-input model). A postprocess step is
 ``fn(ctx, **params) -> None`` and writes into ``ctx.results``. Adding a step is one function in
-one of the files below plus one line in its table.
+one of the files below plus one line in its table. The function's signature is the step's schema:
+the manifest's parameters are bound to it and checked against its type hints (bounds as
+``Annotated[int, Range(1, 16)]``, see runtime/typecheck.py), at pack, at load and before each run.
 """
 
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError, unknown_name
+from torch2ort.runtime.typecheck import Mismatch, check
 
 
 @dataclass
@@ -48,29 +53,54 @@ def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
     return pre, post
 
 
-def _step(table: dict[str, Callable], kind: str, spec: dict) -> tuple[Callable, dict]:
-    name = spec["op"]
+@cache
+def step_signature(fn: Callable) -> tuple[inspect.Signature, dict[str, Any]]:
+    """A step's signature and its parameters' type hints (``Annotated`` bounds kept)."""
+    return inspect.signature(fn), typing.get_type_hints(fn, include_extras=True)
+
+
+def _step(table: dict[str, Callable], kind: str, spec: Any, index: int | None = None) -> tuple[Callable, dict]:
+    """The step's function and parameters, once ``spec`` binds to its signature and fits its type hints."""
+    at = f" ({kind}[{index}])" if index is not None else ""
+    if not isinstance(spec, dict):
+        raise BundleError(f"{kind} step{at} has bad parameters: {spec!r:.80} is not of type 'object' "
+                          '(a step is {"op": NAME, PARAMETER: VALUE, ...})')
+    name = spec.get("op")
+    if not isinstance(name, str):
+        what = "missing required key 'op'" if "op" not in spec else f"op: {name!r:.80} is not of type 'string'"
+        raise BundleError(f"{kind} step{at} has bad parameters: {what}")
     if name not in table:
-        raise BundleError(unknown_name(f"{kind} step", name, list(table)))
+        raise BundleError(unknown_name(f"{kind} step", name, list(table)) + (f"{at}" if at else ""))
     params = {k: v for k, v in spec.items() if k != "op"}
     fn = table[name]
+    signature, hints = step_signature(fn)
     try:
-        inspect.signature(fn).bind(*([None] * (2 if kind == "preprocess" else 1)), **params)
+        signature.bind(*([None] * (2 if kind == "preprocess" else 1)), **params)
     except TypeError as exc:
-        raise BundleError(f"{kind} step {name!r} has bad parameters {params}: {exc}") from None
+        raise BundleError(f"{kind} step {name!r}{at} has bad parameters: {exc}") from None
+    for key, value in params.items():
+        try:
+            check(value, hints.get(key, Any))
+        except Mismatch as exc:
+            raise BundleError(f"{kind} step {name!r}{at} has bad parameters: {exc.under(key).describe()}") from None
     return fn, params
+
+
+def check_steps(pre: list, post: list) -> None:
+    """Each step known, its parameters bound to its signature and of the types it declares."""
+    pre_table, post_table = _tables()
+    for i, spec in enumerate(pre):
+        _step(pre_table, "preprocess", spec, i)
+    for i, spec in enumerate(post):
+        _step(post_table, "postprocess", spec, i)
 
 
 def check_pipeline(pre: list[dict], post: list[dict], inputs: list[dict] | None = None,
                    outputs: list[dict] | None = None) -> None:
     """Fail early (at pack and at load) on unknown steps, bad parameters, and, given the model's
     ``inputs``/``outputs``, on postprocess steps that name a tensor that will not exist or an axis
-    outside its rank (what manifest.schema.json cannot express)."""
-    pre_table, post_table = _tables()
-    for spec in pre:
-        _step(pre_table, "preprocess", spec)
-    for spec in post:
-        _step(post_table, "postprocess", spec)
+    outside its rank (what the parameters alone cannot tell)."""
+    check_steps(pre, post)
     if outputs is not None:
         _check_post_tensors(post, inputs or [], outputs)
 
@@ -143,8 +173,8 @@ def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
 
 def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
     table, _ = _tables()
-    for spec in steps:
-        fn, params = _step(table, "preprocess", spec)
+    for i, spec in enumerate(steps):
+        fn, params = _step(table, "preprocess", spec, i)
         try:
             value = fn(value, ctx, **params)
         except (BundleError, PredictInputError):
@@ -157,8 +187,8 @@ def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
 def run_postprocess(steps: list[dict], ctx: Context) -> dict[str, Any]:
     _, table = _tables()
     ctx.results = dict(ctx.raw)
-    for spec in steps:
-        fn, params = _step(table, "postprocess", spec)
+    for i, spec in enumerate(steps):
+        fn, params = _step(table, "postprocess", spec, i)
         fn(ctx, **params)
     return ctx.results
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
 from torch2ort.errors import PredictInputError, one_line
+from torch2ort.runtime.typecheck import Name, Range, Rate
 
 MAX_SECONDS = 3600.0  # a longer recording is refused, not decoded into memory
 
@@ -72,8 +74,9 @@ def peak_normalize(wave: np.ndarray) -> np.ndarray:
     return wave / peak if peak > 0 else wave
 
 
-def load_audio(value, ctx, sample_rate: int = 16000, mono: bool = True, normalize: str | None = None,
-               input_rate: int | None = None, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+def load_audio(value, ctx, sample_rate: Rate = 16000, mono: bool = True, normalize: Literal[None, "peak"] = None,
+               input_rate: Rate | None = None, max_seconds: Annotated[float, Range(above=0, hi=86400)] = MAX_SECONDS
+               ) -> np.ndarray:
     """A path, bytes or float array -> float32 ``[samples]`` (mono) or ``[channels, samples]`` at ``sample_rate``.
 
     ``normalize``: None, or ``"peak"`` (divide by max |x|). An array needs ``input_rate`` unless it is
@@ -109,8 +112,8 @@ def _rate(ctx, sample_rate: int | None, step: str) -> int:
     return int(rate)
 
 
-def highpass(wave, ctx, cutoff: float, order: int = 2, zero_phase: bool = False,
-             sample_rate: int | None = None) -> np.ndarray:
+def highpass(wave, ctx, cutoff: Annotated[float, Range(above=0)], order: Annotated[int, Range(1, 16)] = 2,
+             zero_phase: bool = False, sample_rate: Rate | None = None) -> np.ndarray:
     """Butterworth high-pass (scipy.signal, second-order sections) along the last axis; causal unless ``zero_phase``."""
     from scipy import signal
 
@@ -123,9 +126,12 @@ def highpass(wave, ctx, cutoff: float, order: int = 2, zero_phase: bool = False,
     return out.astype(np.float32)
 
 
-def segments(wave, ctx, seconds: float, hop_seconds: float | None = None, max_segments: int | None = None,
-             pad: bool = True, fill: bool = False, name: str = "segments", mask: str = "mask",
-             sample_rate: int | None = None) -> dict[str, np.ndarray]:
+Seconds = Annotated[float, Range(above=0, hi=3600)]
+
+
+def segments(wave, ctx, seconds: Seconds, hop_seconds: Seconds | None = None,
+             max_segments: Annotated[int, Range(1, 100_000)] | None = None, pad: bool = True, fill: bool = False,
+             name: Name = "segments", mask: Name = "mask", sample_rate: Rate | None = None) -> dict[str, np.ndarray]:
     """``[samples]`` -> ``{name: float32 [segments, seconds*rate], mask: bool [segments]}``.
 
     Windows start every ``hop_seconds`` (default: ``seconds``, no overlap). ``pad``: a last partial

@@ -11,12 +11,19 @@ padded or cut to a fixed number of frames.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError
+from torch2ort.runtime.typecheck import Match, Range
+
+NpyFile = Annotated[str, Match(r"[A-Za-z0-9_.-]+\.npy", "must be a .npy file name at the top of the bundle (no '/')")]
+Bins = Annotated[int, Range(2, 65536)]
+Hop = Annotated[int, Range(1, 65536)]
 
 
-def zero_mean_unit_var(wave, ctx, eps: float = 1e-7):
+def zero_mean_unit_var(wave, ctx, eps: Annotated[float, Range(above=0, hi=1)] = 1e-7):
     """``(x - mean) / sqrt(var + eps)`` over the whole clip, as Wav2Vec2FeatureExtractor(do_normalize=True)."""
     x = np.asarray(wave, dtype=np.float32)
     if x.ndim != 1:
@@ -38,7 +45,8 @@ def _filters(ctx, path: str) -> np.ndarray:
     return ctx.cache[key]
 
 
-def log_mel(wave, ctx, filters: str, n_fft: int = 400, hop_length: int = 160, n_samples: int | None = None):
+def log_mel(wave, ctx, filters: NpyFile, n_fft: Bins = 400, hop_length: Hop = 160,
+            n_samples: Annotated[int, Range(1, 100_000_000)] | None = None):
     """Whisper's log-mel ``[n_mels, frames]`` of a mono waveform padded (zeros) or cut to ``n_samples``."""
     x = np.asarray(wave, dtype=np.float32)
     if x.ndim != 1:
@@ -57,9 +65,10 @@ def log_mel(wave, ctx, filters: str, n_fft: int = 400, hop_length: int = 160, n_
     return ((logs + 4.0) / 4.0).astype(np.float32)
 
 
-def kaldi_fbank(wave, ctx, filters: str, window: str, max_frames: int, frame_length: int = 400,
-                hop_length: int = 160, fft_length: int = 512, preemphasis: float = 0.97,
-                mel_floor: float = 1.192092955078125e-07):
+def kaldi_fbank(wave, ctx, filters: NpyFile, window: NpyFile, max_frames: Annotated[int, Range(1, 1_000_000)],
+                frame_length: Bins = 400, hop_length: Hop = 160, fft_length: Bins = 512,
+                preemphasis: Annotated[float, Range(0, 1)] = 0.97,
+                mel_floor: Annotated[float, Range(above=0)] = 1.192092955078125e-07):
     """AST's log filter bank ``[max_frames, n_mels]`` (float32), zero-padded or cut to ``max_frames``."""
     x = np.asarray(wave, dtype=np.float32)
     if x.ndim != 1 or x.size < frame_length:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
 from torch2ort import values as V
 from torch2ort.errors import PredictInputError
+from torch2ort.runtime.typecheck import Name, Range, Size
 
 # 40 megapixels: a 12500x12500 PNG of 150 KB would otherwise decode to ~470 MB of RGB. Checked from the
 # header, before decoding; Bundle.load(max_image_pixels=) and `predict --max-image-pixels` change it.
@@ -51,7 +53,12 @@ def _open(source, what: str, limit: int):
     return img
 
 
-def load_image(value, ctx, mode: str = "RGB"):
+ImageMode = Literal["RGB", "L", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "1", "P"]
+Side = Annotated[int, Range(1)]
+Sides = Side | Annotated[list[Side], Size(2, 2)]  # an int (the shorter side, or a square) or [h, w]
+
+
+def load_image(value, ctx, mode: ImageMode = "RGB"):
     """A path, bytes, PIL image or HxWxC uint8 array -> a PIL image in ``mode``.
 
     Files and bytes larger than ``ctx.cache["max_image_pixels"]`` (default 40 MP) are refused unread.
@@ -78,7 +85,9 @@ def load_image(value, ctx, mode: str = "RGB"):
 _FILTERS = {"bilinear": 2, "bicubic": 3, "nearest": 0, "lanczos": 1, "box": 4, "hamming": 5}
 
 
-def resize(img, ctx, size, filter: str = "bilinear", rounding: str = "round", passes: str = "separable"):
+def resize(img, ctx, size: Sides, filter: Literal["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"] =
+           "bilinear", rounding: Literal["round", "floor"] = "round",
+           passes: Literal["separable", "pillow"] = "separable"):
     """``size`` [h, w], or an int for the shorter side (aspect kept). Pillow's filters (antialiased).
 
     ``rounding`` sizes the longer side: ``round`` (torchvision) or ``floor`` (transformers' image
@@ -113,7 +122,7 @@ def resize(img, ctx, size, filter: str = "bilinear", rounding: str = "round", pa
     return img
 
 
-def center_crop(img, ctx, size, offset: str = "round"):
+def center_crop(img, ctx, size: Sides, offset: Literal["round", "floor"] = "round"):
     """Crop [h, w] (or an int square) from the centre: ``offset="round"`` places it like torchvision's
     CenterCrop, ``"floor"`` like transformers' image processors (``(h - th) // 2``)."""
     if offset not in ("round", "floor"):
@@ -130,7 +139,7 @@ def center_crop(img, ctx, size, offset: str = "round"):
     return arr[top:top + th, left:left + tw]
 
 
-def to_array(img, ctx, dtype: str = "float32"):
+def to_array(img, ctx, dtype: Literal["float32", "float16", "float64", "uint8", "int32", "int64"] = "float32"):
     return np.asarray(img).astype(dtype)
 
 
@@ -139,7 +148,8 @@ def scale(arr, ctx, factor: float = 1 / 255.0):
     return np.asarray(arr, dtype=np.float32) * np.float32(factor)
 
 
-def normalize(arr, ctx, mean, std):
+def normalize(arr, ctx, mean: Annotated[list[float], Size(1, 64)],
+              std: Annotated[list[Annotated[float, Range(nonzero=True)]], Size(1, 64)]):
     """(x - mean) / std per channel, channels last (HWC)."""
     mean = np.asarray(mean, dtype=np.float32)
     std = np.asarray(std, dtype=np.float32)
@@ -160,7 +170,7 @@ def add_batch(arr, ctx):
     return np.asarray(arr)[None]
 
 
-def to_input(arr, ctx, name: str):
+def to_input(arr, ctx, name: Name):
     """Name the final array as the model input ``name`` (needed for multi-input models)."""
     return {name: np.asarray(arr)}
 

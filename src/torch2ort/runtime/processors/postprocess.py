@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from torch2ort.errors import BundleError
+from torch2ort.runtime.typecheck import Name, Range
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -18,16 +21,16 @@ def _label(ctx, index: int):
     return labels[index] if labels and 0 <= index < len(labels) else str(index)
 
 
-def softmax(ctx, output: str, axis: int = -1, name: str | None = None) -> None:
+def softmax(ctx, output: Name, axis: int = -1, name: Name | None = None) -> None:
     ctx.results[name or output] = _softmax(ctx.tensor(output), axis)
 
 
-def sigmoid(ctx, output: str, name: str | None = None) -> None:
+def sigmoid(ctx, output: Name, name: Name | None = None) -> None:
     x = ctx.tensor(output).astype(np.float32)
     ctx.results[name or output] = (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
-def topk(ctx, output: str, k: int = 5, name: str = "topk") -> None:
+def topk(ctx, output: Name, k: Annotated[int, Range(1, 1_000_000)] = 5, name: Name = "topk") -> None:
     """Per row: the k best [{label, index, score}], highest first (ties: lower index first)."""
     x = np.atleast_2d(ctx.tensor(output))
     k = min(k, x.shape[-1])
@@ -36,15 +39,15 @@ def topk(ctx, output: str, k: int = 5, name: str = "topk") -> None:
                           for i in idx] for row, idx in zip(x.reshape(-1, x.shape[-1]), order.reshape(-1, k))]
 
 
-def argmax(ctx, output: str, name: str = "label") -> None:
+def argmax(ctx, output: Name, name: Name = "label") -> None:
     x = np.atleast_2d(ctx.tensor(output))
     idx = x.reshape(-1, x.shape[-1]).argmax(-1)
     ctx.results[name] = [_label(ctx, int(i)) for i in idx]
     ctx.results[f"{name}_index"] = idx.astype(np.int64)
 
 
-def threshold(ctx, output: str, threshold: float = 0.5, name: str = "labels", thresholds: dict | None = None,
-              labels: list[str] | None = None) -> None:
+def threshold(ctx, output: Name, threshold: float = 0.5, name: Name = "labels",
+              thresholds: dict[str, float] | None = None, labels: list[str] | None = None) -> None:
     """Multi-label: per row, every label whose probability is >= its threshold.
 
     ``thresholds`` maps a label name to its own threshold (the others use ``threshold``);

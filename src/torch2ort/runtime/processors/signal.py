@@ -13,13 +13,32 @@ import io
 import warnings
 from fractions import Fraction
 from pathlib import Path
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 
 from torch2ort.errors import PredictInputError, one_line
 from torch2ort.runtime.processors.audio import _rate, ctx_meta
+from torch2ort.runtime.typecheck import Name, Positive, Range, Rate, Size
 
-FORMATS = ("npy", "csv", "mat", "wfdb")
+SignalFormat = Literal["npy", "csv", "mat", "wfdb"]
+FORMATS: tuple[str, ...] = get_args(SignalFormat)
+LIBRARIES = {"mat": "scipy", "wfdb": "wfdb"}  # what each format needs beyond numpy
+
+
+def formats_read(step: dict) -> tuple[str, ...]:
+    """The formats a ``load_signal`` step may read: the one its ``format`` names, else all (it goes by suffix).
+
+    >>> formats_read({"op": "load_signal", "format": "npy"})
+    ('npy',)
+    """
+    return (step["format"],) if step.get("format") else FORMATS
+
+
+def libraries(step: dict) -> set[str]:
+    """The packages beyond numpy a ``load_signal`` step may import: its formats', scipy to resample."""
+    needed = {LIBRARIES[f] for f in formats_read(step) if f in LIBRARIES}
+    return needed | ({"scipy"} if step.get("sample_rate") else set())
 MAX_VALUES = 200_000_000  # a larger signal is refused rather than read into memory
 
 
@@ -101,9 +120,11 @@ def _pick_leads(data: np.ndarray, names: list[str] | None, leads: list | None) -
     return data[rows]
 
 
-def load_signal(value, ctx, format: str | None = None, key: str | None = None, leads: list | None = None,
-                lead_names: list[str] | None = None, layout: str = "auto", sample_rate: int | None = None,
-                input_rate: int | None = None) -> np.ndarray:
+def load_signal(value, ctx, format: SignalFormat | None = None, key: Name | None = None,
+                leads: Annotated[list[int | Name], Size(1, 4096)] | None = None,
+                lead_names: Annotated[list[Name], Size(0, 4096)] | None = None,
+                layout: Literal["auto", "leads_first", "samples_first"] = "auto", sample_rate: Rate | None = None,
+                input_rate: Rate | None = None) -> np.ndarray:
     """A file or array -> float32 ``[leads, samples]``. ``layout``: ``leads_first``, ``samples_first`` or
     ``auto`` (the shorter axis holds the leads). ``sample_rate`` resamples to it from the file's rate
     (WFDB) or ``input_rate``."""
@@ -132,7 +153,7 @@ def load_signal(value, ctx, format: str | None = None, key: str | None = None, l
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
-def resample(data, ctx, sample_rate: int, input_rate: int | None = None) -> np.ndarray:
+def resample(data, ctx, sample_rate: Rate, input_rate: Rate | None = None) -> np.ndarray:
     """Polyphase resampling (scipy.signal.resample_poly) along the last axis, from the rate load_* found."""
     from scipy.signal import resample_poly
 
@@ -145,7 +166,8 @@ def resample(data, ctx, sample_rate: int, input_rate: int | None = None) -> np.n
                          axis=-1).astype(np.float32)
 
 
-def crop_pad(data, ctx, length: int, where: str = "start") -> np.ndarray:
+def crop_pad(data, ctx, length: Annotated[int, Range(1, 100_000_000)],
+             where: Literal["start", "center", "end"] = "start") -> np.ndarray:
     """Exactly ``length`` samples: crop (from the ``start``, ``center`` or ``end``) or zero-pad at the end."""
     if where not in ("start", "center", "end"):
         raise PredictInputError(f"crop_pad where={where!r}: choose start, center or end")
@@ -157,7 +179,7 @@ def crop_pad(data, ctx, length: int, where: str = "start") -> np.ndarray:
     return np.concatenate([data, np.zeros((*data.shape[:-1], length - n), dtype=np.float32)], axis=-1)
 
 
-def standardize(data, ctx, eps: float = 1e-8) -> np.ndarray:
+def standardize(data, ctx, eps: Positive = 1e-8) -> np.ndarray:
     """Per lead (last axis): zero mean, unit standard deviation; a flat lead becomes zeros, not NaN."""
     data = np.asarray(data, dtype=np.float64)
     mean = data.mean(axis=-1, keepdims=True)

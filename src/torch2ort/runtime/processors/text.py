@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError, one_line
+from torch2ort.runtime.typecheck import Name, Positive, Range, Size
+
+TokenizerOutput = Literal["input_ids", "attention_mask", "token_type_ids"]
 
 
 def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
@@ -34,8 +38,9 @@ def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
     return ctx.cache[key]
 
 
-def tokenize(value, ctx, file: str = "tokenizer.json", max_length: int = 256, pad_id: int | None = None,
-             outputs: tuple[str, ...] | list[str] = ("input_ids", "attention_mask")):
+def tokenize(value, ctx, file: Name = "tokenizer.json", max_length: Annotated[int, Range(1, 1 << 20)] = 256,
+             pad_id: Annotated[int, Range(0)] | None = None,
+             outputs: Annotated[tuple[TokenizerOutput, ...], Size(1, unique=True)] = ("input_ids", "attention_mask")):
     """A string or list of strings -> {input_ids, attention_mask[, token_type_ids]} int64, padded."""
     if isinstance(value, str):
         value = [value]
@@ -55,14 +60,15 @@ def tokenize(value, ctx, file: str = "tokenizer.json", max_length: int = 256, pa
     return {o: np.array([getattr(e, fields[o]) for e in enc], dtype=np.int64) for o in outputs}
 
 
-def mean_pool(ctx, output: str = "last_hidden_state", mask: str = "attention_mask", name: str = "embeddings") -> None:
+def mean_pool(ctx, output: Name = "last_hidden_state", mask: Name = "attention_mask", name: Name = "embeddings"
+              ) -> None:
     """Mean of token vectors over the attention mask (sentence-transformers' pooling)."""
     h = ctx.tensor(output).astype(np.float32)
     m = ctx.tensor(mask).astype(np.float32)[..., None]
     ctx.results[name] = (h * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
 
 
-def l2_normalize(ctx, output: str = "embeddings", name: str | None = None, eps: float = 1e-12) -> None:
+def l2_normalize(ctx, output: Name = "embeddings", name: Name | None = None, eps: Positive = 1e-12) -> None:
     x = ctx.tensor(output).astype(np.float32)
     ctx.results[name or output] = x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), eps, None)
 
