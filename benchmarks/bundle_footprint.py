@@ -186,8 +186,8 @@ def _serve_extra() -> list[str]:
 
 
 def measure(kind: str, tmp: Path, wheel: Path) -> dict:
-    from torch2ort.bundle.writer import pack
     from torch2ort.bundle.footprint import requirement_names
+    from torch2ort.bundle.writer import pack
 
     build, steps, serve = KINDS[kind]
     work = tmp / kind.split()[0]
