@@ -29,6 +29,9 @@ FAM = FAMILIES["mobilenet"]
     (lambda o: torch2ort.optimize(FAM.model, o, FAM.spec, output=o.parent / "x.onnx", smooth=math.nan),
      "--smooth nan"),
     (lambda o: torch2ort.pack(FAM.model, o.parent / "b", FAM.spec, n=0), "--n 0"),
+    (lambda o: torch2ort.optimize(FAM.model, o, FAM.spec, output=o.parent / "x.onnx", accept=["maxabs<=1e999"]),
+     "--accept maxabs<=inf"),
+    (lambda o: torch2ort.migrate(FAM.model, o.parent / "m", FAM.spec, accept="cosine>=1.5"), "--accept cosine>=1.5"),
 ])
 def test_bad_values_are_usage_errors_before_any_work(exported, call, fragment):
     with pytest.raises(UsageError, match=fragment.replace("[", r"\[")) as info:

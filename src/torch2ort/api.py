@@ -218,6 +218,15 @@ def pack(model, output: str | Path, inputs: Inputs = None, *, name: str | None =
     return PackResult(path, result)
 
 
+def _gates(accept: Iterable) -> list:
+    """``--accept`` values checked before any work: a gate NaN or inf could satisfy is refused here."""
+    from torch2ort.parity.gates import Gate, parse_gate
+
+    if isinstance(accept, str):
+        accept = [accept]
+    return [g if isinstance(g, Gate) else parse_gate(g) for g in accept]
+
+
 def _live_model_error(what: str) -> UsageError:
     return UsageError(f"{what} loads the model again in fresh processes, so it needs a MODEL reference "
                       "(path/to/file.py:NAME, package.module:NAME, hf:DIR or a TorchScript archive), not a live module")
@@ -296,6 +305,7 @@ def optimize(model, onnx: str | Path, inputs: Inputs = None, *, output: str | Pa
     from torch2ort.runtime.providers import ALIASES
 
     model_options = dict(model_options or {})
+    accept = _gates(accept)
     n, seed = V.count("--n", n, 1, V.MAX_CASES), V.count("--seed", seed, 0, 2**32 - 1)
     if batch is not None:
         batch = V.count("--batch", batch, 1, V.MAX_SIZE)
@@ -345,6 +355,7 @@ def migrate(model, output: str | Path, inputs: Inputs = None, *, task: str | Non
 
     if isinstance(model, LoadedModel) or not isinstance(model, (str, Path, ModelRequest)):
         raise _live_model_error("migrate")
+    _gates(accept)
     request = model_request(model, **model_options)
     if task:
         if not request.model.startswith("hf:"):

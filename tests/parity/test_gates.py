@@ -5,7 +5,7 @@ import pytest
 
 from torch2ort.errors import UsageError
 from torch2ort.parity.compare import RunRecord, RunResults, compare
-from torch2ort.parity.gates import default_gate, parse_gate, resolve_gates
+from torch2ort.parity.gates import Gate, default_gate, parse_gate, resolve_gates
 from torch2ort.parity.judge import judge
 
 
@@ -51,8 +51,8 @@ def test_judge_aggregates_and_refuses():
     assert verdict.checks[0].value == pytest.approx(expected)
     assert bool(verdict) is (expected >= 0.99)
     assert judge(_report(ref, ref), resolve_gates(["y:maxabs<=0"] and [parse_gate("y:maxabs<=0")], {"y": ref}), "v")
-    impossible = resolve_gates([parse_gate("cosine>=1.01")], {"y": ref})
-    assert not judge(_report(ref, ref), impossible, "v")
+    exact = resolve_gates([parse_gate("maxabs<=0")], {"y": ref})
+    assert not judge(_report(ref, got), exact, "v")
 
 
 def test_nan_fails_any_gate():
@@ -110,3 +110,20 @@ def test_psnr_gate_for_image_outputs():
     noisy = (ref + rng.normal(0, 0.05, ref.shape)).astype(np.float32)  # about 26 dB
     assert not judge(_report(ref, noisy), {"y": parse_gate("psnr>=40")})
     assert judge(_report(ref, ref.copy()), {"y": parse_gate("psnr>=40")}).checks[0].value == float("inf")
+
+
+@pytest.mark.parametrize("text", ["maxabs<=1e999", "maxabs<=-1", "cosine>=1.5", "top1>=2", "decision>=-0.1",
+                                  "psnr>=1e400", "logits:top1>=1e-999999"])
+def test_a_gate_that_nan_or_inf_could_satisfy_is_refused(text):
+    # maxabs<=1e999 is maxabs<=inf: every variant would pass it (issue 27)
+    if text.endswith("1e-999999"):  # underflows to 0.0: a real, if useless, limit
+        assert parse_gate(text).limit == 0.0
+        return
+    with pytest.raises(UsageError, match="limit must be a finite number"):
+        parse_gate(text)
+
+
+@pytest.mark.parametrize("limit", [float("nan"), float("inf"), "0.9", None])
+def test_gates_built_in_python_are_checked_too(limit):
+    with pytest.raises(UsageError):
+        Gate("cosine", limit)

@@ -30,6 +30,8 @@ from torch2ort.parity import metrics
 
 METRICS = metrics.DIRECTIONS
 _GATE = re.compile(r"^(?:(?P<output>[^:]+):)?(?P<metric>[a-z0-9]+)\s*(?P<op>>=|<=)\s*(?P<limit>[-+0-9.eE]+)$")
+LIMITS = {"cosine": (-1.0, 1.0), "top1": (0.0, 1.0), "decision": (0.0, 1.0), "maxabs": (0.0, 1e6),
+          "psnr": (0.0, 1000.0)}  # what each metric can take: a limit outside can never hold, or always does
 EMBEDDING_WORDS = ("embed", "pool", "sentence", "feature", "vector", "hidden", "encod")
 
 
@@ -39,6 +41,15 @@ class Gate:
     limit: float
     output: str | None = None  # None: every output without a gate of its own
     why: str = ""
+
+    def __post_init__(self) -> None:  # a gate that NaN or inf could satisfy is no gate (issue 27)
+        if self.metric not in METRICS:
+            raise UsageError(f"gate metric {self.metric!r}: one of {', '.join(METRICS)}")
+        low, high = LIMITS[self.metric]
+        if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or not (
+                math.isfinite(self.limit) and low <= self.limit <= high):
+            raise UsageError(f"--accept {self.metric}{self.op}{self.limit!r:.40}: the {self.metric} limit must be a "
+                             f"finite number from {low:g} to {high:g}")
 
     @property
     def op(self) -> str:
