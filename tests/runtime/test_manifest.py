@@ -213,3 +213,11 @@ def test_default_names_are_made_valid(tmp_path):
     src = vector_model(tmp_path / "..odd name!.onnx")
     out = pack(src, tmp_path / "b")
     assert json.loads((out / mf.MANIFEST).read_text())["name"] == "odd_name_"
+
+
+def test_an_integer_past_pythons_digit_limit_is_a_bundle_error(vec_bundle):
+    path = vec_bundle / mf.MANIFEST
+    text = path.read_text()
+    path.write_text(text.replace('"format_version": 1', '"format_version": 1' + "0" * 5000, 1))
+    with pytest.raises(BundleError, match="not a torch2ort manifest"):
+        Bundle.load(vec_bundle)

@@ -114,6 +114,8 @@ def read_manifest(bundle_dir: Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
+        raise BundleError(f"{path} is not a torch2ort manifest: {exc}") from None
     except RecursionError:
         raise BundleError(f"{path} nests JSON too deeply to be a torch2ort manifest") from None
     validate(data, str(path))
