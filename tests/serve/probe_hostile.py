@@ -5,16 +5,20 @@ HTTP or gRPC to a real `torch2ort serve` process and returns None, or what went 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pbg
 
-from serve.probes import INFER, TEXT_INFER, Target, binary_body, expect, post_json, request
+from serve.probes import INFER, TEXT_INFER, Target, binary_body, expect, free_port, post_json, request
 
 Probe = Callable[[Target], "str | None"]
 
@@ -138,3 +142,157 @@ def _typed_zero() -> pb.ModelInferRequest:
 
 
 FAMILIES = {"refused runs (27.4)": REFUSED, "zero-size shapes (27.5)": ZERO_SIZE}
+
+
+# --- item 9: gRPC messages are bounded in size and in how many are read at once; auth comes first --------
+class RssSampler:
+    """The server's peak RSS growth while a block runs (sampled every 10 ms), and what it holds after."""
+
+    def __init__(self, t: Target) -> None:
+        self.t, self.samples, self._stop = t, [t.rss_mb()], threading.Event()
+        self.base = self.samples[0]
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.t.rss_mb())
+            time.sleep(0.01)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        time.sleep(1.0)
+        self.after = self.t.rss_mb() - self.base
+
+    @property
+    def peak(self) -> float:
+        return max(self.samples) - self.base
+
+
+def concurrently(n: int, send: Callable[[int], object], timeout: float = 300) -> list:
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            results[i] = send(i)
+        except Exception as exc:  # recorded: the caller judges
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout)
+    return results
+
+
+def grpc_big_messages(t: Target, clients: int = 8, limit_mb: float = 600) -> str | None:
+    """8 concurrent 27 MiB raw messages (parsed, then refused: 48x48 images for a 32x32 model): the
+    server's peak RSS growth stays under ``limit_mb``; each answer is INVALID_ARGUMENT."""
+    blob = np.zeros((1000, 3, 48, 48), np.float32).tobytes()
+    message = infer_message("mobilenet", raw_shapes={"image": ("FP32", [1000, 3, 48, 48], blob)})
+    del blob
+    with RssSampler(t) as rss:
+        codes = concurrently(clients, lambda i: grpc_call(t, "ModelInfer", message)[0])
+    print(f"gRPC {clients} x {message.ByteSize() / 2**20:.0f} MiB: peak +{rss.peak:.0f} MB, after +{rss.after:.0f} MB")
+    if codes != [grpc.StatusCode.INVALID_ARGUMENT] * clients:
+        return f"codes {codes}"
+    return None if rss.peak < limit_mb else f"server RSS grew {rss.peak:.0f} MB (limit {limit_mb:g})"
+
+
+TOKEN = "probe-token-27"
+
+
+def grpc_token_first(t: Target) -> str | None:
+    """A server with --token-file and --max-body-mb 1: the token is checked before the message is
+    read (a 3 MiB message without it is UNAUTHENTICATED, not RESOURCE_EXHAUSTED), unknown methods need
+    it too, health stays open, and with it an oversized message is RESOURCE_EXHAUSTED."""
+    token = (t.log.parent if t.log else Path("/tmp")) / "probe-token"
+    token.write_text(TOKEN + "\n")
+    server = t.sibling([t.bundles[0]], ["--token-file", str(token), "--max-body-mb", "1"], "token.log", grpc=True)
+    good = (("authorization", f"Bearer {TOKEN}"),)
+    big = infer_message("mobilenet", raw_shapes={"image": ("FP32", [256, 3, 32, 32], bytes(256 * 3 * 32 * 32 * 4))})
+    small = infer_message("mobilenet", {"image": np.zeros((1, 3, 32, 32), np.float32)})
+    unauth, exhausted = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED
+    checks = {
+        "big, no token": (grpc_call(server, "ModelInfer", big), unauth),
+        "small, wrong token": (grpc_call(server, "ModelInfer", small, (("authorization", "Bearer x"),)), unauth),
+        "unknown method, no token": (_unknown_method(server, ()), unauth),
+        "unknown method, token": (_unknown_method(server, good), grpc.StatusCode.UNIMPLEMENTED),
+        "live, no token": (grpc_call(server, "ServerLive", pb.ServerLiveRequest()), grpc.StatusCode.OK),
+        "big, token": (grpc_call(server, "ModelInfer", big, good), exhausted),
+        "small, token": (grpc_call(server, "ModelInfer", small, good), grpc.StatusCode.OK),
+    }
+    try:
+        failures = [f"{what}: {grpc_expect(result, want)}" for what, (result, want) in checks.items()
+                    if grpc_expect(result, want)]
+    finally:
+        server.stop()
+    return "; ".join(failures) or None
+
+
+def _unknown_method(t: Target, metadata) -> tuple:
+    with grpc.insecure_channel(t.grpc_url) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")
+        try:
+            call(b"", metadata=metadata, timeout=30)
+            return grpc.StatusCode.OK, None, ""
+        except grpc.RpcError as exc:
+            return exc.code(), None, exc.details() or ""
+
+
+def _token_file_refused(t: Target, path: str) -> str | None:
+    """`serve --token-file PATH` is a one-line usage error (exit 2) within seconds, in under 2 GB."""
+    try:
+        proc = t.cli("serve", t.bundles[0], "--port", str(free_port()), "--token-file", path, timeout=30,
+                     memory_mb=2048)
+    except subprocess.TimeoutExpired:
+        return "still starting after 30 s"
+    lines = proc.stderr.strip().splitlines()
+    if proc.returncode != 2 or len(lines) != 1 or "--token-file" not in proc.stderr:
+        return f"exit {proc.returncode}: {proc.stderr.strip()[-160:]!r}"
+    return None
+
+
+def token_fifo(t: Target) -> str | None:
+    fifo = (t.log.parent if t.log else Path("/tmp")) / "token.fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    return _token_file_refused(t, str(fifo))
+
+
+def token_too_big(t: Target) -> str | None:
+    big = (t.log.parent if t.log else Path("/tmp")) / "token.big"
+    big.write_bytes(b"x" * 100_000)
+    return _token_file_refused(t, str(big))
+
+
+def _malformed(**fields) -> pb.ModelInferRequest:
+    """A mobilenet ModelInferRequest with one raw input, fields overridden."""
+    spec = {"name": "image", "datatype": "FP32", "shape": [1, 3, 32, 32], "blob": bytes(3072 * 4), "blobs": 1}
+    spec |= fields
+    message = pb.ModelInferRequest(model_name="mobilenet")
+    message.inputs.add(name=spec["name"], datatype=spec["datatype"], shape=spec["shape"])
+    message.raw_input_contents.extend([spec["blob"]] * spec["blobs"])
+    return message
+
+
+# the malformed bodies of probe_bodies.MALFORMED that a protobuf message can carry
+GRPC_MALFORMED = {
+    "shape-wraps": _malformed(shape=[2**32, 2**32], blob=b""), "shape-negative": _malformed(shape=[-1, 3]),
+    "17-dims": _malformed(shape=[1] * 17, blob=bytes(4)), "datatype-unknown": _malformed(datatype="FP33"),
+    "two-raw-for-one-input": _malformed(blobs=2), "bytes-short": _malformed(blob=bytes(10)),
+    "no-name": _malformed(name=""), "no-inputs": pb.ModelInferRequest(model_name="mobilenet")}
+
+
+GRPC = {**{f"malformed-{name}": (lambda t, m=message: grpc_expect(grpc_call(t, "ModelInfer", m),
+                                                                   grpc.StatusCode.INVALID_ARGUMENT))
+           for name, message in GRPC_MALFORMED.items()},
+        "8x27mb-memory": grpc_big_messages, "token-before-the-body": grpc_token_first,
+        "token-file-fifo": token_fifo, "token-file-dev-zero": lambda t: _token_file_refused(t, "/dev/zero"),
+        "token-file-100kb": token_too_big}
+FAMILIES["gRPC and auth (27.9)"] = GRPC

@@ -52,10 +52,18 @@ class Target:
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, timeout: float = 60, memory_mb: int | None = None) -> subprocess.CompletedProcess:
+        """The CLI in a child; ``memory_mb`` caps its address space (for probes where old code would
+        read without end, so a regression fails with a MemoryError rather than eat the machine)."""
         env = os.environ | {"PYTHONPATH": self.src, "HF_HUB_OFFLINE": "1"}
+        limit = None
+        if memory_mb is not None:
+            def limit() -> None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
         return subprocess.run([sys.executable, "-c", SERVE, *args], capture_output=True, text=True,
-                              timeout=timeout, env=env)
+                              timeout=timeout, env=env, preexec_fn=limit)
 
     def popen(self, *args: str, log=subprocess.DEVNULL) -> subprocess.Popen:
         env = os.environ | {"PYTHONPATH": self.src, "HF_HUB_OFFLINE": "1"}

@@ -219,7 +219,9 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
 
 
 def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview,
-                 caps: Caps) -> np.ndarray:
+                 caps: Caps, copy: bool = True) -> np.ndarray:
+    """``copy=False``: a read-only view of ``chunk`` (gRPC: a bytes object of its own, which the
+    array then keeps alive) instead of a copy (HTTP: a slice of the whole body)."""
     if datatype == "BYTES":
         items, pos, data = [], 0, bytes(chunk)
         while pos < len(data):
@@ -248,7 +250,8 @@ def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: 
     if len(chunk) != count * dtype.itemsize:
         raise ProtocolError(f"input {name!r}: {datatype} {shape} needs {count * dtype.itemsize} bytes, "
                             f"binary_data_size is {len(chunk)}")
-    arr = np.frombuffer(chunk, dtype=dtype).reshape(shape).copy()
+    arr = np.frombuffer(chunk, dtype=dtype).reshape(shape)
+    arr = arr.copy() if copy else arr
     if datatype == "BOOL" and arr.size and arr.view(np.uint8).max() > 1:
         raise ProtocolError(f"input {name!r}: BOOL bytes must be 0 or 1")
     return arr
