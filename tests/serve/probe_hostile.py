@@ -296,3 +296,20 @@ GRPC = {**{f"malformed-{name}": (lambda t, m=message: grpc_expect(grpc_call(t, "
         "token-file-fifo": token_fifo, "token-file-dev-zero": lambda t: _token_file_refused(t, "/dev/zero"),
         "token-file-100kb": token_too_big}
 FAMILIES["gRPC and auth (27.9)"] = GRPC
+
+
+# --- item 3: text within every limit is tokenised in bounded memory ------------------------------------
+def big_text(t: Target, rows: int = 64, limit_mb: float = 150) -> str | None:
+    """64 strings of 99,999 CJK characters and words (within --max-rows, --max-text-chars and
+    --max-body-mb): answered 200, and the server's peak RSS growth stays under ``limit_mb``."""
+    text = ("文件列表 list files " * 7000)[:99_999]
+    body = json.dumps({"inputs": [{"name": "text", "shape": [rows], "datatype": "BYTES", "data": [text] * rows}]})
+    with RssSampler(t) as rss:
+        code, _, answer = post_json(t, body, TEXT_INFER)
+    print(f"text {rows} x 99,999 chars: peak +{rss.peak:.0f} MB, after +{rss.after:.0f} MB")
+    if code != 200:
+        return f"{code}: {answer[:100]!r}"
+    return None if rss.peak < limit_mb else f"server RSS grew {rss.peak:.0f} MB (limit {limit_mb:g})"
+
+
+FAMILIES["big text (27.3)"] = {"64x99999-chars-memory": big_text}
