@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -313,3 +314,30 @@ def big_text(t: Target, rows: int = 64, limit_mb: float = 150) -> str | None:
 
 
 FAMILIES["big text (27.3)"] = {"64x99999-chars-memory": big_text}
+
+
+# --- item 8: idle connections cannot hold the intake shut -----------------------------------------------
+def idle_bodies(t: Target, idle: int = 8) -> str | None:
+    """8 connections send headers and a Content-Length, then nothing (the server has 4 reading slots
+    and a 2 s read timeout): a real request meanwhile is answered within 1 s, not after the timeout."""
+    head = (f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000\r\n\r\n").encode()
+    sockets = [socket.create_connection(("127.0.0.1", t.port), timeout=10) for _ in range(idle)]
+    try:
+        for s in sockets:
+            s.sendall(head)
+        time.sleep(0.3)
+        body = json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                                       "data": [0.0] * 3072}]})
+        start = time.perf_counter()
+        code = post_json(t, body)[0]
+        took = time.perf_counter() - start
+    finally:
+        for s in sockets:
+            s.close()
+    if code != 200:
+        return f"{code} with {idle} idle bodies open"
+    return None if took < 1.0 else f"answered after {took:.2f} s with {idle} idle bodies open"
+
+
+FAMILIES["intake (27.8)"] = {"8-idle-bodies": idle_bodies}
