@@ -3,9 +3,15 @@
 Each probe sends real HTTP (or runs the real CLI) and returns ``None`` when the server behaved, or
 a one-line failure. ``test_probes.py`` runs every probe as a test; run this file directly to get
 the family → cases → failures table for any source tree (e.g. an older commit). The probes
-themselves are in ``probe_bodies.py`` (items 4-5) and ``probe_clients.py`` (items 6-8, names)::
+themselves are in ``probe_bodies.py`` (items 4-5), ``probe_clients.py`` (items 6-8, names) and
+``probe_hostile.py`` (issue 27: refused runs, zero-size shapes, gRPC limits and auth, big text,
+the intake)::
 
-    python tests/serve/probes.py --src /tmp/base/src --image BUNDLE --text BUNDLE [--arg=--read-timeout-s=2]
+    python tests/serve/probes.py --src /tmp/base/src --image BUNDLE --text BUNDLE --lookup BUNDLE \
+        [--arg=--read-timeout-s=2]
+
+``--lookup`` is a bundle whose model indexes a table with no bound the graph states (the conftest
+builds one): the model itself refuses an index past the table at run time.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ class Target:
     src: str                      # PYTHONPATH of the torch2ort under test
     bundles: list[str]            # mobilenet (image) and encoder (text) bundles
     args: list[str] = field(default_factory=list)
+    lookup: str | None = None     # a bundle that fails at run time on an out-of-table index
+    grpc: bool = False            # also serve gRPC (on ``grpc_port``)
     port: int = 0
+    grpc_port: int = 0
     proc: subprocess.Popen | None = None
     log: Path | None = None
 
@@ -39,10 +48,22 @@ class Target:
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def cli(self, *args: str, timeout: float = 60, memory_mb: int | None = None) -> subprocess.CompletedProcess:
+        """The CLI in a child; ``memory_mb`` caps its address space (for probes where old code would
+        read without end, so a regression fails with a MemoryError rather than eat the machine)."""
         env = os.environ | {"PYTHONPATH": self.src, "HF_HUB_OFFLINE": "1"}
+        limit = None
+        if memory_mb is not None:
+            def limit() -> None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
         return subprocess.run([sys.executable, "-c", SERVE, *args], capture_output=True, text=True,
-                              timeout=timeout, env=env)
+                              timeout=timeout, env=env, preexec_fn=limit)
 
     def popen(self, *args: str, log=subprocess.DEVNULL) -> subprocess.Popen:
         env = os.environ | {"PYTHONPATH": self.src, "HF_HUB_OFFLINE": "1"}
@@ -50,10 +71,26 @@ class Target:
 
     def start(self, log: Path) -> None:
         self.port, self.log = free_port(), log
+        grpc = []
+        if self.grpc:
+            self.grpc_port = free_port()
+            grpc = ["--grpc-port", str(self.grpc_port)]
         with open(log, "w") as out:  # the child keeps its own descriptor
             self.proc = self.popen("serve", *self.bundles, "--port", str(self.port), "--log-level", "info",
-                                   *self.args, log=out)
+                                   *grpc, *self.args, log=out)
         wait_ready(self.url, self.proc)
+
+    def sibling(self, bundles: list[str], args: list[str], log_name: str, grpc: bool = False) -> Target:
+        """Another server from the same source tree, for a probe that needs its own options (stop it)."""
+        t = Target(self.src, bundles, args, self.lookup, grpc)
+        t.start((self.log.parent if self.log else Path("/tmp")) / log_name)
+        return t
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -123,11 +160,12 @@ def image_json(**extra) -> str:
 
 
 def families() -> dict[str, dict[str, Callable[[Target], str | None]]]:
-    from serve import probe_bodies, probe_clients
+    from serve import probe_bodies, probe_clients, probe_hostile
 
     return {"malformed bodies (4)": probe_bodies.MALFORMED, "large requests (5)": probe_bodies.LOAD,
             "slow clients (6)": probe_clients.SLOW, "option values (7)": probe_clients.OPTIONS,
-            "OpenAPI agreement (8)": probe_clients.OPENAPI, "model names": probe_clients.NAMES}
+            "OpenAPI agreement (8)": probe_clients.OPENAPI, "model names": probe_clients.NAMES,
+            **probe_hostile.FAMILIES}
 
 
 def run_all(target: Target) -> dict[str, list[tuple[str, str | None]]]:
@@ -150,11 +188,12 @@ def main() -> None:
     p.add_argument("--src", required=True)
     p.add_argument("--image", required=True)
     p.add_argument("--text", required=True)
+    p.add_argument("--lookup", help="a bundle that fails at run time past its table (see the conftest)")
     p.add_argument("--arg", action="append", default=[], help="an extra `torch2ort serve` argument")
     p.add_argument("--log", default="/tmp/probe-server.log")
     a = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `serve.probe_*`
-    target = Target(a.src, [a.image, a.text], a.arg)
+    target = Target(a.src, [a.image, a.text], a.arg, a.lookup, grpc=True)
     target.start(Path(a.log))
     try:
         results = run_all(target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tritonclient.grpc as tg
@@ -66,6 +68,14 @@ def test_token_files_and_headers(tmp_path):
             read_token(f)
     with pytest.raises(UsageError, match="cannot read"):
         read_token(tmp_path / "missing")
+    os.mkfifo(tmp_path / "fifo")  # opened without a writer: refused at once, never waited on
+    for path, why in [(tmp_path / "fifo", "not a regular file"), ("/dev/zero", "not a regular file"),
+                      (tmp_path, "not a regular file")]:
+        with pytest.raises(UsageError, match=why):
+            read_token(path)
+    f.write_text("x" * 4097)
+    with pytest.raises(UsageError, match="at most 4096"):
+        read_token(f)
     assert authorized(f"bearer {TOKEN}", TOKEN) and authorized(f"Bearer {TOKEN}".encode(), TOKEN)
     assert not any(authorized(h, TOKEN) for h in (None, "", TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN}x"))
 

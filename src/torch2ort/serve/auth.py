@@ -1,6 +1,7 @@
 """Optional bearer-token auth (``--token-file``) for HTTP and gRPC; health checks stay open.
 
-The token file holds one token (surrounding whitespace ignored). Clients send
+The token file holds one token (surrounding whitespace ignored); it must be a regular file of at
+most 4 KiB (a FIFO would hang start-up, ``/dev/zero`` would be read until memory runs out). Clients send
 ``Authorization: Bearer <token>`` (gRPC: the ``authorization`` metadata key, same value). Tokens
 are compared in constant time.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
+import stat
 from pathlib import Path
 
 from torch2ort.errors import UsageError
@@ -17,11 +20,34 @@ OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
 CHALLENGE = b'Bearer realm="torch2ort"'
 
 
+MAX_TOKEN_FILE = 4096  # bytes: a token is a line, not a document
+
+
 def read_token(path: str | Path) -> str:
-    """The token in ``path``, or UsageError (missing, unreadable, empty, or with spaces inside)."""
+    """The token in ``path``, or UsageError (missing, unreadable, not a regular file, over 4 KiB, empty,
+    or with spaces inside). Opened without blocking and checked before reading: a FIFO or a device is
+    refused, never waited on or read."""
     try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise UsageError(f"--token-file {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"--token-file {path}: not a regular file; give a file that holds the token")
+        if info.st_size > MAX_TOKEN_FILE:
+            raise UsageError(f"--token-file {path}: {info.st_size} bytes; a token file holds at most "
+                             f"{MAX_TOKEN_FILE}")
+        data = os.read(fd, MAX_TOKEN_FILE + 1)
+    except OSError as exc:
+        raise UsageError(f"--token-file {path}: cannot read it ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TOKEN_FILE:  # it grew after the check
+        raise UsageError(f"--token-file {path}: over {MAX_TOKEN_FILE} bytes; a token file holds at most that")
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
         raise UsageError(f"--token-file {path}: cannot read it ({exc})") from None
     if not token or any(c.isspace() for c in token) or not token.isprintable():
         raise UsageError(f"--token-file {path}: must hold one token (printable, no spaces)")

@@ -2,19 +2,30 @@
 
 ``Compute`` uses only the runtime ``Bundle``'s public stages: ``preprocess`` (the checked feed),
 ``run`` and ``postprocess``. Requests are parsed and validated (names, dtypes, shapes, one size per
-dim label, the outputs asked for) before anything is queued, so a bad request is a 400 and can never
-fail a batch. Nothing here knows about queues or threads: that is ``scheduler.Scheduler``.
+dim label, the outputs asked for, and the id and sequence bounds the graph states: ``runtime/graph_bounds.py``)
+before anything is queued, so a bad request is a 400 and does not fail a batch. What only the run can
+tell (ONNX Runtime refusing a feed) is a ``RunRefused`` (400): the warm-up proved the session runs, so
+a refused run is its input's fault; the scheduler then re-runs a batch's requests one by one.
+Nothing here knows about queues or threads: that is ``scheduler.Scheduler``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from torch2ort.errors import BundleError, PredictInputError, ProtocolError
+from torch2ort.errors import BundleError, PredictInputError, ProtocolError, describe
 from torch2ort.runtime.bundle import Bundle
+from torch2ort.runtime.graph_bounds import InputBounds
 from torch2ort.serve.protocol import Caps, InferRequest, parse_request
 
 TEXT_INPUT = "text"
+
+
+class RunRefused(ProtocolError):
+    """ONNX Runtime refused to run a validated feed: a 400 for the request(s) in that run."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"the model cannot run on this input: {describe(exc)}", 400)
 
 
 class Compute:
@@ -23,6 +34,7 @@ class Compute:
         pre = bundle.manifest.get("preprocess", [])
         self.text = bool(pre) and pre[0].get("op") == "tokenize"  # clients send strings as 'text'
         self.output_names: list[str] = []  # learned by warm_up
+        self.bounds = InputBounds.of_file(bundle.path / bundle.manifest["model"])
 
     def warm_up(self) -> dict[str, np.ndarray]:
         """Run once on a made-up feed (so a served model has computed) and learn the outputs it returns."""
@@ -66,12 +78,20 @@ class Compute:
                 inputs = self.preprocess_text(texts)
             elif any(a.dtype == object for a in inputs.values()):
                 raise ProtocolError("BYTES inputs are accepted only as 'text', for bundles with a text preprocess")
-            return self.bundle.preprocess(inputs)
+            feed = self.bundle.preprocess(inputs)
+            self.bounds.check(feed)
+            return feed
         except (PredictInputError, BundleError) as exc:
             raise ProtocolError(str(exc)) from None
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.bundle.run(feed)
+        """The session's outputs, or RunRefused when ONNX Runtime refuses the feed."""
+        try:
+            return self.bundle.run(feed)
+        except Exception as exc:
+            if type(exc).__module__.startswith("onnxruntime"):
+                raise RunRefused(exc) from None
+            raise
 
     def postprocess(self, feed: dict[str, np.ndarray], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw outputs plus the post-processed results that are numeric arrays (embeddings, probabilities)."""
@@ -80,4 +100,4 @@ class Compute:
         return raw | arrays
 
 
-__all__ = ["TEXT_INPUT", "Compute"]
+__all__ = ["TEXT_INPUT", "Compute", "RunRefused"]

@@ -10,8 +10,18 @@ default pool). On the wire they are the same messages: tritonclient's client wor
 Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer
 (``raw_input_contents`` or typed ``contents``; the answer uses the same form), RepositoryIndex. The
 others answer UNIMPLEMENTED. Errors carry the HTTP side's messages, with codes: 400 INVALID_ARGUMENT,
-401 UNAUTHENTICATED, 404 NOT_FOUND, 503 UNAVAILABLE, 500 INTERNAL. ServerLive and ServerReady stay
-open when a token is set; the rest needs ``authorization: Bearer <token>`` metadata.
+401 UNAUTHENTICATED, 404 NOT_FOUND, 413 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, 500 INTERNAL.
+
+Memory and auth (issue 27, item 9), as on the HTTP side:
+
+- ``TokenGate``, an interceptor, checks the token from the call's metadata before anything else:
+  a refused call (any method, unknown ones included; ServerLive and ServerReady stay open) is
+  answered UNAUTHENTICATED without its message ever being read.
+- A message is at most ``--max-body-mb`` (``grpc.max_receive_message_length``).
+- ModelInfer is registered as a stream-unary method (the same bytes on the wire: unary clients
+  work unchanged), so it reads its one message itself: only after taking one of the server's intake
+  slots (``ServerState.reading``, shared with HTTP), and it drops the message once parsed. gRPC's
+  own unary path would hold every message read at once, for the whole call.
 """
 
 from __future__ import annotations
@@ -50,16 +60,15 @@ class Servicer:
     async def _guard(self, context, call, *args):
         """Run ``call``; a ProtocolError becomes the matching gRPC status with its message."""
         try:
-            if self.s.token is not None:
-                header = dict(context.invocation_metadata() or ()).get("authorization")
-                if not authorized(header, self.s.token):
-                    raise ProtocolError("missing or wrong bearer token (authorization: Bearer <token>)", 401)
             return await call(*args)
         except ProtocolError as exc:
-            await context.abort(CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message)
+            code, message = CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message
         except Exception as exc:
             log.exception("internal error (gRPC)")
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+            code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+        # outside the except block: the abort must not chain the error, whose traceback holds the
+        # frames that held the request (a 60 MB message kept alive by a reference cycle until gc ran)
+        await context.abort(code, message)
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
@@ -94,26 +103,49 @@ class Servicer:
             return pb.RepositoryIndexResponse(models=models)
         return await self._guard(context, index)
 
-    async def ModelInfer(self, request, context):
+    async def ModelInfer(self, requests, context):
+        """Stream-unary on the wire's unary call: an intake slot first, then the message, which is read,
+        parsed and dropped within the slot; only the feed waits for the model."""
         async def infer():
-            host = self.s.host_of(request.model_name, request.model_version or None)
-            with self.s.metrics.track(host.name, "grpc"):
-                host.scheduler.admit()
-                try:
-                    loop = asyncio.get_running_loop()
-                    feed, wanted = await loop.run_in_executor(self.s.parse_pool, _prepare, host.compute, request)
-                    outputs = await host.scheduler.infer(feed)
-                    return await loop.run_in_executor(self.s.parse_pool, _encode, host, request,
-                                                      {k: outputs[k] for k in wanted})
-                finally:
-                    host.scheduler.release()
+            loop = asyncio.get_running_loop()
+            await self.s.reading.acquire()
+            reading = True
+            try:
+                request = await _one_message(context)
+                host = self.s.host_of(request.model_name, request.model_version or None)
+                with self.s.metrics.track(host.name, "grpc"):
+                    host.scheduler.admit()
+                    try:
+                        feed, wanted = await loop.run_in_executor(self.s.parse_pool, _prepare, host.compute, request)
+                        raw, request_id = bool(request.raw_input_contents), request.id
+                        del request
+                        self.s.reading.release()
+                        reading = False
+                        outputs = await host.scheduler.infer(feed)
+                        return await loop.run_in_executor(self.s.parse_pool, _encode, host, raw, request_id,
+                                                          {k: outputs[k] for k in wanted})
+                    finally:
+                        host.scheduler.release()
+            finally:
+                if reading:
+                    self.s.reading.release()
         return await self._guard(context, infer)
+
+
+async def _one_message(context):
+    """The call's one request message (a second one is refused: ModelInfer is unary)."""
+    request = await context.read()
+    if request is grpc.aio.EOF:
+        raise ProtocolError("ModelInfer needs a request message")
+    if await context.read() is not grpc.aio.EOF:
+        raise ProtocolError("ModelInfer takes one request message per call")
+    return request
 
 
 def _prepare(compute: Compute, request) -> tuple[dict[str, np.ndarray], list[str]]:
     """A ModelInferRequest to the model feed and the outputs to return, or ProtocolError (400)."""
     caps = compute.caps
-    raw = list(request.raw_input_contents)
+    raw = list(request.raw_input_contents)  # each a bytes object of its own: the arrays view them
     if raw and len(raw) != len(request.inputs):
         raise ProtocolError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; give one per input")
     if not request.inputs:
@@ -131,7 +163,7 @@ def _prepare(compute: Compute, request) -> tuple[dict[str, np.ndarray], list[str
         if datatype == "BYTES" and count > caps.max_rows:
             raise ProtocolError(f"input {name!r}: {count} BYTES elements; at most {caps.max_rows} (--max-rows)")
         if raw:
-            inputs[name] = _from_binary(name, datatype, shape, count, memoryview(raw[i]), caps)
+            inputs[name] = _from_binary(name, datatype, shape, count, memoryview(raw[i]), caps, copy=False)
             continue
         if datatype not in CONTENTS:
             raise ProtocolError(f"input {name!r}: {datatype} travels in raw_input_contents only")
@@ -145,10 +177,9 @@ def _prepare(compute: Compute, request) -> tuple[dict[str, np.ndarray], list[str
     return compute.validate(inputs), compute.select([o.name for o in request.outputs] or None)
 
 
-def _encode(host: ModelHost, request, outputs: dict[str, np.ndarray]):
+def _encode(host: ModelHost, raw: bool, request_id: str, outputs: dict[str, np.ndarray]):
     """The ModelInferResponse: raw_output_contents when the request sent raw inputs, else typed contents."""
-    raw = bool(request.raw_input_contents)
-    response = pb.ModelInferResponse(model_name=host.name, model_version=host.version, id=request.id)
+    response = pb.ModelInferResponse(model_name=host.name, model_version=host.version, id=request_id)
     for name, arr in outputs.items():
         arr = np.asarray(arr)
         datatype = oip_datatype(arr.dtype)
@@ -165,18 +196,50 @@ def _encode(host: ModelHost, request, outputs: dict[str, np.ndarray]):
     return response
 
 
+OPEN_METHODS = ("ServerLive", "ServerReady")  # health, like /v2/health/*: no token needed
+STREAMED = ("ModelInfer",)  # read by the method itself, after it takes an intake slot
+
+
 def handler(servicer: Servicer) -> grpc.GenericRpcHandler:
     """The service under its full name, each RPC with its messages' own (de)serializers."""
-    rpcs = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,
-                                                      response_serializer=resp.SerializeToString)
-            for name, (req, resp) in pb.METHODS.items()}
+    rpcs = {}
+    for name, (req, resp) in pb.METHODS.items():
+        kind = grpc.stream_unary_rpc_method_handler if name in STREAMED else grpc.unary_unary_rpc_method_handler
+        rpcs[name] = kind(getattr(servicer, name), request_deserializer=req.FromString,
+                          response_serializer=resp.SerializeToString)
     return grpc.method_handlers_generic_handler(pb.SERVICE, rpcs)
+
+
+class TokenGate(grpc.aio.ServerInterceptor):
+    """With a token: every call but health must carry it, checked from the metadata before the method
+    is even looked up, so a refused call is UNAUTHENTICATED (unknown methods too) and its message is
+    never read."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def intercept_service(self, continuation, details):
+        if details.method.rpartition("/")[2] not in OPEN_METHODS:
+            header = dict(details.invocation_metadata or ()).get("authorization")
+            if not authorized(header, self.token):
+                return _REFUSE
+        return await continuation(details)
+
+
+async def _refuse(requests, context):
+    """Stream-unary, so gRPC does not read the request before this runs: nothing of it is read."""
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                        "missing or wrong bearer token (authorization: Bearer <token>)")
+
+
+_REFUSE = grpc.stream_unary_rpc_method_handler(_refuse)
 
 
 async def start_grpc(state: ServerState, host: str, port: int, max_message_bytes: int):
     """A started grpc.aio server on host:port (``stop(grace)`` it), on the running event loop."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
-                                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+                                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)],
+                             interceptors=[TokenGate(state.token)] if state.token is not None else None)
     server.add_generic_rpc_handlers((handler(Servicer(state)),))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

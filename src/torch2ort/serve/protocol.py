@@ -72,13 +72,17 @@ def _flag(params: dict, key: str, where: str) -> bool:
 
 
 def _count(name: str, shape: list[int], caps: Caps) -> int:
-    """Elements of ``shape`` with exact integers (no int64 wrap-around), within the caps."""
-    count = 1
+    """Elements of ``shape`` with exact integers (no int64 wrap-around), within the caps.
+
+    A zero dim makes the count 0 but not the shape small: ``[0, 10**30]`` or ``[0, 3, 64, 2**62]``
+    still breaks numpy's reshape (issue 27, item 5), so the other dims are bounded as if it were 1.
+    """
+    count = span = 1
     for d in shape:
-        count *= d
-        if count > MAX_ELEMENTS:
+        count, span = count * d, span * max(d, 1)
+        if span > MAX_ELEMENTS:
             raise ProtocolError(f"input {name!r}: shape {str(shape)[:80]} is too large "
-                                f"(over {MAX_ELEMENTS} elements)")
+                                f"(over {MAX_ELEMENTS} elements, counting a 0 dim as 1)")
     if shape and shape[0] > caps.max_rows:
         raise ProtocolError(f"input {name!r}: {shape[0]} rows; at most {caps.max_rows} per request (--max-rows)")
     return count
@@ -215,7 +219,9 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
 
 
 def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview,
-                 caps: Caps) -> np.ndarray:
+                 caps: Caps, copy: bool = True) -> np.ndarray:
+    """``copy=False``: a read-only view of ``chunk`` (gRPC: a bytes object of its own, which the
+    array then keeps alive) instead of a copy (HTTP: a slice of the whole body)."""
     if datatype == "BYTES":
         items, pos, data = [], 0, bytes(chunk)
         while pos < len(data):
@@ -244,7 +250,8 @@ def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: 
     if len(chunk) != count * dtype.itemsize:
         raise ProtocolError(f"input {name!r}: {datatype} {shape} needs {count * dtype.itemsize} bytes, "
                             f"binary_data_size is {len(chunk)}")
-    arr = np.frombuffer(chunk, dtype=dtype).reshape(shape).copy()
+    arr = np.frombuffer(chunk, dtype=dtype).reshape(shape)
+    arr = arr.copy() if copy else arr
     if datatype == "BOOL" and arr.size and arr.view(np.uint8).max() > 1:
         raise ProtocolError(f"input {name!r}: BOOL bytes must be 0 or 1")
     return arr

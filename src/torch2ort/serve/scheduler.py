@@ -2,7 +2,9 @@
 
 Inference runs on a dedicated worker thread, off the event loop. With batching on, concurrent
 requests whose non-batch dims agree are concatenated along the batch axis, up to ``max_batch`` rows,
-waiting at most ``max_delay_ms`` for company, and the outputs are split back per request. The
+waiting at most ``max_delay_ms`` for company, and the outputs are split back per request. When a
+batched run fails with a ``ProtocolError`` (the model refused the input: ``compute.RunRefused``), its
+requests are re-run one by one, so only the request at fault gets the error (issue 27, item 4). The
 scheduler takes the compute as two callables (``run``, ``postprocess``) and knows nothing of bundles.
 """
 
@@ -88,16 +90,18 @@ class Scheduler:
         self.executor.shutdown(wait=True)
 
     def _timed_run(self, feed: Arrays, queued_at: list[float]) -> Arrays:
-        """``run`` on the worker thread, recording queue waits, compute time and batch size."""
+        """``run`` on the worker thread, recording queue waits, compute time and batch size (of failed
+        runs too: a refused batch and its one-by-one re-runs are all runs)."""
         start = time.perf_counter()
-        raw = self._run(feed)
-        m = self.metrics
-        if m is not None:
-            m.compute.observe(time.perf_counter() - start)
-            m.batch.observe(next(iter(feed.values())).shape[0] if feed else 0)
-            for t in queued_at:
-                m.queue.observe(start - t)
-        return raw
+        try:
+            return self._run(feed)
+        finally:
+            m = self.metrics
+            if m is not None:
+                m.compute.observe(time.perf_counter() - start)
+                m.batch.observe(next(iter(feed.values())).shape[0] if feed else 0)
+                for t in queued_at:
+                    m.queue.observe(start - t)
 
     async def _batch_loop(self) -> None:
         assert self._queue is not None
@@ -138,10 +142,15 @@ class Scheduler:
         self.stats["rows"] += total
         try:
             raw = await loop.run_in_executor(self.executor, self._timed_run, feed, [j.queued_at for j in batch])
-        except Exception as exc:  # an ORT failure on a validated feed: a real internal fault
+        except ProtocolError as exc:  # the model refused the batch: find whose input it was
+            if len(batch) == 1:
+                return _fail(batch[0], exc)
             for j in batch:
-                if not j.future.done():
-                    j.future.set_exception(exc)
+                await self._run_batch([j], loop)
+            return
+        except Exception as exc:  # an internal fault: every request in the run shares it
+            for j in batch:
+                _fail(j, exc)
             return
         start = 0
         for j in batch:
@@ -150,11 +159,15 @@ class Scheduler:
             try:
                 result = await loop.run_in_executor(self.executor, self._postprocess, j.feed, part)
             except Exception as exc:
-                if not j.future.done():
-                    j.future.set_exception(exc)
+                _fail(j, exc)
                 continue
             if not j.future.done():
                 j.future.set_result(result)
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
 
 
 __all__ = ["Scheduler"]

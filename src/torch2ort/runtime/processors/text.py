@@ -46,18 +46,70 @@ def tokenize(value, ctx, file: Name = "tokenizer.json", max_length: Annotated[in
         value = [value]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
         raise PredictInputError("a text input must be a string or a non-empty list of strings")
+    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+    unknown = [o for o in outputs if o not in fields]
+    if unknown:
+        raise BundleError(f"tokenize outputs {unknown}; valid: {', '.join(fields)}")
     try:
-        enc = _tokenizer(ctx, file, max_length, pad_id).encode_batch(list(value))
+        tok = _tokenizer(ctx, file, max_length, pad_id)
+        rows: dict[str, list] = {o: [] for o in outputs}
+        for start in range(0, len(value), CHUNK_ROWS):  # a chunk's encodings at a time, not every row's
+            texts = [_prefix(ctx, file, tok, t, max_length) for t in value[start:start + CHUNK_ROWS]]
+            for e in tok.encode_batch(texts):
+                for o in outputs:
+                    rows[o].append(getattr(e, fields[o]))
     except (BundleError, PredictInputError):
         raise
     except Exception as exc:  # e.g. "WordPiece error: Missing [UNK] token from the vocabulary"
         raise BundleError(f"the tokenizer {file!r} cannot encode the text: {one_line(str(exc), 200)}"
                           ) from None
-    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-    unknown = [o for o in outputs if o not in fields]
-    if unknown:
-        raise BundleError(f"tokenize outputs {unknown}; valid: {', '.join(fields)}")
-    return {o: np.array([getattr(e, fields[o]) for e in enc], dtype=np.int64) for o in outputs}
+    width = max(len(r) for r in rows[outputs[0]]) if outputs else 0  # chunks padded apart: pad them alike
+    pad = tok.padding or {}
+    fill = {"input_ids": pad.get("pad_id", 0), "attention_mask": 0, "token_type_ids": pad.get("pad_type_id", 0)}
+    left = pad.get("direction") == "left"
+    return {o: np.array([([fill[o]] * (width - len(r)) + r) if left else (r + [fill[o]] * (width - len(r)))
+                         for r in rows[o]], dtype=np.int64) for o in outputs}
+
+
+CHUNK_ROWS = 64     # texts encoded at once
+CHARS_PER_TOKEN = 8  # the first guess at how much of a long text can matter: max_length × this, doubled as needed
+
+
+def _prefix(ctx, file: str, tok, text: str, max_length: int) -> str:
+    """The shortest prefix of ``text`` (from max_length × CHARS_PER_TOKEN characters, doubling) whose
+    truncated encoding is provably that of the whole text, so a 100,000-character string costs what
+    its first few thousand do (issue 27, item 3: 200 such strings took a server from 0.2 to 5.2 GB,
+    because the tokenizer encodes the whole string before truncating).
+
+    The proof: tokens of every pre-token (word) but the prefix's last one cannot change when text is
+    added after the cut (normalizers and pre-tokenizers act locally), so when those tokens alone fill
+    what truncation keeps, the kept tokens are the same. A tokenizer without word boundaries (a
+    single pre-token) never satisfies this, and gets the whole text, as before.
+    """
+    cut = max_length * CHARS_PER_TOKEN
+    if len(text) <= cut:
+        return text
+    raw = _untruncated(ctx, file, tok)
+    keep = max_length - tok.num_special_tokens_to_add(False)
+    while cut < len(text):
+        words = raw.encode(text[:cut], add_special_tokens=False).word_ids
+        last = next((w for w in reversed(words) if w is not None), None)
+        if last is not None and sum(1 for w in words if w is not None and w < last) >= keep:
+            return text[:cut]
+        cut *= 2
+    return text
+
+
+def _untruncated(ctx, file: str, tok):
+    key = f"tokenizer-untruncated:{file}"
+    if key not in ctx.cache:
+        from tokenizers import Tokenizer
+
+        raw = Tokenizer.from_str(tok.to_str())
+        raw.no_truncation()
+        raw.no_padding()
+        ctx.cache[key] = raw
+    return ctx.cache[key]
 
 
 def mean_pool(ctx, output: Name = "last_hidden_state", mask: Name = "attention_mask", name: Name = "embeddings"

@@ -1,9 +1,11 @@
 """``POST /v2/models/{name}[/versions/{v}]/infer``: admission before reading, parsing off the event loop.
 
-A request takes a queue slot first (503 when full), then one of the server's reading slots while its
-body is read and then parsed (JSON, BYTES, tokenizing) on the parse pool, never on the event loop;
-so health checks answer while large requests are in flight, and memory is bounded by
-``intake × --max-body-mb`` of bodies plus ``PARSERS`` parses at once.
+A request takes a queue slot first (503 when full), then, once its body flows (``SMALL_BODY`` bytes
+in, or all of it), one of the server's reading slots while the body is read and then parsed (JSON,
+BYTES, tokenizing) on the parse pool, never on the event loop; so health checks answer while large
+requests are in flight, idle connections cannot hold the slots, and memory is bounded by
+``intake × --max-body-mb`` of bodies, plus ``SMALL_BODY`` per waiting request, plus ``PARSERS``
+parses at once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
+from torch2ort.errors import ProtocolError
 from torch2ort.serve import openapi as oa
 from torch2ort.serve.host import ModelHost
 from torch2ort.serve.protocol import HEADER, encode_response
@@ -23,6 +26,8 @@ from torch2ort.serve.state import ServerState
 
 log = logging.getLogger("torch2ort.serve")
 INLINE_ENCODE = 64 * 1024  # outputs up to this many bytes are encoded on the event loop
+SMALL_BODY = 256 * 1024    # bytes a request may read before it needs a reading slot
+STALL_S = 5.0              # inside a slot, the longest wait for the body's next bytes
 router = APIRouter()
 
 
@@ -39,13 +44,13 @@ async def _infer(s: ServerState, host: ModelHost, request: Request) -> Response:
     scheduler.admit()  # a queue slot first (or 503): nothing is read or parsed for a request we cannot take
     loop = asyncio.get_running_loop()
     try:
-        async with s.reading:  # at most `intake` bodies read and parsed at once: bounded memory
-            body = bytearray()  # one growing buffer: no list of chunks plus a joined copy
-            async for chunk in request.stream():
-                body += chunk
+        body = await _read_body(s, request)  # returns holding a reading slot
+        try:
             req, feed, wanted = await loop.run_in_executor(s.parse_pool, host.compute.prepare, body,
                                                            request.headers.get(HEADER))
             del body
+        finally:
+            s.reading.release()
         outputs = await scheduler.infer(feed)
         chosen = {k: outputs[k] for k in wanted}
         if sum(v.nbytes for v in chosen.values()) <= INLINE_ENCODE:  # microseconds: not worth a thread hop
@@ -59,3 +64,36 @@ async def _infer(s: ServerState, host: ModelHost, request: Request) -> Response:
     finally:
         scheduler.release()
     return Response(content, headers=headers)
+
+
+async def _read_body(s: ServerState, request: Request) -> bytearray:
+    """The whole body, returned holding one of the server's reading slots (the caller releases it).
+
+    The slot is taken only once ``SMALL_BODY`` bytes have arrived, or the body is complete: a client
+    that sends headers and then nothing waits outside the slots (until --read-timeout-s, a 408), so a
+    few idle connections cannot hold the intake shut (issue 27, item 8). Inside a slot, the body must
+    keep coming: a stall of ``STALL_S`` is a 408, so a slot is never held for long by a trickle.
+    """
+    body = bytearray()  # one growing buffer: no list of chunks plus a joined copy
+    chunks = request.stream().__aiter__()
+    held = False
+    try:
+        while True:
+            try:
+                chunk = await (asyncio.wait_for(chunks.__anext__(), STALL_S) if held else chunks.__anext__())
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise ProtocolError(f"the request body stalled for {STALL_S:g} s", 408) from None
+            body += chunk
+            if not held and len(body) > SMALL_BODY:
+                await s.reading.acquire()
+                held = True
+        if not held:
+            await s.reading.acquire()
+            held = True
+        return body
+    except BaseException:
+        if held:
+            s.reading.release()
+        raise
