@@ -122,3 +122,37 @@ def test_silent_file_through_the_whole_audio_pipeline_is_finite(tmp_path):
              {"op": "segments", "seconds": 0.5}, {"op": "add_batch"}]
     feed = run_preprocess(steps, str(path), Context(tmp_path))
     assert np.isfinite(feed["segments"]).all() and feed["segments"].shape == (1, 2, 8000)
+
+
+def _wav_with_data_size(path, declared: int, keep: int) -> None:
+    """A real 1 s 8 kHz WAV whose data chunk claims ``declared`` bytes, cut to ``keep`` bytes of data."""
+    import struct
+
+    sf.write(path, _tone(8000, 1.0, 100.0, channels=1), 8000, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"data")
+    struct.pack_into("<I", raw, at + 4, declared)
+    path.write_bytes(bytes(raw[:at + 8 + keep]))
+
+
+@pytest.mark.parametrize("declared, keep", [(16000, 2), (16000, 200), (10**6, 16000)],
+                         ids=["one-silent-frame", "cut-in-transfer", "header-overstates"])
+def test_a_wav_shorter_than_its_header_is_an_error_not_silence(tmp_path, declared, keep):
+    """libsndfile shortens the data chunk to what is there: 1 sample of silence was scored (issue 27)."""
+    path = tmp_path / "short.wav"
+    _wav_with_data_size(path, declared, keep)
+    for value in (str(path), path.read_bytes()):
+        with pytest.raises(PredictInputError, match=f"cut short: its header declares {declared:,} bytes of audio, "
+                                                    f"the file holds {keep:,}") as info:
+            load_audio(value, None)
+        assert "\n" not in str(info.value)
+
+
+def test_mixing_to_mono_block_by_block_matches_the_whole_file(tmp_path):
+    path = tmp_path / "three.flac"
+    rng = np.random.default_rng(0)
+    sf.write(path, rng.uniform(-0.9, 0.9, (200_003, 3)).astype(np.float32), 8000, format="FLAC")
+    whole = sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    np.testing.assert_array_equal(load_audio(str(path), None, sample_rate=8000), whole)
+    both = load_audio(str(path), None, sample_rate=8000, mono=False)
+    np.testing.assert_array_equal(both, sf.read(path, dtype="float32", always_2d=True)[0].T)

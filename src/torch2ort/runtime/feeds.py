@@ -17,29 +17,42 @@ import numpy as np
 from torch2ort.errors import PredictInputError
 
 
-def load_npy(path: str | Path, where: str = "") -> np.ndarray:
-    """np.load through a memory map first: a header claiming more bytes than the file holds is refused
-    before anything is allocated (a 10**12-row header would otherwise be a MemoryError). No pickles."""
+def map_npy(path: str | Path, where: str) -> np.ndarray:
+    """A .npy file's array, memory-mapped where it can be, so that only its header has been read.
+
+    A header claiming more bytes than the file holds is refused before anything is allocated (a
+    10**12-row header would otherwise be a MemoryError). No pickles. A bad file raises the readers'
+    own errors (OSError, ValueError, EOFError); callers word them.
+    """
+    if Path(path).stat().st_size == 0:
+        raise EOFError("the file is empty")
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "mmap length is greater than file size" in str(exc):
+            raise PredictInputError(f"{where}: the .npy header claims more data than the file holds; "
+                                    "refusing to read it") from None
+        mapped = np.load(path, allow_pickle=False)  # e.g. an empty array, which cannot be mapped
+    if not isinstance(mapped, np.ndarray):
+        mapped.close()
+        raise ValueError("an .npz archive; give one array per --input as .npy")
+    return mapped
+
+
+def load_npy(path: str | Path, where: str = "", max_values: int | None = None) -> np.ndarray:
+    """np.load through a memory map (``map_npy``): more than ``max_values`` values are refused from the
+    header, before the data is read."""
     where = where or str(path)
     if not Path(path).is_file():
         raise PredictInputError(f"{where}: not a readable .npy file (no such regular file)")
     try:
-        if Path(path).stat().st_size == 0:
-            raise EOFError("the file is empty")
-        try:
-            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            if "mmap length is greater than file size" in str(exc):
-                raise PredictInputError(f"{where}: the .npy header claims more data than the file holds; "
-                                        "refusing to read it") from None
-            mapped = np.load(path, allow_pickle=False)  # e.g. an empty array, which cannot be mapped
-        if not isinstance(mapped, np.ndarray):
-            mapped.close()
-            raise ValueError("an .npz archive; give one array per --input as .npy")
+        mapped = map_npy(path, where)
+        if max_values is not None and mapped.size > max_values:
+            raise PredictInputError(f"{where}: holds {mapped.size:,} values, over the limit of {max_values:,}")
         return np.array(mapped)
     except PredictInputError:
         raise
-    except (OSError, ValueError, EOFError, TypeError, MemoryError) as exc:
+    except (OSError, ValueError, EOFError, TypeError, MemoryError, OverflowError) as exc:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise PredictInputError(f"{where}: not a readable .npy file ({text})") from None
 
@@ -85,4 +98,4 @@ def predict_feed(bundle, inputs: Iterable[str] = (), texts: Iterable[str] = ()):
     return raw_value if raw_value is not None else arrays
 
 
-__all__ = ["load_npy", "predict_feed"]
+__all__ = ["load_npy", "map_npy", "predict_feed"]

@@ -10,15 +10,18 @@ samples], mask: [segments]}``; ``add_batch`` (or several files given at once) ad
 from __future__ import annotations
 
 import io
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 
 from torch2ort.errors import PredictInputError, one_line
+from torch2ort.runtime.processors.bounds import MAX_CHANNELS, MAX_VALUES, check_values
 from torch2ort.runtime.typecheck import Name, Range, Rate
 
 MAX_SECONDS = 3600.0  # a longer recording is refused, not decoded into memory
+MAX_RATE = typing.get_args(Rate)[1].hi  # a file's own rate, held to what a step may ask for
 
 
 def _libs():
@@ -30,34 +33,92 @@ def _libs():
     return soundfile, soxr
 
 
-def decode(value, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
-    """(float32 [frames, channels], sample rate) from a path or encoded bytes; one-line errors for bad audio."""
+def _wav_shortfall(source, what: str) -> None:
+    """Refuse a RIFF/WAVE file whose ``data`` chunk runs past the end of the file.
+
+    libsndfile shortens such a chunk to what is there without an error, so a WAV cut short in
+    transfer, or one whose header overstates its length, decoded as a few samples (often silence)
+    and scored like a recording (issue 27).
+    """
+    size = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    head = source.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos = 12
+    for _ in range(4096):  # a hostile file of empty chunks is not walked for ever; libsndfile reads it then
+        source.seek(pos)
+        tag = source.read(8)
+        if len(tag) < 8:
+            return
+        length = int.from_bytes(tag[4:], "little")
+        if tag[:4] == b"data":
+            held = size - pos - 8
+            if length > held:
+                raise PredictInputError(f"{what} is cut short: its header declares {length:,} bytes of audio, the "
+                                        f"file holds {held:,} (a truncated or mis-written WAV)")
+            return
+        pos += 8 + length + (length & 1)
+
+
+def decode(value, max_seconds: float = MAX_SECONDS, max_values: int = MAX_VALUES, target: int | None = None,
+           mono: bool = False) -> tuple[np.ndarray, int]:
+    """(float32 [frames, channels] sample rate) from a path or encoded bytes; one-line errors for bad audio.
+
+    The header's frames x channels (x target / rate, the size after resampling) are checked
+    against ``max_values`` before anything is decoded. ``mono`` mixes block by block, so only
+    ``[frames, 1]`` is ever held. A file that yields fewer frames than its header declares is refused.
+    """
     soundfile, _ = _libs()
     if isinstance(value, (str, Path)):
-        source, what = Path(value), str(value)
-        if not source.is_file():
-            raise PredictInputError(f"audio file not found: {source}")
+        path, what = Path(value), str(value)
+        if not path.is_file():
+            raise PredictInputError(f"audio file not found: {path}")
     elif isinstance(value, (bytes, bytearray)):
-        source, what = io.BytesIO(bytes(value)), "the bytes given"
+        path, what = None, "the bytes given"
     else:
         raise PredictInputError(f"load_audio takes a file path, bytes or an array, not {type(value).__name__}")
     try:
-        with soundfile.SoundFile(source) as f:
-            if f.frames > max_seconds * f.samplerate:
-                raise PredictInputError(f"{what} is {f.frames / f.samplerate:.0f} s long; the limit is "
-                                        f"{max_seconds:g} s")
-            data = f.read(dtype="float32", always_2d=True)
-            rate = f.samplerate
+        with (path.open("rb") if path else io.BytesIO(bytes(value))) as source:
+            _wav_shortfall(source, what)
+            source.seek(0)
+            with soundfile.SoundFile(source) as f:
+                rate, frames, channels = f.samplerate, f.frames, f.channels
+                if not 1 <= rate <= MAX_RATE:
+                    raise PredictInputError(f"{what} declares a sample rate of {rate} Hz; the limit is {MAX_RATE:,}")
+                if not 1 <= channels <= MAX_CHANNELS:
+                    raise PredictInputError(f"{what} declares {channels} channels; the limit is {MAX_CHANNELS}")
+                if frames > max_seconds * rate:
+                    raise PredictInputError(f"{what} is {frames / rate:.0f} s long; the limit is {max_seconds:g} s")
+                check_values(frames * (1 if mono else channels), what, max_values, rate, target)
+                data = _read_mono(f, frames) if mono else f.read(frames, dtype="float32", always_2d=True)
     except PredictInputError:
         raise
     except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError for bad input
         raise PredictInputError(f"{what} is not readable audio (wav, flac, ogg): {one_line(str(exc), 200)}") from None
+    if len(data) < frames:
+        raise PredictInputError(f"{what} is cut short: its header declares {frames:,} frames, it holds {len(data):,}")
     if data.size == 0:
         raise PredictInputError(f"{what} holds no audio samples")
     return data, rate
 
 
+def _read_mono(f, frames: int, block: int = 1 << 16) -> np.ndarray:
+    """The mean of the channels, ``[frames read, 1]``, decoded ``block`` frames at a time."""
+    out = np.empty((frames, 1), dtype=np.float32)
+    done = 0
+    while done < frames:
+        part = f.read(min(block, frames - done), dtype="float32", always_2d=True)
+        if not len(part):
+            break
+        out[done:done + len(part), 0] = part.mean(axis=1, dtype=np.float32)
+        done += len(part)
+    return out[:done]
+
+
 def to_mono(data: np.ndarray) -> np.ndarray:
+    if data.ndim == 2 and data.shape[1] == 1:
+        return data[:, 0]
     return data.mean(axis=1, dtype=np.float32) if data.ndim == 2 else data.astype(np.float32)
 
 
@@ -75,12 +136,13 @@ def peak_normalize(wave: np.ndarray) -> np.ndarray:
 
 
 def load_audio(value, ctx, sample_rate: Rate = 16000, mono: bool = True, normalize: Literal[None, "peak"] = None,
-               input_rate: Rate | None = None, max_seconds: Annotated[float, Range(above=0, hi=86400)] = MAX_SECONDS
-               ) -> np.ndarray:
+               input_rate: Rate | None = None, max_seconds: Annotated[float, Range(above=0, hi=86400)] = MAX_SECONDS,
+               max_values: Annotated[int, Range(1, MAX_VALUES)] = MAX_VALUES) -> np.ndarray:
     """A path, bytes or float array -> float32 ``[samples]`` (mono) or ``[channels, samples]`` at ``sample_rate``.
 
     ``normalize``: None, or ``"peak"`` (divide by max |x|). An array needs ``input_rate`` unless it is
-    already at ``sample_rate``.
+    already at ``sample_rate``. ``max_values``: samples kept (x channels unless ``mono``), decoded and
+    after resampling; checked from the file's header before decoding.
     """
     if normalize not in (None, "peak"):
         raise PredictInputError(f"load_audio normalize={normalize!r}: choose peak or leave it out")
@@ -88,8 +150,9 @@ def load_audio(value, ctx, sample_rate: Rate = 16000, mono: bool = True, normali
         if value.ndim not in (1, 2) or not np.issubdtype(value.dtype, np.floating) or value.size == 0:
             raise PredictInputError("an audio array must be non-empty float [samples] or [samples, channels]")
         data, rate = (value[:, None] if value.ndim == 1 else value).astype(np.float32), input_rate or sample_rate
+        check_values(data.shape[0] * (1 if mono else data.shape[1]), "the audio array", max_values, rate, sample_rate)
     else:
-        data, rate = decode(value, max_seconds)
+        data, rate = decode(value, max_seconds, max_values, sample_rate, mono)
     if not np.isfinite(data).all():
         raise PredictInputError("the audio holds NaN or infinite samples")
     if mono:

@@ -9,8 +9,10 @@ or ``lead_names``, or indices). ``resample`` (scipy.signal.resample_poly), ``cro
 
 from __future__ import annotations
 
-import io
+import itertools
+import math
 import warnings
+import zlib
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Literal, get_args
@@ -18,7 +20,9 @@ from typing import Annotated, Literal, get_args
 import numpy as np
 
 from torch2ort.errors import PredictInputError, one_line
+from torch2ort.runtime.feeds import map_npy
 from torch2ort.runtime.processors.audio import _rate, ctx_meta
+from torch2ort.runtime.processors.bounds import MAX_VALUES, check_values
 from torch2ort.runtime.typecheck import Name, Positive, Range, Rate, Size
 
 SignalFormat = Literal["npy", "csv", "mat", "wfdb"]
@@ -39,32 +43,125 @@ def libraries(step: dict) -> set[str]:
     """The packages beyond numpy a ``load_signal`` step may import: its formats', scipy to resample."""
     needed = {LIBRARIES[f] for f in formats_read(step) if f in LIBRARIES}
     return needed | ({"scipy"} if step.get("sample_rate") else set())
-MAX_VALUES = 200_000_000  # a larger signal is refused rather than read into memory
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
-    text = path.read_text(encoding="utf-8", errors="strict")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    names = None
-    if lines and any(c.isalpha() for c in lines[0].replace("e", "").replace("E", "")):
-        names, lines = [c.strip() for c in lines[0].split(",")], lines[1:]
-    data = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64, ndmin=2)
+NUMERIC_MAT = {"double", "single", "logical", *(f"{u}int{b}" for u in ("", "u") for b in (8, 16, 32, 64))}
+MAT_SLACK = 1 << 16  # bytes a .mat variable's own header (name, dims, tags) may add to its data
+
+
+def _read_csv(path: Path, max_values: int) -> tuple[np.ndarray, list[str] | None]:
+    # Every value ends at a comma or a line end, so counting those bounds the values before any are parsed.
+    commas = newlines = returns = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            commas, newlines, returns = (commas + chunk.count(b","), newlines + chunk.count(b"\n"),
+                                         returns + chunk.count(b"\r"))
+            if commas + max(newlines, returns) >= max_values:
+                raise PredictInputError(f"{path.name} holds more than {max_values:,} values (commas and line ends), "
+                                        "over the limit")
+    with path.open(encoding="utf-8", errors="strict", newline=None) as f:
+        lines = (ln for ln in f if ln.strip())
+        first = next(lines, "")
+        names = None
+        if any(c.isalpha() for c in first.replace("e", "").replace("E", "")):
+            names = [c.strip() for c in first.split(",")]
+        rows = lines if names else itertools.chain([first], lines)
+        data = np.loadtxt(rows, delimiter=",", dtype=np.float64, ndmin=2)  # streamed: no copy of the text is held
     return data.T, names  # a CSV holds one lead per column
 
 
-def _read_mat(path: Path, key: str | None) -> np.ndarray:
-    from scipy.io import loadmat
+MAT_CLASSES = dict(enumerate(("cell", "struct", "object", "char", "sparse", "double", "single", "int8", "uint8",
+                               "int16", "uint16", "int32", "uint32", "int64", "uint64", "function", "opaque"), 1))
 
-    data = loadmat(str(path))
-    arrays = {k: v for k, v in data.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
+
+def _mat_element(buf: bytes, at: int, order: str) -> tuple[int, bytes, int]:
+    """(type, data, next offset) of the v5 data element at ``at``, in its full or its small (<= 4 bytes) form."""
+    first = int.from_bytes(buf[at:at + 4], order)
+    if first >> 16:
+        return first & 0xFFFF, buf[at + 4:at + 4 + (first >> 16)], at + 8
+    size = int.from_bytes(buf[at + 4:at + 8], order)
+    if at + 8 + size > len(buf):
+        raise ValueError("a variable header runs past its data")
+    return first, buf[at + 8:at + 8 + size], at + 8 + size + (-size % 8)
+
+
+def _mat_variables(path: Path) -> list[tuple[str, tuple[int, ...], str, int, int]] | None:
+    """(name, shape, class, offset, compressed size or 0) of each variable of a v5 .mat; None for v4.
+
+    Read from the first 64 KB each variable inflates to, because scipy's ``whosmat`` inflates
+    128 KB of compressed input at a time (up to ~130 MB of zeros) just to read a name.
+    """
+    found = []
+    with path.open("rb") as f:
+        size, head = f.seek(0, 2), (f.seek(0), f.read(128))[1]
+        if len(head) < 128 or head[126:128] not in (b"IM", b"MI"):
+            return None
+        order, pos = ("little" if head[126:128] == b"IM" else "big"), 128
+        while pos + 8 <= size and len(found) < 4096:
+            f.seek(pos)
+            tag = f.read(8)
+            kind, length = int.from_bytes(tag[:4], order), int.from_bytes(tag[4:], order)
+            if kind == 15:  # miCOMPRESSED
+                inflate = zlib.decompressobj()
+                body = inflate.decompress(f.read(min(length, 1 << 16)), 1 << 16)
+            elif kind == 14:  # miMATRIX, uncompressed
+                body = tag + f.read(min(length, 1 << 16))
+            else:
+                raise ValueError(f"a top-level element of type {kind}, not a variable")
+            at = 8  # past the miMATRIX tag
+            _, flags, at = _mat_element(body, at, order)
+            _, dims, at = _mat_element(body, at, order)
+            _, name, at = _mat_element(body, at, order)
+            bits = int.from_bytes(flags[:4], order)
+            kind_name = "logical" if bits & 0x200 else MAT_CLASSES.get(bits & 0xFF, "unknown")
+            shape = tuple(int(d) for d in np.frombuffer(dims, dtype="<i4" if order == "little" else ">i4"))
+            found.append((name.decode("latin1"), shape, kind_name, pos, length if kind == 15 else 0))
+            pos += 8 + length
+    return found
+
+
+def _check_mat_inflation(path: Path, offset: int, length: int, limit: int) -> None:
+    """Refuse a compressed variable whose zlib stream inflates past ``limit`` bytes.
+
+    Its header declares a shape, but the data after it can inflate to gigabytes whatever that
+    shape says; it is inflated here in 1 MB pieces, counted and dropped, before ``loadmat`` keeps any.
+    """
+    with path.open("rb") as f:
+        f.seek(offset + 8)
+        inflate, total, left = zlib.decompressobj(), 0, length
+        while left > 0 and (chunk := f.read(min(1 << 20, left))):
+            left -= len(chunk)
+            while chunk:
+                total += len(inflate.decompress(chunk, 1 << 20))
+                if total > limit:
+                    raise PredictInputError(f"{path.name}: a compressed variable inflates past {limit:,} bytes, "
+                                            "more than its declared shape holds")
+                chunk = inflate.unconsumed_tail
+
+
+def _read_mat(path: Path, key: str | None, max_values: int) -> np.ndarray:
+    from scipy.io import loadmat, whosmat
+
+    listed = _mat_variables(path)
+    if listed is None:  # v4: uncompressed, so whosmat reads only headers
+        listed = [(name, shape, kind, 0, 0) for name, shape, kind in whosmat(str(path))]
+    listed = [entry for entry in listed if entry[2] != "sparse" and entry[0]]
+    names = list(dict.fromkeys(entry[0] for entry in listed))
     if key is None:
-        key = "val" if "val" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
-    if key not in arrays:
-        raise PredictInputError(f"{path.name} holds {sorted(arrays)}; name the signal with load_signal key=")
-    return np.asarray(arrays[key], dtype=np.float64)
+        key = "val" if "val" in names else (names[0] if len(names) == 1 else None)
+    if key not in names:
+        raise PredictInputError(f"{path.name} holds {sorted(names)}; name the signal with load_signal key=")
+    _, shape, kind, offset, compressed = next(entry for entry in listed if entry[0] == key)  # loadmat takes the first
+    if kind not in NUMERIC_MAT:
+        raise PredictInputError(f"{path.name}: {key} is a {kind} variable, not a numeric array")
+    values = math.prod(shape)
+    check_values(values, f"{path.name} ({key})", max_values)
+    if compressed:
+        _check_mat_inflation(path, offset, compressed, values * 16 + MAT_SLACK)  # 16: a complex double
+    return np.asarray(loadmat(str(path), variable_names=[key])[key], dtype=np.float64)
 
 
-def _read_wfdb(path: Path) -> tuple[np.ndarray, list[str], int]:
+def _read_wfdb(path: Path, max_values: int) -> tuple[np.ndarray, list[str], int]:
     # wfdb uses pandas APIs that newer pandas deprecates, at import and while reading: not the user's concern
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -72,11 +169,30 @@ def _read_wfdb(path: Path) -> tuple[np.ndarray, list[str], int]:
             import wfdb
         except ImportError:  # pragma: no cover - depends on the install
             raise PredictInputError("WFDB records need the wfdb package: pip install wfdb") from None
-        record = wfdb.rdrecord(str(path.with_suffix("")))
+        name = str(path.with_suffix(""))
+        header = wfdb.rdheader(name)
+        check_values(_wfdb_values(header, path.parent), path.name, max_values)
+        record = wfdb.rdrecord(name)
     return np.asarray(record.p_signal, dtype=np.float64).T, list(record.sig_name), int(record.fs)
 
 
-def _read(value, fmt: str | None, key: str | None) -> tuple[np.ndarray, list[str] | None, int | None]:
+def _wfdb_values(header, folder: Path) -> int:
+    """Samples a WFDB record will decode, from its header: length x signals x samples per frame.
+
+    A header without a length is measured by its data files; every uncompressed format spends at
+    least a byte a sample, a FLAC one (508, 516, 524) has no such bound and must state its length.
+    """
+    per_frame = sum(getattr(header, "samps_per_frame", None) or [1] * (header.n_sig or 0))
+    if header.sig_len:
+        return int(header.sig_len) * max(per_frame, 1)
+    if any(str(f).startswith("5") for f in getattr(header, "fmt", None) or []):
+        raise PredictInputError(f"{header.record_name}.hea: a FLAC-compressed record must state its length")
+    files = {folder / f for f in getattr(header, "file_name", None) or [] if f}
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def _read(value, fmt: str | None, key: str | None, max_values: int = MAX_VALUES
+          ) -> tuple[np.ndarray, list[str] | None, int | None]:
     if isinstance(value, np.ndarray):
         return np.asarray(value, dtype=np.float64), None, None
     if not isinstance(value, (str, Path)):
@@ -89,13 +205,15 @@ def _read(value, fmt: str | None, key: str | None) -> tuple[np.ndarray, list[str
         raise PredictInputError(f"{path.name}: unknown signal format {fmt!r}; valid: .npy, .csv, .mat, .hea (WFDB)")
     try:
         if fmt == "npy":
-            return np.load(path, allow_pickle=False).astype(np.float64), None, None
+            mapped = map_npy(path, path.name)  # only the header is read until the size is known
+            check_values(mapped.size, path.name, max_values)
+            return np.asarray(mapped, dtype=np.float64), None, None
         if fmt == "csv":
-            data, names = _read_csv(path)
+            data, names = _read_csv(path, max_values)
             return data, names, None
         if fmt == "mat":
-            return _read_mat(path, key), None, None
-        return _read_wfdb(path)
+            return _read_mat(path, key, max_values), None, None
+        return _read_wfdb(path, max_values)
     except PredictInputError:
         raise
     except Exception as exc:  # numpy, scipy and wfdb raise many types for a bad file
@@ -124,18 +242,19 @@ def load_signal(value, ctx, format: SignalFormat | None = None, key: Name | None
                 leads: Annotated[list[int | Name], Size(1, 4096)] | None = None,
                 lead_names: Annotated[list[Name], Size(0, 4096)] | None = None,
                 layout: Literal["auto", "leads_first", "samples_first"] = "auto", sample_rate: Rate | None = None,
-                input_rate: Rate | None = None) -> np.ndarray:
+                input_rate: Rate | None = None, max_values: Annotated[int, Range(1, MAX_VALUES)] = MAX_VALUES
+                ) -> np.ndarray:
     """A file or array -> float32 ``[leads, samples]``. ``layout``: ``leads_first``, ``samples_first`` or
     ``auto`` (the shorter axis holds the leads). ``sample_rate`` resamples to it from the file's rate
-    (WFDB) or ``input_rate``."""
-    data, names, rate = _read(value, format, key)
+    (WFDB) or ``input_rate``. ``max_values`` bounds the values read (checked from the file's header
+    first) and the values after resampling."""
+    data, names, rate = _read(value, format, key, max_values)
     names = lead_names or names
     if data.ndim == 1:
         data = data[None]
     if data.ndim != 2 or data.size == 0:
         raise PredictInputError(f"a signal must be a non-empty [leads, samples] array; got shape {list(data.shape)}")
-    if data.size > MAX_VALUES:
-        raise PredictInputError(f"the signal has {data.size:,} values, over the limit of {MAX_VALUES:,}")
+    check_values(data.size, "the signal", max_values)
     if layout == "samples_first" or (layout == "auto" and data.shape[0] > data.shape[1]):
         data = data.T
     elif layout not in ("auto", "leads_first", "samples_first"):
@@ -149,12 +268,14 @@ def load_signal(value, ctx, format: SignalFormat | None = None, key: Name | None
                                 "carry it; for .npy, .csv and .mat give input_rate")
     ctx_meta(ctx)["sample_rate"] = rate
     if sample_rate and rate != sample_rate:
-        data = resample(data, ctx, sample_rate, input_rate=rate)
+        data = resample(data, ctx, sample_rate, input_rate=rate, max_values=max_values)
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
-def resample(data, ctx, sample_rate: Rate, input_rate: Rate | None = None) -> np.ndarray:
-    """Polyphase resampling (scipy.signal.resample_poly) along the last axis, from the rate load_* found."""
+def resample(data, ctx, sample_rate: Rate, input_rate: Rate | None = None,
+             max_values: Annotated[int, Range(1, MAX_VALUES)] = MAX_VALUES) -> np.ndarray:
+    """Polyphase resampling (scipy.signal.resample_poly) along the last axis, from the rate load_* found;
+    a result over ``max_values`` values is refused before it is computed."""
     from scipy.signal import resample_poly
 
     rate = _rate(ctx, input_rate, "resample")
@@ -162,6 +283,7 @@ def resample(data, ctx, sample_rate: Rate, input_rate: Rate | None = None) -> np
     if rate == sample_rate:
         return np.asarray(data, dtype=np.float32)
     ratio = Fraction(sample_rate, rate).limit_denominator(1000)
+    check_values(np.size(data), "the signal", max_values, rate, sample_rate)
     return resample_poly(np.asarray(data, dtype=np.float64), ratio.numerator, ratio.denominator,
                          axis=-1).astype(np.float32)
 
