@@ -55,10 +55,11 @@ def test_auto_returns_a_passing_variant_and_writes_it(exported, tmp_path):
     assert props["torch2ort.source"]  # the export's provenance survives the passes
 
 
-def test_impossible_gate_is_refused_and_nothing_is_written(exported, tmp_path):
+def test_unattainable_gate_is_refused_and_nothing_is_written(exported, tmp_path):
     fam = FAMILIES["mobilenet"]
     out = tmp_path / "opt.onnx"
-    result = optimize(load_family("mobilenet"), None, exported("mobilenet"), fam.spec, accept=["cosine>=1.01"],
+    # bit-exact outputs: not even the fp32 export meets it (ORT's convolutions round differently)
+    result = optimize(load_family("mobilenet"), None, exported("mobilenet"), fam.spec, accept=["maxabs<=0"],
                       out=out)
     assert result.chosen is None and result.output is None and not out.exists()
     assert not any(v.passed for v in result.variants)
