@@ -110,8 +110,11 @@ def test_cli_optimize_json_and_exit_codes(exported, tmp_path, capsys):
     assert data["chosen"] == "transformer+int8-dynamic[per-channel]"
     assert "transformer+int8-dynamic[per-channel]" in text  # rich markup must not eat the brackets
     rc = run_cli("optimize", fam.model, exported("encoder"), *fam.cli_inputs(), "-o", tmp_path / "x.onnx",
-                 "--passes", "graph", "--no-bench", "--accept", "cosine>=2")
+                 "--passes", "graph", "--no-bench", "--accept", "maxabs<=0")
     assert rc == 1 and not (tmp_path / "x.onnx").exists()
+    rc = run_cli("optimize", fam.model, exported("encoder"), *fam.cli_inputs(), "-o", tmp_path / "x.onnx",
+                 "--passes", "graph", "--no-bench", "--accept", "cosine>=2")  # no value can meet it: a usage error
+    assert rc == 2 and not (tmp_path / "x.onnx").exists()
     rc = run_cli("optimize", fam.model, exported("encoder"), *fam.cli_inputs(), "-o", tmp_path / "y.onnx",
                  "--passes", "int4")
     assert rc == 2 and "unknown pass 'int4'" in capsys.readouterr().err
