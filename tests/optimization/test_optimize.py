@@ -147,7 +147,11 @@ def test_text_models_are_gated_on_real_text(tmp_path):
 
     spec = InputSpec.from_cli(["input_ids:batch=2,seq=8:int64:0..99"])
     cases = [InputCase("synthetic-0", {}, kind="synthetic"), InputCase("real-text", {}, kind="sample")]
-    assert _gate_cases(spec, cases)["cases"] == ["real-text"]
-    assert _gate_cases(spec, cases[:1])["cases"] == ["synthetic-0"]
+    assert _gate_cases(spec, cases)[0]["cases"] == ["real-text"]
+    assert _gate_cases(spec, cases[:1])[0]["cases"] == ["synthetic-0"]
     image = InputSpec.from_cli(["x:batch=1,3,8,8:float32"])
-    assert _gate_cases(image, cases)["cases"] == ["synthetic-0", "real-text"]
+    assert _gate_cases(image, cases)[0]["cases"] == ["synthetic-0", "real-text"]
+    # with four or more texts, every other one is kept back to confirm the choice (issue 24)
+    texts = [InputCase(f"text-{i}", {}, kind="sample") for i in range(5)]
+    chosen, kept = _gate_cases(spec, texts)
+    assert chosen["cases"] == ["text-0", "text-2", "text-4"] and [c.name for c in kept] == ["text-1", "text-3"]
