@@ -371,7 +371,7 @@ def _confirm(result: OptimizeResult, auto: bool, benched: bool, loaded, spec: In
             return
         log(f"{v.name}: FAILED confirmation on {len(cases)} fresh cases ({probe.error or probe.summary}); "
             "choosing again without it")
-        result.message = ""
+        result.message, result.chosen = "", None
         _choose(result, auto, benched)
         result.message = f"{result.message} ({v.name} was chosen first but failed on fresh cases)"
 
