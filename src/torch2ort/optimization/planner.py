@@ -17,7 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,7 @@ class OptimizeResult:
     calibration: str
     gate_cases: dict = field(default_factory=dict)   # which verification cases the gates were judged on, and why
     confirm_cases: dict = field(default_factory=dict)  # the fresh cases the chosen variant was confirmed on
+    confirm_inputs: list = field(default_factory=list, repr=False)  # those cases' feeds (not serialised)
     chosen: str | None = None
     output: str | None = None
     message: str = ""
@@ -86,7 +87,9 @@ class OptimizeResult:
         return next(v for v in self.variants if v.name == name)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"gates": {k: g.to_dict() for k, g in self.gates.items()}}
+        data = asdict(replace(self, confirm_inputs=[]))
+        del data["confirm_inputs"]
+        return data | {"gates": {k: g.to_dict() for k, g in self.gates.items()}}
 
     def table(self) -> list[dict]:
         rows = []
@@ -235,7 +238,9 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
                 v.vs_fp32 = bench["vs_reference"].get(v.name)
             bench["torch"] = bench["rows"]["torch"]
         _mark_pareto(variants, gates)
-        result = OptimizeResult(variants, gates, len(cases), calib_text, gate_cases, confirm_info, bench=bench)
+        # kept-back real samples are among any later verification's cases already; fresh ones are not
+        result = OptimizeResult(variants, gates, len(cases), calib_text, gate_cases, confirm_info,
+                                [] if fresh else confirm, bench=bench)
         _choose(result, auto, bench is not None)
         _confirm(result, auto, bench is not None, loaded, spec, confirm, gates, providers, thresholds, log)
         if result.chosen and out is not None:
