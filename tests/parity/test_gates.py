@@ -97,8 +97,10 @@ def test_decision_on_logits_uses_threshold_zero():
     got = np.array([[-1.0, 0.2, 2.0]], np.float32)  # same signs: every decision agrees at 0
     report = _report(ref, got)
     assert report.comparisons[0].decision_threshold == 0.0 and report.comparisons[0].decision == 1.0
-    verdict = judge(report, {"y": parse_gate("y:decision>=0.99")})
-    assert verdict and verdict.checks[0].value == 1.0
+    verdict = judge(report, {"y": parse_gate("y:decision>=0.5")})  # 3 decisions bound it at 0.526
+    assert verdict and verdict.checks[0].value == 1.0 and verdict.checks[0].n == 3
+    few = judge(report, {"y": parse_gate("y:decision>=0.99")}).checks[0]  # ... but cannot show 0.99
+    assert not few.passed and "268 agreeing decisions would be needed" in few.reason
 
 
 def test_psnr_gate_for_image_outputs():

@@ -106,8 +106,11 @@ def print_table(console, result) -> None:
     judged = result.gate_cases.get("cases", [])
     console.print(f"gates: {escape(gates)}; {result.cases} verification cases, gates judged on {len(judged)}: "
                   f"{escape(result.gate_cases.get('why', ''))}; calibration: {result.calibration}")
+    if result.confirm_cases.get("cases"):
+        console.print(f"the choice is confirmed on {len(result.confirm_cases['cases'])} fresh cases: "
+                      f"{escape(result.confirm_cases.get('why', ''))}; agreement gates pass on their 95% lower bound")
     table = Table(title="variants (★ Pareto front among passing variants: latency, size, metric)")
-    for col in ("variant", "gate", "metric", "p50 ms", "p99 ms", "vs torch", "vs fp32 ONNX", "MB", ""):
+    for col in ("variant", "gate", "metric", "p50 ms", "p99 ms", "vs torch", "vs fp32 ONNX", "MB", "confirmed", ""):
         table.add_column(col, justify="left" if col in ("variant", "metric") else "right")
     for row in result.table():
         mark = ("→ " if row["chosen"] else "") + ("★" if row["pareto"] else "")
@@ -115,11 +118,15 @@ def print_table(console, result) -> None:
         size = "-" if row["size_mb"] is None else f"{row['size_mb']:.2f}"
         unstable = "" if row["stable"] else " unstable"
         table.add_row(escape(row["variant"]), gate, escape(row["metric"]), _ms(row["p50_ms"]), _ms(row["p99_ms"]),
-                      _x(row["vs_torch"]) + unstable, _x(row["vs_fp32"]) + unstable, size, mark)
+                      _x(row["vs_torch"]) + unstable, _x(row["vs_fp32"]) + unstable, size,
+                      {True: "[green]yes[/green]", False: "[red]no[/red]"}.get(row["confirmed"], "-"), mark)
     console.print(table)
     for v in result.variants:
         if not v.passed:
             console.print(f"  [red]✗[/red] {escape(v.name)}: {escape(v.error or '; '.join(_fails(v.gate)))}")
+        elif v.confirmed is False:
+            why = "; ".join(_fails(v.confirmation))
+            console.print(f"  [red]✗[/red] {escape(v.name)}: on fresh cases: {escape(why)}")
         for note in dict.fromkeys(v.notes):
             console.print(f"  [yellow]![/yellow] {escape(v.name)}: {escape(note)}")
     style = "bold green" if result.output else "bold red"

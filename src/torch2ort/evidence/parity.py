@@ -94,6 +94,7 @@ class VariantRow(Record):
     vs_fp32: float | None = None
     size_mb: float | None = None
     stable: bool = True             # False when the timing repeats disagree: the speed-ups are not quoted
+    confirmed: bool | None = None   # the chosen variant held its gates on fresh cases (None: not confirmed)
 
 
 @dataclass
@@ -105,3 +106,4 @@ class OptimizeInfo(Record):
     chosen: str | None = None
     message: str = ""
     gate_cases: dict[str, Any] = field(default_factory=dict)  # the cases the gates were judged on, and why
+    confirm_cases: dict[str, Any] = field(default_factory=dict)  # the fresh cases the choice was confirmed on

@@ -147,6 +147,8 @@ class GateCheck:
     passed: bool
     why: str = ""
     reason: str = ""
+    n: int | None = None          # rows or decisions judged (agreement), or cases (tolerance metrics)
+    bound: float | None = None    # agreement metrics: the one-sided 95% lower bound that must clear the limit
 
 
 @dataclass
@@ -160,14 +162,19 @@ class GateVerdict:
     def summary(self) -> str:
         """``cosine 0.9927`` for one output; ``logits top1 1, probs decision 0.998`` for several."""
         if len(self.checks) == 1:
-            return f"{self.checks[0].metric} {_fmt(self.checks[0].value)}"
-        return ", ".join(f"{c.output} {c.metric} {_fmt(c.value)}" for c in self.checks) or "-"
+            return f"{self.checks[0].metric} {_fmt(self.checks[0].value)}{_bound(self.checks[0])}"
+        return ", ".join(f"{c.output} {c.metric} {_fmt(c.value)}{_bound(c)}" for c in self.checks) or "-"
 
     def failures(self) -> list[str]:
         return self.errors + [f"{c.output}: {c.reason}" for c in self.checks if not c.passed]
 
     def to_dict(self) -> dict:
         return {"passed": bool(self), "checks": [asdict(c) for c in self.checks], "errors": self.errors}
+
+
+def _bound(c: GateCheck) -> str:
+    """`` (≥0.981 at 95%, n=270)`` for an agreement gate; nothing for the others."""
+    return "" if c.bound is None else f" (≥{_fmt(c.bound)} at 95%, n={c.n})"
 
 
 def _fmt(v: float | None) -> str:

@@ -91,13 +91,43 @@ def judge(report: ParityReport, gates: dict[str, Gate], runner: str | None = Non
         broken = [c for c in mine if c.shape_got != c.shape_ref or c.dtype_got != c.dtype_ref
                   or c.nonfinite_got > c.nonfinite_ref]
         value = aggregate(gate.metric, mine)
-        check = GateCheck(name, gate.text(), gate.metric, value, gate.holds(value) and not broken, gate.why)
+        n, bound, held = _confidence(gate, value, mine)
+        check = GateCheck(name, gate.text(), gate.metric, value, held and not broken, gate.why, "", n, bound)
         if broken:
             check.reason = f"{broken[0].case}: {broken[0].reason or 'NaN/Inf, shape or dtype differs'}"
+        elif not check.passed and bound is not None:
+            check.reason = (f"{gate.metric} {_fmt(value)} over {n} {_unit(gate.metric)}: its 95% lower bound "
+                            f"{_fmt(bound)} does not clear {gate.text()}" + _more(gate, value, n))
         elif not check.passed:
             check.reason = f"{gate.metric} {_fmt(value)} fails {gate.text()}"
         verdict.checks.append(check)
     return verdict
+
+
+def _confidence(gate: Gate, value: float, comps: list[OutputComparison]) -> tuple[int, float | None, bool]:
+    """(n judged, lower bound or None, whether the gate holds). Agreement gates hold their 95% lower bound;
+    tolerance gates (cosine, maxabs, psnr) hold their worst case over ``n`` cases."""
+    if gate.metric not in metrics.AGREEMENT:
+        return len({c.case for c in comps}), None, gate.holds(value)
+    n = sum(_rows(c) if gate.metric == "top1" else c.n_total for c in comps)
+    if math.isnan(value) or n == 0:
+        return n, None, False
+    agree = round(value * n)
+    bound = metrics.wilson_lower(agree, n)
+    if gate.limit >= 1:  # no finite sample bounds a proportion at 1: exactness is what was asked
+        return n, bound, agree == n
+    return n, bound, gate.holds(bound)
+
+
+def _unit(metric: str) -> str:
+    return "rows" if metric == "top1" else "decisions"
+
+
+def _more(gate: Gate, value: float, n: int) -> str:
+    need = metrics.needed_count(gate.limit)
+    if need is not None and n < need and value >= gate.limit:
+        return f" (too few to tell: {need} agreeing {_unit(gate.metric)} would be needed)"
+    return ""
 
 
 def aggregate(metric: str, comps: list[OutputComparison]) -> float:

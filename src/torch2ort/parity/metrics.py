@@ -130,6 +130,38 @@ def psnr(ref: np.ndarray, got: np.ndarray) -> float | None:
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
+# Agreement metrics are proportions of rows or decisions that agree: a point estimate over a few dozen
+# of them cannot resolve a limit like 0.99 (one flip moves it by more than the margin, issue 24), so a
+# gate on them holds its one-sided 95% lower bound, not the estimate.
+AGREEMENT = ("top1", "decision")
+Z_95 = 1.6448536269514722  # one-sided 95%: the normal quantile at 0.95
+
+
+def wilson_lower(agree: int, n: int, z: float = Z_95) -> float:
+    """One-sided lower confidence bound of a proportion ``agree / n`` (Wilson score interval).
+
+    >>> round(wilson_lower(90, 90), 4), round(wilson_lower(270, 270), 4)
+    (0.9708, 0.9901)
+    """
+    if n <= 0:
+        return math.nan
+    p = agree / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+def needed_count(limit: float, z: float = Z_95) -> int | None:
+    """How many agreeing rows/decisions, with no disagreement, lift the lower bound to ``limit``; None when
+    no count can (a limit of 1: then the estimate itself must be 1)."""
+    if limit >= 1:
+        return None
+    if limit <= 0:
+        return 1
+    # wilson_lower(n, n) = n / (n + z²) >= limit  <=>  n >= limit z² / (1 - limit)
+    return max(1, math.ceil(limit * z * z / (1 - limit) - 1e-9))
+
+
 def holds(metric: str, value: float | None, limit: float) -> bool:
     """Whether ``value`` meets ``limit`` in the metric's direction; NaN and None never do."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

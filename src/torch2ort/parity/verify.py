@@ -121,14 +121,15 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
                 samples: str | Path | None = None, sweep: dict[str, list[int]] | None = None,
                 atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, seed: int = 0,
                 providers: list[str] | None = None, runtimes: list[str] | None = None,
-                web_threads: int | None = None) -> VerifyResult:
-    """Run torch and ORT on the same cases and compare every output; never raises on a mismatch."""
+                web_threads: int | None = None, extra_cases: list[InputCase] | None = None) -> VerifyResult:
+    """Run torch and ORT on the same cases and compare every output; never raises on a mismatch.
+    ``extra_cases`` run after the usual ones (the optimiser's confirmation cases, for a written variant)."""
     start = time.perf_counter()
     n, seed, atol, rtol, web_threads = check_options(n, seed, atol, rtol, web_threads)
     if not Path(onnx_path).is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
     spec = with_onnx_output_names(spec, onnx_path)
-    cases = build_cases(spec, n, samples, sweep, seed)
+    cases = build_cases(spec, n, samples, sweep, seed) + list(extra_cases or [])
     runners = [TorchRunner(loaded.module, spec)]
     for runtime in runtimes or ["cpu"]:
         if runtime == "cpu":

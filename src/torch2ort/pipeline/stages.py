@@ -122,7 +122,7 @@ class Optimize(Stage):
         state.evidence.optimize = OptimizeInfo.from_dict(result.to_dict() | {"table": result.table()})
         if not result.output:
             raise ParityError(f"no variant passed the accuracy gate: {result.message}")
-        state.gates = result.gates
+        state.gates, state.confirm_cases = result.gates, result.confirm_inputs
         if result.chosen != "fp32":
             state.final = target
         else:
@@ -140,8 +140,9 @@ class VerifyOptimized(Stage):
         from torch2ort.parity.judge import judge
         from torch2ort.parity.verify import verify_onnx
 
+        # the usual cases, plus the fresh ones the choice was confirmed on: enough rows for the 95% bound
         res = verify_onnx(state.loaded, state.final, state.spec, n=state.opts.n, samples=state.samples,
-                          sweep=state.sweep(), seed=state.opts.seed)
+                          sweep=state.sweep(), seed=state.opts.seed, extra_cases=state.confirm_cases)
         reference_failed(res, state)
         verdict = judge(res.report, state.gates)
         variant = state.evidence.optimize.chosen

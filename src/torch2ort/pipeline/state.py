@@ -68,6 +68,7 @@ class MigrationState:
     raw_files: list[str] = field(default_factory=list)  # raw files the check predicts from: audio/signal
                                                         # --samples, or the media made for an hf image/audio folder
     gates: dict[str, Gate] | None = None    # output -> the gate the chosen variant passed
+    confirm_cases: list = field(default_factory=list)  # the optimiser's fresh cases: verify-optimized reruns them
     reference: tuple[np.ndarray, str] | None = None  # SentenceTransformer.encode(texts), computed once
     final: Path | None = None               # the file that gets packed; the fp32 export unless a variant won
 

@@ -232,7 +232,20 @@ def _parity(ev: Evidence) -> list[Block]:
 def _gate_cases(gc: dict) -> str:
     if not gc or not gc.get("cases"):
         return ""
-    return f", judged on {len(gc['cases'])} case(s) ({', '.join(gc['cases'])}): {gc.get('why', '')}"
+    return f", judged on {_names(gc['cases'])}: {gc.get('why', '')}"
+
+
+def _confirm_cases(cc: dict) -> str:
+    if not cc or not cc.get("cases"):
+        return ""
+    return (f" The chosen variant was then confirmed on {_names(cc['cases'])} that took no part in choosing it "
+            f"({cc.get('why', '')}); one that failed there was dropped and the next choice confirmed in turn.")
+
+
+def _names(cases: list[str]) -> str:
+    """``3 case(s) (a, b, c)``, or the first few and a count when there are many."""
+    shown = ", ".join(cases[:6]) + (f", … {len(cases) - 6} more" if len(cases) > 6 else "")
+    return f"{len(cases)} case(s) ({shown})"
 
 
 def _noise(b) -> str:
@@ -256,16 +269,18 @@ def _optimize(ev: Evidence) -> list[Block]:
         rows.append([("→ " if r.chosen else "") + r.variant, r.gate, r.metric, _n(r.p50_ms),
                      _n(r.p99_ms), "-" if r.vs_torch is None else f"{r.vs_torch:.2f}×{unstable}",
                      "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}×{unstable}", _n(r.size_mb),
-                     "★" if r.pareto else "", r.why])
+                     {True: "✓", False: "✗"}.get(r.confirmed, "-"), "★" if r.pareto else "", r.why])
     blocks: list[Block] = [
         ("h2", "Optimisation variants"),
         ("p", f"Each variant was re-verified against PyTorch on {o.cases} cases and held to its gate: {gates}"
-              f"{_gate_cases(o.gate_cases)}. "
+              f"{_gate_cases(o.gate_cases)}. Agreement gates (top-1, decision) pass on the one-sided 95% lower "
+              f"bound of the agreement, not the point estimate: the metric column shows both, and n."
+              f"{_confirm_cases(o.confirm_cases)} "
               f"Int8 calibration: {o.calibration}. Passing variants were timed in fresh processes (latency at "
               f"the benchmark batch, from short runs meant for choosing; the Performance section's longer run is "
               f"the figure to quote). ★ marks the Pareto front; → the variant shipped. {o.message}."),
-        ("table", ["variant", "gate", "worst metric", "p50 ms", "p99 ms", "vs torch", "vs fp32", "MB", "",
-                   "why it failed"], rows),
+        ("table", ["variant", "gate", "worst metric", "p50 ms", "p99 ms", "vs torch", "vs fp32", "MB", "confirmed",
+                   "", "why it failed"], rows),
     ]
     vo = ev.verify_optimized
     if vo:

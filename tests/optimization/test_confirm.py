@@ -1,0 +1,97 @@
+"""Gates that hold on inputs they never saw (issue 24): agreement gates hold a 95% lower bound, cases are
+added until the bound can reach the limit, and the chosen variant is confirmed on fresh cases."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from fixtures import faults
+from fixtures.families import FAMILIES, load_family
+from torch2ort.optimization import planner
+from torch2ort.optimization.passes import PASSES
+from torch2ort.optimization.passes.base import Pass, PassResult
+from torch2ort.parity.metrics import needed_count, wilson_lower
+
+FAM = FAMILIES["mobilenet"]
+
+
+def test_the_bound_and_the_count_it_needs():
+    assert wilson_lower(90, 90) == pytest.approx(0.97082, abs=1e-5)  # 90 flawless decisions cannot show 0.99
+    assert wilson_lower(268, 268) >= 0.99 > wilson_lower(267, 267)
+    assert needed_count(0.99) == 268 and needed_count(0.95) == 52 and needed_count(1.0) is None
+    # the textbook value: p=0.9, n=100 -> one-sided 95% Wilson lower bound 0.8405
+    assert wilson_lower(90, 100) == pytest.approx(0.8405, abs=1e-3)
+    assert math.isnan(wilson_lower(0, 0))
+
+
+class Lucky(Pass):
+    """The planted variant: exact, except on the rows of the inputs it is told about."""
+
+    name = "lucky"
+
+    def run(self, src, out, ctx):
+        faults.memorize_variant(src, out, self.options["feeds"], "image", "output_0")
+        return PassResult(out, True)
+
+
+@pytest.fixture
+def lucky(monkeypatch):
+    monkeypatch.setitem(PASSES, "lucky", f"{__name__}:Lucky")
+
+
+def test_a_variant_that_is_right_only_where_it_was_judged_is_not_shipped(exported, tmp_path, lucky):
+    spec = planner.with_onnx_output_names(FAM.spec, exported("mobilenet"))
+    fresh = [c.feed["image"] for c in planner._fresh_cases(spec, "fresh", 32, 7000)]
+    out = tmp_path / "opt.onnx"
+    result = planner.optimize(load_family("mobilenet"), None, exported("mobilenet"), FAM.spec, passes=["lucky"],
+                              accept=["top1>=0.95"], out=out,
+                              pass_options={"lucky": {"feeds": fresh}})
+    v = result.variants[1]
+    assert v.name.startswith("lucky")
+    check = v.gate["checks"][0]
+    assert v.passed and check["value"] == 1.0 and check["bound"] >= 0.95 and check["n"] >= 52  # chosen ...
+    assert v.confirmed is False  # ... then caught on the fresh cases
+    assert result.chosen is None and result.output is None and not out.exists()
+    assert "failed on fresh cases" in result.message
+    assert result.confirm_cases["cases"][0] == "fresh-0" and not set(result.confirm_cases["cases"]) & set(
+        result.gate_cases["cases"])
+    row = next(r for r in result.table() if r["variant"] == v.name)
+    assert row["confirmed"] is False and "confirmation:" in row["why"]
+
+
+def test_an_honest_variant_is_confirmed_and_shipped(exported, tmp_path):
+    out = tmp_path / "opt.onnx"
+    result = planner.optimize(load_family("mobilenet"), None, exported("mobilenet"), FAM.spec, passes=["graph"],
+                              out=out)
+    v = result.variant("graph")
+    assert v.confirmed is True and result.chosen == "graph" and out.is_file()
+    check = v.gate["checks"][0]
+    # the default top1>=0.99 needs 268 flawless rows; cases were added until it could be shown
+    assert check["metric"] == "top1" and check["n"] >= 2 * 268 and check["bound"] >= 0.99
+    assert "synthetic cases added" in result.gate_cases["why"]
+    assert "at 95%" in v.summary
+
+
+def test_too_few_decisions_fail_even_when_every_one_agrees(exported, tmp_path):
+    """Without the added cases (a real-text gate cannot add any), a point estimate of 1 over a few rows
+    does not clear 0.99: the bound does not reach it, and the reason says how many would."""
+    from torch2ort.parity.compare import compare, run
+    from torch2ort.parity.gates import parse_gate
+    from torch2ort.parity.judge import judge
+    from torch2ort.parity.verify import build_cases
+    from torch2ort.runners.ort import OrtRunner
+    from torch2ort.runners.torch_eager import TorchRunner
+
+    spec = planner.with_onnx_output_names(FAM.spec, exported("mobilenet"))
+    cases = build_cases(spec, 4)
+    results = run([TorchRunner(load_family("mobilenet").module, spec), OrtRunner(exported("mobilenet"))], cases)
+    verdict = judge(compare(results, "torch"), {"output_0": parse_gate("output_0:top1>=0.99")}, "onnxruntime")
+    check = verdict.checks[0]
+    assert check.value == 1.0 and check.bound < 0.99 and not check.passed
+    assert "268 agreeing rows would be needed" in check.reason
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    assert np.isfinite(check.bound)
