@@ -18,6 +18,9 @@
     │   └── RunnerError               a backend could not run the model on a feed
     └── ParityError                   outputs outside tolerance (exit 1)
 
+    Mismatch                          inside the runtime's type checker only: where and what, which the
+                                      manifest and step checks turn into a one-line BundleError
+
 Anything else reaching the CLI is a bug (exit 4). Third-party errors (torch.export, the TorchScript
 exporter, onnx.checker, ONNX Runtime) are translated where they enter, with ``describe`` making
 the one line a user sees.
@@ -123,3 +126,36 @@ def one_line(text: str, limit: int = 300) -> str:
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
     """Message for a registry lookup failure, listing the valid names."""
     return f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}"
+
+
+class Mismatch(Exception):  # noqa: N818  (a finding, not an error a user sees)
+    """Where (keys and indices into the checked value) and what is wrong there.
+
+    ``kind``: ``type`` (``expected`` names the JSON types wanted, ``got`` the Python type found),
+    ``required`` (a missing key), ``predicate`` (``text`` reads after the value's name:
+    ``files.model.onnx must be a sha256 hex digest``) or ``value`` (anything else).
+    """
+
+    def __init__(self, text: str, kind: str = "value", path: tuple = (), expected: list[str] | None = None,
+                 got: str | None = None):
+        super().__init__(text)
+        self.text, self.kind, self.path, self.expected, self.got = text, kind, path, expected, got
+
+    def under(self, key) -> Mismatch:
+        return Mismatch(self.text, self.kind, (key, *self.path), self.expected, self.got)
+
+    def where(self) -> str:
+        """``inputs[0].dtype``, ``files.model.onnx``: the path as one would write it."""
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        return out
+
+    def describe(self) -> str:
+        """One line: where, then what (the text cut short: a value can be huge)."""
+        at, text = self.where(), self.text if len(self.text) < 200 else self.text[:200] + "..."
+        if self.kind == "required":
+            return text + (f" in {at}" if at else "")
+        if self.kind == "predicate":
+            return f"{at or 'the value'} {text}"
+        return f"{at}: {text}" if at else text

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
+from torch2ort.errors import Mismatch
+
 JSON_TYPE = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null", list: "array",
              tuple: "array", dict: "object"}
 
@@ -53,39 +55,6 @@ class Match:
 Name = Annotated[str, Size(1, 256)]  # a tensor, file or result name
 Rate = Annotated[int, Range(1, 768_000)]  # a sample rate in Hz
 Positive = Annotated[float, Range(above=0)]
-
-
-class Mismatch(Exception):
-    """Where (keys and indices into the checked value) and what is wrong there.
-
-    ``kind``: ``type`` (``expected`` names the JSON types wanted, ``got`` the Python type found),
-    ``required`` (a missing key), ``predicate`` (``text`` reads after the value's name:
-    ``files.model.onnx must be a sha256 hex digest``) or ``value`` (anything else).
-    """
-
-    def __init__(self, text: str, kind: str = "value", path: tuple = (), expected: list[str] | None = None,
-                 got: str | None = None):
-        super().__init__(text)
-        self.text, self.kind, self.path, self.expected, self.got = text, kind, path, expected, got
-
-    def under(self, key) -> Mismatch:
-        return Mismatch(self.text, self.kind, (key, *self.path), self.expected, self.got)
-
-    def where(self) -> str:
-        """``inputs[0].dtype``, ``files.model.onnx``: the path as one would write it."""
-        out = ""
-        for part in self.path:
-            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-        return out
-
-    def describe(self) -> str:
-        """One line: where, then what (the text cut short: a value can be huge)."""
-        at, text = self.where(), self.text if len(self.text) < 200 else self.text[:200] + "..."
-        if self.kind == "required":
-            return text + (f" in {at}" if at else "")
-        if self.kind == "predicate":
-            return f"{at or 'the value'} {text}"
-        return f"{at}: {text}" if at else text
 
 
 def _short(value: Any) -> str:

@@ -4,7 +4,7 @@
 ``run`` and ``postprocess``. Requests are parsed and validated (names, dtypes, shapes, one size per
 dim label, the outputs asked for, and the id and sequence bounds the graph states: ``runtime/graph_bounds.py``)
 before anything is queued, so a bad request is a 400 and does not fail a batch. What only the run can
-tell (ONNX Runtime refusing a feed) is a ``RunRefused`` (400): the warm-up proved the session runs, so
+tell (ONNX Runtime refusing a feed) is a ``ProtocolError`` (400): the warm-up proved the session runs, so
 a refused run is its input's fault; the scheduler then re-runs a batch's requests one by one.
 Nothing here knows about queues or threads: that is ``scheduler.Scheduler``.
 """
@@ -19,13 +19,6 @@ from torch2ort.runtime.graph_bounds import InputBounds
 from torch2ort.serve.protocol import Caps, InferRequest, parse_request
 
 TEXT_INPUT = "text"
-
-
-class RunRefused(ProtocolError):
-    """ONNX Runtime refused to run a validated feed: a 400 for the request(s) in that run."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(f"the model cannot run on this input: {describe(exc)}", 400)
 
 
 class Compute:
@@ -85,12 +78,12 @@ class Compute:
             raise ProtocolError(str(exc)) from None
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The session's outputs, or RunRefused when ONNX Runtime refuses the feed."""
+        """The session's outputs, or ProtocolError(400) when ONNX Runtime refuses the feed."""
         try:
             return self.bundle.run(feed)
         except Exception as exc:
             if type(exc).__module__.startswith("onnxruntime"):
-                raise RunRefused(exc) from None
+                raise ProtocolError(f"the model cannot run on this input: {describe(exc)}", 400) from None
             raise
 
     def postprocess(self, feed: dict[str, np.ndarray], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -100,4 +93,4 @@ class Compute:
         return raw | arrays
 
 
-__all__ = ["TEXT_INPUT", "Compute", "RunRefused"]
+__all__ = ["TEXT_INPUT", "Compute"]

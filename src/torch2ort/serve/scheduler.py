@@ -3,7 +3,7 @@
 Inference runs on a dedicated worker thread, off the event loop. With batching on, concurrent
 requests whose non-batch dims agree are concatenated along the batch axis, up to ``max_batch`` rows,
 waiting at most ``max_delay_ms`` for company, and the outputs are split back per request. When a
-batched run fails with a ``ProtocolError`` (the model refused the input: ``compute.RunRefused``), its
+batched run fails with a ``ProtocolError`` (the model refused the input: ONNX Runtime refused it), its
 requests are re-run one by one, so only the request at fault gets the error (issue 27, item 4). The
 scheduler takes the compute as two callables (``run``, ``postprocess``) and knows nothing of bundles.
 """
