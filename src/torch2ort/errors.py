@@ -93,6 +93,9 @@ class ProtocolError(Torch2OrtError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self):  # raised in a parser process, re-raised in the server with its status
+        return type(self), (str(self), self.status)
+
 
 class ExportError(Torch2OrtError):
     exit_code = 3

@@ -120,13 +120,64 @@ def concurrent_big_json(t: Target, clients: int = 16, limit_mb: float = 1200) ->
     return None if grown < limit_mb else f"server RSS grew {grown:.0f} MB (limit {limit_mb:g})"
 
 
+def concurrent_big_json_health(t: Target, clients: int = 16) -> str | None:
+    """16 concurrent ~60 MiB JSON bodies: /v2/health/live keeps answering in under 1 s throughout (issue 27:
+    3.1 s when the JSON was parsed on threads, the GIL held for each whole parse)."""
+    rows = 1000
+    data = np.random.default_rng(1).random(rows * 3 * 32 * 32).round(6).tolist()
+    body = json.dumps({"inputs": [{"name": "image", "shape": [rows - 1, 3, 32, 32], "datatype": "FP32",
+                                   "data": data}]}).encode()
+    del data
+
+    def send() -> tuple:
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(request(t.url, "POST", INFER, body, timeout=300)))
+                   for _ in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(300)
+        worst = max((r[0] for r in results), default=0)
+        return (worst if len(results) == clients else 0, {}, b"not every client got an answer")
+
+    return _health_while(t, send, want=400)  # each body is refused after parsing: shape and data disagree
+
+
+def large_json_answers_like_predict(t: Target) -> str | None:
+    """A valid 9 MB JSON request (parsed in a parser process, over PROCESS_JSON) answers what Bundle.predict
+    does on the same images, and a bad one keeps its own 4xx through the process boundary."""
+    from torch2ort.runtime import Bundle
+
+    images = np.random.default_rng(2).random((300, 3, 32, 32)).astype(np.float32)
+    body = json.dumps({"inputs": [{"name": "image", "shape": list(images.shape), "datatype": "FP32",
+                                   "data": images.ravel().tolist()}]}).encode()
+    code, _, answer = request(t.url, "POST", INFER, body, timeout=120)
+    if code != 200 or len(body) < 4 * 2**20:
+        return f"got {code} for a valid {len(body) >> 20} MB request: {answer[:200]!r}"
+    got = next(o for o in json.loads(answer)["outputs"] if o["name"] == "probabilities")
+    want = Bundle.load(t.bundles[0]).predict({"image": images})["probabilities"]
+    if not np.allclose(np.array(got["data"]).reshape(want.shape), want, atol=1e-5):
+        return "the large request's answer differs from Bundle.predict"
+    bad = body.replace(b'"FP32"', b'"FP99"', 1)
+    return expect(request(t.url, "POST", INFER, bad, timeout=120), 400)
+
+
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident MB of the server and its child processes (the JSON parser processes)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += next((int(line.split()[1]) / 1024 for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                           if line.startswith("VmRSS:")), 0.0)
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):  # a child that just exited
+            continue
+    return total
 
 
 LOAD = {"text-20mb": text_20mb, "text-20mb-one-string": text_20mb_one_string,
         "1m-empty-strings": million_empty_strings,
-        "16x60mb-json-memory": concurrent_big_json}
+        "16x60mb-json-memory": concurrent_big_json, "16x60mb-json-health": concurrent_big_json_health,
+        "large-json-like-predict": large_json_answers_like_predict}

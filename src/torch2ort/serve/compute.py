@@ -50,7 +50,10 @@ class Compute:
 
         CPU work that can take a while (JSON, BYTES, tokenizing): the server runs it off the event loop.
         """
-        req = parse_request(body, header_length, self.caps)
+        return self.finish(parse_request(body, header_length, self.caps))
+
+    def finish(self, req: InferRequest) -> tuple[InferRequest, dict[str, np.ndarray], list[str]]:
+        """What ``prepare`` does after parsing, for a request a parser process parsed."""
         return req, self.validate(req.inputs), self.select(req.outputs)
 
     def select(self, requested: list[str] | None) -> list[str]:

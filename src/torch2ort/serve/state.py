@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from torch2ort.errors import ProtocolError
@@ -13,6 +14,7 @@ from torch2ort.serve.metrics import Metrics
 EXTENSIONS = ("binary_tensor_data",)
 INTAKE = 4   # requests reading + parsing their body at once, server-wide
 PARSERS = 2  # of those, parsing (JSON, BYTES, tokenizing) or encoding at once: worker threads
+PROCESS_JSON = 4 * 2**20  # JSON of this many bytes or more is parsed in a parser process, not a thread
 
 
 @dataclass
@@ -20,7 +22,10 @@ class ServerState:
     """The served models, the metrics, the token, and the bounded pools every request goes through.
 
     ``reading`` bounds the bodies read and parsed at once (``intake``); ``parse_pool`` runs parsing,
-    tokenizing and large encodings off the event loop, on ``PARSERS`` threads.
+    tokenizing and large encodings off the event loop, on ``PARSERS`` threads. ``parse_procs`` parses
+    JSON of ``PROCESS_JSON`` bytes or more in ``PARSERS`` processes: ``json.loads`` and numpy's list
+    conversion hold the GIL for the whole call (about a second for 60 MB), which would stall the event
+    loop, health checks included, whatever thread they ran on.
     """
 
     hosts: dict[str, ModelHost]
@@ -29,6 +34,7 @@ class ServerState:
     intake: int = INTAKE
     extensions: tuple[str, ...] = EXTENSIONS
     parse_pool: ThreadPoolExecutor = field(init=False)
+    parse_procs: ProcessPoolExecutor | None = field(init=False, default=None)
     reading: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -54,11 +60,25 @@ class ServerState:
     async def start(self) -> None:
         for host in self.hosts.values():
             await host.scheduler.start()
+        # spawn, not fork: the server holds threads and ONNX Runtime sessions a fork would copy mid-state
+        self.parse_procs = ProcessPoolExecutor(PARSERS, mp_context=multiprocessing.get_context("spawn"),
+                                               initializer=_warm)
+
+    def large_json(self, body: bytes | bytearray, header_length: str | None) -> bool:
+        """Whether the JSON part of an infer body is big enough for a parser process."""
+        size = len(body) if header_length is None or not header_length.isdigit() else int(header_length)
+        return self.parse_procs is not None and size >= PROCESS_JSON
 
     async def stop(self) -> None:
         for host in self.hosts.values():
             await host.scheduler.stop()
         self.parse_pool.shutdown(wait=True)
+        if self.parse_procs is not None:
+            self.parse_procs.shutdown(wait=True, cancel_futures=True)
+
+
+def _warm() -> None:
+    import torch2ort.serve.protocol  # noqa: F401  (the first large request should not pay for the imports)
 
 
 __all__ = ["EXTENSIONS", "INTAKE", "PARSERS", "ServerState"]

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from torch2ort.errors import ProtocolError
 from torch2ort.serve import openapi as oa
 from torch2ort.serve.host import ModelHost
-from torch2ort.serve.protocol import HEADER, encode_response
+from torch2ort.serve.protocol import HEADER, encode_response, parse_request
 from torch2ort.serve.routes import State
 from torch2ort.serve.state import ServerState
 
@@ -46,9 +46,15 @@ async def _infer(s: ServerState, host: ModelHost, request: Request) -> Response:
     try:
         body = await _read_body(s, request)  # returns holding a reading slot
         try:
-            req, feed, wanted = await loop.run_in_executor(s.parse_pool, host.compute.prepare, body,
-                                                           request.headers.get(HEADER))
-            del body
+            header = request.headers.get(HEADER)
+            if s.large_json(body, header):  # off the GIL: see ServerState.parse_procs
+                parsed = await loop.run_in_executor(s.parse_procs, parse_request, bytes(body), header,
+                                                    host.compute.caps)
+                del body
+                req, feed, wanted = await loop.run_in_executor(s.parse_pool, host.compute.finish, parsed)
+            else:
+                req, feed, wanted = await loop.run_in_executor(s.parse_pool, host.compute.prepare, body, header)
+                del body
         finally:
             s.reading.release()
         outputs = await scheduler.infer(feed)
