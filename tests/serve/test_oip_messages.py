@@ -31,7 +31,8 @@ def test_the_checked_in_descriptor_is_generated_from_the_proto():
 
 
 def _fields(descriptor) -> dict:
-    return {f.name: (f.number, f.type, f.label, f.message_type.full_name if f.message_type else None)
+    # is_repeated, not label: protobuf 7 dropped FieldDescriptor.label (proto3 has no required fields)
+    return {f.name: (f.number, f.type, f.is_repeated, f.message_type.full_name if f.message_type else None)
             for f in descriptor.fields}
 
 

@@ -12,7 +12,7 @@ import pytest
 from serve.probes import families
 
 FAMILIES = families()
-SLOW = {"16x60mb-json-memory", "16x60mb-json-health"}  # ~1 GB sent over loopback: about 10 s
+SLOW = {"16x60mb-json-memory-health"}  # ~1 GB sent over loopback: about 10 s
 CASES = [pytest.param(family, name, id=f"{family.split(' (')[0]}:{name}",
                       marks=[pytest.mark.slow] if name in SLOW else [])
          for family, probes in FAMILIES.items() for name in probes]
