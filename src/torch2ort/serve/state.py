@@ -61,8 +61,8 @@ class ServerState:
         for host in self.hosts.values():
             await host.scheduler.start()
         # spawn, not fork: the server holds threads and ONNX Runtime sessions a fork would copy mid-state
-        self.parse_procs = ProcessPoolExecutor(PARSERS, mp_context=multiprocessing.get_context("spawn"),
-                                               initializer=_warm)
+        # processes start on the first large request, not before: most servers never see one
+        self.parse_procs = ProcessPoolExecutor(PARSERS, mp_context=multiprocessing.get_context("spawn"))
 
     def large_json(self, body: bytes | bytearray, header_length: str | None) -> bool:
         """Whether the JSON part of an infer body is big enough for a parser process."""
@@ -75,10 +75,6 @@ class ServerState:
         self.parse_pool.shutdown(wait=True)
         if self.parse_procs is not None:
             self.parse_procs.shutdown(wait=True, cancel_futures=True)
-
-
-def _warm() -> None:
-    import torch2ort.serve.protocol  # noqa: F401  (the first large request should not pay for the imports)
 
 
 __all__ = ["EXTENSIONS", "INTAKE", "PARSERS", "ServerState"]
