@@ -131,7 +131,7 @@ def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> st
     return f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}"
 
 
-class Mismatch(Exception):  # noqa: N818  (a finding, not an error a user sees)
+class Mismatch(Exception):  # a finding inside the type checker, not an error a user sees
     """Where (keys and indices into the checked value) and what is wrong there.
 
     ``kind``: ``type`` (``expected`` names the JSON types wanted, ``got`` the Python type found),
