@@ -56,7 +56,8 @@ def _intervals(tmp_path: Path, *plugin: str) -> tuple[tuple, list[tuple]]:
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    serial: alone\n")
     env = {**os.environ, "TURNS_LOG": str(log), "PYTHONPATH": f"{ROOT / 'tests'}:{tmp_path}",
            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # only xdist (and the plugin under test): a quick start
-    args = ["-q", "-p", "xdist", "-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider", "--strict-markers", *plugin, str(tmp_path)]
+    args = ["-q", "-p", "xdist", "-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider", "--strict-markers",
+            *plugin, str(tmp_path)]
     proc = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
