@@ -168,12 +168,19 @@ def load(req: ModelRequest) -> LoadedModel:
                      + (" inside the ONNX graph" if pooling == "graph" else " in the runtime's postprocess"))
     else:
         module = wrappers()["KwargsModel"](model, names, key)
-        if task == "sequence-classification":
+        if task in ("sequence-classification", "token-classification"):
             id2label = getattr(config, "id2label", None) or {}
             labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(len(id2label))]
             hints.labels = labels or None
+        if task == "sequence-classification":
             hints.postprocess = [{"op": "softmax", "output": "logits", "name": "probabilities"},
                                  {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]
+        elif task == "token-classification":  # entity groups as pipeline("token-classification") gives them
+            hints.postprocess = [{"op": "entities", "output": "logits", "aggregation_strategy": "simple",
+                                  "max_length": length}]
+            notes.append("entities from the logits in the runtime, as pipeline(\"token-classification\") "
+                         "groups them (aggregation_strategy simple; predict(..., aggregation_strategy=...) "
+                         "takes none, first, average or max)")
     hints.spec = input_spec(path, names, onnx_name)
     # Sequences up to max_length, so the longest input a user can send has been verified.
     hints.sweep = {"batch": [1, 2, 7], "sequence": sorted({n for n in (1, 16, 77) if n < length} | {length})}
