@@ -2,7 +2,8 @@
 
 Each answer is judged by ``parity.judge`` (``bundle_gate`` picks the gate, ``judge_answer`` holds
 the answer to it); audio and signal files go through ``check_raw``; a token classifier's entities are
-held to transformers' pipeline by ``check_entities``.
+held to transformers' pipeline by ``check_entities``, a segmentation map to the processor's by
+``check_segmentation``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class Check(Stage):
         outputs = {name: OutputCheck.from_dict(judge_answer(key, results.get(key), ref, state.check_gate(name, ref),
                                                             how).to_dict())
                    for name, key, ref, how in _pairs(state)}
+        if state.raw_files and state.loaded.hints.task == "semantic-segmentation":
+            from torch2ort.pipeline.check_segmentation import check_segmentation
+
+            outputs["segmentation"] = check_segmentation(state, results.get("segmentation"), state.raw_files[0])
         if state.texts is not None and state.loaded.hints.task == "token-classification":
             from torch2ort.pipeline.check_entities import check_entities
 

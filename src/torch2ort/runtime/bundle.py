@@ -127,10 +127,11 @@ class Bundle:
         check_options(self.manifest.get("postprocess", []), options)
         if self._texts(inputs) and len(inputs) > 1 and (batch_size or max_tokens):
             return self._predict_texts(list(inputs), raw, batch_size or len(inputs), max_tokens, options)
-        feed = self.preprocess(inputs)
+        meta: dict[str, Any] = {}
+        feed = self.preprocess(inputs, meta)
         outputs = self.run(feed)
         texts = [inputs] if isinstance(inputs, str) else list(inputs) if self._texts(inputs) else None
-        return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs, texts, **options), outputs)
+        return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs, texts, meta, **options), outputs)
 
     def _texts(self, inputs: Any) -> bool:
         steps = self.manifest.get("preprocess", [])
@@ -159,17 +160,22 @@ class Bundle:
         return Prediction(_reassemble([r for _, r, _ in parts], inverse),
                           _reassemble([o for _, _, o in parts], inverse))
 
-    def preprocess(self, inputs: Any) -> dict[str, np.ndarray]:
+    def preprocess(self, inputs: Any, meta: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Stage 1: the checked model feed for ``inputs`` (raw input through the preprocess pipeline,
         or a dict of arrays keyed by input name, or one array for a single-input model).
 
+        ``meta``, when given, receives what the steps learnt of the raw input that postprocessing may
+        need (an image's original size); pass it on to ``postprocess``.
         Raises ``PredictInputError`` for input the model cannot take; nothing runs the model.
         """
         feed = inputs
         steps = self.manifest.get("preprocess", [])
         looks_like_feed = isinstance(inputs, dict) and all(isinstance(v, np.ndarray) for v in inputs.values())
         if steps and not looks_like_feed:
-            feed = run_preprocess(steps, inputs, self._context())
+            ctx = self._context()
+            feed = run_preprocess(steps, inputs, ctx)
+            if meta is not None:
+                meta.update(ctx.meta)
         if isinstance(feed, np.ndarray) and len(self.inputs) == 1:
             feed = {self.inputs[0]["name"]: feed}
         if not isinstance(feed, dict):
@@ -185,17 +191,19 @@ class Bundle:
         return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), values)}
 
     def postprocess(self, feed: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
-                    texts: list[str] | None = None, **options: Any) -> dict[str, Any]:
+                    texts: list[str] | None = None, meta: dict[str, Any] | None = None,
+                    **options: Any) -> dict[str, Any]:
         """Stage 3: the postprocess pipeline over raw ``outputs`` (of ``run(feed)``): raw outputs plus
         every post-processed result, by name. Without a postprocess pipeline, the raw outputs.
 
         ``texts``: the raw texts ``feed`` was tokenised from, one per row, for steps that read them
-        (entities); ``options`` as for ``predict``."""
+        (entities); ``meta``: what ``preprocess`` filled in (an image's size, for segment);
+        ``options`` as for ``predict``."""
         steps = self.manifest.get("postprocess", [])
         if not steps:
             return dict(outputs)
         ctx = self._context(feed, outputs)
-        ctx.texts = texts
+        ctx.texts, ctx.meta = texts, dict(meta or {})
         return run_postprocess(steps, ctx, options)
 
     def _context(self, feed: dict[str, np.ndarray] | None = None,

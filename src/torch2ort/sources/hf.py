@@ -34,11 +34,13 @@ TASKS = {
     "fill-mask": ("AutoModelForMaskedLM", "logits", "logits"),
     "image-classification": ("AutoModelForImageClassification", "logits", "logits"),
     "audio-classification": ("AutoModelForAudioClassification", "logits", "logits"),
+    "semantic-segmentation": ("AutoModelForSemanticSegmentation", "logits", "logits"),
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
                  "ForImageClassification": "image-classification",
-                 "ForAudioClassification": "audio-classification", "Model": "feature-extraction"}
+                 "ForAudioClassification": "audio-classification",
+                 "ForSemanticSegmentation": "semantic-segmentation", "Model": "feature-extraction"}
 OPTIONS = ("task", "pooling", "max_length")
 POOLINGS = ("graph", "runtime")
 ST_MODULES = "sentence_transformers.models."
@@ -135,7 +137,7 @@ def load(req: ModelRequest) -> LoadedModel:
         raise SourceError(f"{path}: task sentence-embedding needs a sentence-transformers folder (modules.json)")
     st_pooling = _pooling_config(path, modules) if task == "sentence-embedding" else None  # before any import
     from_pretrained = functools.partial(_from_pretrained, trust_remote_code=req.trust_remote_code)
-    if task in ("image-classification", "audio-classification"):
+    if task in ("image-classification", "audio-classification", "semantic-segmentation"):
         from torch2ort.sources import hf_media
 
         return hf_media.load(req.model, path, task, not opts.get("task"), from_pretrained)

@@ -47,10 +47,19 @@ class Context:
 
 
 def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
-    from torch2ort.runtime.processors import audio, audio_features, entities, image, postprocess, signal, text
+    from torch2ort.runtime.processors import (
+        audio,
+        audio_features,
+        entities,
+        image,
+        postprocess,
+        segmentation,
+        signal,
+        text,
+    )
 
     pre = {**image.PRE, **text.PRE, **audio.PRE, **audio_features.PRE, **signal.PRE}
-    post = {**postprocess.POST, **text.POST, **entities.POST}
+    post = {**postprocess.POST, **text.POST, **entities.POST, **segmentation.POST}
     return pre, post
 
 
@@ -116,8 +125,10 @@ _WRITES: dict[str, tuple[Callable[[int], int] | None, Callable[[dict], list[str]
     "threshold": (None, lambda p: [p.get("name", "labels")]),
     "argmax": (None, lambda p: [p.get("name", "label"), f"{p.get('name', 'label')}_index"]),
     "entities": (None, lambda p: [p.get("name", "entities")]),
+    "segment": (lambda r: r - 1, lambda p: [p.get("name", "segmentation")]),
 }
-_DEFAULT_OUTPUT = {"mean_pool": "last_hidden_state", "l2_normalize": "embeddings", "entities": "logits"}
+_DEFAULT_OUTPUT = {"mean_pool": "last_hidden_state", "l2_normalize": "embeddings", "entities": "logits",
+                   "segment": "logits"}
 
 
 def _check_post_tensors(post: list[dict], inputs: list[dict], outputs: list[dict]) -> None:
