@@ -49,33 +49,39 @@ def bundle_entities(bundle_dir: str | Path, texts: list[str], strategies=STRATEG
     return answer["entities"], answer["torch_imported"]
 
 
-def pipeline_entities(model_dir: str | Path, model, texts: list[str], strategy: str) -> list[list[dict]]:
-    """transformers' ``pipeline("token-classification")`` on the loaded model and the folder's tokenizer."""
+def pipeline_entities(model_dir: str | Path, model, texts: list[str], strategy: str, stride: int = 0,
+                      max_length: int | None = None) -> list[list[dict]]:
+    """transformers' ``pipeline("token-classification")`` on the loaded model and the folder's tokenizer,
+    truncating (or windowing) at the bundle's ``max_length``, as the pipeline does at ``model_max_length``."""
     import warnings
 
     import transformers
 
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    extra = {"model_max_length": max_length} if max_length else {}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, **extra)
     pipe = transformers.pipeline("token-classification", model=model, tokenizer=tokenizer,
                                  aggregation_strategy=strategy, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Tokenizer does not support real words": the pipeline's own
-        return [list(pipe(t)) for t in texts]
+        return [list(pipe(t, **({"stride": stride} if stride else {}))) for t in texts]
 
 
 def check_entities(state: MigrationState) -> tuple[dict[str, OutputCheck], bool]:
     """One OutputCheck per strategy, and whether torch was imported while predicting."""
     hints, texts = state.loaded.hints, list(state.texts or [])
-    got, torch_imported = bundle_entities(state.bundle_dir, texts)
+    stride = next((s.get("stride", 0) for s in hints.postprocess if s.get("op") == "entities"), 0)
+    strategies = [s for s in STRATEGIES if not (stride and s == "none")]  # none cannot merge windows
+    got, torch_imported = bundle_entities(state.bundle_dir, texts, strategies)
     tol = SCORE_TOL_OPTIMISED if state.final != state.onnx else SCORE_TOL
     model = state.loaded.module.model.eval()
     checks = {}
-    for strategy in STRATEGIES:
-        ref = pipeline_entities(hints.model_dir, model, texts, strategy)
+    for strategy in strategies:
+        ref = pipeline_entities(hints.model_dir, model, texts, strategy, stride, hints.max_length)
         a = compare_entities(got[strategy], ref, texts, tol)
         checks[f"entities[{strategy}]"] = OutputCheck(
             metric="entities", value=a.share, passed=a.agree == a.texts and a.texts > 0,
-            reference=f'pipeline("token-classification", aggregation_strategy="{strategy}") on the same texts',
+            reference=f'pipeline("token-classification", aggregation_strategy="{strategy}"'
+                      + (f", stride={stride}" if stride else "") + ") on the same texts",
             reason=a.first_difference, gate=f"every text's entities agree (scores within {tol:g})",
             max_abs=a.max_score_diff)
     return checks, torch_imported

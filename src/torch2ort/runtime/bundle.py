@@ -143,14 +143,19 @@ class Bundle:
         """Mini-batches of length-sorted texts; per-row results are reassembled in input order.
 
         Raw outputs whose non-batch shape depends on the padded length (token embeddings) are not
-        kept across mini-batches: holding them for every text is what would make memory grow.
+        kept across mini-batches: holding them for every text is what would make memory grow. With a
+        tokenize ``stride`` (a text's windows are several rows), only per-text results are kept.
         """
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         parts: list[tuple[list[int], dict[str, Any], dict[str, np.ndarray]]] = []
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             tokenised = self.preprocess([texts[i] for i in chunk])
-            for picked, feed in split_by_tokens(tokenised, max_tokens):
+            # with a stride a text is several rows (its windows): a mini-batch is then run whole
+            windowed = bool(self.manifest.get("preprocess", [{}])[0].get("stride"))
+            for picked, feed in split_by_tokens(tokenised, None if windowed else max_tokens):
+                if windowed:
+                    picked = np.arange(len(chunk))
                 rows = [chunk[i] for i in picked]
                 outputs = self.run(feed)
                 results = dict(outputs) if raw else self.postprocess(feed, outputs, [texts[i] for i in rows],

@@ -9,7 +9,10 @@ keyword arguments, as transformers 5.x requires. Nothing is downloaded: ``HF_HUB
 
 Options come through ``--kwargs`` (``ModelRequest.kwargs``)::
 
-    {"task": "sequence-classification", "pooling": "graph" | "runtime", "max_length": 256}
+    {"task": "sequence-classification", "pooling": "graph" | "runtime", "max_length": 256, "stride": 32}
+
+``stride`` (token classification only) runs a long text as windows of ``max_length`` tokens that
+overlap by ``stride``, as ``pipeline("token-classification", stride=...)`` does.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForImageClassification": "image-classification",
                  "ForAudioClassification": "audio-classification",
                  "ForSemanticSegmentation": "semantic-segmentation", "Model": "feature-extraction"}
-OPTIONS = ("task", "pooling", "max_length")
+OPTIONS = ("task", "pooling", "max_length", "stride")
 POOLINGS = ("graph", "runtime")
 ST_MODULES = "sentence_transformers.models."
 
@@ -178,15 +181,31 @@ def load(req: ModelRequest) -> LoadedModel:
             hints.postprocess = [{"op": "softmax", "output": "logits", "name": "probabilities"},
                                  {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]
         elif task == "token-classification":  # entity groups as pipeline("token-classification") gives them
+            stride = _stride(opts, length)
             hints.postprocess = [{"op": "entities", "output": "logits", "aggregation_strategy": "simple",
-                                  "max_length": length}]
+                                  "max_length": length} | ({"stride": stride} if stride else {})]
+            if stride:
+                hints.preprocess[0]["stride"] = stride
+                notes.append(f"long texts as windows of {length} tokens overlapping by {stride} (stride)")
             notes.append("entities from the logits in the runtime, as pipeline(\"token-classification\") "
                          "groups them (aggregation_strategy simple; predict(..., aggregation_strategy=...) "
                          "takes none, first, average or max)")
+    if opts.get("stride") is not None and task != "token-classification":
+        raise SourceError(f"--kwargs stride is for token classification; {path} is {task}")
     hints.spec = input_spec(path, names, onnx_name)
     # Sequences up to max_length, so the longest input a user can send has been verified.
     hints.sweep = {"batch": [1, 2, 7], "sequence": sorted({n for n in (1, 16, 77) if n < length} | {length})}
     return LoadedModel(module, req.model, "hf", notes, hints)
+
+
+def _stride(opts: dict[str, Any], length: int) -> int:
+    stride = opts.get("stride")
+    if stride is None:
+        return 0
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 0 < stride < length - 2:
+        raise SourceError(f"--kwargs stride must be a whole number from 1 to {length - 3} (below max_length "
+                          f"{length} less the special tokens); got {stride!r}")
+    return stride
 
 
 def _from_pretrained(path: Path, auto_cls: str, trust_remote_code: bool = False):

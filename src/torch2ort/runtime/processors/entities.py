@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from torch2ort.errors import BundleError
-from torch2ort.runtime.processors.text import _prefix, _tokenizer
+from torch2ort.errors import BundleError, PredictInputError
+from torch2ort.runtime.processors.text import _prefix, _tokenizer, windows, windows_per_text
 from torch2ort.runtime.typecheck import Name, Range
 
 Strategy = Literal["none", "simple", "first", "average", "max"]
@@ -28,38 +28,67 @@ Strategy = Literal["none", "simple", "first", "average", "max"]
 
 def entities(ctx, output: Name = "logits", aggregation_strategy: Strategy = "simple",
              ignore_labels: tuple[str, ...] = ("O",), file: Name = "tokenizer.json",
-             max_length: Annotated[int, Range(1, 1 << 20)] = 512, mask: Name = "attention_mask",
-             name: Name = "entities") -> None:
-    """Per text, the entities the pipeline would return. Without raw texts (a feed was given), nothing."""
+             max_length: Annotated[int, Range(1, 1 << 20)] = 512, stride: Annotated[int, Range(0, 1 << 20)] = 0,
+             mask: Name = "attention_mask", name: Name = "entities") -> None:
+    """Per text, the entities the pipeline would return. Without raw texts (a feed was given), nothing.
+
+    With the tokenize step's ``stride``, a text's rows are its overlapping windows: each window's
+    entities are found alone, then overlaps are resolved as the pipeline does (the longer entity wins,
+    then the higher score)."""
     if ctx.texts is None:
         return
+    if stride and aggregation_strategy == "none":
+        raise PredictInputError("aggregation_strategy 'none' cannot merge the overlapping windows of a stride; "
+                                "pick simple, first, average or max")
+    tok = _tokenizer(ctx, file, max_length, None, stride)
+    texts = list(ctx.texts) if stride else [_prefix(ctx, file, tok, t, max_length) for t in ctx.texts]
+    encodings = tok.encode_batch(texts)
+    rows_of = windows_per_text(encodings, stride)
     logits = ctx.tensor(output).astype(np.float32)
-    if logits.ndim != 3 or logits.shape[0] != len(ctx.texts):
-        raise BundleError(f"entities reads {output!r} as [texts, tokens, labels]; got shape {list(logits.shape)} "
-                          f"for {len(ctx.texts)} texts")
+    if logits.ndim != 3 or logits.shape[0] != sum(rows_of):
+        raise BundleError(f"entities reads {output!r} as [rows, tokens, labels]; got shape {list(logits.shape)} "
+                          f"for {len(texts)} texts in {sum(rows_of)} rows")
     feed_mask = ctx.feed.get(mask)
     keep = (np.asarray(feed_mask).astype(bool) if feed_mask is not None
             else np.ones(logits.shape[:2], dtype=bool))
-    tok = _tokenizer(ctx, file, max_length, None)
-    texts = [_prefix(ctx, file, tok, t, max_length) for t in ctx.texts]
     vocab = _Vocab(tok)
     labels = ctx.labels or []
     if len(labels) != logits.shape[-1]:
         raise BundleError(f"entities needs one label per class: {len(labels)} labels for {logits.shape[-1]} classes")
     ignore = set(ignore_labels)
-    rows = []
-    for text, enc, row, row_keep in zip(texts, tok.encode_batch(texts), logits, keep):
+    found = [[] for _ in texts]
+    owners = [i for i, n in enumerate(rows_of) for _ in range(n)]
+    for owner, enc, row, row_keep in zip(owners, windows(encodings, stride), logits, keep):
         positions = np.flatnonzero(row_keep)
         tokens = [k for k, m in enumerate(enc.attention_mask) if m]
         if len(tokens) != len(positions):
             raise BundleError(f"entities: the tokenizer gives {len(tokens)} tokens where the feed has "
                               f"{len(positions)}; the feed was not made by this bundle's tokenizer")
         scores = _softmax(row[positions])
-        pre = [_pre_entity(vocab, text, enc, k, i, scores[i])
+        pre = [_pre_entity(vocab, texts[owner], enc, k, i, scores[i])
                for i, k in enumerate(tokens) if not enc.special_tokens_mask[k]]
-        found = _aggregate(pre, aggregation_strategy, labels, vocab)
-        rows.append([e for e in found if e.get("entity", e.get("entity_group")) not in ignore])
-    ctx.results[name] = rows
+        found[owner] += [e for e in _aggregate(pre, aggregation_strategy, labels, vocab)
+                         if e.get("entity", e.get("entity_group")) not in ignore]
+    ctx.results[name] = [_overlapping(f) if n > 1 else f for f, n in zip(found, rows_of)]
+
+
+def _overlapping(found: list[dict]) -> list[dict]:
+    """Entities from overlapping windows, sorted by start; of two that overlap, the longer one is kept
+    (at equal length, the higher score): the pipeline's ``aggregate_overlapping_entities``."""
+    if not found:
+        return found
+    ordered = sorted(found, key=lambda e: e["start"])
+    kept, previous = [], ordered[0]
+    for e in ordered:  # the first against itself too, as the pipeline does (a zero-length one is kept twice)
+        if previous["start"] <= e["start"] < previous["end"]:
+            length, previous_length = e["end"] - e["start"], previous["end"] - previous["start"]
+            if length > previous_length or length == previous_length and e["score"] > previous["score"]:
+                previous = e
+        else:
+            kept.append(previous)
+            previous = e
+    kept.append(previous)
+    return kept
 
 
 class _Vocab:

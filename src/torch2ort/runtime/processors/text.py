@@ -13,8 +13,8 @@ from torch2ort.runtime.typecheck import Name, Positive, Range, Size
 TokenizerOutput = Literal["input_ids", "attention_mask", "token_type_ids"]
 
 
-def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
-    key = f"tokenizer:{file}:{max_length}"
+def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None, stride: int = 0):
+    key = f"tokenizer:{file}:{max_length}:{stride}"
     if key not in ctx.cache:
         try:
             from tokenizers import Tokenizer
@@ -30,7 +30,11 @@ def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
         except Exception as exc:  # tokenizers raises plain Exception for bad files
             raise BundleError(f"the tokenizer file {file!r} does not load: {one_line(str(exc), 200)}"
                               ) from None
-        tok.enable_truncation(max_length=max_length)
+        try:
+            tok.enable_truncation(max_length=max_length, stride=stride)
+        except Exception as exc:  # a stride the window cannot hold
+            raise BundleError(f"the tokenizer cannot take stride {stride} with max_length {max_length}: "
+                              f"{one_line(str(exc), 200)}") from None
         pad = tok.padding or {}
         tok.enable_padding(pad_id=pad_id if pad_id is not None else pad.get("pad_id", 0),
                            pad_token=pad.get("pad_token", "[PAD]"))
@@ -40,8 +44,13 @@ def _tokenizer(ctx, file: str, max_length: int, pad_id: int | None):
 
 def tokenize(value, ctx, file: Name = "tokenizer.json", max_length: Annotated[int, Range(1, 1 << 20)] = 256,
              pad_id: Annotated[int, Range(0)] | None = None,
-             outputs: Annotated[tuple[TokenizerOutput, ...], Size(1, unique=True)] = ("input_ids", "attention_mask")):
-    """A string or list of strings -> {input_ids, attention_mask[, token_type_ids]} int64, padded."""
+             outputs: Annotated[tuple[TokenizerOutput, ...], Size(1, unique=True)] = ("input_ids", "attention_mask"),
+             stride: Annotated[int, Range(0, 1 << 20)] = 0):
+    """A string or list of strings -> {input_ids, attention_mask[, token_type_ids]} int64, padded.
+
+    ``stride`` > 0: a text longer than ``max_length`` becomes several rows, windows that overlap by
+    ``stride`` tokens (the tokenizer's overflowing encodings, as transformers' pipelines take them with
+    ``stride=``), in text order; otherwise each text is one row, truncated."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
@@ -51,11 +60,12 @@ def tokenize(value, ctx, file: Name = "tokenizer.json", max_length: Annotated[in
     if unknown:
         raise BundleError(f"tokenize outputs {unknown}; valid: {', '.join(fields)}")
     try:
-        tok = _tokenizer(ctx, file, max_length, pad_id)
+        tok = _tokenizer(ctx, file, max_length, pad_id, stride)
         rows: dict[str, list] = {o: [] for o in outputs}
         for start in range(0, len(value), CHUNK_ROWS):  # a chunk's encodings at a time, not every row's
-            texts = [_prefix(ctx, file, tok, t, max_length) for t in value[start:start + CHUNK_ROWS]]
-            for e in tok.encode_batch(texts):
+            chunk = value[start:start + CHUNK_ROWS]
+            texts = list(chunk) if stride else [_prefix(ctx, file, tok, t, max_length) for t in chunk]
+            for e in windows(tok.encode_batch(texts), stride):
                 for o in outputs:
                     rows[o].append(getattr(e, fields[o]))
     except (BundleError, PredictInputError):
@@ -69,6 +79,15 @@ def tokenize(value, ctx, file: Name = "tokenizer.json", max_length: Annotated[in
     left = pad.get("direction") == "left"
     return {o: np.array([([fill[o]] * (width - len(r)) + r) if left else (r + [fill[o]] * (width - len(r)))
                          for r in rows[o]], dtype=np.int64) for o in outputs}
+
+
+def windows(encodings, stride: int) -> list:
+    """Each encoding, followed by its overflowing windows when a stride is set."""
+    return [w for e in encodings for w in ([e, *e.overflowing] if stride else [e])]
+
+
+def windows_per_text(encodings, stride: int) -> list[int]:
+    return [1 + (len(e.overflowing) if stride else 0) for e in encodings]
 
 
 CHUNK_ROWS = 64     # texts encoded at once
