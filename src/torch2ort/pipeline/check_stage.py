@@ -3,7 +3,7 @@
 Each answer is judged by ``parity.judge`` (``bundle_gate`` picks the gate, ``judge_answer`` holds
 the answer to it); audio and signal files go through ``check_raw``; a token classifier's entities are
 held to transformers' pipeline by ``check_entities``, a segmentation map to the processor's by
-``check_segmentation``.
+``check_segmentation``, detections to the object-detection pipeline by ``check_detection``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ class Check(Stage):
         outputs = {name: OutputCheck.from_dict(judge_answer(key, results.get(key), ref, state.check_gate(name, ref),
                                                             how).to_dict())
                    for name, key, ref, how in _pairs(state)}
+        if state.raw_files and state.loaded.hints.task == "object-detection":
+            from torch2ort.pipeline.check_detection import check_detection
+
+            outputs["detections"] = check_detection(state, info["structured"].get("detections"), state.raw_files[0])
         if state.raw_files and state.loaded.hints.task == "semantic-segmentation":
             from torch2ort.pipeline.check_segmentation import check_segmentation
 

@@ -42,13 +42,15 @@ for k, v in list(out.items()) + [("raw:" + k, v) for k, v in out.raw.items()]:
     if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":  # lists (top-k rows, entities) are not arrays
         arrays[k] = v
 np.savez(out_path, **arrays)
-print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(out)}))
+structured = {k: v for k, v in out.items() if isinstance(v, list)}  # entities, detections, top-k rows
+print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(out), "structured": structured}))
 """
 
 
 def bundle_predict(bundle_dir: str | Path, raw: str | list[str] | dict[str, np.ndarray],
                    timeout_s: float = 300) -> tuple[dict[str, np.ndarray], dict]:
-    """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info).
+    """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info); ``info``
+    holds ``torch_imported``, the result names and, under ``structured``, the results that are lists.
 
     ``raw``: texts, a feed, or one file path (an image or audio file for a media bundle)."""
     with tempfile.TemporaryDirectory(prefix="torch2ort-check-") as tmp:

@@ -38,12 +38,14 @@ TASKS = {
     "image-classification": ("AutoModelForImageClassification", "logits", "logits"),
     "audio-classification": ("AutoModelForAudioClassification", "logits", "logits"),
     "semantic-segmentation": ("AutoModelForSemanticSegmentation", "logits", "logits"),
+    "object-detection": ("AutoModelForObjectDetection", "logits", "logits"),
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
                  "ForImageClassification": "image-classification",
                  "ForAudioClassification": "audio-classification",
-                 "ForSemanticSegmentation": "semantic-segmentation", "Model": "feature-extraction"}
+                 "ForSemanticSegmentation": "semantic-segmentation", "ForObjectDetection": "object-detection",
+                 "Model": "feature-extraction"}
 OPTIONS = ("task", "pooling", "max_length", "stride")
 POOLINGS = ("graph", "runtime")
 ST_MODULES = "sentence_transformers.models."
@@ -140,7 +142,7 @@ def load(req: ModelRequest) -> LoadedModel:
         raise SourceError(f"{path}: task sentence-embedding needs a sentence-transformers folder (modules.json)")
     st_pooling = _pooling_config(path, modules) if task == "sentence-embedding" else None  # before any import
     from_pretrained = functools.partial(_from_pretrained, trust_remote_code=req.trust_remote_code)
-    if task in ("image-classification", "audio-classification", "semantic-segmentation"):
+    if task in ("image-classification", "audio-classification", "semantic-segmentation", "object-detection"):
         from torch2ort.sources import hf_media
 
         return hf_media.load(req.model, path, task, not opts.get("task"), from_pretrained)

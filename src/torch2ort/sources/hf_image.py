@@ -41,10 +41,11 @@ def load_processor(path: Path):
 
 # PIL-backend processors that override PilBackend methods, and the rules this file knows they follow
 # (MobileNet's overrides only add segmentation-map handling, and SegFormer's label reduction, which
-# touches only label maps; EfficientNet adds rescale_offset and include_top).
+# touches only label maps; EfficientNet adds rescale_offset and include_top; DETR resizes the shorter side
+# with the longer one capped, and pads a batch to its largest image, which a single image never needs).
 KNOWN = {"ConvNextImageProcessorPil": "convnext", "MobileNetV2ImageProcessorPil": "standard",
          "MobileNetV1ImageProcessorPil": "standard", "EfficientNetImageProcessorPil": "efficientnet",
-         "SegformerImageProcessorPil": "standard"}
+         "SegformerImageProcessorPil": "standard", "DetrImageProcessorPil": "detr"}
 BASE_METHODS = ("_preprocess", "resize", "center_crop", "rescale", "normalize", "process_image")
 
 
@@ -58,8 +59,10 @@ def _size(value) -> dict:
     return {k: v for k, v in dict(value or {}).items() if v is not None}
 
 
-def image_preprocess(path: Path, input_name: str = INPUT) -> tuple[list[dict], list[str], tuple[int, int]]:
-    """(the bundle's preprocess steps, notes, the (height, width) the model receives)."""
+def image_preprocess(path: Path, input_name: str = INPUT, fixed: bool = True
+                     ) -> tuple[list[dict], list[str], tuple[int, int] | None]:
+    """(the bundle's preprocess steps, notes, the (height, width) the model receives: None when it
+    follows the image, which only a model with ``fixed=False`` (a detector) may take)."""
     proc = load_processor(path)
     name = type(proc).__name__
     if getattr(proc, "backend", None) != "pil":
@@ -70,7 +73,7 @@ def image_preprocess(path: Path, input_name: str = INPUT) -> tuple[list[dict], l
                           "translate yet (supported: the standard resize / center-crop / rescale / normalize "
                           f"pipeline, and {', '.join(sorted(KNOWN))})")
     convnext = kind == "convnext"
-    if getattr(proc, "do_pad", False):
+    if getattr(proc, "do_pad", False) and kind != "detr":
         raise SourceError(f"{path}: image processor {name} pads (do_pad); padding is not translated")
     resample = int(getattr(proc, "resample", 2) if proc.resample is not None else 2)
     if resample not in FILTERS:
@@ -92,6 +95,9 @@ def image_preprocess(path: Path, input_name: str = INPUT) -> tuple[list[dict], l
                 steps.append(resize | {"size": [edge, edge]})
                 how.append(f"resize to {edge}x{edge} ({filt})")
             out = (edge, edge)
+        elif kind == "detr" and "shortest_edge" in size and "longest_edge" in size:
+            steps.append(resize | {"size": int(size["shortest_edge"]), "max_size": int(size["longest_edge"])})
+            how.append(f"shortest side to {size['shortest_edge']}, longest at most {size['longest_edge']} ({filt})")
         elif "shortest_edge" in size and "longest_edge" not in size:
             steps.append(resize | {"size": int(size["shortest_edge"])})
             how.append(f"shortest side to {size['shortest_edge']} ({filt})")
@@ -108,7 +114,7 @@ def image_preprocess(path: Path, input_name: str = INPUT) -> tuple[list[dict], l
         steps.append({"op": "center_crop", "size": [int(crop["height"]), int(crop["width"])], "offset": "floor"})
         how.append(f"centre crop {crop['height']}x{crop['width']}")
         out = (int(crop["height"]), int(crop["width"]))
-    if out is None:
+    if out is None and fixed:
         raise SourceError(f"{path}: image processor {name} does not give a fixed image size (resize to "
                           "height/width or centre crop); the model needs one")
     steps.append({"op": "to_array", "dtype": "float32"})

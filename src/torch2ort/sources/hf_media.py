@@ -19,7 +19,8 @@ from torch2ort.sources import LoadedModel, ModelHints
 # task -> (the model's input, its transformers auto class)
 MEDIA = {"image-classification": ("pixel_values", "AutoModelForImageClassification"),
          "audio-classification": ("input_values", "AutoModelForAudioClassification"),
-         "semantic-segmentation": ("pixel_values", "AutoModelForSemanticSegmentation")}
+         "semantic-segmentation": ("pixel_values", "AutoModelForSemanticSegmentation"),
+         "object-detection": ("pixel_values", "AutoModelForObjectDetection")}
 MEL_FILE = "mel_filters.npy"
 WINDOW_FILE = "window.npy"
 
@@ -31,14 +32,22 @@ def load(source: str, path: Path, task: str, auto: bool, from_pretrained) -> Loa
     if task != "audio-classification":
         from torch2ort.sources.hf_image import image_preprocess
 
-        steps, notes, (h, w) = image_preprocess(path, name)
-        dims = f"batch=2,3,{h},{w}"
-        sweep = {"batch": [1, 2, 3]}
+        steps, notes, out = image_preprocess(path, name, fixed=task != "object-detection")
+        if out is None:  # the image's own aspect: height and width follow it
+            dims, sweep = "batch=1,3,height=64,width=96", {"batch": [1, 2], "height": [48, 64, 96], "width": [64, 96]}
+        else:
+            dims, sweep = f"batch=2,3,{out[0]},{out[1]}", {"batch": [1, 2, 3]}
     else:
         name, steps, notes, dims, sweep = audio_preprocess(path, assets)
     model = from_pretrained(path, auto_cls)
     labels = _labels(model.config)
-    if task == "semantic-segmentation":  # a class per pixel of the original image
+    outputs = ["logits"]
+    if task == "object-detection":  # DETR-style set prediction: classes (+ no object) and boxes per query
+        post = [{"op": "detections", "output": "logits", "boxes": "pred_boxes", "threshold": 0.5}]
+        outputs.append("pred_boxes")
+        notes.append("boxes in the original image's pixels with scores and labels above a threshold, as "
+                     "post_process_object_detection and pipeline(\"object-detection\") give them")
+    elif task == "semantic-segmentation":  # a class per pixel of the original image
         post = [{"op": "segment", "output": "logits", "name": "segmentation"}]
         notes.append("per-pixel classes at the original image size, as the processor's "
                      "post_process_semantic_segmentation (bilinear resize of the scores, then argmax)")
@@ -49,10 +58,10 @@ def load(source: str, path: Path, task: str, auto: bool, from_pretrained) -> Loa
                        sweep=sweep, media="audio" if task == "audio-classification" else "image", assets=assets)
     from torch2ort.spec import InputSpec
 
-    hints.spec = InputSpec.from_cli([f"{name}:{dims}:float32"], ["logits"])
+    hints.spec = InputSpec.from_cli([f"{name}:{dims}:float32"], outputs)
     notes = [f"loaded {path} with transformers {auto_cls} (task {task}" + (", auto-detected)" if auto else ")"),
              *notes, f"input {name} [{dims}] float32; labels from id2label ({len(labels)})"]
-    return LoadedModel(wrapper()(model, name), source, "hf", notes, hints)
+    return LoadedModel(wrapper()(model, name, outputs), source, "hf", notes, hints)
 
 
 def _labels(config) -> list[str]:
@@ -139,18 +148,20 @@ _CLASS: list[type] = []
 
 
 def wrapper() -> type:
-    """``model(**{name: x}).logits`` as a one-input module (defined on first use: this file imports without torch)."""
+    """``model(**{name: x}).logits`` (or a tuple of named outputs) as a one-input module (defined on first
+    use: this file imports without torch)."""
     if _CLASS:
         return _CLASS[0]
     import torch
 
     class OneInput(torch.nn.Module):
-        def __init__(self, model, name: str) -> None:
+        def __init__(self, model, name: str, outputs: tuple[str, ...] | list[str] = ("logits",)) -> None:
             super().__init__()
-            self.model, self.name = model, name
+            self.model, self.name, self.outputs = model, name, tuple(outputs)
 
         def forward(self, x):
-            return self.model(**{self.name: x}).logits
+            out = self.model(**{self.name: x})
+            return out.logits if self.outputs == ("logits",) else tuple(getattr(out, k) for k in self.outputs)
 
     _CLASS.append(OneInput)
     return OneInput

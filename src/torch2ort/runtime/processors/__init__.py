@@ -50,6 +50,7 @@ def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
     from torch2ort.runtime.processors import (
         audio,
         audio_features,
+        detection,
         entities,
         image,
         postprocess,
@@ -59,7 +60,7 @@ def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
     )
 
     pre = {**image.PRE, **text.PRE, **audio.PRE, **audio_features.PRE, **signal.PRE}
-    post = {**postprocess.POST, **text.POST, **entities.POST, **segmentation.POST}
+    post = {**postprocess.POST, **text.POST, **entities.POST, **segmentation.POST, **detection.POST}
     return pre, post
 
 
@@ -126,9 +127,10 @@ _WRITES: dict[str, tuple[Callable[[int], int] | None, Callable[[dict], list[str]
     "argmax": (None, lambda p: [p.get("name", "label"), f"{p.get('name', 'label')}_index"]),
     "entities": (None, lambda p: [p.get("name", "entities")]),
     "segment": (lambda r: r - 1, lambda p: [p.get("name", "segmentation")]),
+    "detections": (None, lambda p: [p.get("name", "detections")]),
 }
 _DEFAULT_OUTPUT = {"mean_pool": "last_hidden_state", "l2_normalize": "embeddings", "entities": "logits",
-                   "segment": "logits"}
+                   "segment": "logits", "detections": "logits"}
 
 
 def _check_post_tensors(post: list[dict], inputs: list[dict], outputs: list[dict]) -> None:
@@ -199,7 +201,7 @@ def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
 
 # postprocess parameters a caller may set per call (``Bundle.predict(text, aggregation_strategy="first")``),
 # named as transformers' pipelines name them
-CALL_OPTIONS = ("aggregation_strategy", "ignore_labels")
+CALL_OPTIONS = ("aggregation_strategy", "ignore_labels", "threshold")
 
 
 def run_postprocess(steps: list[dict], ctx: Context, options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -89,11 +89,13 @@ _FILTERS = {"bilinear": 2, "bicubic": 3, "nearest": 0, "lanczos": 1, "box": 4, "
 
 def resize(img, ctx, size: Sides, filter: Literal["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"] =
            "bilinear", rounding: Literal["round", "floor"] = "round",
-           passes: Literal["separable", "pillow"] = "separable"):
+           passes: Literal["separable", "pillow"] = "separable", max_size: Side | None = None):
     """``size`` [h, w], or an int for the shorter side (aspect kept). Pillow's filters (antialiased).
 
     ``rounding`` sizes the longer side: ``round`` (torchvision) or ``floor`` (transformers' image
-    processors, ``int(size * long / short)``).
+    processors, ``int(size * long / short)``). ``max_size`` caps the longer side, shrinking the shorter
+    one to keep the aspect, as transformers' ``get_size_with_aspect_ratio`` does (DETR's
+    ``shortest_edge``/``longest_edge``; with ``rounding="floor"``).
 
     ``passes="separable"`` (default): always the horizontal pass first, then the vertical one, each a
     one-axis ``Image.resize``: the result is then the same in every Pillow version (Pillow 13 runs the
@@ -107,7 +109,9 @@ def resize(img, ctx, size: Sides, filter: Literal["bilinear", "bicubic", "neares
         raise ValueError(f"resize rounding={rounding!r} passes={passes!r}; valid: round|floor, separable|pillow")
     fit = round if rounding == "round" else int
     w, h = img.size
-    if isinstance(size, int):
+    if isinstance(size, int) and max_size is not None:
+        new = _capped(h, w, size, max_size)
+    elif isinstance(size, int):
         if w <= h:
             new = (size, max(1, fit(h * size / w)))
         else:
@@ -122,6 +126,21 @@ def resize(img, ctx, size: Sides, filter: Literal["bilinear", "bicubic", "neares
     if new[1] != h:
         img = img.resize(new, resample=code)
     return img
+
+
+def _capped(h: int, w: int, size: int, max_size: int) -> tuple[int, int]:
+    """(width, height): the shorter side to ``size`` unless the longer would pass ``max_size``."""
+    raw = None
+    short, long = float(min(h, w)), float(max(h, w))
+    if long / short * size > max_size:
+        raw = max_size * short / long
+        size = int(round(raw))
+    if (h <= w and h == size) or (w <= h and w == size):
+        return w, h
+    scale = raw if raw is not None else size
+    if w < h:
+        return size, max(1, int(scale * h / w))
+    return max(1, int(scale * w / h)), size
 
 
 def center_crop(img, ctx, size: Sides, offset: Literal["round", "floor"] = "round"):

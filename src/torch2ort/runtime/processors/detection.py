@@ -1,0 +1,51 @@
+"""Object detection: set predictions to boxes in the original image's pixels, as transformers'
+``pipeline("object-detection")`` returns them (``post_process_object_detection``, then integer boxes).
+
+Per query: softmax over the classes, the last class ("no object") dropped, the best of the rest and
+its score; kept when the score is above ``threshold``. Boxes come as (centre x, centre y, width,
+height) relative to the image and leave as corners scaled by the original width and height, then
+truncated to whole pixels as the pipeline's ``box.int()`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+
+from torch2ort.errors import BundleError
+from torch2ort.runtime.typecheck import Name, Range
+
+
+def detections(ctx, output: Name = "logits", boxes: Name = "pred_boxes",
+               threshold: Annotated[float, Range(0.0, 1.0)] = 0.5, name: Name = "detections") -> None:
+    """Per image, ``[{score, label, box: {xmin, ymin, xmax, ymax}}]``. Without the image's size (a feed
+    given as arrays), nothing: boxes need it."""
+    size = ctx.meta.get("image_size")
+    if size is None:
+        return
+    logits, rel = ctx.tensor(output).astype(np.float32), ctx.tensor(boxes).astype(np.float32)
+    if logits.ndim != 3 or rel.shape != (*logits.shape[:2], 4):
+        raise BundleError(f"detections reads {output!r} [batch, queries, classes + 1] and {boxes!r} "
+                          f"[batch, queries, 4]; got {list(logits.shape)} and {list(rel.shape)}")
+    labels = ctx.labels or []
+    if len(labels) != logits.shape[-1] - 1:
+        raise BundleError(f"detections needs one label per class (the last logit is 'no object'): {len(labels)} "
+                          f"labels for {logits.shape[-1] - 1} classes")
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    prob = (e / e.sum(axis=-1, keepdims=True))[..., :-1]
+    scores, best = prob.max(axis=-1), prob.argmax(axis=-1)
+    cx, cy, w, h = np.moveaxis(rel, -1, 0)
+    height, width = (float(v) for v in size)
+    corners = np.stack([(cx - 0.5 * w) * width, (cy - 0.5 * h) * height,
+                        (cx + 0.5 * w) * width, (cy + 0.5 * h) * height], axis=-1).astype(np.float32)
+    found = []
+    for row_scores, row_best, row_boxes in zip(scores, best, corners):
+        keep = np.flatnonzero(row_scores > threshold)
+        found.append([{"score": float(row_scores[q]), "label": labels[int(row_best[q])],
+                       "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), (int(v) for v in row_boxes[q])))}
+                      for q in keep])
+    ctx.results[name] = found
+
+
+POST = {"detections": detections}

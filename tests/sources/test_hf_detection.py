@@ -1,0 +1,85 @@
+"""Object detection from image files: `migrate hf:DIR` on a DETR folder (transformers' own ResNet backbone)
+gives a bundle whose detections equal pipeline("object-detection") on the same files: labels, scores
+and boxes in the original image's pixels."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from fixtures.detection import CLASSES, detr_dir
+from fixtures.families import run_cli
+
+transformers = pytest.importorskip("transformers")
+
+
+def test_the_capped_resize_is_transformers_own():
+    """DETR's shortest_edge/longest_edge rule, against get_size_with_aspect_ratio on 5,000 random sizes."""
+    from transformers.image_transforms import get_size_with_aspect_ratio
+
+    from torch2ort.runtime.processors.image import _capped
+
+    rng = random.Random(0)
+    for _ in range(5000):
+        h, w, size = rng.randint(1, 4000), rng.randint(1, 4000), rng.randint(1, 1000)
+        cap = rng.randint(size, 1500)
+        want = get_size_with_aspect_ratio((h, w), size, cap)
+        if min(want) > 0:  # transformers can answer 0 for extreme aspects; the runtime keeps 1 px
+            assert _capped(h, w, size, cap)[::-1] == want, (h, w, size, cap)
+
+
+@pytest.fixture(scope="module")
+def migrated_det(tmp_path_factory):
+    root = tmp_path_factory.mktemp("det")
+    path = detr_dir(root / "detr")
+    out = root / "out"
+    assert run_cli("migrate", f"hf:{path}", "--no-bench", "-o", out) == 0
+    return path, out
+
+
+@pytest.mark.slow
+def test_detections_equal_the_pipeline_on_every_sample(migrated_det):
+    from torch2ort.pipeline.check_detection import judge_detections, pipeline_detections
+    from torch2ort.runtime import Bundle
+
+    path, out = migrated_det
+    ev = json.loads((out / "evidence.json").read_text())
+    assert ev["model"]["task"] == "object-detection"
+    assert ev["check"]["outputs"]["detections"]["passed"] and not ev["check"]["torch_imported"]
+    bundle = Bundle.load(out / "bundle")
+    model = transformers.AutoModelForObjectDetection.from_pretrained(str(path)).eval()
+    found = 0
+    for image in sorted((out / "samples" / "raw").iterdir()):
+        for threshold in (0.5, 0.0):
+            got = bundle.predict(str(image), threshold=threshold)["detections"]
+            assert len(got) == 1
+            verdict = judge_detections(got[0], pipeline_detections(path, model, str(image), threshold), 1e-4)
+            assert verdict.passed, (image.name, threshold, verdict.reason)
+            found += len(got[0]) if threshold else 0
+        assert {d["label"] for d in got[0]} <= set(CLASSES) and len(got[0]) == 12  # threshold 0: every query
+    assert found  # the 0.5 threshold keeps some queries on some images
+
+
+@pytest.mark.slow
+def test_a_planted_resize_fault_fails_the_detection_check(migrated_det, tmp_path):
+    import shutil
+
+    from torch2ort.pipeline.check_detection import judge_detections, pipeline_detections
+    from torch2ort.runtime import Bundle
+
+    path, out = migrated_det
+    broken = tmp_path / "bundle"
+    shutil.copytree(out / "bundle", broken)
+    manifest = json.loads((broken / "torch2ort.json").read_text())
+    step = next(s for s in manifest["preprocess"] if s["op"] == "resize")
+    step["max_size"] = step["size"]  # every image squeezed to a square's shorter side
+    (broken / "torch2ort.json").write_text(json.dumps(manifest))
+    model = transformers.AutoModelForObjectDetection.from_pretrained(str(path)).eval()
+    image = str(out / "samples" / "raw" / "landscape.jpg")
+    ref = pipeline_detections(path, model, image, 0.0)
+    assert judge_detections(Bundle.load(out / "bundle").predict(image, threshold=0.0)["detections"][0], ref,
+                            1e-4).passed
+    verdict = judge_detections(Bundle.load(broken).predict(image, threshold=0.0)["detections"][0], ref, 1e-4)
+    assert not verdict.passed and "where the pipeline has" in verdict.reason
