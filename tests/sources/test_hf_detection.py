@@ -83,3 +83,25 @@ def test_a_planted_resize_fault_fails_the_detection_check(migrated_det, tmp_path
                             1e-4).passed
     verdict = judge_detections(Bundle.load(broken).predict(image, threshold=0.0)["detections"][0], ref, 1e-4)
     assert not verdict.passed and "where the pipeline has" in verdict.reason
+
+
+@pytest.mark.slow
+def test_batch_writes_boxes_as_nested_records(migrated_det, tmp_path):
+    """A folder of images of different sizes: each row's boxes are in its own image's pixels."""
+    import pyarrow.parquet as pq
+
+    from torch2ort.batch import run_batch
+    from torch2ort.runtime import Bundle
+
+    _, out = migrated_det
+    images = out / "samples" / "raw"
+    table_path = tmp_path / "boxes.parquet"
+    run_batch(out / "bundle", images, table_path, batch_size=3, shard_rows=8, progress=False)
+    table = pq.read_table(table_path)
+    assert "box: struct<xmin: int64" in str(table.schema.field("detections").type)
+    bundle = Bundle.load(out / "bundle")
+    rows = table.to_pylist()
+    assert len(rows) == len(list(images.iterdir())) and not any(r["error"] for r in rows)
+    for row in rows:
+        want = bundle.predict(str(images / row["source"]))["detections"][0]
+        assert [(d["label"], d["box"]) for d in row["detections"]] == [(d["label"], d["box"]) for d in want]

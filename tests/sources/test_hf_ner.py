@@ -105,3 +105,26 @@ def test_predict_cli_takes_options(migrated_ner, capsys):
     assert len(entities) == 1 and all("entity_group" in e for e in entities[0])
     assert run_cli("predict", bundle, "--text", "x", "--option", "aggregation_strategy=best") == 2
     assert "not one of" in capsys.readouterr().err
+
+
+def test_batch_writes_entities_as_nested_records(migrated_ner, tmp_path):
+    import pyarrow.parquet as pq
+
+    from torch2ort.batch import run_batch
+    from torch2ort.runtime import Bundle
+
+    bundle_dir = migrated_ner[1] / "bundle"
+    if Bundle.load(bundle_dir).manifest["preprocess"][0].get("stride"):
+        pytest.skip("a windowed text is several rows: batch writes per-row results only")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "ner.parquet"
+    run_batch(bundle_dir, texts, out, batch_size=2, shard_rows=4, progress=False)
+    table = pq.read_table(out)
+    assert str(table.schema.field("entities").type).startswith("list<element: struct<entity_group: string")
+    want = Bundle.load(bundle_dir).predict(TEXTS)["entities"]
+    rows = sorted(table.to_pylist(), key=lambda r: r["row"])
+    for row, expected in zip(rows, want):
+        assert [(e["entity_group"], e["start"], e["end"], e["word"]) for e in row["entities"]] == \
+               [(e["entity_group"], e["start"], e["end"], e["word"]) for e in expected]
+        assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(row["entities"], expected))

@@ -91,3 +91,21 @@ def test_a_planted_preprocess_fault_fails_the_pixel_check(migrated_seg, tmp_path
                               TIE).passed
     verdict = judge_segmentation(Bundle.load(broken).predict(str(image))["segmentation"], ref, scores, TIE)
     assert not verdict.passed and "of pixels agree" in verdict.reason
+
+
+def test_batch_writes_each_map_at_its_own_images_size(migrated_seg, tmp_path):
+    import pyarrow.parquet as pq
+
+    from torch2ort.batch import run_batch
+    from torch2ort.runtime import Bundle
+
+    _, out = migrated_seg
+    images = out / "samples" / "raw"
+    table_path = tmp_path / "maps.parquet"
+    run_batch(out / "bundle", images, table_path, batch_size=4, shard_rows=8, progress=False)
+    bundle = Bundle.load(out / "bundle")
+    rows = pq.read_table(table_path).to_pylist()
+    assert len(rows) == len(list(images.iterdir())) and not any(r["error"] for r in rows)
+    for row in rows:
+        want = bundle.predict(str(images / row["source"]))["segmentation"][0]
+        np.testing.assert_array_equal(np.array(row["segmentation"]), want)

@@ -6,8 +6,10 @@ the same shards and the same batches inside a shard, so their outputs are identi
 A row's columns: ``row`` (its position in the input), ``source`` (the path or text), ``error``
 (null, or why this input failed), then the bundle's results. With a postprocess pipeline the
 results are what it adds or replaces (embeddings, probabilities, top-k as ``<name>_label``,
-``<name>_index`` and ``<name>_score`` lists); without one, the raw outputs. Tensors become (nested)
-lists. A bad input (a corrupt image, a bad .npy) fails alone: its row has the error, the job goes on.
+``<name>_index`` and ``<name>_score`` lists; entities and detections as one nested column of records,
+``list<struct>``, whose fields the runtime declares); without one, the raw outputs. Tensors become
+(nested) lists. Image results that need the image's size (boxes, segmentation maps) are post-processed
+row by row. A bad input (a corrupt image, a bad .npy) fails alone: its row has the error, the job goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from torch2ort.batch.inputs import Inputs
 from torch2ort.errors import Torch2OrtError, describe
 from torch2ort.runtime.bundle import Bundle
+from torch2ort.runtime.processors import structured_results
 
 BASE_COLUMNS = ["row", "source", "error"]
 
@@ -34,6 +37,7 @@ class ShardWorker:
         pre = self.bundle.manifest.get("preprocess", [])
         self.text = bool(pre) and pre[0].get("op") == "tokenize"
         self._types: dict[str, tuple[np.dtype, int]] = {}  # tensor results: dtype and list depth
+        self.structured = structured_results(self.bundle.manifest.get("postprocess", []))
         self.schema = self._schema()
 
     # --- one shard ---------------------------------------------------------------------------------
@@ -67,14 +71,15 @@ class ShardWorker:
             ok = [k for k in range(len(rows)) if texts[k] is not None]
             try:
                 if ok:
-                    return self._run(rows, [self.bundle.preprocess([texts[k] for k in ok])], [ok])
+                    return self._run(rows, [self.bundle.preprocess([texts[k] for k in ok])], [ok], texts)
             except Torch2OrtError:
                 pass  # find the bad text(s) one by one below
+        metas: list[dict] = [{} for _ in rows]  # what preprocessing learnt per input (an image's size)
         for k, src in enumerate(sources):
             if rows[k]["error"] is not None:
                 continue
             try:
-                feeds[k] = self.bundle.preprocess([texts[k]] if self.text else self.inputs.load(src))
+                feeds[k] = self.bundle.preprocess([texts[k]] if self.text else self.inputs.load(src), metas[k])
             except Torch2OrtError as exc:
                 rows[k]["error"] = exc.one_line()
             except Exception as exc:  # a decoder failing in its own way: still this input's fault
@@ -84,16 +89,19 @@ class ShardWorker:
             if f is not None:
                 groups.setdefault(tuple((n, a.shape[1:], str(a.dtype)) for n, a in sorted(f.items())), []).append(k)
         merged = [{n: np.concatenate([feeds[k][n] for k in ks]) for n in feeds[ks[0]]} for ks in groups.values()]
-        return self._run(rows, merged, list(groups.values()))
+        return self._run(rows, merged, list(groups.values()), texts, metas)
 
-    def _run(self, rows: list[dict], feeds: list[dict], members: list[list[int]]) -> list[dict]:
+    def _run(self, rows: list[dict], feeds: list[dict], members: list[list[int]], texts: list | None = None,
+             metas: list[dict] | None = None) -> list[dict]:
         for feed, ks in zip(feeds, members):
             try:
-                results = self._results(feed, self.bundle.run(feed))
+                results = self._results(feed, self.bundle.run(feed), [texts[k] for k in ks] if self.text else None,
+                                        [metas[k] for k in ks] if metas else None)
             except Exception as exc:
                 if len(ks) > 1:  # isolate the row that fails
                     for k in ks:
-                        self._run(rows, [{n: a[ks.index(k):ks.index(k) + 1] for n, a in feed.items()}], [[k]])
+                        self._run(rows, [{n: a[ks.index(k):ks.index(k) + 1] for n, a in feed.items()}], [[k]],
+                                  texts, metas)
                     continue
                 rows[ks[0]]["error"] = describe(exc)
                 continue
@@ -102,10 +110,15 @@ class ShardWorker:
         return rows
 
     # --- results as columns ------------------------------------------------------------------------
-    def _results(self, feed: dict, raw: dict[str, np.ndarray]) -> dict[str, list]:
+    def _results(self, feed: dict, raw: dict[str, np.ndarray], texts: list[str] | None = None,
+                 metas: list[dict] | None = None) -> dict[str, list]:
         """Per-row Python values for every written result (see the module docstring)."""
         n = next(iter(feed.values())).shape[0]
-        post = self.bundle.postprocess(feed, raw)
+        if metas and any(metas) and n > 1:  # an image's size is its own: post-process row by row
+            rows = [self._results({k: v[j:j + 1] for k, v in feed.items()}, {k: v[j:j + 1] for k, v in raw.items()},
+                                  None, [metas[j]]) for j in range(n)]
+            return {k: [v for r in rows for v in r[k]] for k in rows[0] if all(k in r for r in rows)}
+        post = self.bundle.postprocess(feed, raw, texts, metas[0] if metas else None)
         if self.bundle.manifest.get("postprocess"):
             post = {k: v for k, v in post.items() if k not in raw or v is not raw[k]}
         cols: dict[str, list] = {}
@@ -114,7 +127,9 @@ class ShardWorker:
                 cols[name] = value.tolist()
                 self._types[name] = (value.dtype, value.ndim - 1)
             elif isinstance(value, list) and len(value) == n:
-                if value and isinstance(value[0], list) and value[0] and isinstance(value[0][0], dict):
+                if name in self.structured:  # records per row (entities, detections): one nested column
+                    cols[name] = list(value)
+                elif value and isinstance(value[0], list) and value[0] and isinstance(value[0][0], dict):
                     for key in value[0][0]:
                         cols[f"{name}_{key}"] = [[d[key] for d in row] for row in value]
                 else:
@@ -132,8 +147,14 @@ class ShardWorker:
         if self.text:
             feed = self.bundle.preprocess(["warm up"])
         fields = [pa.field("row", pa.int64()), pa.field("source", pa.string()), pa.field("error", pa.string())]
-        for name, col in self._results(feed, self.bundle.run(feed)).items():
+        warm = self._results(feed, self.bundle.run(feed), ["warm up"] if self.text else None)
+        for name in self.structured:
+            warm.setdefault(name, [[]])
+        for name, col in warm.items():
             if name in BASE_COLUMNS:
+                continue
+            if name in self.structured:
+                fields.append(pa.field(name, pa.list_(_arrow(self.structured[name]))))
                 continue
             if name in self._types:
                 dtype, depth = self._types[name]
@@ -144,6 +165,14 @@ class ShardWorker:
                 kind = _no_nulls(pa.array(col[:1]).type)
             fields.append(pa.field(name, kind))
         return pa.schema(fields)
+
+
+def _arrow(fields: dict):
+    """A record's declared keys and types (runtime ``structured_results``) as an Arrow struct."""
+    import pyarrow as pa
+
+    kinds = {"str": pa.string(), "float": pa.float64(), "int": pa.int64()}
+    return pa.struct([pa.field(k, _arrow(v) if isinstance(v, dict) else kinds[v]) for k, v in fields.items()])
 
 
 def _no_nulls(kind):

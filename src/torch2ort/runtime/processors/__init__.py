@@ -237,6 +237,15 @@ def _none(ctx) -> None:  # the signature of an unknown step (``_step`` names it)
     return None
 
 
+def structured_results(post: list[dict]) -> dict[str, dict]:
+    """{result name: the keys and types of each item} for postprocess steps whose result is, per row, a
+    list of records (entities, detections): what a reader needs before it has seen one."""
+    from torch2ort.runtime.processors import detection, entities
+
+    declared = {**entities.ROW_FIELDS, **detection.ROW_FIELDS}
+    return {spec.get("name", spec["op"]): declared[spec["op"]](spec) for spec in post if spec.get("op") in declared}
+
+
 def step_names() -> tuple[list[str], list[str]]:
     pre, post = _tables()
     return sorted(pre), sorted(post)

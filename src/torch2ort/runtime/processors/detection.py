@@ -49,3 +49,5 @@ def detections(ctx, output: Name = "logits", boxes: Name = "pred_boxes",
 
 
 POST = {"detections": detections}
+ROW_FIELDS = {"detections": lambda params: {"score": "float", "label": "str",
+                                            "box": {"xmin": "int", "ymin": "int", "xmax": "int", "ymax": "int"}}}

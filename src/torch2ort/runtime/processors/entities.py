@@ -192,4 +192,12 @@ def _group(run: list[dict], vocab: _Vocab) -> dict[str, Any]:
             "word": vocab.join([e["word"] for e in run]), "start": run[0]["start"], "end": run[-1]["end"]}
 
 
+def _fields(params: dict) -> dict:
+    """Each entity's keys and their types, for readers that need them before the first entity (batch)."""
+    if params.get("aggregation_strategy", "simple") == "none":
+        return {"entity": "str", "score": "float", "index": "int", "word": "str", "start": "int", "end": "int"}
+    return {"entity_group": "str", "score": "float", "word": "str", "start": "int", "end": "int"}
+
+
 POST = {"entities": entities}
+ROW_FIELDS = {"entities": _fields}
