@@ -33,13 +33,16 @@ class ModelInfo:
 
     @classmethod
     def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
-           version: str = "1") -> ModelInfo:
-        """From the bundle's manifest and the outputs one warm-up run returned (post-processed ones included)."""
+           version: str = "1", file_input: dict | None = None) -> ModelInfo:
+        """From the bundle's manifest and the outputs one warm-up run returned (post-processed ones included).
+
+        ``file_input``: the BYTES input that takes encoded files, listed after the model's own tensors
+        (a request sends one or the other)."""
         if text:
             inputs = [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}]
         else:
             inputs = [{"name": t["name"], "datatype": oip_datatype(t["dtype"]), "shape": _dims(t["shape"])}
-                      for t in bundle.inputs]
+                      for t in bundle.inputs] + ([file_input] if file_input else [])
         declared = {o["name"]: o for o in bundle.outputs}
         metas = [{"name": name, "datatype": oip_datatype(arr.dtype),
                   "shape": _dims(declared[name]["shape"]) if name in declared else [-1, *arr.shape[1:]]}
