@@ -65,8 +65,8 @@ def file_bundles(root: Path) -> dict[str, Path]:
     return {
         "cough": pack(audio_model(root / "cough.onnx"), root / "cough", name="cough", preprocess=AUDIO_STEPS),
         "ecg": pack(signal_model(root / "ecg.onnx"), root / "ecg", name="ecg", labels=["AF", "RBBB", "LBBB"],
-                    preprocess=[{"op": "load_signal", "leads": [0, 1, 2], "max_values": 100_000}, {"op": "crop_pad", "length": 256},
-                                {"op": "add_batch"}],
+                    preprocess=[{"op": "load_signal", "leads": [0, 1, 2], "max_values": 100_000},
+                                {"op": "crop_pad", "length": 256}, {"op": "add_batch"}],
                     postprocess=[{"op": "sigmoid", "output": "logits", "name": "probs"},
                                  {"op": "threshold", "output": "probs", "thresholds": {"AF": 0.6, "RBBB": 0.8,
                                                                                        "LBBB": 0.95}}]),
