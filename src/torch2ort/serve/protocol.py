@@ -116,9 +116,9 @@ def parse_request(body: bytes, header_length: str | None, caps: Caps = Caps()) -
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("the request needs a non-empty 'inputs' list")
     req_id = doc.get("id")
-    if req_id is not None and not isinstance(req_id, str):
+    if "id" in doc and not isinstance(req_id, str):  # null too: the document says a string
         raise ProtocolError("'id' must be a string")
-    params = _obj(doc.get("parameters") or {}, "'parameters'")
+    params = _obj(doc.get("parameters", {}), "'parameters'")
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for i, spec in enumerate(raw_inputs):
@@ -138,9 +138,9 @@ def parse_request(body: bytes, header_length: str | None, caps: Caps = Caps()) -
         if datatype == "BYTES" and count > caps.max_rows:
             raise ProtocolError(f"input {name!r}: {count} BYTES elements; at most {caps.max_rows} per request "
                                 "(--max-rows)")
-        in_params = _obj(spec.get("parameters") or {}, f"input {name!r} parameters")
+        in_params = _obj(spec.get("parameters", {}), f"input {name!r} parameters")
         size = in_params.get("binary_data_size")
-        if size is not None:
+        if "binary_data_size" in in_params:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
                 raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the "
                                     f"{len(binary)} binary bytes after the JSON header")
@@ -163,7 +163,7 @@ def parse_request(body: bytes, header_length: str | None, caps: Caps = Caps()) -
             if not isinstance(o.get("name"), str):
                 raise ProtocolError(f"outputs[{j}] needs a 'name'")
             outputs.append(o["name"])
-            if _flag(_obj(o.get("parameters") or {}, f"output {o['name']!r} parameters"), "binary_data",
+            if _flag(_obj(o.get("parameters", {}), f"output {o['name']!r} parameters"), "binary_data",
                      f"output {o['name']!r}"):
                 binary_outputs.add(o["name"])
     return InferRequest(inputs, req_id, outputs, binary_outputs, _flag(params, "binary_data_output", "request"),
