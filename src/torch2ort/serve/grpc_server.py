@@ -8,7 +8,8 @@ import both the server and tritonclient (whose copies of the same messages live 
 default pool). On the wire they are the same messages: tritonclient's client works as it is.
 
 Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer
-(``raw_input_contents`` or typed ``contents``; the answer uses the same form), RepositoryIndex. The
+(``raw_input_contents`` or typed ``contents``; the answer uses the same form; a file input's
+BYTES, ``image_file`` and the like, stay bytes, never UTF-8 text), RepositoryIndex. The
 others answer UNIMPLEMENTED. Errors carry the HTTP side's messages, with codes: 400 INVALID_ARGUMENT,
 401 UNAUTHENTICATED, 404 NOT_FOUND, 413 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, 500 INTERNAL.
 
