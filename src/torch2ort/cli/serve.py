@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("--token-file", metavar="FILE",
                    help="require 'Authorization: Bearer <token>' (HTTP and gRPC) with the token in FILE; "
                         "health checks stay open")
+    p.add_argument("--no-ui", action="store_true",
+                   help="leave out the page at / (pick a model, drop a file or type text, see the answer)")
     p.add_argument("--providers", metavar="cuda,cpu", help="ONNX Runtime providers in order of preference")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads, 1-1024 (default: physical cores)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -57,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(args.max_batch, args.max_delay_ms, args.queue, args.max_rows, args.max_text_chars,
                     args.max_file_mb, args.decode_timeout_s)
     serve(args.bundles, args.host, args.port, limits, args.max_body_mb, args.providers, args.threads,
-          args.log_level, read_timeout_s=args.read_timeout_s, grpc_port=args.grpc_port, token_file=args.token_file)
+          args.log_level, read_timeout_s=args.read_timeout_s, grpc_port=args.grpc_port, token_file=args.token_file,
+          ui=not args.no_ui)
     return 0

@@ -66,6 +66,7 @@ class ServeOptions:
     token_file: str | None = None
     log_level: str = "info"
     graceful_s: float = 30.0       # how long a stop waits for requests in flight
+    ui: bool = True                # the page at / to try the models
     limits: Limits = field(default_factory=Limits)
 
     RANGES = {"port": (1, 65535, True), "grpc_port": (1, 65535, True), "max_body_mb": (1e-3, 2**20, False),
