@@ -193,11 +193,9 @@ def test_hostile_files_are_refused_with_one_line(served, records, bomb):
 
 
 def test_a_pixel_bomb_is_refused_from_its_header(served):
-    from PIL import Image
+    from serve.probe_files import _bomb_png
 
-    buf = io.BytesIO()
-    Image.new("L", (8000, 6000)).save(buf, format="PNG")  # 48 MP of zeros: ~50 KB
-    resp = _post(served[0], "faces", "image_file", [buf.getvalue()])
+    resp = _post(served[0], "faces", "image_file", [_bomb_png(8000, 6000)])  # 48 MP declared
     assert resp[0] == 400 and "over the limit of 40,000,000" in error_of(resp)
 
 
