@@ -8,6 +8,8 @@ import pytest
 
 from fixtures.families import FAMILIES, run_cli
 
+pytest_plugins = ["fixtures.turns"]  # `serial` tests run alone under pytest-xdist
+
 # Fixtures that benchmark in subprocesses (or migrate with the bench on): a test that uses one is slow,
 # whatever its own marks say. Checked by name; keep these names unique across the suite.
 SLOW_FIXTURES = {"migrated", "bench_report"}

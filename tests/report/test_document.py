@@ -126,3 +126,13 @@ def test_an_unstable_speed_up_is_not_quoted():
     assert ("**Unstable** (repeats disagree, so no speed-up is quoted): batch 1: unstable (2.00× [1.90–2.10]: "
             "repeats range 0.9× to 2.1×)") in md
     assert "batch 1: unstable (" in summary_lines(ev)[1] and "2.00× at batch 1" not in summary_lines(ev)[1]
+
+
+def test_the_binding_overhead_says_what_go_would_save():
+    """Seed 003 planned a Go rewrite for 1.5-2x: the report bounds what any caller language can gain."""
+    from torch2ort.report.document import go_would_save
+
+    line = go_would_save(0.05, 20.0)
+    assert "at most 0.0500 ms per call (20.0% of the call): at most 1.250× faster" in line
+    assert go_would_save(0.0, 0.0).endswith("same C++ in every language.") and "1.000×" in go_would_save(0.0, 0.0)
+    assert go_would_save(1.0, 100.0) == ""  # a profile that cannot be right states nothing

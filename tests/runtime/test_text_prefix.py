@@ -60,6 +60,7 @@ def test_rows_in_chunks_pad_to_the_longest_of_all(tmp_path):
     np.testing.assert_array_equal(got["attention_mask"], want["attention_mask"])
 
 
+@pytest.mark.serial
 def test_a_long_text_costs_what_its_prefix_does(tmp_path):
     """200 strings of 100,000 characters: the whole-text encoding takes seconds (and gigabytes in the
     server); the prefixes take a small fraction of that, with the same result."""

@@ -13,8 +13,15 @@ from serve.probes import families
 
 FAMILIES = families()
 SLOW = {"16x60mb-json-memory-health"}  # ~1 GB sent over loopback: about 10 s
-CASES = [pytest.param(family, name, id=f"{family.split(' (')[0]}:{name}",
-                      marks=[pytest.mark.slow] if name in SLOW else [])
+# Probes that time the server (health < 1 s, 2 s read timeouts) or sample its memory: alone on the machine.
+SERIAL = {"large requests (5)", "slow clients (6)", "big text (27.3)", "intake (27.8)"}
+
+
+def _marks(family: str, name: str) -> list:
+    return [mark for mark, on in ((pytest.mark.slow, name in SLOW), (pytest.mark.serial, family in SERIAL)) if on]
+
+
+CASES = [pytest.param(family, name, id=f"{family.split(' (')[0]}:{name}", marks=_marks(family, name))
          for family, probes in FAMILIES.items() for name in probes]
 
 

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
                         "NAME=@- reads the file from standard input)")
     p.add_argument("--text", action="append", default=[], help="text for a bundle with a text preprocess")
     p.add_argument("--raw", action="store_true", help="skip the postprocess pipeline")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a postprocess option by its transformers pipeline name, e.g. aggregation_strategy=first "
+                        "for a token-classification bundle (VALUE is read as JSON when it parses, else as text)")
     p.add_argument("--providers", help="e.g. cuda,cpu (default: $TORCH2ORT_PROVIDERS or cpu)")
     p.add_argument("--threads", type=int, help="intra-op threads, 1 to 4x the logical cores (default: physical cores)")
     p.add_argument("--max-image-pixels", type=int, metavar="N",
@@ -37,10 +40,25 @@ def run(args: argparse.Namespace) -> int:
                          max_image_pixels=args.max_image_pixels)
     for note in bundle.fallbacks:
         print(f"warning: provider fallback: {note}", file=sys.stderr)
-    result = bundle.predict(predict_feed(bundle, args.input, args.text), raw=args.raw)
+    result = bundle.predict(predict_feed(bundle, args.input, args.text), raw=args.raw, **_options(args.option))
     print(json.dumps({"model": bundle.name, "providers": bundle.providers, "outputs": _jsonable(dict(result))},
                      indent=2))
     return 0
+
+
+def _options(pairs: list[str]) -> dict:
+    from torch2ort.errors import UsageError
+
+    options = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        if not eq or not name.isidentifier():
+            raise UsageError(f"--option {pair!r}: expected NAME=VALUE, e.g. aggregation_strategy=first")
+        try:
+            options[name] = json.loads(value)
+        except ValueError:
+            options[name] = value
+    return options
 
 
 def _jsonable(value):

@@ -1,7 +1,9 @@
 """The check stage: the packed bundle from raw input, in a torch-free process, judged against torch.
 
 Each answer is judged by ``parity.judge`` (``bundle_gate`` picks the gate, ``judge_answer`` holds
-the answer to it); audio and signal files go through ``check_raw``.
+the answer to it); audio and signal files go through ``check_raw``; a token classifier's entities are
+held to transformers' pipeline by ``check_entities``, a segmentation map to the processor's by
+``check_segmentation``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ class Check(Stage):
         outputs = {name: OutputCheck.from_dict(judge_answer(key, results.get(key), ref, state.check_gate(name, ref),
                                                             how).to_dict())
                    for name, key, ref, how in _pairs(state)}
+        if state.raw_files and state.loaded.hints.task == "semantic-segmentation":
+            from torch2ort.pipeline.check_segmentation import check_segmentation
+
+            outputs["segmentation"] = check_segmentation(state, results.get("segmentation"), state.raw_files[0])
+        if state.texts is not None and state.loaded.hints.task == "token-classification":
+            from torch2ort.pipeline.check_entities import check_entities
+
+            entities, imported = check_entities(state)
+            outputs |= entities
+            info["torch_imported"] = info["torch_imported"] or imported
         state.evidence.check = CheckInfo(input=raw_input, torch_imported=info["torch_imported"],
                                          results=list(info["results"]), outputs=outputs)
         bad = [f"{k}: {v.reason}" for k, v in outputs.items() if not v.passed]

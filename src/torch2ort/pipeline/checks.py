@@ -39,9 +39,8 @@ else:
 out = Bundle.load(bundle_dir).predict(raw)
 arrays = {}
 for k, v in list(out.items()) + [("raw:" + k, v) for k, v in out.raw.items()]:
-    a = np.asarray(v)
-    if a.dtype.kind in "biuf":
-        arrays[k] = a
+    if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":  # lists (top-k rows, entities) are not arrays
+        arrays[k] = v
 np.savez(out_path, **arrays)
 print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(out)}))
 """

@@ -357,8 +357,19 @@ def _performance(ev: Evidence) -> list[Block]:
     if b.overhead:
         ov = b.overhead
         blocks.append(("p", f"ONNX Runtime's Python/binding overhead: {ov.overhead_ms:.4f} ms per call "
-                            f"({ov.overhead_pct:.1f}% of the call), from a separate profiled run."))
+                            f"({ov.overhead_pct:.1f}% of the call), from a separate profiled run. "
+                            + go_would_save(ov.overhead_ms, ov.overhead_pct)))
     return blocks
+
+
+def go_would_save(overhead_ms: float, overhead_pct: float) -> str:
+    """What a rewrite of the caller in Go or C++ could gain at most: the binding overhead, and no more."""
+    if not 0 <= overhead_pct < 100:
+        return ""
+    bound = 100.0 / (100.0 - overhead_pct)
+    return (f"What would Go save? A client in Go or C++ calling the same ONNX Runtime could save at most "
+            f"{overhead_ms:.4f} ms per call ({overhead_pct:.1f}% of the call): at most {bound:.3f}× faster, "
+            "since the model's own run (kernels, threads) is the same C++ in every language.")
 
 
 def _cold(ev: Evidence) -> list[Block]:

@@ -24,7 +24,7 @@ import numpy as np
 from torch2ort._env import physical_cores
 from torch2ort.errors import BundleError, PredictInputError, describe
 from torch2ort.runtime import manifest as mf
-from torch2ort.runtime.processors import Context, check_pipeline, run_postprocess, run_preprocess
+from torch2ort.runtime.processors import Context, check_options, check_pipeline, run_postprocess, run_preprocess
 from torch2ort.runtime.processors.batching import split_by_tokens
 from torch2ort.runtime.processors.image import check_max_pixels
 from torch2ort.runtime.providers import requested_providers, usable_providers
@@ -108,8 +108,12 @@ class Bundle:
 
     # --- predict: preprocess -> run -> postprocess ----------------------------------------------
     def predict(self, inputs: Any, raw: bool = False, batch_size: int | None = TEXT_BATCH,
-                max_tokens: int | None = TEXT_TOKENS) -> Prediction:
+                max_tokens: int | None = TEXT_TOKENS, **options: Any) -> Prediction:
         """A dict of arrays keyed by input name, or a raw input for the preprocess pipeline.
+
+        ``options`` set postprocess parameters for this call, by the names transformers' pipelines use
+        (``aggregation_strategy="first"`` for a token-classification bundle); a bundle refuses options
+        none of its steps take.
 
         The composition of the three public stages, which a caller (the server) may also run apart.
         A list of texts runs as sentence-transformers runs it: sorted by length, tokenised
@@ -120,18 +124,22 @@ class Bundle:
         for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise PredictInputError(f"{name} must be a whole number >= 1, got {value!r}")
+        check_options(self.manifest.get("postprocess", []), options)
         if self._texts(inputs) and len(inputs) > 1 and (batch_size or max_tokens):
-            return self._predict_texts(list(inputs), raw, batch_size or len(inputs), max_tokens)
-        feed = self.preprocess(inputs)
+            return self._predict_texts(list(inputs), raw, batch_size or len(inputs), max_tokens, options)
+        meta: dict[str, Any] = {}
+        feed = self.preprocess(inputs, meta)
         outputs = self.run(feed)
-        return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs), outputs)
+        texts = [inputs] if isinstance(inputs, str) else list(inputs) if self._texts(inputs) else None
+        return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs, texts, meta, **options), outputs)
 
     def _texts(self, inputs: Any) -> bool:
         steps = self.manifest.get("preprocess", [])
         return (bool(steps) and steps[0].get("op") == "tokenize" and isinstance(inputs, (list, tuple))
                 and all(isinstance(t, str) for t in inputs))
 
-    def _predict_texts(self, texts: list[str], raw: bool, batch_size: int, max_tokens: int | None) -> Prediction:
+    def _predict_texts(self, texts: list[str], raw: bool, batch_size: int, max_tokens: int | None,
+                       options: dict[str, Any]) -> Prediction:
         """Mini-batches of length-sorted texts; per-row results are reassembled in input order.
 
         Raw outputs whose non-batch shape depends on the padded length (token embeddings) are not
@@ -145,23 +153,29 @@ class Bundle:
             for picked, feed in split_by_tokens(tokenised, max_tokens):
                 rows = [chunk[i] for i in picked]
                 outputs = self.run(feed)
-                results = dict(outputs) if raw else self.postprocess(feed, outputs)
+                results = dict(outputs) if raw else self.postprocess(feed, outputs, [texts[i] for i in rows],
+                                                                     **options)
                 parts.append((rows, _per_row(results, len(rows)), _per_row(outputs, len(rows))))
         inverse = np.argsort(np.concatenate([np.asarray(rows) for rows, _, _ in parts]))
         return Prediction(_reassemble([r for _, r, _ in parts], inverse),
                           _reassemble([o for _, _, o in parts], inverse))
 
-    def preprocess(self, inputs: Any) -> dict[str, np.ndarray]:
+    def preprocess(self, inputs: Any, meta: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Stage 1: the checked model feed for ``inputs`` (raw input through the preprocess pipeline,
         or a dict of arrays keyed by input name, or one array for a single-input model).
 
+        ``meta``, when given, receives what the steps learnt of the raw input that postprocessing may
+        need (an image's original size); pass it on to ``postprocess``.
         Raises ``PredictInputError`` for input the model cannot take; nothing runs the model.
         """
         feed = inputs
         steps = self.manifest.get("preprocess", [])
         looks_like_feed = isinstance(inputs, dict) and all(isinstance(v, np.ndarray) for v in inputs.values())
         if steps and not looks_like_feed:
-            feed = run_preprocess(steps, inputs, self._context())
+            ctx = self._context()
+            feed = run_preprocess(steps, inputs, ctx)
+            if meta is not None:
+                meta.update(ctx.meta)
         if isinstance(feed, np.ndarray) and len(self.inputs) == 1:
             feed = {self.inputs[0]["name"]: feed}
         if not isinstance(feed, dict):
@@ -176,13 +190,21 @@ class Bundle:
         values = self.session.run(None, feed)
         return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), values)}
 
-    def postprocess(self, feed: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    def postprocess(self, feed: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+                    texts: list[str] | None = None, meta: dict[str, Any] | None = None,
+                    **options: Any) -> dict[str, Any]:
         """Stage 3: the postprocess pipeline over raw ``outputs`` (of ``run(feed)``): raw outputs plus
-        every post-processed result, by name. Without a postprocess pipeline, the raw outputs."""
+        every post-processed result, by name. Without a postprocess pipeline, the raw outputs.
+
+        ``texts``: the raw texts ``feed`` was tokenised from, one per row, for steps that read them
+        (entities); ``meta``: what ``preprocess`` filled in (an image's size, for segment);
+        ``options`` as for ``predict``."""
         steps = self.manifest.get("postprocess", [])
         if not steps:
             return dict(outputs)
-        return run_postprocess(steps, self._context(feed, outputs))
+        ctx = self._context(feed, outputs)
+        ctx.texts, ctx.meta = texts, dict(meta or {})
+        return run_postprocess(steps, ctx, options)
 
     def _context(self, feed: dict[str, np.ndarray] | None = None,
                  outputs: dict[str, np.ndarray] | None = None) -> Context:

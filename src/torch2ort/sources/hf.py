@@ -34,11 +34,13 @@ TASKS = {
     "fill-mask": ("AutoModelForMaskedLM", "logits", "logits"),
     "image-classification": ("AutoModelForImageClassification", "logits", "logits"),
     "audio-classification": ("AutoModelForAudioClassification", "logits", "logits"),
+    "semantic-segmentation": ("AutoModelForSemanticSegmentation", "logits", "logits"),
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
                  "ForImageClassification": "image-classification",
-                 "ForAudioClassification": "audio-classification", "Model": "feature-extraction"}
+                 "ForAudioClassification": "audio-classification",
+                 "ForSemanticSegmentation": "semantic-segmentation", "Model": "feature-extraction"}
 OPTIONS = ("task", "pooling", "max_length")
 POOLINGS = ("graph", "runtime")
 ST_MODULES = "sentence_transformers.models."
@@ -135,7 +137,7 @@ def load(req: ModelRequest) -> LoadedModel:
         raise SourceError(f"{path}: task sentence-embedding needs a sentence-transformers folder (modules.json)")
     st_pooling = _pooling_config(path, modules) if task == "sentence-embedding" else None  # before any import
     from_pretrained = functools.partial(_from_pretrained, trust_remote_code=req.trust_remote_code)
-    if task in ("image-classification", "audio-classification"):
+    if task in ("image-classification", "audio-classification", "semantic-segmentation"):
         from torch2ort.sources import hf_media
 
         return hf_media.load(req.model, path, task, not opts.get("task"), from_pretrained)
@@ -168,12 +170,19 @@ def load(req: ModelRequest) -> LoadedModel:
                      + (" inside the ONNX graph" if pooling == "graph" else " in the runtime's postprocess"))
     else:
         module = wrappers()["KwargsModel"](model, names, key)
-        if task == "sequence-classification":
+        if task in ("sequence-classification", "token-classification"):
             id2label = getattr(config, "id2label", None) or {}
             labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(len(id2label))]
             hints.labels = labels or None
+        if task == "sequence-classification":
             hints.postprocess = [{"op": "softmax", "output": "logits", "name": "probabilities"},
                                  {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]
+        elif task == "token-classification":  # entity groups as pipeline("token-classification") gives them
+            hints.postprocess = [{"op": "entities", "output": "logits", "aggregation_strategy": "simple",
+                                  "max_length": length}]
+            notes.append("entities from the logits in the runtime, as pipeline(\"token-classification\") "
+                         "groups them (aggregation_strategy simple; predict(..., aggregation_strategy=...) "
+                         "takes none, first, average or max)")
     hints.spec = input_spec(path, names, onnx_name)
     # Sequences up to max_length, so the longest input a user can send has been verified.
     hints.sweep = {"batch": [1, 2, 7], "sequence": sorted({n for n in (1, 16, 77) if n < length} | {length})}

@@ -40,9 +40,11 @@ def load_processor(path: Path):
 
 
 # PIL-backend processors that override PilBackend methods, and the rules this file knows they follow
-# (MobileNet's overrides only add segmentation-map handling; EfficientNet adds rescale_offset and include_top).
+# (MobileNet's overrides only add segmentation-map handling, and SegFormer's label reduction, which
+# touches only label maps; EfficientNet adds rescale_offset and include_top).
 KNOWN = {"ConvNextImageProcessorPil": "convnext", "MobileNetV2ImageProcessorPil": "standard",
-         "MobileNetV1ImageProcessorPil": "standard", "EfficientNetImageProcessorPil": "efficientnet"}
+         "MobileNetV1ImageProcessorPil": "standard", "EfficientNetImageProcessorPil": "efficientnet",
+         "SegformerImageProcessorPil": "standard"}
 BASE_METHODS = ("_preprocess", "resize", "center_crop", "rescale", "normalize", "process_image")
 
 

@@ -1,4 +1,5 @@
-"""Image and audio classifiers from ``hf:DIR``: model, input spec, runtime pipeline and real samples.
+"""Image and audio classifiers, and semantic segmentation, from ``hf:DIR``: model, input spec, runtime
+pipeline and real samples.
 
 The preprocessing is translated from the folder's own processor (``hf_image`` for images, the
 feature extractor here for audio), so the bundle runs from a raw file without transformers. The
@@ -17,7 +18,8 @@ from torch2ort.sources import LoadedModel, ModelHints
 
 # task -> (the model's input, its transformers auto class)
 MEDIA = {"image-classification": ("pixel_values", "AutoModelForImageClassification"),
-         "audio-classification": ("input_values", "AutoModelForAudioClassification")}
+         "audio-classification": ("input_values", "AutoModelForAudioClassification"),
+         "semantic-segmentation": ("pixel_values", "AutoModelForSemanticSegmentation")}
 MEL_FILE = "mel_filters.npy"
 WINDOW_FILE = "window.npy"
 
@@ -26,7 +28,7 @@ def load(source: str, path: Path, task: str, auto: bool, from_pretrained) -> Loa
     """``hf:DIR`` for an image or audio classification folder."""
     name, auto_cls = MEDIA[task]
     assets: dict[str, np.ndarray] = {}
-    if task == "image-classification":
+    if task != "audio-classification":
         from torch2ort.sources.hf_image import image_preprocess
 
         steps, notes, (h, w) = image_preprocess(path, name)
@@ -36,10 +38,15 @@ def load(source: str, path: Path, task: str, auto: bool, from_pretrained) -> Loa
         name, steps, notes, dims, sweep = audio_preprocess(path, assets)
     model = from_pretrained(path, auto_cls)
     labels = _labels(model.config)
-    hints = ModelHints(task=task, model_dir=str(path), labels=labels or None, preprocess=steps,
-                       postprocess=[{"op": "softmax", "output": "logits", "name": "probabilities"},
-                                    {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}],
-                       sweep=sweep, media=task.split("-")[0], assets=assets)
+    if task == "semantic-segmentation":  # a class per pixel of the original image
+        post = [{"op": "segment", "output": "logits", "name": "segmentation"}]
+        notes.append("per-pixel classes at the original image size, as the processor's "
+                     "post_process_semantic_segmentation (bilinear resize of the scores, then argmax)")
+    else:
+        post = [{"op": "softmax", "output": "logits", "name": "probabilities"},
+                {"op": "topk", "output": "probabilities", "k": min(5, max(1, len(labels)))}]
+    hints = ModelHints(task=task, model_dir=str(path), labels=labels or None, preprocess=steps, postprocess=post,
+                       sweep=sweep, media="audio" if task == "audio-classification" else "image", assets=assets)
     from torch2ort.spec import InputSpec
 
     hints.spec = InputSpec.from_cli([f"{name}:{dims}:float32"], ["logits"])

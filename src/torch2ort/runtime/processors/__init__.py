@@ -35,6 +35,7 @@ class Context:
     results: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # per call: what one step tells a later one (sample rate)
+    texts: list[str] | None = None  # the raw texts of this call, for postprocess steps that need them (entities)
 
     def tensor(self, name: str) -> np.ndarray:
         """An output (post-processed so far, else raw) or a feed tensor, by name."""
@@ -46,10 +47,19 @@ class Context:
 
 
 def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
-    from torch2ort.runtime.processors import audio, audio_features, image, postprocess, signal, text
+    from torch2ort.runtime.processors import (
+        audio,
+        audio_features,
+        entities,
+        image,
+        postprocess,
+        segmentation,
+        signal,
+        text,
+    )
 
     pre = {**image.PRE, **text.PRE, **audio.PRE, **audio_features.PRE, **signal.PRE}
-    post = {**postprocess.POST, **text.POST}
+    post = {**postprocess.POST, **text.POST, **entities.POST, **segmentation.POST}
     return pre, post
 
 
@@ -114,8 +124,11 @@ _WRITES: dict[str, tuple[Callable[[int], int] | None, Callable[[dict], list[str]
     "topk": (None, lambda p: [p.get("name", "topk")]),
     "threshold": (None, lambda p: [p.get("name", "labels")]),
     "argmax": (None, lambda p: [p.get("name", "label"), f"{p.get('name', 'label')}_index"]),
+    "entities": (None, lambda p: [p.get("name", "entities")]),
+    "segment": (lambda r: r - 1, lambda p: [p.get("name", "segmentation")]),
 }
-_DEFAULT_OUTPUT = {"mean_pool": "last_hidden_state", "l2_normalize": "embeddings"}
+_DEFAULT_OUTPUT = {"mean_pool": "last_hidden_state", "l2_normalize": "embeddings", "entities": "logits",
+                   "segment": "logits"}
 
 
 def _check_post_tensors(post: list[dict], inputs: list[dict], outputs: list[dict]) -> None:
@@ -211,13 +224,42 @@ def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
     return value
 
 
-def run_postprocess(steps: list[dict], ctx: Context) -> dict[str, Any]:
+# postprocess parameters a caller may set per call (``Bundle.predict(text, aggregation_strategy="first")``),
+# named as transformers' pipelines name them
+CALL_OPTIONS = ("aggregation_strategy", "ignore_labels")
+
+
+def run_postprocess(steps: list[dict], ctx: Context, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the steps; ``options`` (``CALL_OPTIONS`` only) override that parameter in every step that takes it."""
     _, table = _tables()
+    options = check_options(steps, options)
     ctx.results = dict(ctx.raw)
     for i, spec in enumerate(steps):
-        fn, params = _step(table, "postprocess", spec, i)
+        names = step_signature(table.get(spec.get("op"), _none))[0].parameters
+        fn, params = _step(table, "postprocess", spec | {k: v for k, v in options.items() if k in names}, i)
         fn(ctx, **params)
     return ctx.results
+
+
+def check_options(steps: list[dict], options: dict[str, Any] | None) -> dict[str, Any]:
+    """``options`` if a step takes each one and its value fits the step's type hints, else PredictInputError."""
+    _, table = _tables()
+    hints: dict[str, Any] = {}
+    for spec in steps:
+        signature, types = step_signature(table.get(spec.get("op"), _none))
+        hints |= {k: types.get(k, Any) for k in CALL_OPTIONS if k in signature.parameters}
+    for key, value in (options or {}).items():
+        if key not in hints:
+            raise PredictInputError(f"this bundle takes no option {key!r}; it takes: {', '.join(hints) or 'none'}")
+        try:
+            check(list(value) if isinstance(value, tuple) else value, hints[key])
+        except Mismatch as exc:
+            raise PredictInputError(f"option {exc.under(key).describe()}") from None
+    return dict(options or {})
+
+
+def _none(ctx) -> None:  # the signature of an unknown step (``_step`` names it)
+    return None
 
 
 def step_names() -> tuple[list[str], list[str]]:

@@ -79,6 +79,8 @@ def load_image(value, ctx, mode: ImageMode = "RGB"):
         img = Image.fromarray(value)
     else:
         raise PredictInputError("an image input must be a file path, bytes, a PIL image or an HxWxC uint8 array")
+    if ctx is not None:  # the original size, for steps that answer in its pixels (segment)
+        ctx.meta["image_size"] = (img.height, img.width)
     return img.convert(mode)
 
 
