@@ -1,6 +1,5 @@
-"""Every hardening probe (tests/serve/probe_bodies.py, probe_clients.py, probe_hostile.py, probe_files.py) as a
-regression test
-against a real `torch2ort serve`.
+"""Every hardening probe (tests/serve/probe_bodies.py, probe_clients.py, probe_hostile.py, probe_files.py) as
+a regression test against a real `torch2ort serve`.
 
 One server process per module, started through the CLI with a 2 s read timeout; each probe sends
 real HTTP (or runs the CLI) and names what went wrong, if anything.
