@@ -71,3 +71,30 @@ def test_predict_on_a_tampered_bundle_exit_2(exported, tmp_path, capsys):
     (out / "README.md").write_text("edited")
     assert run_cli("predict", out, "--input", "image=x.npy") == 2
     assert "'README.md' has been modified" in capsys.readouterr().err
+
+
+def test_predict_reads_the_file_from_stdin(exported, tmp_path, monkeypatch, capsys):
+    """`--input image=@-`: the file's bytes on standard input, decoded in memory, as `@FILE` answers."""
+    import io
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "b"
+    assert run_cli("pack", exported("mobilenet"), "-o", out, "--preprocess", "image") == 0
+    path = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+    capsys.readouterr()
+
+    def predict(value: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))  # a pipe: not a terminal
+        code = run_cli("predict", out, "--input", f"image={value}")
+        return (code, *capsys.readouterr())
+
+    by_path, by_stdin = predict(f"@{path}"), predict("@-", path.read_bytes())
+    assert by_path[0] == 0 and by_stdin == by_path and '"output_0"' in by_path[1]
+    empty = predict("@-")
+    assert empty[0] == 2 and "standard input is empty" in empty[2] and "Traceback" not in empty[2]
+    junk = predict("@-", b"not an image")
+    assert junk[0] == 2 and "not a readable image" in junk[2]

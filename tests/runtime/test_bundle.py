@@ -293,3 +293,26 @@ def test_split_by_tokens_cuts_padding_per_sub_batch():
     assert [list(r) for r, _ in split_by_tokens(feed, 1)] == [[0], [1], [2], [3], [4]]  # one row always fits
     whole = split_by_tokens({"x": np.zeros((3, 4))}, 2)  # no mask: nothing to cut by
     assert len(whole) == 1 and list(whole[0][0]) == [0, 1, 2]
+
+
+def test_predict_decodes_bytes_and_file_objects_as_it_decodes_paths(mobilenet_bundle, tmp_path):
+    """Bundle.predict(bytes | BinaryIO): the same answer as the path, a list of several is one batch."""
+    import io
+
+    from PIL import Image
+
+    paths = []
+    for i, size in enumerate([(40, 48), (64, 30)]):
+        pixels = np.random.default_rng(i).integers(0, 256, (*size, 3), dtype=np.uint8)
+        paths.append(tmp_path / f"face{i}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    bundle = Bundle.load(mobilenet_bundle)
+    want = [bundle.predict(str(p))["probabilities"] for p in paths]
+    with open(paths[0], "rb") as f:
+        np.testing.assert_array_equal(bundle.predict(f)["probabilities"], want[0])
+    np.testing.assert_array_equal(bundle.predict(io.BytesIO(paths[1].read_bytes()))["probabilities"], want[1])
+    both = bundle.predict([paths[0].read_bytes(), memoryview(paths[1].read_bytes())])["probabilities"]
+    np.testing.assert_allclose(both, np.concatenate(want), rtol=1e-6, atol=1e-7)
+    with pytest.raises(PredictInputError, match="opened in binary mode"):
+        with open(paths[0], encoding="latin-1") as text:
+            bundle.predict(text)

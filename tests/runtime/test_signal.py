@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,34 @@ def test_requirements_list_wfdb_and_scipy_only_for_formats_that_need_them(tmp_pa
     if step.get("format") == "npy":  # the bundle that lists neither still reads its own format
         np.save(tmp_path / "r.npy", -_ecg()[:1])
         assert Bundle.load(out).predict(str(tmp_path / "r.npy"), raw=True)["y"].shape == (1, 4)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv", "mat", "wfdb"])
+def test_bytes_read_the_same_signal_as_files(tmp_path, fmt):
+    """The bytes of each format decode in memory to what the file decodes to; a WFDB record comes zipped."""
+    import io
+    import zipfile
+
+    path = Path(_write(tmp_path, fmt))
+    data = path.read_bytes()
+    if fmt == "wfdb":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for member in ("r.hea", "r.dat"):
+                zf.write(tmp_path / member, member)
+        data = buf.getvalue()
+    np.testing.assert_array_equal(load_signal(data, None), load_signal(str(path), None))
+
+
+def test_a_lying_npy_header_from_bytes_is_refused_before_allocation(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2, 4)))
+    lying = buf.getvalue().replace(b"(2, 4)", b"(9, 4)")
+    with pytest.raises(PredictInputError, match="the header claims 288 bytes of data, the file holds 64"):
+        load_signal(lying, None)
+    with pytest.raises(PredictInputError, match="over the limit of 7"):
+        load_signal(buf.getvalue(), None, max_values=7)
+    with pytest.raises(PredictInputError, match="must be a zip or tar"):
+        load_signal(buf.getvalue(), None, format="wfdb")

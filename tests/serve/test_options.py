@@ -13,7 +13,8 @@ BAD_NUMBERS = [math.nan, math.inf, -math.inf, 0, -1, 10**12]
 
 
 @pytest.mark.parametrize("value", BAD_NUMBERS)
-@pytest.mark.parametrize("name", ["max_batch", "max_delay_ms", "queue", "max_rows", "max_text_chars"])
+@pytest.mark.parametrize("name", ["max_batch", "max_delay_ms", "queue", "max_rows", "max_text_chars", "max_file_mb",
+                                  "decode_timeout_s"])
 def test_limits_refuse_bad_numbers(name, value):
     if name == "max_delay_ms" and value == 0:
         assert Limits(max_delay_ms=0).max_delay_ms == 0  # no wait at all is a valid choice
@@ -45,6 +46,8 @@ def test_the_edges_of_each_range_are_accepted():
     low = Limits(max_batch=1, max_delay_ms=0, queue=1, max_rows=1, max_text_chars=1)
     high = Limits(max_batch=2**20, max_delay_ms=60_000, queue=2**20, max_rows=2**31, max_text_chars=2**31)
     assert low.caps.max_rows == 1 and high.caps.max_text_chars == 2**31
+    files = Limits(max_file_mb=0.5, decode_timeout_s=0.01).caps
+    assert files.max_file_bytes == 2**19 and files.decode_timeout_s == 0.01 and not files.files
     assert ServeOptions(port=65535, grpc_port=1, max_body_mb=1e-3, read_timeout_s=3600, threads=1024).threads == 1024
     assert ServeOptions(grpc_port=None, threads=None).max_body_bytes == 64 * 2**20
 

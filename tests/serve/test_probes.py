@@ -1,5 +1,5 @@
-"""Every hardening probe (tests/serve/probe_bodies.py, probe_clients.py) as a regression test
-against a real `torch2ort serve`.
+"""Every hardening probe (tests/serve/probe_bodies.py, probe_clients.py, probe_hostile.py, probe_files.py) as
+a regression test against a real `torch2ort serve`.
 
 One server process per module, started through the CLI with a 2 s read timeout; each probe sends
 real HTTP (or runs the CLI) and names what went wrong, if anything.
@@ -14,7 +14,7 @@ from serve.probes import families
 FAMILIES = families()
 SLOW = {"16x60mb-json-memory-health"}  # ~1 GB sent over loopback: about 10 s
 # Probes that time the server (health < 1 s, 2 s read timeouts) or sample its memory: alone on the machine.
-SERIAL = {"large requests (5)", "slow clients (6)", "big text (27.3)", "intake (27.8)"}
+SERIAL = {"large requests (5)", "slow clients (6)", "big text (27.3)", "intake (27.8)", "encoded files (26)"}
 
 
 def _marks(family: str, name: str) -> list:

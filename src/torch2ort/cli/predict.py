@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=@FILE",
                    help="an input array from .npy, or @FILE as the raw input of the preprocess pipeline (any NAME "
-                        "for audio and signal bundles, e.g. audio=@cough.wav; repeat it to batch several such files)")
+                        "for audio and signal bundles, e.g. audio=@cough.wav; repeat it to batch several such files; "
+                        "NAME=@- reads the file from standard input)")
     p.add_argument("--text", action="append", default=[], help="text for a bundle with a text preprocess")
     p.add_argument("--raw", action="store_true", help="skip the postprocess pipeline")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",

@@ -30,6 +30,12 @@ def add_parser(sub) -> None:
                    help="rows (first dim) per request, and strings in a BYTES input, 1-2^31 (default 1024)")
     p.add_argument("--max-text-chars", type=int, default=100_000, metavar="C",
                    help="characters in one text string, 1-2^31 (default 100000)")
+    p.add_argument("--max-file-mb", type=float, default=32.0, metavar="F",
+                   help="one encoded file (image, audio, signal record) sent to a bundle's file input, checked "
+                        "before decoding, 0.001-2^20 (default 32)")
+    p.add_argument("--decode-timeout-s", type=float, default=30.0, metavar="S",
+                   help="time to parse and decode one request's inputs (files, text) before answering 503, "
+                        "0.01-3600 (default 30)")
     p.add_argument("--read-timeout-s", type=float, default=30.0, metavar="S",
                    help="time a client has to send its request headers, and then its body, 0.1-3600 (default 30)")
     p.add_argument("--queue", type=int, default=64, metavar="Q",
@@ -39,6 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("--token-file", metavar="FILE",
                    help="require 'Authorization: Bearer <token>' (HTTP and gRPC) with the token in FILE; "
                         "health checks stay open")
+    p.add_argument("--no-ui", action="store_true",
+                   help="leave out the page at / (pick a model, drop a file or type text, see the answer)")
     p.add_argument("--providers", metavar="cuda,cpu", help="ONNX Runtime providers in order of preference")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads, 1-1024 (default: physical cores)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -48,7 +56,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch2ort.serve import Limits, serve
 
-    limits = Limits(args.max_batch, args.max_delay_ms, args.queue, args.max_rows, args.max_text_chars)
+    limits = Limits(args.max_batch, args.max_delay_ms, args.queue, args.max_rows, args.max_text_chars,
+                    args.max_file_mb, args.decode_timeout_s)
     serve(args.bundles, args.host, args.port, limits, args.max_body_mb, args.providers, args.threads,
-          args.log_level, read_timeout_s=args.read_timeout_s, grpc_port=args.grpc_port, token_file=args.token_file)
+          args.log_level, read_timeout_s=args.read_timeout_s, grpc_port=args.grpc_port, token_file=args.token_file,
+          ui=not args.no_ui)
     return 0

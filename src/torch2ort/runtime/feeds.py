@@ -4,6 +4,7 @@ Example::
 
     feed = predict_feed(bundle, ["image=@face.png"])          # -> "face.png", the raw input
     feed = predict_feed(bundle, ["x=x.npy"])                  # -> {"x": array}, read safely
+    feed = predict_feed(bundle, ["audio=@-"])                 # -> standard input's bytes, decoded from memory
     bundle.predict(feed)
 """
 
@@ -57,6 +58,20 @@ def load_npy(path: str | Path, where: str = "", max_values: int | None = None) -
         raise PredictInputError(f"{where}: not a readable .npy file ({text})") from None
 
 
+def read_stdin() -> bytes:
+    """Standard input's bytes (``--input NAME=@-``); an empty or interactive stdin is refused."""
+    import sys
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None or sys.stdin.isatty():
+        raise PredictInputError("--input NAME=@- reads the file from standard input; pipe or redirect it "
+                                "(torch2ort predict BUNDLE --input audio=@- < cough.wav)")
+    data = stream.read()
+    if not data:
+        raise PredictInputError("--input NAME=@-: standard input is empty")
+    return data
+
+
 def predict_feed(bundle, inputs: Iterable[str] = (), texts: Iterable[str] = ()):
     """The value for ``bundle.predict``: arrays by name, one raw file (several for audio/signal bundles,
     which batch them), or text(s). Mixing arrays with a raw input, or giving nothing, is refused."""
@@ -80,6 +95,11 @@ def predict_feed(bundle, inputs: Iterable[str] = (), texts: Iterable[str] = ()):
         if raw:
             if raws and not batchable:
                 raise PredictInputError("give one raw input (@FILE); the preprocess pipeline takes a single one")
+            if value == "@-":  # the file's bytes on standard input, decoded from memory
+                if any(isinstance(r, bytes) for r in raws):
+                    raise PredictInputError("--input NAME=@- is given twice; standard input holds one file")
+                raws.append(read_stdin())
+                continue
             if not Path(value[1:]).is_file():
                 raise PredictInputError(f"--input {item!r}: no such file {value[1:]}")
             raws.append(value[1:])

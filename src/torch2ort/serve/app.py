@@ -129,10 +129,11 @@ async def lifespan(app: FastAPI):
 
 def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_timeout_s: float = 30.0,
                intake: int = INTAKE, token: str | None = None, metrics: Metrics | None = None,
-               grpc_port: int | None = None, grpc_host: str = "127.0.0.1") -> FastAPI:
+               grpc_port: int | None = None, grpc_host: str = "127.0.0.1", ui: bool = True) -> FastAPI:
     """The app over loaded hosts. ``intake``: requests reading and parsing their body at once;
     ``token``: bearer token every route but health requires; ``grpc_port``: also serve the gRPC
-    protocol there (``grpc_server.py``), started and stopped with the app, over the same state."""
+    protocol there (``grpc_server.py``), started and stopped with the app, over the same state;
+    ``ui``: serve the page at ``/`` (``routes/ui.py``)."""
     max_bytes = int(max_body_mb * 2**20)
     app = FastAPI(title="torch2ort server", version=__version__, lifespan=lifespan,
                   description="Open Inference Protocol (KServe v2) REST API over torch2ort bundles.")
@@ -140,7 +141,7 @@ def create_app(hosts: dict[str, ModelHost], max_body_mb: float = 64.0, read_time
     app.state.grpc = None if grpc_port is None else GrpcEndpoint(grpc_host, grpc_port, max_bytes)
     for exc_class, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
-    for router in routers():
+    for router in routers(ui):
         app.include_router(router)
     oa.add_schemas(app, sorted(hosts), auth=token is not None)
     app.add_middleware(Guard, max_bytes=max_bytes, read_timeout_s=read_timeout_s)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch2ort.errors import UsageError
 
-OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/")  # "/": the page, which holds no data and asks for the token
 CHALLENGE = b'Bearer realm="torch2ort"'
 
 

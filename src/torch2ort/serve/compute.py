@@ -11,21 +11,41 @@ Nothing here knows about queues or threads: that is ``scheduler.Scheduler``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError, ProtocolError, describe
 from torch2ort.runtime.bundle import Bundle
 from torch2ort.runtime.graph_bounds import InputBounds
+from torch2ort.runtime.processors import file_kind
 from torch2ort.serve.protocol import Caps, InferRequest, parse_request
 
 TEXT_INPUT = "text"
+# what each kind of file input accepts, as its metadata says
+ACCEPTS = {
+    "image": "an encoded image file (PNG, JPEG, BMP, GIF, TIFF, WebP: what Pillow reads)",
+    "audio": "an encoded audio file (WAV, FLAC, OGG/Vorbis, MP3 where libsndfile has it)",
+    "signal": "a signal file: .npy, .csv (one lead per column), .mat (v4/v5), or a WFDB record (its .hea and .dat "
+              "files) as one zip or tar",
+}
+
+
+def file_input_name(bundle: Bundle) -> str | None:
+    """``image_file``, ``audio_file`` or ``signal_file`` for a bundle whose preprocess starts from a file."""
+    kind = file_kind(bundle.manifest.get("preprocess", []))
+    return None if kind is None else f"{kind}_file"
 
 
 class Compute:
     def __init__(self, bundle: Bundle, caps: Caps) -> None:
-        self.bundle, self.caps = bundle, caps
+        self.bundle = bundle
         pre = bundle.manifest.get("preprocess", [])
         self.text = bool(pre) and pre[0].get("op") == "tokenize"  # clients send strings as 'text'
+        self.file = file_input_name(bundle)  # clients send encoded files (bytes) there
+        if self.file in {t["name"] for t in bundle.inputs}:
+            self.file = "file"  # a model whose own tensor has that name
+        self.caps = replace(caps, files=frozenset({self.file})) if self.file else caps
         self.output_names: list[str] = []  # learned by warm_up
         self.bounds = InputBounds.of_file(bundle.path / bundle.manifest["model"])
 
@@ -41,6 +61,23 @@ class Compute:
         outputs = self.postprocess(feed, self.run(feed))
         self.output_names = list(outputs)
         return outputs
+
+    def file_metadata(self) -> dict | None:
+        """The file input as metadata shows it: a BYTES tensor of one element per file, and what it accepts."""
+        if self.file is None:
+            return None
+        kind = file_kind(self.bundle.manifest["preprocess"])
+        return {"name": self.file, "datatype": "BYTES", "shape": [-1], "parameters": {
+            "content": "file", "accepts": ACCEPTS[kind], "max_bytes": self.caps.max_file_bytes,
+            "json": "base64", "batch": "one element per file; several files are one batch",
+            "instead_of": [t["name"] for t in self.bundle.inputs]}}
+
+    def preprocess_files(self, files: np.ndarray) -> dict[str, np.ndarray]:
+        """The model feed from encoded files: ``Bundle.preprocess`` on the bytes (a list of several is a batch)."""
+        if files.dtype != object or files.ndim != 1 or files.size == 0:
+            raise ProtocolError(f"input {self.file!r} must be BYTES with shape [N], N >= 1: one element per file")
+        items = [bytes(f) for f in files]
+        return self.bundle.preprocess(items[0] if len(items) == 1 else items)
 
     def preprocess_text(self, texts: np.ndarray) -> dict[str, np.ndarray]:
         return self.bundle.preprocess([str(t) for t in texts.ravel()])
@@ -72,8 +109,15 @@ class Compute:
                 if texts.dtype != object or texts.ndim != 1 or texts.size == 0:
                     raise ProtocolError(f"input {TEXT_INPUT!r} must be BYTES with shape [N], N >= 1")
                 inputs = self.preprocess_text(texts)
+            elif self.file is not None and self.file in inputs:
+                if len(inputs) > 1:
+                    raise ProtocolError(f"send either {self.file!r} (encoded files) or the model's tensors "
+                                        f"({', '.join(t['name'] for t in self.bundle.inputs)}), not both")
+                inputs = self.preprocess_files(inputs[self.file])
             elif any(a.dtype == object for a in inputs.values()):
-                raise ProtocolError("BYTES inputs are accepted only as 'text', for bundles with a text preprocess")
+                raise ProtocolError("BYTES inputs are accepted only as 'text', for bundles with a text preprocess, "
+                                    "and as the file input ('image_file', 'audio_file', 'signal_file') of bundles "
+                                    "whose preprocess starts from a file")
             feed = self.bundle.preprocess(inputs)
             self.bounds.check(feed)
             return feed
@@ -96,4 +140,4 @@ class Compute:
         return raw | arrays
 
 
-__all__ = ["TEXT_INPUT", "Compute"]
+__all__ = ["ACCEPTS", "TEXT_INPUT", "Compute", "file_input_name"]

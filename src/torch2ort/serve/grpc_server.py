@@ -8,7 +8,8 @@ import both the server and tritonclient (whose copies of the same messages live 
 default pool). On the wire they are the same messages: tritonclient's client works as it is.
 
 Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer
-(``raw_input_contents`` or typed ``contents``; the answer uses the same form), RepositoryIndex. The
+(``raw_input_contents`` or typed ``contents``; the answer uses the same form; a file input's
+BYTES, ``image_file`` and the like, stay bytes, never UTF-8 text), RepositoryIndex. The
 others answer UNIMPLEMENTED. Errors carry the HTTP side's messages, with codes: 400 INVALID_ARGUMENT,
 401 UNAUTHENTICATED, 404 NOT_FOUND, 413 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, 500 INTERNAL.
 
@@ -35,6 +36,7 @@ import numpy as np
 from torch2ort import __version__
 from torch2ort.errors import ProtocolError
 from torch2ort.serve import oip_messages as pb
+from torch2ort.serve import protocol
 from torch2ort.serve.auth import authorized
 from torch2ort.serve.compute import Compute
 from torch2ort.serve.host import ModelHost
@@ -116,11 +118,12 @@ class Servicer:
                 with self.s.metrics.track(host.name, "grpc"):
                     host.scheduler.admit()
                     try:
-                        feed, wanted = await loop.run_in_executor(self.s.parse_pool, _prepare, host.compute, request)
                         raw, request_id = bool(request.raw_input_contents), request.id
+                        reading = False  # s.decode releases the slot, once the decoding has finished
+                        feed, wanted = await self.s.decode(
+                            loop.run_in_executor(self.s.parse_pool, _prepare, host.compute, request),
+                            host.compute.caps.decode_timeout_s)
                         del request
-                        self.s.reading.release()
-                        reading = False
                         outputs = await host.scheduler.infer(feed)
                         return await loop.run_in_executor(self.s.parse_pool, _encode, host, raw, request_id,
                                                           {k: outputs[k] for k in wanted})
@@ -168,6 +171,12 @@ def _prepare(compute: Compute, request) -> tuple[dict[str, np.ndarray], list[str
         if datatype not in CONTENTS:
             raise ProtocolError(f"input {name!r}: {datatype} travels in raw_input_contents only")
         values = list(getattr(t.contents, CONTENTS[datatype]))
+        if datatype == "BYTES" and name in caps.files:  # encoded files: bytes as they are, sized first
+            if len(values) != count:
+                raise ProtocolError(f"input {name!r}: shape {shape} needs {count} values, bytes_contents has "
+                                    f"{len(values)}")
+            inputs[name] = protocol.decode_files(name, np.array(values, dtype=object).reshape(shape), caps)
+            continue
         if datatype == "BYTES":
             try:
                 values = [v.decode("utf-8") for v in values]

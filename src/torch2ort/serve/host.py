@@ -22,7 +22,8 @@ class ModelHost:
     def __init__(self, bundle: Bundle, limits: Limits, version: str = "1") -> None:
         self.bundle = bundle
         self.compute = Compute(bundle, limits.caps)
-        self.info = ModelInfo.of(bundle, self.compute.warm_up(), self.compute.text, limits.max_batch, version)
+        self.info = ModelInfo.of(bundle, self.compute.warm_up(), self.compute.text, limits.max_batch, version,
+                                 self.compute.file_metadata())
         self.scheduler = Scheduler(bundle.name, limits, self.compute.run, self.compute.postprocess,
                                    self.info.batching)
 

@@ -18,6 +18,26 @@ def batch_label(bundle: Bundle) -> str | None:
     return label if isinstance(label, str) else None
 
 
+def display(bundle: Bundle, outputs: dict[str, np.ndarray]) -> dict:
+    """How the page at ``/`` shows a model's answer, from its manifest: the labels, the top-k output
+    (softmax + topk), the multi-label output with each label's threshold, and per-segment outputs
+    (rank 2, their second dim the segment dim of an input, e.g. ``[batch, segments]``)."""
+    labels = bundle.labels or None
+    hints: dict = {"labels": labels}
+    for step in bundle.manifest.get("postprocess", []):
+        if step["op"] == "topk" and step["output"] in outputs:
+            hints["topk"] = {"output": step["output"], "k": step.get("k", 5)}
+        if step["op"] == "threshold" and step["output"] in outputs:
+            names = step.get("labels") or labels or [str(i) for i in range(outputs[step["output"]].shape[-1])]
+            per = step.get("thresholds") or {}
+            hints["thresholds"] = {"output": step["output"], "labels": names,
+                                   "thresholds": [float(per.get(n, step.get("threshold", 0.5))) for n in names]}
+    segment_dims = {t["shape"][1] for t in bundle.inputs if len(t["shape"]) > 1 and isinstance(t["shape"][1], str)}
+    hints["segments"] = [o["name"] for o in bundle.outputs
+                         if len(o["shape"]) == 2 and o["shape"][1] in segment_dims and o["name"] in outputs]
+    return hints
+
+
 def _dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) and d >= 0 else -1 for d in shape]
 
@@ -30,27 +50,33 @@ class ModelInfo:
     outputs: list[dict]
     batch_label: str | None
     batching: bool           # dynamic batching is on: max_batch > 1 and a shared batch dim
+    display: dict | None = None  # how the page at / shows an answer (``display``)
 
     @classmethod
     def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
-           version: str = "1") -> ModelInfo:
-        """From the bundle's manifest and the outputs one warm-up run returned (post-processed ones included)."""
+           version: str = "1", file_input: dict | None = None) -> ModelInfo:
+        """From the bundle's manifest and the outputs one warm-up run returned (post-processed ones included).
+
+        ``file_input``: the BYTES input that takes encoded files, listed after the model's own tensors
+        (a request sends one or the other)."""
         if text:
             inputs = [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}]
         else:
             inputs = [{"name": t["name"], "datatype": oip_datatype(t["dtype"]), "shape": _dims(t["shape"])}
-                      for t in bundle.inputs]
+                      for t in bundle.inputs] + ([file_input] if file_input else [])
         declared = {o["name"]: o for o in bundle.outputs}
         metas = [{"name": name, "datatype": oip_datatype(arr.dtype),
                   "shape": _dims(declared[name]["shape"]) if name in declared else [-1, *arr.shape[1:]]}
                  for name, arr in outputs.items()]
         label = batch_label(bundle)
-        return cls(bundle.name, version, inputs, metas, label, max_batch > 1 and label is not None)
+        return cls(bundle.name, version, inputs, metas, label, max_batch > 1 and label is not None,
+                   display(bundle, outputs))
 
     def metadata(self) -> dict:
         return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
                 "inputs": self.inputs, "outputs": self.outputs,
-                "parameters": {"torch2ort_dynamic_batching": self.batching, "batch_dim": self.batch_label}}
+                "parameters": {"torch2ort_dynamic_batching": self.batching, "batch_dim": self.batch_label,
+                               "torch2ort_display": self.display}}
 
 
-__all__ = ["ModelInfo", "batch_label"]
+__all__ = ["ModelInfo", "batch_label", "display"]

@@ -23,11 +23,13 @@ INFER_RESPONSES = {
     200: {"description": "outputs: JSON, or the binary tensor extension (a JSON header, then tensor bytes)",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferResponse"}},
                       "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-    400: error_response("malformed request, or inputs the model cannot take"),
+    400: error_response("malformed request, or inputs the model cannot take (a corrupt or hostile file "
+                        "included: unreadable, over the pixel or duration limits, an unsafe archive)"),
     404: error_response("unknown model or version"),
     408: error_response("the request body was not received in time (--read-timeout-s)"),
-    413: error_response("body over --max-body-mb"),
-    503: error_response("model not ready, or its queue is full (--queue)"),
+    413: error_response("body over --max-body-mb, or a file over --max-file-mb"),
+    503: error_response("model not ready, its queue is full (--queue), or decoding took longer than "
+                        "--decode-timeout-s"),
 }
 INDEX_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"ready": {"type": "boolean"}}}}}}}
@@ -44,8 +46,17 @@ METRICS_RESPONSES = {200: {"description": "Prometheus text exposition format",
                            "content": {"text/plain": {"schema": {"type": "string"}}}}}
 UNAUTHORIZED = error_response("no or wrong bearer token (only with --token-file)")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+# a 2x2 PNG, whole and cut short: a file input's JSON form (one base64 string per file), answered or refused
+_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGM8IRfFwMDAxMDAwMDAAAAPmAFE4knAJgAAAABJRU5ErkJggg=="
+FILE_EXAMPLES = {
+    "image_file": {"summary": "an encoded image file, base64 (bundles whose preprocess starts from an image)",
+                   "value": {"inputs": [{"name": "image_file", "datatype": "BYTES", "shape": [1], "data": [_PNG]}]}},
+    "corrupt_file": {"summary": "a corrupt image file: a 400 with one line",
+                     "value": {"inputs": [{"name": "image_file", "datatype": "BYTES", "shape": [1],
+                                           "data": [_PNG[:40]]}]}},
+}
 INFER_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+    "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}, "examples": FILE_EXAMPLES},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
 # 'data' is flat, or nested as deep as the shape (the server accepts any depth up to 32; spelled out

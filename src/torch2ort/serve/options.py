@@ -35,9 +35,12 @@ class Limits:
     queue: int = 64                # requests inside one model (queued + running) before 503
     max_rows: int = 1024           # rows (first dim) per request; strings in a BYTES input
     max_text_chars: int = 100_000  # characters in one string
+    max_file_mb: float = 32.0      # one encoded file (image, audio, signal record), before it is decoded
+    decode_timeout_s: float = 30.0  # parsing and decoding one request's inputs, files included
 
     RANGES = {"max_batch": (1, 2**20, True), "max_delay_ms": (0, 60_000, False), "queue": (1, 2**20, True),
-              "max_rows": (1, 2**31, True), "max_text_chars": (1, 2**31, True)}
+              "max_rows": (1, 2**31, True), "max_text_chars": (1, 2**31, True), "max_file_mb": (1e-3, 2**20, False),
+              "decode_timeout_s": (0.01, 3600, False)}
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -45,7 +48,8 @@ class Limits:
 
     @property
     def caps(self) -> Caps:
-        return Caps(self.max_rows, self.max_text_chars)
+        return Caps(self.max_rows, self.max_text_chars, int(self.max_file_mb * 2**20),
+                    decode_timeout_s=self.decode_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class ServeOptions:
     token_file: str | None = None
     log_level: str = "info"
     graceful_s: float = 30.0       # how long a stop waits for requests in flight
+    ui: bool = True                # the page at / to try the models
     limits: Limits = field(default_factory=Limits)
 
     RANGES = {"port": (1, 65535, True), "grpc_port": (1, 65535, True), "max_body_mb": (1e-3, 2**20, False),

@@ -12,6 +12,8 @@ Non-finite floats (NaN, ±Infinity) in outputs: JSON has no token for them, so J
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from dataclasses import dataclass, field
@@ -37,6 +39,9 @@ class Caps:
 
     max_rows: int = 1024              # first dim of every input; elements of a BYTES input
     max_text_chars: int = 100_000     # characters in one BYTES element
+    max_file_bytes: int = 32 * 2**20  # bytes in one element of a file input, checked before decoding
+    files: frozenset[str] = frozenset()  # BYTES inputs that carry encoded files (bytes, not text)
+    decode_timeout_s: float = 30.0    # parsing and decoding one request (the route's deadline, not the parser's)
 
 
 def oip_datatype(dtype: str | np.dtype) -> str:
@@ -111,9 +116,9 @@ def parse_request(body: bytes, header_length: str | None, caps: Caps = Caps()) -
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("the request needs a non-empty 'inputs' list")
     req_id = doc.get("id")
-    if req_id is not None and not isinstance(req_id, str):
+    if "id" in doc and not isinstance(req_id, str):  # null too: the document says a string
         raise ProtocolError("'id' must be a string")
-    params = _obj(doc.get("parameters") or {}, "'parameters'")
+    params = _obj(doc.get("parameters", {}), "'parameters'")
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for i, spec in enumerate(raw_inputs):
@@ -133,9 +138,9 @@ def parse_request(body: bytes, header_length: str | None, caps: Caps = Caps()) -
         if datatype == "BYTES" and count > caps.max_rows:
             raise ProtocolError(f"input {name!r}: {count} BYTES elements; at most {caps.max_rows} per request "
                                 "(--max-rows)")
-        in_params = _obj(spec.get("parameters") or {}, f"input {name!r} parameters")
+        in_params = _obj(spec.get("parameters", {}), f"input {name!r} parameters")
         size = in_params.get("binary_data_size")
-        if size is not None:
+        if "binary_data_size" in in_params:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
                 raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the "
                                     f"{len(binary)} binary bytes after the JSON header")
@@ -158,7 +163,7 @@ def parse_request(body: bytes, header_length: str | None, caps: Caps = Caps()) -
             if not isinstance(o.get("name"), str):
                 raise ProtocolError(f"outputs[{j}] needs a 'name'")
             outputs.append(o["name"])
-            if _flag(_obj(o.get("parameters") or {}, f"output {o['name']!r} parameters"), "binary_data",
+            if _flag(_obj(o.get("parameters", {}), f"output {o['name']!r} parameters"), "binary_data",
                      f"output {o['name']!r}"):
                 binary_outputs.add(o["name"])
     return InferRequest(inputs, req_id, outputs, binary_outputs, _flag(params, "binary_data_output", "request"),
@@ -188,10 +193,42 @@ def _flatten(name: str, data: Any, limit: int) -> list:
     return out
 
 
+def file_too_large(name: str, size: int, caps: Caps) -> ProtocolError:
+    return ProtocolError(f"input {name!r}: a file of {size:,} bytes; at most {caps.max_file_bytes:,} per file "
+                         "(--max-file-mb)", 413)
+
+
+def _files_from_base64(name: str, shape: list[int], flat: list) -> np.ndarray:
+    """A file input's JSON ``data``: one base64 string per file, sized before it is decoded."""
+    if not all(isinstance(v, str) for v in flat):
+        raise ProtocolError(f"input {name!r}: a file travels in JSON as a base64 string")
+    return np.array(flat, dtype=object).reshape(shape)
+
+
+def decode_files(name: str, arr: np.ndarray, caps: Caps) -> np.ndarray:
+    """Base64 strings (JSON) to bytes; every file's size is checked against ``--max-file-mb`` first."""
+    out = []
+    for v in arr.ravel():
+        if isinstance(v, str):
+            if len(v) // 4 * 3 > caps.max_file_bytes + 2:  # the decoded size, from the text's length
+                raise file_too_large(name, len(v) // 4 * 3, caps)
+            try:
+                v = base64.b64decode(v, validate=True)
+            except (binascii.Error, ValueError):
+                raise ProtocolError(f"input {name!r}: a file in JSON must be base64 (RFC 4648, no line breaks)"
+                                    ) from None
+        if len(v) > caps.max_file_bytes:
+            raise file_too_large(name, len(v), caps)
+        out.append(v)
+    return np.array(out, dtype=object).reshape(arr.shape)
+
+
 def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any, caps: Caps) -> np.ndarray:
     flat = _flatten(name, data, count)
     if len(flat) != count:
         raise ProtocolError(f"input {name!r}: shape {shape} needs {count} values, 'data' has {len(flat)}")
+    if datatype == "BYTES" and name in caps.files:
+        return decode_files(name, _files_from_base64(name, shape, flat), caps)
     if datatype == "BYTES":
         if not all(isinstance(v, str) for v in flat):
             raise ProtocolError(f"input {name!r}: BYTES data must be strings")
@@ -230,6 +267,14 @@ def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: 
             if len(items) >= count:
                 raise ProtocolError(f"input {name!r}: shape {shape} needs {count} elements, the data has more")
             n = int.from_bytes(data[pos:pos + 4], "little")
+            if name in caps.files:  # an encoded file: kept as bytes, sized before anything decodes it
+                if n > caps.max_file_bytes:
+                    raise file_too_large(name, n, caps)
+                if pos + 4 + n > len(data):
+                    raise ProtocolError(f"input {name!r}: BYTES element overruns the binary data")
+                items.append(data[pos + 4:pos + 4 + n])
+                pos += 4 + n
+                continue
             if n > 4 * caps.max_text_chars:
                 raise ProtocolError(f"input {name!r}: a BYTES element is longer than {caps.max_text_chars} "
                                     "characters (--max-text-chars)")

@@ -24,12 +24,12 @@ from torch2ort.serve.options import Limits, ServeOptions
 def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
           max_body_mb: float = 64.0, providers: list[str] | str | None = None, threads: int | None = None,
           log_level: str = "info", graceful_s: float = 30.0, read_timeout_s: float = 30.0,
-          grpc_port: int | None = None, token_file: str | None = None) -> None:
+          grpc_port: int | None = None, token_file: str | None = None, ui: bool = True) -> None:
     """Serve ``bundles`` until SIGTERM or Ctrl-C. Every option is checked first (``ServeOptions``,
     ``Limits``: a bad value is a one-line ``UsageError``), then the ports, then the bundles load."""
     o = ServeOptions(host=host, port=port, grpc_port=grpc_port, max_body_mb=max_body_mb,
                      read_timeout_s=read_timeout_s, threads=threads, providers=providers,
-                     token_file=token_file, log_level=log_level, graceful_s=graceful_s,
+                     token_file=token_file, log_level=log_level, graceful_s=graceful_s, ui=ui,
                      limits=Limits() if limits is None else limits)
     token = read_token(o.token_file) if o.token_file else None
     sock = bind(o.host, o.port)  # before loading anything: a busy port is a one-line usage error
@@ -43,11 +43,18 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8000, limits:
     hosts = load_hosts(bundles, o.limits, o.providers, o.threads)
     for name, h in hosts.items():
         if "web/index.html" in h.bundle.manifest["files"]:
-            shown = "127.0.0.1" if o.host in ("0.0.0.0", "::", "") else o.host
-            print(f"web page for {name}: http://{shown}:{o.port}/bundles/{name}/web/", flush=True)
-    app = create_app(hosts, o.max_body_mb, o.read_timeout_s, token=token, grpc_port=o.grpc_port, grpc_host=o.host)
+            print(f"web page for {name}: http://{_shown(o.host)}:{o.port}/bundles/{name}/web/", flush=True)
+    if o.ui:
+        print(f"page to try the models: http://{_shown(o.host)}:{o.port}/", flush=True)
+    app = create_app(hosts, o.max_body_mb, o.read_timeout_s, token=token, grpc_port=o.grpc_port, grpc_host=o.host,
+                     ui=o.ui)
     server = make_server(app, o.host, o.port, o.log_level, o.graceful_s, o.read_timeout_s, signals=True)
     server.run(sockets=[sock])
+
+
+def _shown(host: str) -> str:
+    """The address to print for a bound host (a wildcard address is shown as loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -69,6 +69,24 @@ class ServerState:
         size = len(body) if header_length is None or not header_length.isdigit() else int(header_length)
         return self.parse_procs is not None and size >= PROCESS_JSON
 
+    async def decode(self, work, limit: float):
+        """Await ``work`` (parsing and decoding, begun holding a reading slot, which this releases) for
+        at most ``limit`` seconds, else ProtocolError(503). A thread cannot be stopped: past the
+        deadline the request is answered at once, and its slot is released when the work has
+        finished, so the intake still bounds what decodes at once (and health stays live meanwhile).
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(task), limit)
+        except BaseException as exc:  # past the deadline, the work's own error, or this request cancelled
+            task.add_done_callback(lambda t: (self.reading.release(), t.cancelled() or t.exception()))
+            if isinstance(exc, TimeoutError):
+                raise ProtocolError(f"decoding the request's inputs took longer than {limit:g} s "
+                                    "(--decode-timeout-s)", 503) from None
+            raise
+        self.reading.release()
+        return result
+
     async def stop(self) -> None:
         for host in self.hosts.values():
             await host.scheduler.stop()

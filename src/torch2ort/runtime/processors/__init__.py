@@ -165,11 +165,38 @@ def _check_post_tensors(post: list[dict], inputs: list[dict], outputs: list[dict
 
 # steps that read one file each: a list of inputs runs them per item, and the items are padded and stacked
 FILE_LOADERS = ("load_audio", "load_signal")
+# what a pipeline's first step reads from a file, by step: the server's file input is named after it
+FILE_KINDS = {"load_image": "image", "load_audio": "audio", "load_signal": "signal"}
+
+
+def file_kind(steps: list[dict]) -> str | None:
+    """``image``, ``audio`` or ``signal`` when the pipeline starts from a file, else None.
+
+    >>> file_kind([{"op": "load_audio"}, {"op": "segments", "seconds": 1}])
+    'audio'
+    """
+    return FILE_KINDS.get(steps[0].get("op")) if steps else None
+
+
+def from_memory(value: Any) -> Any:
+    """A binary file object (``BinaryIO``: an open file, ``sys.stdin.buffer``, ``io.BytesIO``) or a
+    memoryview as bytes, which every loader decodes from memory; anything else as it is."""
+    if isinstance(value, (memoryview, bytearray)):
+        return bytes(value)
+    read = getattr(value, "read", None)
+    if callable(read) and not isinstance(value, (str, Path, np.ndarray)):
+        data = read()
+        if not isinstance(data, bytes):
+            raise PredictInputError(f"a file object given to predict must be opened in binary mode ('rb'), "
+                                    f"it gave {type(data).__name__}")
+        return data
+    return value
 
 
 def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
-    """Run the steps on ``value``; a list of files for a pipeline that starts with a file loader is a batch."""
-    if isinstance(value, (list, tuple)) and steps and steps[0]["op"] in FILE_LOADERS:
+    """Run the steps on ``value``; a list of files for a pipeline that starts with a file loader
+    (images too) is a batch. File objects and memoryviews are read into bytes first."""
+    if isinstance(value, (list, tuple)) and steps and file_kind(steps):
         from torch2ort.runtime.processors.batching import stack_items
 
         if not value:
@@ -179,11 +206,11 @@ def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
         for i, item in enumerate(value):
             ctx.meta = {}
             try:
-                items.append(_run(per_item, item, ctx))
+                items.append(_run(per_item, from_memory(item), ctx))
             except PredictInputError as exc:
                 raise PredictInputError(f"input {i}: {exc}") from None
         return stack_items(items)
-    return _run(steps, value, ctx)
+    return _run(steps, from_memory(value), ctx)
 
 
 def _run(steps: list[dict], value: Any, ctx: Context) -> Any:

@@ -9,6 +9,7 @@ or ``lead_names``, or indices). ``resample`` (scipy.signal.resample_poly), ``cro
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import warnings
@@ -23,6 +24,7 @@ from torch2ort.errors import PredictInputError, one_line
 from torch2ort.runtime.feeds import map_npy
 from torch2ort.runtime.processors.audio import _rate, ctx_meta
 from torch2ort.runtime.processors.bounds import MAX_VALUES, check_values
+from torch2ort.runtime.processors.records import is_archive, unpacked
 from torch2ort.runtime.typecheck import Name, Positive, Range, Rate, Size
 
 SignalFormat = Literal["npy", "csv", "mat", "wfdb"]
@@ -47,19 +49,29 @@ def libraries(step: dict) -> set[str]:
 
 NUMERIC_MAT = {"double", "single", "logical", *(f"{u}int{b}" for u in ("", "u") for b in (8, 16, 32, 64))}
 MAT_SLACK = 1 << 16  # bytes a .mat variable's own header (name, dims, tags) may add to its data
+MAX_RECORD_BYTES = 512 << 20  # a WFDB record archive, unpacked
 
 
-def _read_csv(path: Path, max_values: int) -> tuple[np.ndarray, list[str] | None]:
+def _open(source: Path | bytes):
+    """A binary file object over a path or over bytes in memory (nothing is written anywhere)."""
+    return source.open("rb") if isinstance(source, Path) else io.BytesIO(source)
+
+
+def _name(source: Path | bytes, fmt: str) -> str:
+    return source.name if isinstance(source, Path) else f"the {fmt} given as bytes"
+
+
+def _read_csv(source: Path | bytes, max_values: int) -> tuple[np.ndarray, list[str] | None]:
     # Every value ends at a comma or a line end, so counting those bounds the values before any are parsed.
     commas = newlines = returns = 0
-    with path.open("rb") as f:
+    with _open(source) as f:
         while chunk := f.read(1 << 20):
             commas, newlines, returns = (commas + chunk.count(b","), newlines + chunk.count(b"\n"),
                                          returns + chunk.count(b"\r"))
             if commas + max(newlines, returns) >= max_values:
-                raise PredictInputError(f"{path.name} holds more than {max_values:,} values (commas and line ends), "
-                                        "over the limit")
-    with path.open(encoding="utf-8", errors="strict", newline=None) as f:
+                raise PredictInputError(f"{_name(source, 'csv')} holds more than {max_values:,} values (commas and "
+                                        "line ends), over the limit")
+    with io.TextIOWrapper(_open(source), encoding="utf-8", errors="strict", newline=None) as f:
         lines = (ln for ln in f if ln.strip())
         first = next(lines, "")
         names = None
@@ -85,14 +97,14 @@ def _mat_element(buf: bytes, at: int, order: str) -> tuple[int, bytes, int]:
     return first, buf[at + 8:at + 8 + size], at + 8 + size + (-size % 8)
 
 
-def _mat_variables(path: Path) -> list[tuple[str, tuple[int, ...], str, int, int]] | None:
+def _mat_variables(path: Path | bytes) -> list[tuple[str, tuple[int, ...], str, int, int]] | None:
     """(name, shape, class, offset, compressed size or 0) of each variable of a v5 .mat; None for v4.
 
     Read from the first 64 KB each variable inflates to, because scipy's ``whosmat`` inflates
     128 KB of compressed input at a time (up to ~130 MB of zeros) just to read a name.
     """
     found = []
-    with path.open("rb") as f:
+    with _open(path) as f:
         size, head = f.seek(0, 2), (f.seek(0), f.read(128))[1]
         if len(head) < 128 or head[126:128] not in (b"IM", b"MI"):
             return None
@@ -120,13 +132,13 @@ def _mat_variables(path: Path) -> list[tuple[str, tuple[int, ...], str, int, int
     return found
 
 
-def _check_mat_inflation(path: Path, offset: int, length: int, limit: int) -> None:
+def _check_mat_inflation(path: Path | bytes, offset: int, length: int, limit: int) -> None:
     """Refuse a compressed variable whose zlib stream inflates past ``limit`` bytes.
 
     Its header declares a shape, but the data after it can inflate to gigabytes whatever that
     shape says; it is inflated here in 1 MB pieces, counted and dropped, before ``loadmat`` keeps any.
     """
-    with path.open("rb") as f:
+    with _open(path) as f:
         f.seek(offset + 8)
         inflate, total, left = zlib.decompressobj(), 0, length
         while left > 0 and (chunk := f.read(min(1 << 20, left))):
@@ -134,34 +146,38 @@ def _check_mat_inflation(path: Path, offset: int, length: int, limit: int) -> No
             while chunk:
                 total += len(inflate.decompress(chunk, 1 << 20))
                 if total > limit:
-                    raise PredictInputError(f"{path.name}: a compressed variable inflates past {limit:,} bytes, "
-                                            "more than its declared shape holds")
+                    raise PredictInputError(f"{_name(path, 'mat')}: a compressed variable inflates past "
+                                            f"{limit:,} bytes, more than its declared shape holds")
                 chunk = inflate.unconsumed_tail
 
 
-def _read_mat(path: Path, key: str | None, max_values: int) -> np.ndarray:
+def _read_mat(path: Path | bytes, key: str | None, max_values: int) -> np.ndarray:
     from scipy.io import loadmat, whosmat
 
-    listed = _mat_variables(path)
+    listed, what = _mat_variables(path), _name(path, "mat")
     if listed is None:  # v4: uncompressed, so whosmat reads only headers
-        listed = [(name, shape, kind, 0, 0) for name, shape, kind in whosmat(str(path))]
+        with _open(path) as f:
+            listed = [(name, shape, kind, 0, 0) for name, shape, kind in whosmat(f)]
     listed = [entry for entry in listed if entry[2] != "sparse" and entry[0]]
     names = list(dict.fromkeys(entry[0] for entry in listed))
     if key is None:
         key = "val" if "val" in names else (names[0] if len(names) == 1 else None)
     if key not in names:
-        raise PredictInputError(f"{path.name} holds {sorted(names)}; name the signal with load_signal key=")
+        raise PredictInputError(f"{what} holds {sorted(names)}; name the signal with load_signal key=")
     _, shape, kind, offset, compressed = next(entry for entry in listed if entry[0] == key)  # loadmat takes the first
     if kind not in NUMERIC_MAT:
-        raise PredictInputError(f"{path.name}: {key} is a {kind} variable, not a numeric array")
+        raise PredictInputError(f"{what}: {key} is a {kind} variable, not a numeric array")
     values = math.prod(shape)
-    check_values(values, f"{path.name} ({key})", max_values)
+    check_values(values, f"{what} ({key})", max_values)
     if compressed:
         _check_mat_inflation(path, offset, compressed, values * 16 + MAT_SLACK)  # 16: a complex double
-    return np.asarray(loadmat(str(path), variable_names=[key])[key], dtype=np.float64)
+    with _open(path) as f:
+        return np.asarray(loadmat(f, variable_names=[key])[key], dtype=np.float64)
 
 
-def _read_wfdb(path: Path, max_values: int) -> tuple[np.ndarray, list[str], int]:
+def _read_wfdb(path: Path, max_values: int, inside: Path | None = None) -> tuple[np.ndarray, list[str], int]:
+    """``inside``: the folder the record must keep to (an unpacked upload): every data file its header
+    names must be a plain name of a file there, so a header cannot send wfdb to read another file."""
     # wfdb uses pandas APIs that newer pandas deprecates, at import and while reading: not the user's concern
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -171,6 +187,11 @@ def _read_wfdb(path: Path, max_values: int) -> tuple[np.ndarray, list[str], int]
             raise PredictInputError("WFDB records need the wfdb package: pip install wfdb") from None
         name = str(path.with_suffix(""))
         header = wfdb.rdheader(name)
+        if inside is not None:
+            for f in getattr(header, "file_name", None) or []:
+                if not f or Path(f).name != f or not (inside / f).is_file():
+                    raise PredictInputError(f"{path.name} names the data file {str(f)[:80]!r}, which is not a file "
+                                            "of the archive")
         check_values(_wfdb_values(header, path.parent), path.name, max_values)
         record = wfdb.rdrecord(name)
     return np.asarray(record.p_signal, dtype=np.float64).T, list(record.sig_name), int(record.fs)
@@ -191,12 +212,75 @@ def _wfdb_values(header, folder: Path) -> int:
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
+def _sniff(data: bytes) -> str:
+    """The format of a file given as bytes, from its first bytes: an archive is a WFDB record."""
+    if data.startswith(b"\x93NUMPY"):
+        return "npy"
+    if data[:116].startswith(b"MATLAB"):
+        return "mat"
+    if is_archive(data):
+        return "wfdb"
+    if data[:4096].startswith((b"\x00\x00\x00\x00", b"\x00\x00\x00\x0a", b"\x0a\x00\x00\x00")):
+        return "mat"  # a v4 .mat: no text header, an int32 type code of 0 or 10 (double, in either byte order)
+    return "csv"
+
+
+def _read_bytes(data: bytes, fmt: str | None, key: str | None, max_values: int
+                ) -> tuple[np.ndarray, list[str] | None, int | None]:
+    """A signal file given as bytes, decoded from memory; a WFDB record comes as a zip or tar of its files."""
+    fmt = fmt or _sniff(data)
+    what = f"the {fmt} given as bytes"
+    if not data:
+        raise PredictInputError("the signal given as bytes is empty")
+    try:
+        if fmt == "npy":
+            return _npy_bytes(data, what, max_values), None, None
+        if fmt == "csv":
+            data_, names = _read_csv(data, max_values)
+            return data_, names, None
+        if fmt == "mat":
+            return _read_mat(data, key, max_values), None, None
+        if not is_archive(data):
+            raise PredictInputError("a WFDB record given as bytes must be a zip or tar of its .hea and .dat files")
+        # decompressed bytes: at most 8 per value (float64 data files) plus room for the header
+        with unpacked(data, "the WFDB record archive", min(max_values * 8, MAX_RECORD_BYTES) + MAT_SLACK) as folder:
+            heads = sorted(folder.glob("*.hea"))
+            if len(heads) != 1:
+                raise PredictInputError(f"the WFDB record archive holds {len(heads)} .hea files; give one record")
+            return _read_wfdb(heads[0], max_values, inside=folder)
+    except PredictInputError:
+        raise
+    except Exception as exc:  # numpy, scipy and wfdb raise many types for a bad file
+        raise PredictInputError(f"{what} is not a readable {fmt} signal: {one_line(str(exc), 200)}") from None
+
+
+def _npy_bytes(data: bytes, what: str, max_values: int) -> np.ndarray:
+    """An .npy from memory: the header's shape is checked against ``max_values`` and against the bytes
+    that follow it (a lying header) before an array is made; no pickles."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)  # 2.0 and 3.0 share the header's layout
+    shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise PredictInputError(f"{what} holds Python objects (a pickle); give numbers")
+    count = math.prod(shape)
+    check_values(count, what, max_values)
+    if count * dtype.itemsize > len(data) - f.tell():
+        raise PredictInputError(f"{what}: the header claims {count * dtype.itemsize:,} bytes of data, the file holds "
+                                f"{len(data) - f.tell():,}; refusing to read it")
+    f.seek(0)
+    return np.asarray(np.load(f, allow_pickle=False), dtype=np.float64)
+
+
 def _read(value, fmt: str | None, key: str | None, max_values: int = MAX_VALUES
           ) -> tuple[np.ndarray, list[str] | None, int | None]:
     if isinstance(value, np.ndarray):
         return np.asarray(value, dtype=np.float64), None, None
+    if isinstance(value, (bytes, bytearray)):
+        return _read_bytes(bytes(value), fmt, key, max_values)
     if not isinstance(value, (str, Path)):
-        raise PredictInputError(f"load_signal takes a file path or an array, not {type(value).__name__}")
+        raise PredictInputError(f"load_signal takes a file path, bytes or an array, not {type(value).__name__}")
     path = Path(value)
     if not path.is_file():
         raise PredictInputError(f"signal file not found: {path}")

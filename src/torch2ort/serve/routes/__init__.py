@@ -3,7 +3,8 @@
 - ``health``: liveness, readiness, server and model metadata;
 - ``infer``: ``POST …/infer``;
 - ``repository``: the model repository index and ``/metrics``;
-- ``files``: a bundle's own files (its web page).
+- ``files``: a bundle's own files (its web page);
+- ``ui``: the page at ``/`` to try the models (off with ``--no-ui``).
 
 A route gets the shared state with ``Depends(server_state)``; an error is a raised ``ProtocolError``
 (the app turns it into ``{"error": …}``) or an ``error(status, message)`` answer.
@@ -30,11 +31,13 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def routers() -> list:
-    """Every router, in the order the app includes them (the catch-all bundle files come last)."""
+def routers(ui: bool = True) -> list:
+    """Every router, in the order the app includes them (the catch-all bundle files come last);
+    ``ui``: with the page at ``/``."""
     from torch2ort.serve.routes import files, health, infer, repository
+    from torch2ort.serve.routes import ui as page
 
-    return [health.router, infer.router, repository.router, files.router]
+    return [health.router, infer.router, repository.router, *([page.router] if ui else []), files.router]
 
 
 __all__ = ["State", "error", "routers", "server_state"]

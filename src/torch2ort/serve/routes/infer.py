@@ -42,26 +42,17 @@ async def infer(s: State, name: str, request: Request, version: str | None = Non
 async def _infer(s: ServerState, host: ModelHost, request: Request) -> Response:
     scheduler = host.scheduler
     scheduler.admit()  # a queue slot first (or 503): nothing is read or parsed for a request we cannot take
-    loop = asyncio.get_running_loop()
     try:
         body = await _read_body(s, request)  # returns holding a reading slot
-        try:
-            header = request.headers.get(HEADER)
-            if s.large_json(body, header):  # off the GIL: see ServerState.parse_procs
-                parsed = await loop.run_in_executor(s.parse_procs, parse_request, bytes(body), header,
-                                                    host.compute.caps)
-                del body
-                req, feed, wanted = await loop.run_in_executor(s.parse_pool, host.compute.finish, parsed)
-            else:
-                req, feed, wanted = await loop.run_in_executor(s.parse_pool, host.compute.prepare, body, header)
-                del body
-        finally:
-            s.reading.release()
+        req, feed, wanted = await s.decode(_parse(s, host, body, request.headers.get(HEADER)),
+                                           host.compute.caps.decode_timeout_s)
+        del body
         outputs = await scheduler.infer(feed)
         chosen = {k: outputs[k] for k in wanted}
         if sum(v.nbytes for v in chosen.values()) <= INLINE_ENCODE:  # microseconds: not worth a thread hop
             content, headers = encode_response(host.name, host.version, chosen, req)
         else:
+            loop = asyncio.get_running_loop()
             content, headers = await loop.run_in_executor(s.parse_pool, encode_response, host.name, host.version,
                                                           chosen, req)
     except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log loudly
@@ -70,6 +61,15 @@ async def _infer(s: ServerState, host: ModelHost, request: Request) -> Response:
     finally:
         scheduler.release()
     return Response(content, headers=headers)
+
+
+async def _parse(s: ServerState, host: ModelHost, body: bytearray, header: str | None):
+    """Parse, validate and decode (files, text) off the event loop: (request, feed, outputs)."""
+    loop = asyncio.get_running_loop()
+    if s.large_json(body, header):  # off the GIL: see ServerState.parse_procs
+        parsed = await loop.run_in_executor(s.parse_procs, parse_request, bytes(body), header, host.compute.caps)
+        return await loop.run_in_executor(s.parse_pool, host.compute.finish, parsed)
+    return await loop.run_in_executor(s.parse_pool, host.compute.prepare, body, header)
 
 
 async def _read_body(s: ServerState, request: Request) -> bytearray:
