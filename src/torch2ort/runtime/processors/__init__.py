@@ -193,6 +193,14 @@ def from_memory(value: Any) -> Any:
     return value
 
 
+def image_sizes(ctx: Context, rows: int) -> list[tuple[int, int]] | None:
+    """Each row's original (height, width), as the preprocess recorded it, or None (a feed was given)."""
+    if ctx.meta.get("image_sizes") and len(ctx.meta["image_sizes"]) == rows:
+        return list(ctx.meta["image_sizes"])
+    size = ctx.meta.get("image_size")
+    return [size] * rows if size is not None else None
+
+
 def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
     """Run the steps on ``value``; a list of files for a pipeline that starts with a file loader
     (images too) is a batch. File objects and memoryviews are read into bytes first."""
@@ -202,13 +210,15 @@ def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
         if not value:
             raise PredictInputError("an empty list of inputs: give at least one file")
         per_item = steps[:-1] if steps[-1]["op"] == "add_batch" else steps
-        items = []
+        items, sizes = [], []
         for i, item in enumerate(value):
             ctx.meta = {}
             try:
                 items.append(_run(per_item, from_memory(item), ctx))
             except PredictInputError as exc:
                 raise PredictInputError(f"input {i}: {exc}") from None
+            sizes.append(ctx.meta.get("image_size"))
+        ctx.meta = {"image_sizes": sizes} if any(sizes) else {}  # per item, for boxes and maps in its pixels
         return stack_items(items)
     return _run(steps, from_memory(value), ctx)
 

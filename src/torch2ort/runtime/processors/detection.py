@@ -21,10 +21,12 @@ def detections(ctx, output: Name = "logits", boxes: Name = "pred_boxes",
                threshold: Annotated[float, Range(0.0, 1.0)] = 0.5, name: Name = "detections") -> None:
     """Per image, ``[{score, label, box: {xmin, ymin, xmax, ymax}}]``. Without the image's size (a feed
     given as arrays), nothing: boxes need it."""
-    size = ctx.meta.get("image_size")
-    if size is None:
-        return
+    from torch2ort.runtime.processors import image_sizes
+
     logits, rel = ctx.tensor(output).astype(np.float32), ctx.tensor(boxes).astype(np.float32)
+    sizes = image_sizes(ctx, logits.shape[0])
+    if sizes is None:
+        return
     if logits.ndim != 3 or rel.shape != (*logits.shape[:2], 4):
         raise BundleError(f"detections reads {output!r} [batch, queries, classes + 1] and {boxes!r} "
                           f"[batch, queries, 4]; got {list(logits.shape)} and {list(rel.shape)}")
@@ -36,7 +38,7 @@ def detections(ctx, output: Name = "logits", boxes: Name = "pred_boxes",
     prob = (e / e.sum(axis=-1, keepdims=True))[..., :-1]
     scores, best = prob.max(axis=-1), prob.argmax(axis=-1)
     cx, cy, w, h = np.moveaxis(rel, -1, 0)
-    height, width = (float(v) for v in size)
+    height, width = (np.array([float(v[i]) for v in sizes], dtype=np.float32)[:, None] for i in (0, 1))
     corners = np.stack([(cx - 0.5 * w) * width, (cy - 0.5 * h) * height,
                         (cx + 0.5 * w) * width, (cy + 0.5 * h) * height], axis=-1).astype(np.float32)
     found = []

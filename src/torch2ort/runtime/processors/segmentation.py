@@ -41,26 +41,31 @@ def resize_scores(scores: np.ndarray, size: tuple[int, int], rows: slice | None 
 
 def segment(ctx, output: Name = "logits", name: Name = "segmentation",
             max_side: Annotated[int, Range(1, 1 << 16)] = 16384) -> None:
-    """[batch, classes, h, w] scores -> [batch, H, W] int64 class ids at the image's (H, W)."""
+    """[batch, classes, h, w] scores -> [batch, H, W] int64 class ids at the image's (H, W); a batch of
+    images of different sizes gets a list of [H, W] maps, one per image."""
     scores = ctx.tensor(output)
     if scores.ndim != 4:
         raise BundleError(f"segment reads {output!r} as [batch, classes, height, width]; "
                           f"got shape {list(scores.shape)}")
-    size = ctx.meta.get("image_size")
-    if size is None:
+    from torch2ort.runtime.processors import image_sizes
+
+    sizes = image_sizes(ctx, scores.shape[0])
+    if sizes is None:
         ctx.results[name] = scores.argmax(axis=1).astype(np.int64)
         return
-    height, width = (int(s) for s in size)
-    if max(height, width) > max_side:
-        raise BundleError(f"segment: the image is {width}x{height}, over max_side {max_side}")
-    out = np.empty((scores.shape[0], height, width), dtype=np.int64)
-    band = max(1, BAND_VALUES // max(1, scores.shape[1] * width))
-    for b in range(scores.shape[0]):
+    maps = []
+    for b, (height, width) in enumerate((int(h), int(w)) for h, w in sizes):
+        if max(height, width) > max_side:
+            raise BundleError(f"segment: the image is {width}x{height}, over max_side {max_side}")
+        out = np.empty((height, width), dtype=np.int64)
+        band = max(1, BAND_VALUES // max(1, scores.shape[1] * width))
         x = scores[b].astype(np.float32)
         for top in range(0, height, band):
             rows = slice(top, min(height, top + band))
-            out[b, rows] = resize_scores(x, (height, width), rows).argmax(axis=0)
-    ctx.results[name] = out
+            out[rows] = resize_scores(x, (height, width), rows).argmax(axis=0)
+        maps.append(out)
+    same = len({m.shape for m in maps}) == 1
+    ctx.results[name] = np.stack(maps) if same else maps  # images of different sizes: one map each
 
 
 POST = {"segment": segment}
