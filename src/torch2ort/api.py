@@ -235,11 +235,13 @@ def _live_model_error(what: str) -> UsageError:
 def bench(model, onnx: str | Path | None = None, inputs: Inputs = None, *, bundle: str | Path | None = None,
           batch: str | Iterable[int] = "1", threads: int | None = None, providers: str | list[str] = "cpu",
           runtime: str | list[str] = "cpu", iters: int | None = None, seconds: float | None = 2.0, warmup: int = 5,
-          repeats: int = 3, compile: bool = False, profile: bool = True, json_path: str | Path | None = None,
-          plot: str | Path | None = None, force: bool = False, output_names=None,
+          repeats: int = 3, compile: bool = False, peers: bool = False, profile: bool = True,
+          json_path: str | Path | None = None, plot: str | Path | None = None, force: bool = False, output_names=None,
           allow_all_false_masks: bool = False, **model_options):
     """``torch2ort bench``: torch vs ONNX Runtime (and onnxruntime-web with ``runtime="cpu,web"``), each backend
-    in fresh processes. Give ``onnx`` or a ``bundle`` (checksums verified first). Returns ``BenchReport``."""
+    in fresh processes. Give ``onnx`` or a ``bundle`` (checksums verified first). ``peers=True`` adds the runtimes a
+    user could pick instead, torch.compile and OpenVINO (when installed), on the same threads.
+    Returns ``BenchReport``."""
     from torch2ort.benchmark.run import BenchOptions, bench_web
     from torch2ort.benchmark.run import bench as run_bench
     from torch2ort.parity.verify import parse_runtimes
@@ -252,7 +254,8 @@ def bench(model, onnx: str | Path | None = None, inputs: Inputs = None, *, bundl
     opts = BenchOptions(batches=V.sizes("--batch", batch), threads=threads, iters=iters,
                         seconds=None if iters else seconds, warmup=warmup, repeats=repeats,
                         providers=[p.strip() for p in providers.split(",") if p.strip()]
-                        if isinstance(providers, str) else list(providers), compile=compile, profile=profile)
+                        if isinstance(providers, str) else list(providers), compile=compile, peers=peers,
+                        profile=profile)
     json_out = check_writable(json_path, force) if json_path else None
     plot_out = check_writable(plot, force) if plot else None
     if bundle is not None:
