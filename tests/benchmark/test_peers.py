@@ -98,3 +98,17 @@ def test_torch_compile_peer_reports_compile_time_apart(exported):
     assert len(compiled) == 1 and not [r for r in rep.cold_runs if r["label"] == "torch.compile"]
     assert rep.peers["torch-compile"]["compile_s"] == rep.compile_s == compiled[0]["cold"]["first_inference_s"]
     assert set(rep.ratios) >= {"torch.compile", "onnxruntime vs torch.compile"}
+
+
+@needs_openvino
+def test_variants_take_worker_jobs_openvino_and_ort_session_options(exported):
+    from torch2ort.benchmark.run import bench_variants
+
+    path = str(exported("mobilenet"))
+    out = bench_variants(ModelRequest(FAM.model), FAM.spec, {
+        "ort basic, no spinning, no arena": {"onnx": path, "graph_level": "basic", "arena": False,
+                                             "session_config": {"session.intra_op.allow_spinning": 0}},
+        "openvino": {"backend": "openvino", "onnx": path}},
+        BenchOptions(batches=[1], iters=2, warmup=0, repeats=1, threads=1), reference="openvino")
+    assert set(out["rows"]) == {"torch", "ort basic, no spinning, no arena", "openvino"}
+    assert out["rows"]["openvino"]["load_s"] > 0 and set(out["vs_reference"]) == set(out["rows"]) - {"torch"}

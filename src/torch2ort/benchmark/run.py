@@ -251,12 +251,15 @@ def _base_cfg(request, spec: InputSpec, onnx_path, opts: BenchOptions, threads: 
             "batch_label": label, "model": asdict(request)}
 
 
-def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], opts: BenchOptions,
+def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path | dict], opts: BenchOptions,
                    reference: str | None = None) -> dict:
     """Torch and each ONNX variant, each in its own processes, alternating order over ``repeats``.
 
-    Returns ``{"rows": {label: median stats at the first batch size}, "vs_torch": {label: Ratio},
-    "vs_reference": {label: Ratio}}``; ``reference`` names the variant the second ratio divides by.
+    A variant is an ONNX path (run by ORT's CPU EP, or ``opts.providers[0]``) or a worker job: ``{"backend":
+    "openvino" | "torch-compile" | "onnxruntime", "onnx": path, …}`` plus the ORT worker's session keys
+    (``graph_level``, ``arena``, ``session_config``). Returns ``{"rows": {label: median stats at the first batch
+    size, with load_s and first_inference_s}, "vs_torch": {label: Ratio}, "vs_reference": {label: Ratio}}``;
+    ``reference`` names the variant the second ratio divides by.
     """
     label = batch_label(spec)
     threads = opts.threads or physical_cores()
@@ -265,8 +268,13 @@ def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], op
     runs: dict[str, list[dict]] = {}
     before = noise_snapshot()
     jobs = [("torch", {"backend": "torch", "device": "cpu"}, None)]
-    jobs += [(name, {"backend": "onnxruntime", "provider": _provider(opts.providers[0])}, path)
-             for name, path in variants.items()]
+    for name, v in variants.items():
+        job = {"backend": "onnxruntime", "provider": _provider(opts.providers[0])}
+        if isinstance(v, dict):
+            job = (job if v.get("backend", "onnxruntime") == "onnxruntime" else {"device": "cpu"}) | v
+            jobs.append((name, job, v.get("onnx", "")))
+        else:
+            jobs.append((name, job, v))
     with tempfile.TemporaryDirectory(prefix="torch2ort-bench-") as tmp:
         for repeat in range(opts.repeats):
             for name, extra, path in (jobs if repeat % 2 == 0 else list(reversed(jobs))):
@@ -279,7 +287,9 @@ def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], op
         keys = rs[0]["batches"][batch]["stats"].keys()
         rows[name] = {k: float(np.median([r["batches"][batch]["stats"][k] for r in rs])) for k in keys}
         rows[name] |= {"size_mb": rs[0]["size_mb"], "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
-                       "repeats": len(rs), "batch": int(batch), "threads": threads}
+                       "repeats": len(rs), "batch": int(batch), "threads": threads,
+                       "p50_min": float(min(p50s[name])), "p50_values": p50s[name],
+                       **{k: float(np.median([r["cold"][k] for r in rs])) for k in ("load_s", "first_inference_s")}}
     out = {"rows": rows, "vs_torch": {}, "vs_reference": {}, "machine": machine_info(), "versions": versions(),
            "noise": noise_between(before, noise_snapshot())}
 
