@@ -85,7 +85,7 @@ def ov_vs_ort(path: Path, spec: InputSpec, threads: int) -> float:
     return worst
 
 
-def ort_graph_nodes(path: Path, level: str, work: Path) -> Counter:
+def ort_graph_nodes(path: Path, level: str, work: Path, tag: str = "") -> Counter:
     """Op counts of the graph ORT actually runs, from its optimized_model_filepath."""
     import onnx
     import onnxruntime as ort
@@ -93,7 +93,7 @@ def ort_graph_nodes(path: Path, level: str, work: Path) -> Counter:
     so = ort.SessionOptions()
     so.graph_optimization_level = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                                    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
-    out = work / f"ort-{level}.onnx"
+    out = work / f"ort-{tag}{level}.onnx"
     so.optimized_model_filepath = str(out)
     ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return Counter(n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node)
@@ -121,6 +121,7 @@ def measure(name: str, entry: Entry, args, threads: int, work: Path) -> dict:
             "ORT all, no arena": {"onnx": str(path), "arena": False},
         }
         res["ort_nodes"] = {lvl: dict(ort_graph_nodes(path, lvl, work)) for lvl in ("extended", "all")}
+        variants |= rewritten_variants(path, entry, res)
     opts = BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats, threads=threads,
                         warmup=1 if args.quick else 5, profile=False, timeout_s=1800)
     request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{entry.factory}")
@@ -140,6 +141,26 @@ def measure(name: str, entry: Entry, args, threads: int, work: Path) -> dict:
             res["notes"].append(f"{name}: torch.compile failed: {exc}")
     print(f"{name}: " + ", ".join(f"{k} {v['p50']:.2f} ms" for k, v in res["bench"]["rows"].items()), flush=True)
     return res
+
+
+def rewritten_variants(path: Path, entry: Entry, res: dict) -> dict:
+    """The ORT graph rewrites of benchmarks/ort_rewrites.py, where they change something, checked on ORT first."""
+    from ort_rewrites import check, rewrite
+
+    out, seen = {}, set()
+    for upsample, label in ((False, "ORT rewritten (1-D conv as 2-D, stride-1 ConvT as Conv)"),
+                            (True, "ORT rewritten, + x2 ConvT as Conv + DepthToSpace")):
+        dst = path.with_suffix(f".rw{int(upsample)}.onnx")
+        counts = rewrite(path, dst, upsample=upsample)
+        key = tuple(counts.values())
+        if not any(key) or key in seen:
+            continue
+        seen.add(key)
+        diff = check(path, dst, entry.inputs)
+        res.setdefault("rewrites", {})[label] = {"counts": counts, "rel_diff_vs_ort": diff}
+        res["ort_nodes"][label] = dict(ort_graph_nodes(dst, "all", dst.parent, tag=dst.stem))
+        out[label] = str(dst)
+    return out
 
 
 def _cell(rows: dict, key: str, compile_key: str | None = None) -> str:
@@ -194,11 +215,19 @@ def markdown(results: list[dict], threads: int, args, load: tuple[str, str]) -> 
 
 
 def options_markdown(results: list[dict]) -> str:
-    keys = ["ORT fp32", "ORT extended (no NCHWc layout)", "ORT all, no spinning", "ORT all, no arena", OV]
-    lines = ["| model | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
+    keys = list(dict.fromkeys(k for res in results for k in res["bench"]["rows"]
+                              if k not in ("torch", "torch.compile", "ORT auto")))
+    keys = [k for k in keys if k != OV] + [OV]
+    lines = ["| variant | " + " | ".join(res["model"] for res in results) + " |",
+             "| --- |" + " ---: |" * len(results)]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(_cell(res["bench"]["rows"], k) for res in results) + " |")
     for res in results:
-        rows = res["bench"]["rows"]
-        lines.append(f"| {res['model']} | " + " | ".join(_cell(rows, k) for k in keys) + " |")
+        for label, rw in res.get("rewrites", {}).items():
+            lines.append(f"\n{res['model']}, {label}: {rw['counts']}; outputs vs the original on ORT: relative "
+                         f"max abs {rw['rel_diff_vs_ort']:.1e}; ORT's optimised graph: "
+                         + ", ".join(f"{op} {c}" for op, c in sorted(res['ort_nodes'][label].items(),
+                                                                      key=lambda x: -x[1])))
     lines += ["", "ORT's optimised graph (ops that differ between levels, from `optimized_model_filepath`):", ""]
     for res in results:
         ext, full = res["ort_nodes"]["extended"], res["ort_nodes"]["all"]
