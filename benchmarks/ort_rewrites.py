@@ -30,6 +30,10 @@ LIFTABLE_UNARY = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid",
 LIFTABLE_BINARY = {"Add", "Mul", "Sub"}
 
 
+def _named(node, suffix: str) -> str:
+    return node.name + suffix if node.name else ""
+
+
 def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -73,7 +77,7 @@ def conv1d_as_2d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
                 g.initializer.append(numpy_helper.from_array(w4, w.name + "__h1"))
                 ins += [w.name + "__h1", *node.input[2:]]
             outs = [o + "__h1" if o else "" for o in node.output]
-            out_nodes.append(helper.make_node(node.op_type, ins, outs, name=(node.name or "") + "__h1", **new))
+            out_nodes.append(helper.make_node(node.op_type, ins, outs, name=_named(node, "__h1"), **new))
             for o in node.output:
                 if o:
                     lifted[o] = o + "__h1"
@@ -129,7 +133,7 @@ def convtranspose_as_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]
         if any(p < 0 for p in conv_pads):
             continue
         g.node[i].CopyFrom(helper.make_node("Conv", [node.input[0], name, *node.input[2:]], list(node.output),
-                                            name=(node.name or "") + "__as_conv", kernel_shape=k, pads=conv_pads))
+                                            name=_named(node, "__as_conv"), kernel_shape=k, pads=conv_pads))
         n += 1
     used = {x for nd in g.node for x in nd.input}
     keep = [x for x in g.initializer if x.name in used]
@@ -176,7 +180,7 @@ def upsample_convtranspose_as_conv(model: onnx.ModelProto) -> tuple[onnx.ModelPr
             g.initializer.append(numpy_helper.from_array(np.tile(b, 4), node.input[2] + "__phases"))
             ins.append(node.input[2] + "__phases")
         mid = node.output[0] + "__phases"
-        new_nodes.append(helper.make_node("Conv", ins, [mid], name=(node.name or "") + "__phases",
+        new_nodes.append(helper.make_node("Conv", ins, [mid], name=_named(node, "__phases"),
                                           kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
         new_nodes.append(helper.make_node("DepthToSpace", [mid], list(node.output), blocksize=2, mode="DCR"))
         n += 1
