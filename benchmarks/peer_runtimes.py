@@ -245,7 +245,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads on every side (default 2)")
     parser.add_argument("--compile-repeats", type=int, default=1,
                         help="A/B sets of torch, torch.compile and ORT (each compiles afresh; 0: skip torch.compile)")
-    parser.add_argument("--only", help="substring of model names to run")
+    parser.add_argument("--only", help="substrings of model names to run, comma-separated")
     parser.add_argument("--ort-options", action="store_true",
                         help="also time ORT session variants against OpenVINO and count ORT's optimised graph")
     parser.add_argument("--auto-dir", type=Path, default=OUT, help="where <factory>/auto.onnx are looked for")
@@ -257,7 +257,8 @@ def main() -> int:
         args.seconds, args.repeats = 0.2, 1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     models = {**{k: v for k, v in ZOO.items()}, **minilm_entries()}
-    models = {k: v for k, v in models.items() if not args.only or args.only.lower() in k.lower()}
+    wanted = [w.strip().lower() for w in (args.only or "").split(",") if w.strip()]
+    models = {k: v for k, v in models.items() if not wanted or any(w in k.lower() for w in wanted)}
     results = []
     with open(LOCK, "w") as lock, tempfile.TemporaryDirectory() as tmp:
         print(f"waiting for {LOCK} …", flush=True)
