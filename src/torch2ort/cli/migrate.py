@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     b.add_argument("--seconds", type=float, default=1.0, help="timed seconds per batch size and process (default 1)")
     b.add_argument("--repeats", type=int, default=2, help="A/B pairs of fresh processes (default 2)")
     b.add_argument("--threads", type=int, help="threads on both sides (default: physical cores)")
-    b.add_argument("--peers", action="store_true",
+    b.add_argument("--peers", nargs="?", const="all", metavar="all|torch-compile,openvino",
                    help="also time torch.compile and OpenVINO (pip install 'torch2ort[peers]') on the same threads; "
                         "the report's 'what else you could use' line says where one was faster")
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it holds an earlier migrate output")

@@ -39,7 +39,7 @@ class MigrateOptions:
     seconds: float = 1.0
     repeats: int = 2
     threads: int | None = None
-    peers: bool = False                     # time torch.compile and OpenVINO too: the report's "what else" line
+    peers: bool | str | list[str] = False   # time torch.compile / OpenVINO too: the report's "what else" line
     force: bool = False
     command: str | None = None              # how this run was invoked, for the report
 
