@@ -106,7 +106,8 @@ def measure(name: str, entry: Entry, args, threads: int, work: Path) -> dict:
     spec = export(entry, path)
     params, gflops = count(entry.factory, entry.inputs)
     batch = entry.batches[0] if entry.factory == "MiniLMEmbed" else 1
-    res = {"model": name, "factory": entry.factory, "params": params, "gflops_per_item": gflops, "batch": batch,
+    # count() runs the entry's own inputs: one item for the CNNs (batch 1), the whole text set for MiniLM
+    res = {"model": name, "factory": entry.factory, "params": params, "gflops_per_call": gflops, "batch": batch,
            "ov_rel_diff": ov_vs_ort(path, spec, threads), "notes": []}
     variants: dict = {"ORT fp32": str(path), OV: {"backend": "openvino", "onnx": str(path)}}
     auto = args.auto_dir / entry.factory / "auto.onnx"
@@ -188,8 +189,8 @@ def markdown(results: list[dict], threads: int, args, load: tuple[str, str]) -> 
         f"faster. torch.compile is timed in its own {args.compile_repeats} set(s) of torch, torch.compile and "
         "ORT fp32 processes (it compiles afresh in each, a minute or more here), and compared with ORT from "
         "that set. Compile: torch.compile's first call; OpenVINO's `compile_model` (read + compile); ORT's "
-        "session creation. Items per call = batch (AttnMIL: one bag).",
-        "" + (" **A --quick smoke run: these figures are not for quoting.**" if args.quick else ""), "",
+        "session creation. Items per call = batch (AttnMIL: one bag)."
+        + (" **A --quick smoke run: these figures are not for quoting.**" if args.quick else ""), "",
         "| model | params (M) | GFLOPs per call | torch eager | torch.compile; compile | ORT fp32; session | "
         "ORT auto | OpenVINO fp32; compile | ORT vs OpenVINO | ORT vs torch.compile | OpenVINO vs ORT outputs |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
@@ -204,7 +205,7 @@ def markdown(results: list[dict], threads: int, args, load: tuple[str, str]) -> 
             return ratio_text({**r, "median": 1 / r["median"], "min": 1 / r["max"], "max": 1 / r["min"]})
 
         lines.append(
-            f"| {res['model']} | {res['params'] / 1e6:.2f} | {res['gflops_per_item'] * res['batch']:.2f} | "
+            f"| {res['model']} | {res['params'] / 1e6:.2f} | {res['gflops_per_call']:.2f} | "
             f"{_cell(rows, 'torch')} | {_cell(rows, 'torch.compile', 'first_inference_s')} | "
             f"{_cell(rows, 'ORT fp32', 'load_s')} | {_cell(rows, 'ORT auto')} | {_cell(rows, OV, 'load_s')} | "
             f"{inv(OV)} | {inv('torch.compile')} | {res['ov_rel_diff']:.1e} |")
@@ -252,6 +253,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 0.2 s; never quoted")
     parser.add_argument("--out", type=Path, default=OUT, help="where peer_runtimes.json/.md go")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--from-json", type=Path, help="re-render the tables of an earlier run's JSON, timing nothing")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.repeats = 0.2, 1
@@ -259,6 +261,8 @@ def main() -> int:
     models = {**{k: v for k, v in ZOO.items()}, **minilm_entries()}
     wanted = [w.strip().lower() for w in (args.only or "").split(",") if w.strip()]
     models = {k: v for k, v in models.items() if not wanted or any(w in k.lower() for w in wanted)}
+    if args.from_json:
+        return render(json.loads(args.from_json.read_text()), args)
     results = []
     with open(LOCK, "w") as lock, tempfile.TemporaryDirectory() as tmp:
         print(f"waiting for {LOCK} …", flush=True)
@@ -267,15 +271,29 @@ def main() -> int:
         for name, entry in models.items():
             results.append(measure(name, entry, args, args.threads, Path(tmp)))
         after = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    body = markdown(results, args.threads, args, (before, after))
+    (args.out).mkdir(parents=True, exist_ok=True)
+    saved = {"args": {k: str(v) for k, v in vars(args).items()}, "load": [before, after], "results": results}
+    stem = "peer_runtimes" + ("-options" if args.ort_options else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(saved, indent=1))
+    return render(saved, args)
+
+
+def render(saved: dict, args) -> int:
+    """The tables from a run's results; updates BENCHMARKS.md unless the run was partial or a smoke test."""
+    results, (before, after) = saved["results"], saved["load"]
+    run = saved["args"]
+    for res in results:  # runs saved before the rename counted MiniLM's whole text set as one item
+        res.setdefault("gflops_per_call", res.get("gflops_per_item"))
+    args.quick, args.seconds, args.repeats = run["quick"] == "True", float(run["seconds"]), int(run["repeats"])
+    args.compile_repeats, args.ort_options, args.only = int(run["compile_repeats"]), run["ort_options"] == "True", \
+        None if run["only"] == "None" else run["only"]
+    threads = int(run["threads"])
+    body = markdown(results, threads, args, (before, after))
     if args.ort_options:
         body += "\n\n**ORT session options against OpenVINO** (same processes, same cells):\n\n" + options_markdown(
             results)
     print(body)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "peer_runtimes" + ("-options" if args.ort_options else "")
-    (args.out / f"{stem}.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                       "load": [before, after], "results": results}, indent=1))
     (args.out / f"{stem}.md").write_text(body + "\n")
     print(f"\nwrote {args.out / stem}.json and .md", flush=True)
     if not (args.no_write or args.quick or args.only or args.ort_options):
