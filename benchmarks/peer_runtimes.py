@@ -120,6 +120,9 @@ def measure(name: str, entry: Entry, args, threads: int, work: Path) -> dict:
             "ORT extended (no NCHWc layout)": {"onnx": str(path), "graph_level": "extended"},
             "ORT all, no spinning": {"onnx": str(path), "session_config": {"session.intra_op.allow_spinning": 0}},
             "ORT all, no arena": {"onnx": str(path), "arena": False},
+            # OpenVINO pins its threads to cores by default, ORT does not: is that its lead?
+            "OpenVINO, no CPU pinning": {"backend": "openvino", "onnx": str(path),
+                                         "ov_config": {"ENABLE_CPU_PINNING": False}},
         }
         res["ort_nodes"] = {lvl: dict(ort_graph_nodes(path, lvl, work)) for lvl in ("extended", "all")}
         variants |= rewritten_variants(path, entry, res)

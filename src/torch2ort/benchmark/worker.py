@@ -148,7 +148,7 @@ class _OpenVino:
         t = time.perf_counter()
         core = ov.Core()
         config = {"INFERENCE_NUM_THREADS": cfg["threads"], "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                  "INFERENCE_PRECISION_HINT": "f32"}
+                  "INFERENCE_PRECISION_HINT": "f32"} | cfg.get("ov_config", {})  # variants: peer_runtimes.py
         self.compiled = core.compile_model(cfg["onnx"], "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.load_s = time.perf_counter() - t
