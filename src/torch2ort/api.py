@@ -235,11 +235,13 @@ def _live_model_error(what: str) -> UsageError:
 def bench(model, onnx: str | Path | None = None, inputs: Inputs = None, *, bundle: str | Path | None = None,
           batch: str | Iterable[int] = "1", threads: int | None = None, providers: str | list[str] = "cpu",
           runtime: str | list[str] = "cpu", iters: int | None = None, seconds: float | None = 2.0, warmup: int = 5,
-          repeats: int = 3, compile: bool = False, profile: bool = True, json_path: str | Path | None = None,
-          plot: str | Path | None = None, force: bool = False, output_names=None,
+          repeats: int = 3, compile: bool = False, peers: bool = False, profile: bool = True,
+          json_path: str | Path | None = None, plot: str | Path | None = None, force: bool = False, output_names=None,
           allow_all_false_masks: bool = False, **model_options):
     """``torch2ort bench``: torch vs ONNX Runtime (and onnxruntime-web with ``runtime="cpu,web"``), each backend
-    in fresh processes. Give ``onnx`` or a ``bundle`` (checksums verified first). Returns ``BenchReport``."""
+    in fresh processes. Give ``onnx`` or a ``bundle`` (checksums verified first). ``peers=True`` adds the runtimes a
+    user could pick instead, torch.compile and OpenVINO (when installed), on the same threads.
+    Returns ``BenchReport``."""
     from torch2ort.benchmark.run import BenchOptions, bench_web
     from torch2ort.benchmark.run import bench as run_bench
     from torch2ort.parity.verify import parse_runtimes
@@ -252,7 +254,8 @@ def bench(model, onnx: str | Path | None = None, inputs: Inputs = None, *, bundl
     opts = BenchOptions(batches=V.sizes("--batch", batch), threads=threads, iters=iters,
                         seconds=None if iters else seconds, warmup=warmup, repeats=repeats,
                         providers=[p.strip() for p in providers.split(",") if p.strip()]
-                        if isinstance(providers, str) else list(providers), compile=compile, profile=profile)
+                        if isinstance(providers, str) else list(providers), compile=compile, peers=peers,
+                        profile=profile)
     json_out = check_writable(json_path, force) if json_path else None
     plot_out = check_writable(plot, force) if plot else None
     if bundle is not None:
@@ -344,12 +347,14 @@ def migrate(model, output: str | Path, inputs: Inputs = None, *, task: str | Non
             optimize: str | Iterable[str] = "none", accept: Iterable[str] = (), name: str | None = None,
             labels=None, preprocess: str | list | None = None, postprocess: str | list | None = None,
             tokenizer: str | Path | None = None, bench: bool = True, batch: str | Iterable[int] | None = None,
-            seconds: float = 1.0, repeats: int = 2, threads: int | None = None, force: bool = False,
-            progress: Callable[[str, str, dict], None] | None = None, command: str | None = None,
+            seconds: float = 1.0, repeats: int = 2, threads: int | None = None, peers: bool | str | list[str] = False,
+            force: bool = False, progress: Callable[[str, str, dict], None] | None = None, command: str | None = None,
             output_names=None, allow_all_false_masks: bool = False, **model_options):
     """``torch2ort migrate``: load, export, verify, optimise, verify again, benchmark, pack, check and report
     into ``output``. Never raises for a failing stage: see ``.passed`` / ``.exit_code`` of the ``MigrateResult``.
-    ``optimize``: "none", "auto", a chain like "transformer,int8-dynamic", or a list of chains."""
+    ``optimize``: "none", "auto", a chain like "transformer,int8-dynamic", or a list of chains. ``peers=True``
+    times torch.compile and OpenVINO (when installed) next to ORT for the report's "what else you could use" line."""
+    from torch2ort.benchmark.run import peer_names
     from torch2ort.pipeline.migrate import MigrateOptions
     from torch2ort.pipeline.migrate import migrate as run
 
@@ -371,7 +376,7 @@ def migrate(model, output: str | Path, inputs: Inputs = None, *, task: str | Non
         sweep=sweep_sizes(sweep, spec) if sweep else None, name=name, labels=labels_of(labels),
         preprocess=preprocess, postprocess=postprocess, tokenizer=str(tokenizer) if tokenizer else None,
         bench=bench, batches=V.sizes("--batch", batch) if batch is not None else None, seconds=seconds,
-        repeats=repeats, threads=threads, force=force, command=command)
+        repeats=repeats, threads=threads, peers=peer_names(peers), force=force, command=command)
     return run(request, spec, output, opts, progress=progress)
 
 

@@ -145,3 +145,17 @@ def test_force_replaces_an_earlier_migrate_output(tmp_path, capsys):
     assert "pass --force" in capsys.readouterr().err
     run_cli(*argv, "--force")
     assert not (out / "stale.txt").exists() and (out / "evidence.json").is_file()
+
+
+@pytest.mark.slow
+def test_peers_reach_the_report_s_what_else_line(tmp_path, capsys):
+    pytest.importorskip("openvino")
+    fam = FAMILIES["mobilenet"]
+    out = tmp_path / "out"
+    code = run_cli("migrate", fam.model, *fam.cli_inputs(), "--batch", "1", "--seconds", "0.05", "--repeats", "1",
+                   "--threads", "1", "--peers", "openvino", "-o", out)
+    assert code == 0
+    ev = _evidence(out)
+    assert ev["bench"]["peers"]["openvino"]["measured"] and "onnxruntime vs openvino" in ev["bench"]["ratios"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("what else you could use"))
+    assert "OpenVINO " in line and line in (out / "report.md").read_text()

@@ -136,3 +136,26 @@ def test_the_binding_overhead_says_what_go_would_save():
     assert "at most 0.0500 ms per call (20.0% of the call): at most 1.250× faster" in line
     assert go_would_save(0.0, 0.0).endswith("same C++ in every language.") and "1.000×" in go_would_save(0.0, 0.0)
     assert go_would_save(1.0, 100.0) == ""  # a profile that cannot be right states nothing
+
+
+def test_peers_line_says_what_was_faster_from_measured_ratios_only():
+    from torch2ort.evidence.bench import RatioInfo
+
+    ev = typed_evidence()
+    assert len(summary_lines(ev)) == 3  # no peers timed: no line at all
+    ev.bench.peers = {"openvino": {"measured": True, "note": "OpenVINO 2026.4.1", "compile_s": 0.31},
+                      "torch-compile": {"measured": True, "note": "inductor", "compile_s": 41.0}}
+    ev.bench.ratios["onnxruntime vs openvino"] = {"1": RatioInfo(0.8, 0.75, 0.85)}       # OV p50 / ORT p50
+    ev.bench.ratios["onnxruntime vs torch.compile"] = {"1": RatioInfo(1.5, 1.4, 1.6)}
+    line = summary_lines(ev)[3]
+    assert line.startswith("what else you could use (timed on the same threads, p50): ")
+    assert "OpenVINO FASTER than ONNX Runtime at batch 1 (ORT takes 1.25× its time [1.18–1.33]), worth a try, " \
+           "compile 0.3 s" in line
+    assert "torch.compile slower at batch 1 (ORT 1.50× faster [1.40–1.60]), compile 41.0 s" in line
+    ev.bench.peers["openvino"] = {"measured": False, "note": "openvino is not installed; not measured"}
+    ev.bench.ratios["onnxruntime vs torch.compile"]["1"] = RatioInfo(0.9, 0.7, 1.3, stable=False, why="spread")
+    line = summary_lines(ev)[3]
+    assert "OpenVINO: openvino is not installed; not measured" in line and "FASTER" not in line
+    assert "batch 1: unstable (0.90× [0.70–1.30]: spread)" in line
+    again = type(ev).from_dict(ev.to_dict())
+    assert summary_lines(again) == summary_lines(ev)

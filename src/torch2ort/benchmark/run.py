@@ -37,6 +37,7 @@ class BenchOptions:
     repeats: int = 3                    # A/B pairs, each in fresh processes
     providers: list[str] = field(default_factory=lambda: ["cpu"])
     compile: bool = False               # add a torch.compile row (compile time reported apart)
+    peers: bool | str | list[str] = False  # runtimes a user could pick instead: True for all, or names of PEER_LABELS
     profile: bool = True                # ORT profiling run for the binding overhead
     timeout_s: float = 900.0
 
@@ -49,6 +50,7 @@ class BenchOptions:
         self.warmup = V.count("--warmup", self.warmup, 0, 1_000_000)
         self.repeats = V.count("--repeats", self.repeats, 1, V.MAX_REPEATS)
         self.timeout_s = V.number("timeout_s", self.timeout_s, 1.0, 86_400.0)
+        self.peers = peer_names(self.peers)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class BenchReport:
     cold: dict = field(default_factory=dict)             # backend -> medians over repeats
     overhead: dict | None = None
     compile_s: float | None = None
+    peers: dict = field(default_factory=dict)             # peer -> {"measured": bool, "note": str, "compile_s": …}
     web: dict | None = None                               # onnxruntime-web in Chromium: info + per-batch stats
     noise: dict = field(default_factory=dict)             # load average and CPU steal around the measurement
 
@@ -160,15 +163,21 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
             jobs.append(("torch-cuda", {"backend": "torch", "device": "cuda"}))
         jobs += [(_job_label(p), {"backend": "onnxruntime", "provider": p, "trt_cache": str(work / "trt")})
                  for p in providers]
+        if opts.peers:
+            report.peers = {k: v for k, v in peer_status().items() if k in opts.peers}
+            jobs += [(PEER_LABELS[name], {"backend": name, "device": "cpu"})
+                     for name, status in report.peers.items() if status["measured"]]
         for repeat in range(opts.repeats):
             order = jobs if repeat % 2 == 0 else list(reversed(jobs))  # alternate, so order bias cancels
             for job_label, extra in order:
                 result = _spawn(base | extra, work, opts.timeout_s)
                 report.runs.append(result | {"label": job_label, "repeat": repeat})
+                if extra["backend"] == "torch-compile":
+                    continue  # its first call is the compilation, reported apart; no cold-only process
                 # Cold start: a process that only imports, loads and runs once, timed from outside too.
                 cold = _spawn(base | extra | {"cold_only": True}, work, opts.timeout_s)
                 report.cold_runs.append(cold | {"label": job_label, "repeat": repeat})
-        if opts.compile:
+        if opts.compile and not opts.peers:
             result = _spawn(base | {"backend": "torch-compile", "device": "cpu"}, work, opts.timeout_s)
             report.runs.append(result | {"label": "torch.compile", "repeat": 0})
             report.compile_s = result["cold"]["first_inference_s"]
@@ -180,6 +189,42 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
     report.noise = noise_between(before, noise_snapshot())
     _summarise(report)
     return report
+
+
+PEER_LABELS = {"torch-compile": "torch.compile", "openvino": "openvino"}
+
+
+def peer_names(peers: bool | str | list[str] | None) -> list[str]:
+    """``True`` or ``"all"``: every peer; a comma list or list of names from PEER_LABELS; falsy: none."""
+    if peers is True or peers == "all":
+        return list(PEER_LABELS)
+    if not peers:
+        return []
+    names = [n.strip() for n in peers.split(",")] if isinstance(peers, str) else [str(n).strip() for n in peers]
+    bad = [n for n in names if n not in PEER_LABELS]
+    if bad or not names:
+        raise UsageError(f"--peers takes all or some of {', '.join(PEER_LABELS)}; got {', '.join(bad) or 'nothing'}")
+    return list(dict.fromkeys(names))
+
+
+def peer_status() -> dict[str, dict]:
+    """Which peer runtimes this environment can time; a missing one gets a note saying how to add it."""
+    import importlib.util
+
+    status = {"torch-compile": {"measured": True, "note": "torch.compile (inductor), default mode"}}
+    try:
+        found = importlib.util.find_spec("openvino") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        status["openvino"] = {"measured": False,
+                              "note": "openvino is not installed (pip install 'torch2ort[peers]'); not measured"}
+    else:
+        from importlib.metadata import version
+
+        status["openvino"] = {"measured": True, "note": f"OpenVINO {version('openvino')} CPU plugin reading the "
+                                                        "same ONNX file, fp32, latency hint"}
+    return status
 
 
 def bench_web(spec: InputSpec, onnx_path: str | Path, opts: BenchOptions, threads: int) -> dict:
@@ -206,12 +251,15 @@ def _base_cfg(request, spec: InputSpec, onnx_path, opts: BenchOptions, threads: 
             "batch_label": label, "model": asdict(request)}
 
 
-def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], opts: BenchOptions,
+def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path | dict], opts: BenchOptions,
                    reference: str | None = None) -> dict:
     """Torch and each ONNX variant, each in its own processes, alternating order over ``repeats``.
 
-    Returns ``{"rows": {label: median stats at the first batch size}, "vs_torch": {label: Ratio},
-    "vs_reference": {label: Ratio}}``; ``reference`` names the variant the second ratio divides by.
+    A variant is an ONNX path (run by ORT's CPU EP, or ``opts.providers[0]``) or a worker job: ``{"backend":
+    "openvino" | "torch-compile" | "onnxruntime", "onnx": path, …}`` plus the ORT worker's session keys
+    (``graph_level``, ``arena``, ``session_config``). Returns ``{"rows": {label: median stats at the first batch
+    size, with load_s and first_inference_s}, "vs_torch": {label: Ratio}, "vs_reference": {label: Ratio}}``;
+    ``reference`` names the variant the second ratio divides by.
     """
     label = batch_label(spec)
     threads = opts.threads or physical_cores()
@@ -220,8 +268,13 @@ def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], op
     runs: dict[str, list[dict]] = {}
     before = noise_snapshot()
     jobs = [("torch", {"backend": "torch", "device": "cpu"}, None)]
-    jobs += [(name, {"backend": "onnxruntime", "provider": _provider(opts.providers[0])}, path)
-             for name, path in variants.items()]
+    for name, v in variants.items():
+        job = {"backend": "onnxruntime", "provider": _provider(opts.providers[0])}
+        if isinstance(v, dict):
+            job = (job if v.get("backend", "onnxruntime") == "onnxruntime" else {"device": "cpu"}) | v
+            jobs.append((name, job, v.get("onnx", "")))
+        else:
+            jobs.append((name, job, v))
     with tempfile.TemporaryDirectory(prefix="torch2ort-bench-") as tmp:
         for repeat in range(opts.repeats):
             for name, extra, path in (jobs if repeat % 2 == 0 else list(reversed(jobs))):
@@ -234,7 +287,9 @@ def bench_variants(request, spec: InputSpec, variants: dict[str, str | Path], op
         keys = rs[0]["batches"][batch]["stats"].keys()
         rows[name] = {k: float(np.median([r["batches"][batch]["stats"][k] for r in rs])) for k in keys}
         rows[name] |= {"size_mb": rs[0]["size_mb"], "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in rs])),
-                       "repeats": len(rs), "batch": int(batch), "threads": threads}
+                       "repeats": len(rs), "batch": int(batch), "threads": threads,
+                       "p50_min": float(min(p50s[name])), "p50_values": p50s[name],
+                       **{k: float(np.median([r["cold"][k] for r in rs])) for k in ("load_s", "first_inference_s")}}
     out = {"rows": rows, "vs_torch": {}, "vs_reference": {}, "machine": machine_info(), "versions": versions(),
            "noise": noise_between(before, noise_snapshot())}
 
@@ -264,14 +319,31 @@ def _summarise(report: BenchReport) -> None:
     by_label: dict[str, list[dict]] = {}
     for r in report.runs:
         by_label.setdefault(r["label"], []).append(r)
+    compiled = [r["cold"]["first_inference_s"] for r in by_label.get("torch.compile", [])]
+    if compiled:
+        report.compile_s = float(np.median(compiled))
+    for label, status in report.peers.items():
+        runs = by_label.get(PEER_LABELS[label], [])
+        if runs:  # compile time apart from warm latency: torch.compile's first call, OpenVINO's compile_model
+            key = "first_inference_s" if label == "torch-compile" else "load_s"
+            status["compile_s"] = float(np.median([r["cold"][key] for r in runs]))
     for cand, baseline in (("onnxruntime", "torch"), ("onnxruntime-cuda", "torch-cuda"),
-                           ("onnxruntime-tensorrt", "torch-cuda")):
-        if cand not in by_label or baseline not in by_label:
+                           ("onnxruntime-tensorrt", "torch-cuda"), ("openvino", "torch"),
+                           ("torch.compile", "torch"), ("onnxruntime vs openvino", "openvino"),
+                           ("onnxruntime vs torch.compile", "torch.compile")):
+        if cand.startswith("onnxruntime vs "):  # ORT's own standing against each peer: peer p50 / ORT p50
+            if "onnxruntime" not in by_label or baseline not in by_label:
+                continue
+            cand_key = "onnxruntime"
+        else:
+            cand_key = cand
+        if cand_key not in by_label or baseline not in by_label \
+                or len(by_label[cand_key]) != len(by_label[baseline]):  # --compile's single run: no A/B pairs
             continue
         report.ratios[cand] = {}
         for b in map(str, report.options["batches"]):
             base_runs = sorted(by_label[baseline], key=lambda r: r["repeat"])
-            cand_runs = sorted(by_label[cand], key=lambda r: r["repeat"])
+            cand_runs = sorted(by_label[cand_key], key=lambda r: r["repeat"])
             base = [r["batches"][b]["stats"]["p50"] for r in base_runs]
             cnd = [r["batches"][b]["stats"]["p50"] for r in cand_runs]
             worst = jitter([r["batches"][b]["stats"] for r in base_runs + cand_runs])

@@ -82,6 +82,17 @@ class _Ort:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        # Session variants for looking into a peer's lead (benchmarks/peer_runtimes.py --ort-options)
+        level = cfg.get("graph_level")
+        if level:
+            opts.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                             "layout": ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT,
+                                             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+        if cfg.get("arena") is False:
+            opts.enable_cpu_mem_arena = False
+        for key, value in (cfg.get("session_config") or {}).items():
+            opts.add_session_config_entry(key, str(value))
         if cfg.get("profile"):
             opts.enable_profiling = True
             opts.profile_file_prefix = str(Path(cfg["profile_dir"]) / "ort_profile")
@@ -122,7 +133,39 @@ class _Ort:
             self.session.run(None, prepared)
 
 
-BACKENDS = {"torch": _Torch, "torch-compile": _Torch, "onnxruntime": _Ort}
+class _OpenVino:
+    """OpenVINO's own runtime reading the same ONNX file (not ORT's OpenVINO EP, which skips non-Intel CPUs).
+
+    Threads as on the other sides (INFERENCE_NUM_THREADS), one stream under the latency hint, fp32 kept
+    explicitly (the CPU plugin would pick bf16 where the CPU has it). ``load_s`` is read + compile.
+    """
+
+    def __init__(self, cfg: dict) -> None:
+        t = time.perf_counter()
+        import openvino as ov
+
+        self.import_s = time.perf_counter() - t
+        t = time.perf_counter()
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": cfg["threads"], "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                  "INFERENCE_PRECISION_HINT": "f32"} | cfg.get("ov_config", {})  # variants: peer_runtimes.py
+        self.compiled = core.compile_model(cfg["onnx"], "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.load_s = time.perf_counter() - t
+        got = {k: self.compiled.get_property(k) for k in config}  # what the plugin applied, as text
+        self.config = {k: v.get_type_name() if hasattr(v, "get_type_name") else str(v) for k, v in got.items()}
+        model = Path(cfg["onnx"])
+        extra = sum(p.stat().st_size for p in model.parent.glob(model.name + "*.data"))
+        self.size_mb = (model.stat().st_size + extra) / 2**20
+
+    def prepare(self, feed: dict[str, np.ndarray]):
+        return feed
+
+    def call(self, feed) -> None:
+        self.request.infer(feed)
+
+
+BACKENDS = {"torch": _Torch, "torch-compile": _Torch, "onnxruntime": _Ort, "openvino": _OpenVino}
 
 
 def _timed(backend, prepared, warmup: int, iters: int | None, seconds: float | None) -> list[float]:
@@ -154,6 +197,7 @@ def run(cfg: dict) -> dict:
         "pid": __import__("os").getpid(),
         "torch_imported": "torch" in sys.modules,
         "size_mb": backend.size_mb,
+        "config": getattr(backend, "config", {}),
         "cold": {"import_s": backend.import_s, "load_s": backend.load_s, "first_inference_s": first_s,
                  "total_s": backend.import_s + backend.load_s + first_s,
                  "since_worker_start_s": time.perf_counter() - _T0},

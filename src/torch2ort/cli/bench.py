@@ -39,6 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
     p.add_argument("--repeats", type=int, default=3, help="A/B pairs, each in fresh processes (default 3)")
     p.add_argument("--compile", action="store_true", help="add a torch.compile row (compile time reported apart)")
+    p.add_argument("--peers", nargs="?", const="all", metavar="all|torch-compile,openvino",
+                   help="add the runtimes you could use instead, each in its own processes on the same threads: "
+                        "torch.compile (inductor) and OpenVINO reading the same ONNX (when installed: pip install "
+                        "'torch2ort[peers]'); warm latency and compile time reported apart")
     p.add_argument("--no-profile", action="store_true", help="skip the ORT profiling run (binding overhead)")
     p.add_argument("--json", metavar="FILE", help="write the full report, samples included")
     p.add_argument("--plot", metavar="FILE.svg", help="latency distributions and speed-ups (matplotlib)")
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{args.repeats} repeats …")
     report = api.bench(args.model, args.onnx, bundle=args.bundle, batch=args.batch, threads=args.threads,
                        providers=args.providers, runtime=args.runtime, iters=args.iters, seconds=args.seconds,
-                       warmup=args.warmup, repeats=args.repeats, compile=args.compile, profile=not args.no_profile,
+                       warmup=args.warmup, repeats=args.repeats, compile=args.compile, peers=args.peers,
+                       profile=not args.no_profile,
                        json_path=args.json, plot=args.plot, force=args.force, **spec_options(args),
                        **model_options(args))
     print_report(console, report)
@@ -101,7 +106,9 @@ def print_report(console, report) -> None:
                   "spawn to exit as seen by the parent (interpreter start and torch2ort's own imports included)[/dim]")
     if report.web:
         print_web(console, report)
-    if report.compile_s is not None:
+    if report.peers:
+        print_peers(console, report)
+    elif report.compile_s is not None:
         console.print(f"torch.compile: first call (compilation) took {report.compile_s:.2f} s")
     if report.overhead:
         o = report.overhead
@@ -127,3 +134,22 @@ def print_web(console, report) -> None:
         table.add_row(b, f"{w['p50']:.3f}", f"{w['p99']:.3f}", f"{py['p50']:.3f}" if py else "-",
                       f"{py['p99']:.3f}" if py else "-", f"{w['p50'] / py['p50']:.2f}×" if py else "-")
     console.print(table)
+
+
+def print_peers(console, report) -> None:
+    """One line per peer runtime: measured (warm p50 against ORT's, compile time apart) or why not."""
+    from rich.markup import escape
+
+    from torch2ort.benchmark.run import PEER_LABELS
+    from torch2ort.benchmark.stats import ratio_text
+
+    for name, status in report.peers.items():
+        label = PEER_LABELS[name]
+        if not status["measured"]:
+            console.print(f"{label}: {escape(status['note'])}")
+            continue
+        vs = report.ratios.get(f"onnxruntime vs {label}", {})
+        parts = [f"batch {b}: {escape(ratio_text(r))}" for b, r in vs.items()]
+        console.print(f"{label} ({escape(status['note'])}): compile {status.get('compile_s', float('nan')):.2f} s; "
+                      f"ONNX Runtime speed-up over it (its p50 / ORT p50; < 1 means {label} is faster): "
+                      + "; ".join(parts))

@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
     b.add_argument("--seconds", type=float, default=1.0, help="timed seconds per batch size and process (default 1)")
     b.add_argument("--repeats", type=int, default=2, help="A/B pairs of fresh processes (default 2)")
     b.add_argument("--threads", type=int, help="threads on both sides (default: physical cores)")
+    b.add_argument("--peers", nargs="?", const="all", metavar="all|torch-compile,openvino",
+                   help="also time torch.compile and OpenVINO (pip install 'torch2ort[peers]') on the same threads; "
+                        "the report's 'what else you could use' line says where one was faster")
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it holds an earlier migrate output")
     p.set_defaults(func=run)
 
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.output, task=args.task, samples=args.samples, n=args.n, seed=args.seed,
         sweep=args.sweep, optimize=args.optimize.strip(), accept=args.accept, name=args.name, labels=args.labels,
         preprocess=args.preprocess, postprocess=args.postprocess, tokenizer=args.tokenizer, bench=not args.no_bench,
-        batch=args.batch, seconds=args.seconds, repeats=args.repeats, threads=args.threads, force=args.force,
+        batch=args.batch, seconds=args.seconds, repeats=args.repeats, threads=args.threads, peers=args.peers,
+        force=args.force,
         progress=_Display(console), command="torch2ort " + shlex.join(args.argv), **spec_options(args),
         **model_options(args))
     out = result.out

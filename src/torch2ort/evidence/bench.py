@@ -95,3 +95,6 @@ class BenchInfo(Record):
     cold: dict[str, ColdStart] = field(default_factory=dict)
     overhead: Overhead | None = None
     noise: dict[str, Any] = field(default_factory=dict)  # load average and CPU steal around the run
+    # peer runtimes (bench --peers / migrate --peers): name -> {"measured", "note", "compile_s"}; their
+    # ratios sit in ``ratios`` as "openvino", "onnxruntime vs openvino", …
+    peers: dict[str, Any] = field(default_factory=dict)

@@ -166,7 +166,7 @@ class Bench(Stage):
 
         batches = state.bench_batches()
         opts = BenchOptions(batches=batches, seconds=state.opts.seconds, repeats=state.opts.repeats,
-                            threads=state.opts.threads, warmup=3)
+                            threads=state.opts.threads, warmup=3, peers=state.opts.peers)
         state.log(f"timing torch and ONNX Runtime at batch {', '.join(map(str, batches))}, {opts.repeats} A/B "
                   "pairs of fresh processes")
         report = bench(state.request, state.spec, state.final, opts)

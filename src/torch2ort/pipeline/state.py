@@ -39,6 +39,7 @@ class MigrateOptions:
     seconds: float = 1.0
     repeats: int = 2
     threads: int | None = None
+    peers: bool | str | list[str] = False   # time torch.compile / OpenVINO too: the report's "what else" line
     force: bool = False
     command: str | None = None              # how this run was invoked, for the report
 

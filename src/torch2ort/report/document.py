@@ -39,8 +39,42 @@ def _mb(b: float | None) -> str:
 
 
 def summary_lines(ev: Evidence) -> list[str]:
-    """Three lines: the parity verdict, the speed-up, the footprint."""
-    return [_parity_line(ev), _speed_line(ev), _footprint_line(ev)]
+    """Three lines: the parity verdict, the speed-up, the footprint; a fourth, what else you could use, when the
+    bench timed peer runtimes."""
+    peers = _peers_line(ev)
+    return [_parity_line(ev), _speed_line(ev), _footprint_line(ev)] + ([peers] if peers else [])
+
+
+_PEER_NAMES = {"openvino": "OpenVINO", "torch-compile": "torch.compile"}
+_PEER_LABELS = {"openvino": "openvino", "torch-compile": "torch.compile"}
+
+
+def _peers_line(ev: Evidence) -> str | None:
+    """Measured evidence only: each peer's p50 against ORT's from the same A/B repeats, or why it was not timed."""
+    b = ev.bench
+    if not b or not b.peers:
+        return None
+    parts = []
+    for name, status in b.peers.items():
+        shown = _PEER_NAMES.get(name, name)
+        ratios = b.ratios.get(f"onnxruntime vs {_PEER_LABELS.get(name, name)}", {})
+        if not status.get("measured") or not ratios:
+            parts.append(f"{shown}: {status.get('note', 'not measured')}")
+            continue
+        said = []
+        for batch, r in ratios.items():  # r: peer p50 / ORT p50 per repeat
+            if not r.stable:
+                said.append(f"batch {batch}: {r.text()}")
+            elif r.max < 1:
+                said.append(f"FASTER than ONNX Runtime at batch {batch} (ORT takes {1 / r.median:.2f}× its time "
+                            f"[{1 / r.max:.2f}–{1 / r.min:.2f}]), worth a try")
+            elif r.min > 1:
+                said.append(f"slower at batch {batch} (ORT {r.median:.2f}× faster [{r.min:.2f}–{r.max:.2f}])")
+            else:
+                said.append(f"level at batch {batch} ({r.median:.2f}× [{r.min:.2f}–{r.max:.2f}])")
+        compile_s = status.get("compile_s")
+        parts.append(f"{shown} " + "; ".join(said) + (f", compile {compile_s:.1f} s" if compile_s is not None else ""))
+    return "what else you could use (timed on the same threads, p50): " + "; ".join(parts)
 
 
 def _parity_line(ev: Evidence) -> str:
