@@ -153,3 +153,72 @@ def decoder_wrapper():
 
     _CLASSES["DecoderWithPast"] = DecoderWithPast
     return DecoderWithPast
+
+
+# --- the reference side of verification: transformers itself -----------------------------------
+
+def left_pad(prompt_ids: list[list[int]], pad: int):
+    """(input_ids, attention_mask, position_ids) as numpy, left-padded as transformers' generate pads a batch."""
+    import numpy as np
+
+    width = max(len(p) for p in prompt_ids)
+    ids = np.full((len(prompt_ids), width), pad, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, p in enumerate(prompt_ids):
+        ids[i, width - len(p):] = p
+        mask[i, width - len(p):] = 1
+    positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1)
+    return ids, mask, positions
+
+
+def reference_steps(loaded: LoadedModel, prompt_ids: list[list[int]], steps: int) -> dict:
+    """transformers on the prefill, then ``steps`` cached decode steps fed its own greedy tokens.
+
+    Returns numpy: ``prefill`` logits (batch, sequence, vocab), the ``mask`` of the prompt, and per decode
+    step the token fed and the logits that came back (``tokens``, ``decode``).
+    """
+    import numpy as np
+    import torch
+    from transformers import DynamicCache
+
+    model, gen = loaded.module.model, loaded.hints.generation
+    ids, mask, positions = left_pad(prompt_ids, gen["pad_token_id"])
+    uses_positions = "position_ids" in gen["inputs"]
+    cache = DynamicCache(config=model.config)
+    out: dict[str, Any] = {"mask": mask, "tokens": [], "decode": []}
+    t_ids, t_mask, t_pos = (torch.from_numpy(a) for a in (ids, mask, positions))
+    with torch.inference_mode():
+        for step in range(steps + 1):
+            kwargs = {"position_ids": t_pos} if uses_positions else {}
+            logits = model(input_ids=t_ids, attention_mask=t_mask, **{_CACHE_KWARG: cache}, use_cache=True,
+                           **kwargs).logits.float()
+            if step == 0:
+                out["prefill"] = logits.numpy()
+            else:
+                out["decode"].append(logits[:, -1].numpy())
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            out["tokens"].append(token.numpy())
+            t_ids = token
+            t_mask = torch.cat([t_mask, torch.ones_like(token)], dim=1)
+            t_pos = t_pos[:, -1:] + 1
+    out["tokens"] = out["tokens"][:steps]
+    return out
+
+
+def reference_greedy(loaded: LoadedModel, prompt_ids: list[list[int]], new_tokens: int) -> list[list[int]]:
+    """``model.generate(do_sample=False)`` on the left-padded batch: each row's new tokens, up to its EOS."""
+    import torch
+
+    model, gen = loaded.module.model, loaded.hints.generation
+    ids, mask, _ = left_pad(prompt_ids, gen["pad_token_id"])
+    eos = gen["eos_token_id"]
+    with torch.inference_mode():
+        seqs = model.generate(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                              max_new_tokens=new_tokens, min_new_tokens=new_tokens if not eos else 0,
+                              do_sample=False, num_beams=1, repetition_penalty=1.0, pad_token_id=gen["pad_token_id"],
+                              eos_token_id=eos or None)
+    rows = []
+    for row in seqs[:, ids.shape[1]:].tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+        rows.append(row[:cut])
+    return rows
