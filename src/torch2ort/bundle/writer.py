@@ -262,6 +262,10 @@ def pack_model(loaded, spec, out: str | Path, *, verify_n: int = 3, force: bool 
         pack_kwargs["name"] = mf.safe_model_name(loaded.source.rpartition(":")[2] or Path(loaded.source).stem)
     else:
         mf.check_model_name(pack_kwargs["name"], "--name")
+    generation = getattr(loaded.hints, "generation", None)
+    if generation:  # a decoder: the bundle generates, with the folder's own tokenizer
+        pack_kwargs["generation"] = generation
+        pack_kwargs["tokenizer"] = pack_kwargs.get("tokenizer") or loaded.hints.tokenizer
     with tempfile.TemporaryDirectory(prefix="torch2ort-pack-") as tmp:
         onnx_path = Path(tmp) / MODEL_FILE
         export_onnx(loaded, spec, onnx_path)

@@ -139,11 +139,11 @@ class Generator:
                 token = int(chosen[i])
                 r.new.append(token)
                 tokens.append(token)
-                deltas.append(self._advance(r, token, stop) if decode else "")
                 if token in self.eos:
                     r.done = "eos"
-                elif step + 1 == max_new_tokens and not r.done:
+                elif step + 1 == max_new_tokens:
                     r.done = "length"
+                deltas.append(self._advance(r, stop, final=r.done is not None) if decode else "")
             yield GenerationStep(step, tokens, deltas)
             if all(r.done for r in rows):
                 return
@@ -170,11 +170,12 @@ class Generator:
         present = {p: outs[1 + i] for i, p in enumerate(self.past_names)}
         return logits, present
 
-    def _advance(self, row: _Row, token: int, stop: list[str]) -> str:
-        """The row's new text after ``token``: held back while it ends in half a character; cut after a stop
-        string (which stays in the text, as transformers' ``stop_strings`` keep it)."""
+    def _advance(self, row: _Row, stop: list[str], final: bool) -> str:
+        """The row's new text after its latest token: held back while it ends in half a character (unless the
+        row has ended); cut after a stop string (which stays in the text, as transformers' ``stop_strings``
+        keep it)."""
         text = self.tokenizer.decode(row.new, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
+        if text.endswith("\ufffd") and not final:
             return ""
         for s in stop:
             at = text.find(s, max(0, len(row.text) - len(s)))

@@ -177,7 +177,6 @@ def reference_steps(loaded: LoadedModel, prompt_ids: list[list[int]], steps: int
     Returns numpy: ``prefill`` logits (batch, sequence, vocab), the ``mask`` of the prompt, and per decode
     step the token fed and the logits that came back (``tokens``, ``decode``).
     """
-    import numpy as np
     import torch
     from transformers import DynamicCache
 
