@@ -18,6 +18,7 @@ tokens; min and median over the repeats are reported. Refreshes the ``generate``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -119,11 +120,10 @@ def main() -> int:
         first, last = (min(r[c] for r in runs) for c in (CONTEXTS[0], CONTEXTS[-1]))
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {last / first:.2f}× |")
     info = (args.model / "training.json").read_text() if (args.model / "training.json").is_file() else "{}"
-    import json
-
     cfg = json.loads(info).get("config", {})
     body = "\n".join([
-        f"Model: `{args.model.name}` ({cfg.get('num_hidden_layers', '?')} layers, hidden {cfg.get('hidden_size', '?')}, "
+        f"Model: `{args.model.name}` ({cfg.get('num_hidden_layers', '?')} layers, "
+        f"hidden {cfg.get('hidden_size', '?')}, "
         f"{cfg.get('num_key_value_heads', '?')} KV heads; `benchmarks/train_tiny_lm.py`), exported and packed by "
         f"torch2ort, fp32, {args.threads} intra-op threads. One prompt ({prompt_tokens} tokens) decoded greedily to "
         f"{CONTEXTS[-1]} tokens of context; ms per token, mean over the {WINDOW} steps ending at each context, "
@@ -133,8 +133,8 @@ def main() -> int:
         "| --- | " + " | ".join("---:" for _ in CONTEXTS) + " | ---: |",
         *rows,
         "",
-        "Attention over the cache grows with the context in any loop; what the runtime removes is the copy of the whole "
-        "cache into numpy and back each step. Measured by `benchmarks/generate_latency.py`.",
+        "Attention over the cache grows with the context in any loop; what the runtime removes is the copy of the "
+        "whole cache into numpy and back each step. Measured by `benchmarks/generate_latency.py`.",
     ])
     print(body)
     if not args.no_write:
