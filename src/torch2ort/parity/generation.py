@@ -105,7 +105,10 @@ def verify_decoder(loaded: LoadedModel, onnx_path: str | Path, *, prompts: list[
                     f"greedy tokens differ from transformers generate on prompt {i} ({how}) {prompts[i][:30]!r}: "
                     f"first at step {div['step']}: transformers {div['expected']}, onnxruntime {div['got']}")
     margin = min_margin([ref["prefill"][real][-1:]] + ref["decode"])
+    # fp32 keys and values of every layer, for one token of one sequence: what the cache grows by per token
+    kv_bytes = 2 * gen["layers"] * gen["kv_heads"] * gen["head_dim"] * 4
     generation = {"prompts": prompts, "steps": steps, "new_tokens": new_tokens, "greedy": greedy,
+                  "kv_cache_bytes_per_token": kv_bytes,
                   "identical": all(g["identical"] for g in greedy), "min_top1_margin": margin,
                   "max_logit_error": report.max_abs()}
     if margin <= report.max_abs():

@@ -198,9 +198,11 @@ def _parity(ev: Evidence) -> list[Block]:
     if not v:
         return []
     p = v.parity
+    what = ("the prefill and each cached decode step, both sides fed transformers' greedy tokens"
+            if v.generation else "synthetic, real samples and a sweep over the dynamic dims")
     blocks: list[Block] = [
         ("h2", "Parity: PyTorch vs ONNX Runtime (fp32 export)"),
-        ("p", f"{len(v.cases)} cases (synthetic, real samples and a sweep over the dynamic dims), every output "
+        ("p", f"{len(v.cases)} cases ({what}), every output "
               f"compared with allclose(atol={p.atol:g}, rtol={p.rtol:g}). Verdict: "
               f"**{'PASS' if v.passed else 'FAIL'}**."),
     ]
@@ -224,8 +226,34 @@ def _parity(ev: Evidence) -> list[Block]:
         shapes = "; ".join(f"{k} {s}" for k, s in case.shapes.items())
         rows.append([case.name, case.kind, shapes, _n(r["max_abs"]), _cos(r["cos"]),
                      "pass" if r["ok"] else "**FAIL**"])
-    blocks += [("h3", "Every case, including the sweep over dynamic dims"),
+    title = "Every step: prefill, then cached decode" if v.generation else \
+        "Every case, including the sweep over dynamic dims"
+    blocks += [("h3", title),
                ("table", ["case", "kind", "input shapes", "max abs (all outputs)", "min cosine", ""], rows)]
+    return blocks + _greedy(v.generation)
+
+
+def _greedy(gen: dict | None) -> list[Block]:
+    """A decoder's greedy-token check against transformers' generate, and its cache size per token."""
+    if not gen:
+        return []
+    rows = []
+    for g in gen["greedy"]:
+        div = g.get("divergence")
+        first = f"step {div['step']}: transformers {div['expected']}, onnxruntime {div['got']}" if div else "-"
+        rows.append([str(g["prompt"]), g["how"], str(g["tokens"]), "yes" if g["identical"] else "**NO**", first])
+    blocks: list[Block] = [
+        ("h3", "Greedy tokens vs transformers generate(do_sample=False)"),
+        ("p", f"{gen['new_tokens']} new tokens per prompt from the bundle's own generation loop, each prompt alone and "
+              f"all batched (left padding). Smallest top-1 margin {_n(gen['min_top1_margin'])} against a largest "
+              f"logit error of {_n(gen['max_logit_error'])}. KV cache: "
+              f"{gen.get('kv_cache_bytes_per_token', 0) / 1024:.1f} KiB per token per sequence (fp32 keys and "
+              "values of every layer)."),
+        ("table", ["prompt", "run", "tokens", "identical", "first divergence"], rows),
+        ("list", [f"prompt {i}: `{p[:60]!r}`" for i, p in enumerate(gen["prompts"])]),
+    ]
+    if gen.get("note"):
+        blocks.append(("p", f"Note: {gen['note']}."))
     return blocks
 
 
@@ -399,7 +427,10 @@ def _deploy(ev: Evidence) -> list[Block]:
         return []
     text = bool(b.preprocess) and b.preprocess[0]["op"] == "tokenize"
     image = bool(b.preprocess) and b.preprocess[0]["op"] == "load_image"
-    if text:
+    if ev.model and ev.model.task == "text-generation":
+        call = 'bundle.generate(["def fib(n):"], max_new_tokens=32)   # .token_ids, .text; stream() too'
+        cli = 'torch2ort predict bundle --text "def fib(n):" --max-new-tokens 32   # streams the new text'
+    elif text:
         call, cli = 'bundle.predict(["first text", "second text"])', 'torch2ort predict bundle --text "first text"'
     elif image:
         call = 'bundle.predict("photo.jpg")'
