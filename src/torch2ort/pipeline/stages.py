@@ -125,9 +125,7 @@ class Optimize(Stage):
         if opts.optimize in ("none", None, []):
             return None
         if state.loaded.hints.task == "text-generation":
-            self.skipped = ("not available for text-generation yet: the decoder ships as exported (fp32), "
-                            "verified step by step")
-            return None
+            return _optimize_decoder(state)
         from torch2ort.benchmark.run import BenchOptions
         from torch2ort.optimization.planner import optimize
 
@@ -151,12 +149,44 @@ class Optimize(Stage):
         return result.message
 
 
+def _optimize_decoder(state: MigrationState) -> str:
+    """Weight-only int8/int4 variants behind generation gates (optimization/decoder.py)."""
+    from torch2ort.optimization.decoder import optimize_decoder
+    from torch2ort.parity.generation_gates import CHUNK, LIMITS
+
+    hints, opts = state.loaded.hints, state.opts
+    res = optimize_decoder(state.onnx, hints.generation, hints.tokenizer, state.texts,
+                           chains="auto" if opts.optimize == "auto" else opts.optimize, model_dir=hints.model_dir,
+                           out=state.optimized, threads=opts.threads or 2, repeats=max(2, opts.repeats),
+                           log=state.log)
+    base = res.variants[0].ms_per_token
+    rows = [{"variant": v.label, "gate": "pass" if v.passed else "FAIL",
+             "metric": "-" if v.name == "fp32" else
+             f"top-1 {v.gates['top1']:.3f}, ppl ×{v.gates['ppl_ratio']:.3f}, greedy {v.gates['greedy']:.2f}",
+             "chosen": v.name == res.chosen, "pareto": False, "why": v.why, "p50_ms": v.ms_per_token,
+             "vs_fp32": base / v.ms_per_token if v.ms_per_token else None, "size_mb": v.size_mb,
+             "confirmed": None} for v in res.variants]
+    positions = max((v.gates.get("positions", 0) for v in res.variants), default=0)
+    state.evidence.optimize = OptimizeInfo.from_dict({
+        "gates": {}, "cases": positions, "calibration": "none (weight-only: no activation statistics)",
+        "table": rows, "chosen": res.chosen, "message": res.message,
+        "decoder": {"text": res.text, "variants": [vars(v) for v in res.variants], "limits": LIMITS, "chunk": CHUNK,
+                    "timing": "ms per decoded token, the runtime's greedy loop, best of the repeats"}})
+    if res.output:
+        state.final = res.output
+    return res.message
+
+
 class VerifyOptimized(Stage):
     name = "verify-optimized"
     skipped = "nothing optimised"
 
     def run(self, state: MigrationState) -> str | None:
         if state.final == state.onnx:
+            return None
+        if state.loaded.hints.task == "text-generation":
+            self.skipped = ("the decoder variant was judged by its generation gates on the file written to disk, in "
+                            "the optimize stage; the check stage holds the packed bundle to transformers")
             return None
         from torch2ort.parity.judge import judge
         from torch2ort.parity.verify import verify_onnx
@@ -212,6 +242,10 @@ class Pack(Stage):
         if ev.verify_optimized:
             parity["variant"] = ev.verify_optimized.variant
             parity["gate"] = ev.verify_optimized.gate.to_dict()
+        elif ev.optimize and state.final != state.onnx:  # a decoder variant, held to its generation gates
+            parity["variant"] = ev.optimize.chosen
+            parity["gate"] = next(v["gates"] for v in ev.optimize.extra["decoder"]["variants"]
+                                  if v["name"] == ev.optimize.chosen)
         bundle = pack(state.final, state.bundle_dir, name=opts.name or default_name(state.request.model),
                       labels=opts.labels or hints.labels, preprocess=opts.preprocess or hints.preprocess or None,
                       postprocess=opts.postprocess or hints.postprocess or None,
