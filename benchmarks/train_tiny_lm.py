@@ -68,6 +68,11 @@ def main() -> int:
     data = torch.from_numpy(np.frombuffer(train, dtype=np.uint8).astype(np.int64))
     args.out.mkdir(parents=True, exist_ok=True)
     vocab = byte_tokenizer(args.out / "tokenizer.json")
+    from tokenizers import Tokenizer
+
+    sample = train[:4096].decode("utf-8", errors="ignore").encode("utf-8")
+    if Tokenizer.from_file(str(args.out / "tokenizer.json")).encode(sample.decode()).ids != list(sample):
+        raise SystemExit("the tokenizer's ids are not the bytes the model is trained on")
     config = transformers.Qwen2Config(vocab_size=vocab, bos_token_id=EOS, eos_token_id=EOS, pad_token_id=EOS,
                                       **CONFIG)
     model = transformers.Qwen2ForCausalLM(config)
