@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fixtures.decoders import decoder_dir, plant_cache_fault
+from fixtures.decoders import decoder_dir, plant_cache_fault, plant_weight_noise
 
 transformers = pytest.importorskip("transformers")
 
@@ -62,6 +62,20 @@ def test_a_corrupted_cache_update_fails_verify(llama_decoder, tmp_path):
     assert not res.report
     per_case = {c.case: c.passed for c in res.report.comparisons}
     assert per_case["prefill"] and not per_case["decode-1"]  # the first step that reads the cache
+
+
+def test_a_degraded_graph_reports_the_first_greedy_divergence(llama_decoder, tmp_path):
+    from torch2ort.parity.generation import first_divergence
+    from torch2ort.parity.verify import verify_onnx
+
+    assert first_divergence([1, 2, 3], [1, 2, 3]) is None
+    assert first_divergence([1, 2, 3], [1, 5, 3]) == {"step": 1, "expected": 2, "got": 5}
+    assert first_divergence([1, 2, 3], [1, 2]) == {"step": 2, "expected": 3, "got": None}
+    bad = plant_weight_noise(llama_decoder.onnx, tmp_path / "noisy.onnx")
+    res = verify_onnx(llama_decoder.loaded, bad, llama_decoder.loaded.hints.spec)
+    assert not res.report and not res.generation["identical"]
+    diverged = [g for g in res.generation["greedy"] if g["divergence"]]
+    assert diverged and all(isinstance(g["divergence"]["step"], int) for g in diverged)
     assert any("greedy tokens differ" in e and "first at step" in e for e in res.report.errors)
 
 
