@@ -38,6 +38,23 @@ def exported(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def llama_decoder(tmp_path_factory):
+    """A tiny peaked Llama: its folder, the loaded model, its ONNX export (KV cache) and a bundle of that."""
+    from types import SimpleNamespace
+
+    from fixtures.decoders import decoder_dir, export_decoder
+    from torch2ort.bundle.writer import pack
+    from torch2ort.sources import ModelRequest, load_model
+
+    root = tmp_path_factory.mktemp("decoder")
+    folder = decoder_dir(root / "llama", "llama")
+    loaded = load_model(ModelRequest(f"hf:{folder}"))
+    export = export_decoder(loaded, root / "llama.onnx")
+    hints = loaded.hints
+    bundle = pack(export.path, root / "bundle", name="llama", tokenizer=hints.tokenizer, generation=hints.generation)
+    return SimpleNamespace(folder=folder, loaded=loaded, export=export, onnx=Path(export.path), bundle=bundle)
+
 
 @pytest.fixture(scope="session")
 def migrated(tmp_path_factory):

@@ -133,8 +133,11 @@ def _io(session) -> tuple[list[dict], list[dict]]:
 def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, labels: list[str] | None = None,
          preprocess: str | list | None = None, postprocess: str | list | None = None,
          tokenizer: str | Path | None = None, parity: dict | None = None, force: bool = False,
-         web: bool = False, assets: dict[str, Any] | None = None) -> Path:
+         web: bool = False, assets: dict[str, Any] | None = None, generation: dict | None = None) -> Path:
     """Write a bundle directory from an ONNX file (with its external data, if any).
+
+    ``generation``: a decoder's KV-cache layout (``ModelHints.generation``); the bundle then generates text
+    (``Bundle.generate``) with its tokenizer, which is required.
 
     ``assets``: extra numpy arrays a preprocess step reads (name.npy -> array), saved and checksummed.
 
@@ -169,6 +172,12 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
                  "files": {MODEL_FILE: "0" * 64}}, "the bundle's manifest")
     if tokenizer is not None and not Path(tokenizer).is_file():
         raise UsageError(f"--tokenizer {tokenizer}: no such file")
+    if generation is not None:
+        if tokenizer is None:
+            raise UsageError("a text-generation bundle needs its tokenizer (--tokenizer tokenizer.json)")
+        if web:
+            raise UsageError("--web does not run text generation yet; pack the decoder without --web")
+        generation = {**generation, "tokenizer": TOKENIZER_FILE}
     if web:
         from torch2ort.bundle.web import check_web, ort_web_files
 
@@ -216,8 +225,9 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         },
         "parity": parity,
+        **({"generation": generation} if generation is not None else {}),
     }
-    (out / "requirements.txt").write_text(_requirements(pre, post))
+    (out / "requirements.txt").write_text(_requirements(pre, post, generation is not None))
     (out / "README.md").write_text(_readme(manifest))
     manifest["files"] = {rel: mf.sha256_file(out / rel) for rel in mf.bundle_files(out)}
     mf.validate(manifest)
@@ -252,6 +262,10 @@ def pack_model(loaded, spec, out: str | Path, *, verify_n: int = 3, force: bool 
         pack_kwargs["name"] = mf.safe_model_name(loaded.source.rpartition(":")[2] or Path(loaded.source).stem)
     else:
         mf.check_model_name(pack_kwargs["name"], "--name")
+    generation = getattr(loaded.hints, "generation", None)
+    if generation:  # a decoder: the bundle generates, with the folder's own tokenizer
+        pack_kwargs["generation"] = generation
+        pack_kwargs["tokenizer"] = pack_kwargs.get("tokenizer") or loaded.hints.tokenizer
     with tempfile.TemporaryDirectory(prefix="torch2ort-pack-") as tmp:
         onnx_path = Path(tmp) / MODEL_FILE
         export_onnx(loaded, spec, onnx_path)
@@ -263,7 +277,7 @@ def pack_model(loaded, spec, out: str | Path, *, verify_n: int = 3, force: bool 
     return path, result
 
 
-def _requirements(pre: list[dict], post: list[dict]) -> str:
+def _requirements(pre: list[dict], post: list[dict], generates: bool = False) -> str:
     import numpy
     import onnxruntime
 
@@ -272,7 +286,7 @@ def _requirements(pre: list[dict], post: list[dict]) -> str:
              f"numpy>={numpy.__version__.split('.')[0]}"]
     if ops & {"load_image", "resize", "center_crop"}:
         lines.append("pillow>=10")
-    if "tokenize" in ops:
+    if "tokenize" in ops or generates:
         lines.append("tokenizers>=0.19")
     if ops & {"load_audio"}:
         lines += ["soundfile>=0.12", "soxr>=0.3"]

@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "predict",
         description="Run BUNDLE on arrays (name=FILE.npy), a raw input for its preprocess "
-                    "pipeline (name=@image.png) or text (--text, repeatable).")
+                    "pipeline (name=@image.png) or text (--text, repeatable). A text-generation bundle "
+                    "continues each --text: one prompt streams its new text to the terminal as it is "
+                    "generated, several print JSON.")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=@FILE",
                    help="an input array from .npy, or @FILE as the raw input of the preprocess pipeline (any NAME "
@@ -29,6 +31,17 @@ def add_parser(sub) -> None:
     p.add_argument("--max-image-pixels", type=int, metavar="N",
                    help="refuse images larger than N pixels, read from the file's header before decoding "
                         "(default 40000000)")
+    g = p.add_argument_group("text generation (bundles of a causal LM)")
+    g.add_argument("--max-new-tokens", type=int, default=32, metavar="N", help="new tokens per prompt (default 32)")
+    g.add_argument("--min-new-tokens", type=int, default=0, metavar="N", help="hold EOS back until N new tokens")
+    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--seed", type=int, help="the same draws for the same seed (with --do-sample)")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop a row once its text contains TEXT (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -40,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
                          max_image_pixels=args.max_image_pixels)
     for note in bundle.fallbacks:
         print(f"warning: provider fallback: {note}", file=sys.stderr)
+    if bundle.generates:
+        return _generate(bundle, args)
     result = bundle.predict(predict_feed(bundle, args.input, args.text), raw=args.raw, **_options(args.option))
     print(json.dumps({"model": bundle.name, "providers": bundle.providers, "outputs": _jsonable(dict(result))},
                      indent=2))
@@ -59,6 +74,26 @@ def _options(pairs: list[str]) -> dict:
         except ValueError:
             options[name] = value
     return options
+
+
+def _generate(bundle, args: argparse.Namespace) -> int:
+    from torch2ort.errors import UsageError
+
+    if not args.text or args.input:
+        raise UsageError(f"{bundle.name} generates text: give the prompt with --text (repeatable)")
+    opts = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.min_new_tokens,
+            "do_sample": args.do_sample, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+            "repetition_penalty": args.repetition_penalty, "seed": args.seed, "stop": args.stop}
+    if len(args.text) == 1:
+        for step in bundle.stream(args.text, **opts):
+            sys.stdout.write(step.text[0])
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    out = bundle.generate(args.text, **opts)
+    print(json.dumps({"model": bundle.name, "text": out.text, "token_ids": out.token_ids,
+                      "finish_reason": out.finish_reason}, indent=2))
+    return 0
 
 
 def _jsonable(value):

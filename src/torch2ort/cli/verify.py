@@ -95,6 +95,14 @@ def print_report(console, result) -> None:
                       _fmt(row["max_rel"]), _fmt(row["mean_abs"]), _fmt(row["min_cosine"], 7),
                       _fmt(row["top1"]), _fmt(row["decision"]), verdict)
     console.print(table)
+    gen = getattr(result, "generation", None)
+    if gen:
+        same = sum(g["identical"] for g in gen["greedy"])
+        console.print(f"greedy tokens vs transformers generate(do_sample=False), {gen['new_tokens']} new tokens: "
+                      f"{same}/{len(gen['greedy'])} prompt runs identical (each prompt alone and all batched); "
+                      f"smallest top-1 margin {gen['min_top1_margin']:.3g}")
+        if gen.get("note"):
+            console.print(f"[yellow]note[/yellow]: {gen['note']}")
     if report:
         console.print(f"[bold green]PASS[/bold green]: every output within tolerance on {len(result.cases)} "
                       f"cases ({result.seconds:.1f} s)")

@@ -64,6 +64,7 @@ class VerifyInfo(Record):
     parity: ParityInfo
     seconds: float = 0.0
     runtimes: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] | None = None  # a decoder: greedy tokens vs transformers (parity/generation.py)
 
 
 @dataclass

@@ -112,13 +112,44 @@ def _dynamo(module, args, spec: InputSpec, output_names, out: Path, opset, big: 
 
     if isinstance(module, torch.jit.ScriptModule):
         raise ExportError("torch.export cannot trace a TorchScript module")
-    dims = {label: Dim(label) for label in spec.dynamic_labels()}
+    # A label the module declares derived (a decoder's mask spans past + new tokens) is left to torch.export
+    # to relate: Dim.AUTO, renamed to the label afterwards. No Dim can spell a sum of two others.
+    derived = set(getattr(module, "torch2ort_derived_dims", ()))
+    dims = {label: Dim.AUTO if label in derived else Dim(label) for label in spec.dynamic_labels()}
     dynamic_shapes = tuple({i: dims[d.label] for i, d in enumerate(t.dims) if d.label} or None
                            for t in spec.inputs)
+    fixed = _fixed_arguments(module)
+    if fixed is not None and len(dynamic_shapes) > fixed:  # forward(self, a, b, *rest): rest is one tuple
+        dynamic_shapes = (*dynamic_shapes[:fixed], tuple(dynamic_shapes[fixed:]))
     program = torch.onnx.export(module, args, None, dynamo=True, input_names=spec.names,
                                 opset_version=opset, dynamic_shapes=dynamic_shapes if spec.dynamic_labels() else None)
     _rename_outputs(program.model.graph, output_names)
+    if derived:
+        _label_inputs(program.model.graph, spec, derived)
     program.save(str(out), external_data=big)
+
+
+def _fixed_arguments(module) -> int | None:
+    """How many positional parameters come before ``*args`` in ``forward``; None without ``*args``."""
+    import inspect
+
+    params = list(inspect.signature(module.forward).parameters.values())
+    kinds = [p.kind for p in params]
+    if inspect.Parameter.VAR_POSITIONAL not in kinds:
+        return None
+    return kinds.index(inspect.Parameter.VAR_POSITIONAL)
+
+
+def _label_inputs(graph, spec: InputSpec, labels: set[str]) -> None:
+    """Give the dims torch.export named itself (``s53``) the spec's label."""
+    import onnx_ir as ir
+
+    for value in graph.inputs:
+        t = spec[value.name] if value.name in spec.names else None
+        if t is None or value.shape is None:
+            continue
+        dims = [ir.SymbolicDim(d.label) if d.label in labels else old for d, old in zip(t.dims, value.shape)]
+        value.shape = ir.Shape(dims)
 
 
 def _rename_outputs(graph, output_names: list[str]) -> None:

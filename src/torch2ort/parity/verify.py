@@ -36,10 +36,12 @@ class VerifyResult:
     cases: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     runtimes: dict[str, dict] = field(default_factory=dict)  # runner name -> what ran (web: version, threads)
+    generation: dict | None = None  # a decoder's greedy-token check (parity/generation.py)
 
     def to_dict(self) -> dict:
         return {"passed": self.report.passed, "seconds": round(self.seconds, 3), "cases": self.cases,
-                "runtimes": self.runtimes, "parity": self.report.to_dict()}
+                "runtimes": self.runtimes, "parity": self.report.to_dict(),
+                **({"generation": self.generation} if self.generation is not None else {})}
 
 
 def parse_runtimes(text: str | list[str] | None) -> list[str]:
@@ -126,6 +128,15 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
     ``extra_cases`` run after the usual ones (the optimiser's confirmation cases, for a written variant)."""
     start = time.perf_counter()
     n, seed, atol, rtol, web_threads = check_options(n, seed, atol, rtol, web_threads)
+    if loaded.hints.task == "text-generation":  # a decoder with a KV cache: step by step, then greedy tokens
+        from torch2ort.parity.generation import verify_decoder
+
+        if [r for r in runtimes or ["cpu"] if r != "cpu"]:
+            raise UsageError("a text-generation model is verified on onnxruntime (cpu) only; --runtime web "
+                             "does not run decoders yet")
+        if samples or extra_cases:
+            raise UsageError("a text-generation model is verified on prompts (its sample texts), not --samples")
+        return verify_decoder(loaded, onnx_path, atol=atol, rtol=rtol, providers=providers)
     if not Path(onnx_path).is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
     spec = with_onnx_output_names(spec, onnx_path)

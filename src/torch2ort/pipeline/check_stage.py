@@ -25,6 +25,8 @@ class Check(Stage):
     def run(self, state: MigrationState) -> str:
         from torch2ort.pipeline.checks import bundle_predict
 
+        if state.loaded.hints.task == "text-generation":
+            return _check_generation(state)
         if state.raw_files:
             if not state.loaded.hints.media:  # audio/signal files through the user's steps and module
                 from torch2ort.pipeline.check_raw import check_raw_files
@@ -64,6 +66,42 @@ class Check(Stage):
             raise ParityError("the packed bundle fails its end-to-end check: " + "; ".join(bad))
         return (f"bundle.predict({raw_input}) in a torch-blocked process: "
                 + ", ".join(f"{k} {v.metric} {_metric(v.value)}" for k, v in outputs.items()))
+
+
+def _check_generation(state: MigrationState) -> str:
+    """The packed bundle's own ``generate`` on the prompts, batched, in a torch-blocked process, against
+    transformers' ``generate(do_sample=False)`` on the same batch: the tokens must be identical."""
+    from torch2ort.parity.generation import NEW_TOKENS, encode_prompts, first_divergence
+    from torch2ort.pipeline.checks import bundle_generate
+    from torch2ort.sources.hf_decoder import reference_greedy
+
+    got, info = bundle_generate(state.bundle_dir, state.texts, NEW_TOKENS)
+    want = reference_greedy(state.loaded, encode_prompts(state.loaded.hints.tokenizer, state.texts), NEW_TOKENS)
+    divergences = [(i, first_divergence(w, g)) for i, (w, g) in enumerate(zip(want, got["token_ids"]))]
+    lines = [f"prompt {i}: first divergence at step {d['step']} (transformers {d['expected']}, bundle {d['got']})"
+             for i, d in divergences if d is not None]
+    if state.final == state.onnx:  # the fp32 export: every token identical
+        same = sum(d is None for _, d in divergences) / max(1, len(divergences))
+        bad, metric, gate = lines, "greedy tokens identical", "identical"
+    else:  # a quantised variant: the greedy gate it was chosen under, against transformers itself
+        from torch2ort.parity.generation_gates import MIN_GREEDY
+
+        same = sum((d["step"] if d else len(w)) / max(1, len(w)) for (_, d), w in zip(divergences, want)) / len(want)
+        bad = [] if same >= MIN_GREEDY else [f"greedy agreement {same:.2f} < {MIN_GREEDY}: " + "; ".join(lines)]
+        metric, gate = "greedy agreement (share of tokens before the first divergence)", f">= {MIN_GREEDY}"
+    reason = "; ".join(bad) if bad else (f"identical on {len(want)} prompts" if not lines else "; ".join(lines))
+    outputs = {"token_ids": OutputCheck(metric=metric, value=same, passed=not bad,
+                                        reference="transformers generate(do_sample=False), same batch",
+                                        reason=reason, gate=gate)}
+    state.evidence.check = CheckInfo(input=f"{len(state.texts)} prompts, batched",
+                                     torch_imported=info["torch_imported"], results=["token_ids", "text"],
+                                     outputs=outputs)
+    if info["torch_imported"]:
+        bad.append("torch was imported while generating")
+    if bad:
+        raise ParityError("the packed bundle fails its end-to-end check: " + "; ".join(bad))
+    return (f"bundle.generate({len(state.texts)} prompts, {NEW_TOKENS} new tokens) in a torch-blocked process: "
+            f"{metric} {same:.2f} against transformers")
 
 
 def _pairs(state: MigrationState):

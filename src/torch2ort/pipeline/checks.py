@@ -70,3 +70,27 @@ def bundle_predict(bundle_dir: str | Path, raw: str | list[str] | dict[str, np.n
         info = json.loads(proc.stdout.strip().splitlines()[-1])
         with np.load(out_path) as data:
             return {k: data[k] for k in data.files}, info
+
+
+_GENERATE = """
+import json, sys
+from torch2ort.runtime import Bundle
+bundle_dir, prompts_path, new_tokens = sys.argv[1:4]
+out = Bundle.load(bundle_dir).generate(json.load(open(prompts_path)), max_new_tokens=int(new_tokens))
+print(json.dumps({"token_ids": out.token_ids, "text": out.text, "torch_imported": "torch" in sys.modules}))
+"""
+
+
+def bundle_generate(bundle_dir: str | Path, prompts: list[str], new_tokens: int,
+                    timeout_s: float = 300) -> tuple[dict, dict]:
+    """Greedy ``Bundle.generate`` in a torch-blocked subprocess; returns ({token_ids, text}, info)."""
+    with tempfile.TemporaryDirectory(prefix="torch2ort-check-") as tmp:
+        path = Path(tmp) / "prompts.json"
+        path.write_text(json.dumps(list(prompts)))
+        proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + _GENERATE, str(bundle_dir), str(path),
+                               str(new_tokens)], capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode != 0:
+            tail = " ".join(proc.stderr.strip().splitlines()[-2:])[:400]
+            raise BundleError(f"the bundle failed to generate in a torch-free process: {tail}")
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        return data, {"torch_imported": data.pop("torch_imported")}

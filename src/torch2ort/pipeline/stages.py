@@ -52,6 +52,13 @@ class Load(Stage):
             state.raw_files = files
             state.samples = prepare_raw(state.raw_files, state.raw_steps(), list(state.spec.names),
                                         state.out / "samples")
+        elif loaded.hints.task == "text-generation":  # a decoder: verified and checked on prompts, not feeds
+            from torch2ort.inputs.texts import read_texts
+
+            samples = state.opts.samples
+            if samples and not samples.endswith(".txt"):
+                raise SpecError(f"--samples {samples}: a text-generation model takes prompts, one per line in a .txt")
+            state.texts = read_texts(samples) if samples else list(loaded.hints.texts or [])
         elif loaded.hints.media:  # an hf image/audio folder: real files made here, checked from raw input
             from torch2ort.inputs.media import media_samples
 
@@ -90,12 +97,22 @@ class Verify(Stage):
     def run(self, state: MigrationState) -> str:
         from torch2ort.parity.verify import verify_onnx
 
-        res = verify_onnx(state.loaded, state.onnx, state.spec, n=state.opts.n, samples=state.samples,
-                          sweep=state.sweep(), seed=state.opts.seed)
+        if state.loaded.hints.task == "text-generation":
+            from torch2ort.parity.generation import verify_decoder
+
+            res = verify_decoder(state.loaded, state.onnx, prompts=state.texts)
+        else:
+            res = verify_onnx(state.loaded, state.onnx, state.spec, n=state.opts.n, samples=state.samples,
+                              sweep=state.sweep(), seed=state.opts.seed)
         state.evidence.verify = VerifyInfo.from_dict(res.to_dict())
         reference_failed(res, state)
         if not res.report:
             raise ParityError("PyTorch and ONNX Runtime disagree: " + "; ".join(res.report.failures()[:3]))
+        if res.generation:
+            gen = res.generation
+            return (f"logits of the prefill and {gen['steps']} cached decode steps within tolerance (max abs "
+                    f"{res.report.max_abs():.2e}); greedy tokens identical to transformers generate on "
+                    f"{len(gen['greedy'])} prompt runs of {gen['new_tokens']} tokens (alone and batched)")
         return f"{len(res.cases)} cases, all outputs within tolerance (max abs {res.report.max_abs():.2e})"
 
 
@@ -107,6 +124,8 @@ class Optimize(Stage):
         opts = state.opts
         if opts.optimize in ("none", None, []):
             return None
+        if state.loaded.hints.task == "text-generation":
+            return _optimize_decoder(state)
         from torch2ort.benchmark.run import BenchOptions
         from torch2ort.optimization.planner import optimize
 
@@ -130,12 +149,44 @@ class Optimize(Stage):
         return result.message
 
 
+def _optimize_decoder(state: MigrationState) -> str:
+    """Weight-only int8/int4 variants behind generation gates (optimization/decoder.py)."""
+    from torch2ort.optimization.decoder import optimize_decoder
+    from torch2ort.parity.generation_gates import CHUNK, LIMITS
+
+    hints, opts = state.loaded.hints, state.opts
+    res = optimize_decoder(state.onnx, hints.generation, hints.tokenizer, state.texts,
+                           chains="auto" if opts.optimize == "auto" else opts.optimize, model_dir=hints.model_dir,
+                           out=state.optimized, threads=opts.threads or 2, repeats=max(2, opts.repeats),
+                           log=state.log)
+    base = res.variants[0].ms_per_token
+    rows = [{"variant": v.label, "gate": "pass" if v.passed else "FAIL",
+             "metric": "-" if v.name == "fp32" else
+             f"top-1 {v.gates['top1']:.3f}, ppl ×{v.gates['ppl_ratio']:.3f}, greedy {v.gates['greedy']:.2f}",
+             "chosen": v.name == res.chosen, "pareto": False, "why": v.why, "p50_ms": v.ms_per_token,
+             "vs_fp32": base / v.ms_per_token if v.ms_per_token else None, "size_mb": v.size_mb,
+             "confirmed": None} for v in res.variants]
+    positions = max((v.gates.get("positions", 0) for v in res.variants), default=0)
+    state.evidence.optimize = OptimizeInfo.from_dict({
+        "gates": {}, "cases": positions, "calibration": "none (weight-only: no activation statistics)",
+        "table": rows, "chosen": res.chosen, "message": res.message,
+        "decoder": {"text": res.text, "variants": [vars(v) for v in res.variants], "limits": LIMITS, "chunk": CHUNK,
+                    "timing": "ms per decoded token, the runtime's greedy loop, best of the repeats"}})
+    if res.output:
+        state.final = res.output
+    return res.message
+
+
 class VerifyOptimized(Stage):
     name = "verify-optimized"
     skipped = "nothing optimised"
 
     def run(self, state: MigrationState) -> str | None:
         if state.final == state.onnx:
+            return None
+        if state.loaded.hints.task == "text-generation":
+            self.skipped = ("the decoder variant was judged by its generation gates on the file written to disk, in "
+                            "the optimize stage; the check stage holds the packed bundle to transformers")
             return None
         from torch2ort.parity.judge import judge
         from torch2ort.parity.verify import verify_onnx
@@ -160,6 +211,10 @@ class Bench(Stage):
 
     def run(self, state: MigrationState) -> str | None:
         if not state.opts.bench:
+            return None
+        if state.loaded.hints.task == "text-generation":
+            self.skipped = ("not run for text-generation: one forward call is not a generation figure; "
+                            "benchmarks/generate_latency.py times per-token latency")
             return None
         from torch2ort.benchmark.run import BenchOptions, bench
         from torch2ort.benchmark.stats import ratio_text
@@ -187,11 +242,15 @@ class Pack(Stage):
         if ev.verify_optimized:
             parity["variant"] = ev.verify_optimized.variant
             parity["gate"] = ev.verify_optimized.gate.to_dict()
+        elif ev.optimize and state.final != state.onnx:  # a decoder variant, held to its generation gates
+            parity["variant"] = ev.optimize.chosen
+            parity["gate"] = next(v["gates"] for v in ev.optimize.extra["decoder"]["variants"]
+                                  if v["name"] == ev.optimize.chosen)
         bundle = pack(state.final, state.bundle_dir, name=opts.name or default_name(state.request.model),
                       labels=opts.labels or hints.labels, preprocess=opts.preprocess or hints.preprocess or None,
                       postprocess=opts.postprocess or hints.postprocess or None,
                       tokenizer=opts.tokenizer or hints.tokenizer, parity=parity, force=True,
-                      assets=hints.assets or None)
+                      assets=hints.assets or None, generation=hints.generation)
         manifest = json.loads((bundle / "torch2ort.json").read_text())
         requirements = (bundle / "requirements.txt").read_text()
         ev.bundle = BundleInfo.from_dict({

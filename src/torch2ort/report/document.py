@@ -232,9 +232,11 @@ def _parity(ev: Evidence) -> list[Block]:
     if not v:
         return []
     p = v.parity
+    what = ("the prefill and each cached decode step, both sides fed transformers' greedy tokens"
+            if v.generation else "synthetic, real samples and a sweep over the dynamic dims")
     blocks: list[Block] = [
         ("h2", "Parity: PyTorch vs ONNX Runtime (fp32 export)"),
-        ("p", f"{len(v.cases)} cases (synthetic, real samples and a sweep over the dynamic dims), every output "
+        ("p", f"{len(v.cases)} cases ({what}), every output "
               f"compared with allclose(atol={p.atol:g}, rtol={p.rtol:g}). Verdict: "
               f"**{'PASS' if v.passed else 'FAIL'}**."),
     ]
@@ -258,8 +260,34 @@ def _parity(ev: Evidence) -> list[Block]:
         shapes = "; ".join(f"{k} {s}" for k, s in case.shapes.items())
         rows.append([case.name, case.kind, shapes, _n(r["max_abs"]), _cos(r["cos"]),
                      "pass" if r["ok"] else "**FAIL**"])
-    blocks += [("h3", "Every case, including the sweep over dynamic dims"),
+    title = "Every step: prefill, then cached decode" if v.generation else \
+        "Every case, including the sweep over dynamic dims"
+    blocks += [("h3", title),
                ("table", ["case", "kind", "input shapes", "max abs (all outputs)", "min cosine", ""], rows)]
+    return blocks + _greedy(v.generation)
+
+
+def _greedy(gen: dict | None) -> list[Block]:
+    """A decoder's greedy-token check against transformers' generate, and its cache size per token."""
+    if not gen:
+        return []
+    rows = []
+    for g in gen["greedy"]:
+        div = g.get("divergence")
+        first = f"step {div['step']}: transformers {div['expected']}, onnxruntime {div['got']}" if div else "-"
+        rows.append([str(g["prompt"]), g["how"], str(g["tokens"]), "yes" if g["identical"] else "**NO**", first])
+    blocks: list[Block] = [
+        ("h3", "Greedy tokens vs transformers generate(do_sample=False)"),
+        ("p", f"{gen['new_tokens']} new tokens per prompt from the bundle's own generation loop, each prompt alone and "
+              f"all batched (left padding). Smallest top-1 margin {_n(gen['min_top1_margin'])} against a largest "
+              f"logit error of {_n(gen['max_logit_error'])}. KV cache: "
+              f"{gen.get('kv_cache_bytes_per_token', 0) / 1024:.1f} KiB per token per sequence (fp32 keys and "
+              "values of every layer)."),
+        ("table", ["prompt", "run", "tokens", "identical", "first divergence"], rows),
+        ("list", [f"prompt {i}: `{p[:60]!r}`" for i, p in enumerate(gen["prompts"])]),
+    ]
+    if gen.get("note"):
+        blocks.append(("p", f"Note: {gen['note']}."))
     return blocks
 
 
@@ -304,6 +332,21 @@ def _optimize(ev: Evidence) -> list[Block]:
                      _n(r.p99_ms), "-" if r.vs_torch is None else f"{r.vs_torch:.2f}×{unstable}",
                      "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}×{unstable}", _n(r.size_mb),
                      {True: "✓", False: "✗"}.get(r.confirmed, "-"), "★" if r.pareto else "", r.why])
+    decoder = o.extra.get("decoder")
+    if decoder:
+        lim = decoder.get("limits", {})
+        rows = [[("→ " if r.chosen else "") + r.variant, r.gate, r.metric, _n(r.p50_ms),
+                 "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}×", _n(r.size_mb), r.why] for r in o.table]
+        return [("h2", "Optimisation variants (weight-only quantisation of the decoder)"),
+                ("p", f"Each variant (ONNX Runtime's MatMulNBitsQuantizer: block size and accuracy level in its name) "
+                      f"was held to generation gates against the fp32 export: next-token top-1 agreement >= "
+                      f"{lim.get('top1')} under teacher forcing and a perplexity ratio <= {lim.get('ppl_ratio')}, both "
+                      f"on {o.cases} tokens of {decoder['text']} (rows of {decoder.get('chunk')}), and greedy "
+                      f"agreement >= {lim.get('greedy')} (the share of fp32's 32 greedy tokens reproduced before the "
+                      f"first divergence, averaged over the prompts); a variant that loops where fp32 does not is "
+                      f"refused. Timing: "
+                      f"{decoder['timing']}. → the variant shipped. {o.message}."),
+                ("table", ["variant", "gates", "metrics", "ms/token", "vs fp32", "MB", "why"], rows)]
     blocks: list[Block] = [
         ("h2", "Optimisation variants"),
         ("p", f"Each variant was re-verified against PyTorch on {o.cases} cases and held to its gate: {gates}"
@@ -330,8 +373,9 @@ def _check(ev: Evidence) -> list[Block]:
     rows = [[k, v.reference, _n(v.max_abs), _cos(v.min_cosine),
              f"{v.metric} {_cos(v.value) if v.metric == 'cosine' else _n(v.value)}", v.gate,
              "pass" if v.passed else "**FAIL**"] for k, v in c.outputs.items()]
+    call = "generate" if c.results == ["token_ids", "text"] else "predict"
     return [("h2", "End to end: the bundle from raw input, without torch"),
-            ("p", f"`Bundle.load(\"bundle\").predict(...)` ran on {c.input} in a separate Python process where "
+            ("p", f"`Bundle.load(\"bundle\").{call}(...)` ran on {c.input} in a separate Python process where "
                   f"`import torch` raises (torch imported: {c.torch_imported}). It returned "
                   f"{', '.join(f'`{r}`' for r in c.results)}."),
             ("table", ["output", "compared with", "max abs", "min cosine", "gated metric", "gate", ""], rows)
@@ -444,7 +488,10 @@ def _deploy(ev: Evidence) -> list[Block]:
         return []
     text = bool(b.preprocess) and b.preprocess[0]["op"] == "tokenize"
     image = bool(b.preprocess) and b.preprocess[0]["op"] == "load_image"
-    if text:
+    if ev.model and ev.model.task == "text-generation":
+        call = 'bundle.generate(["def fib(n):"], max_new_tokens=32)   # .token_ids, .text; stream() too'
+        cli = 'torch2ort predict bundle --text "def fib(n):" --max-new-tokens 32   # streams the new text'
+    elif text:
         call, cli = 'bundle.predict(["first text", "second text"])', 'torch2ort predict bundle --text "first text"'
     elif image:
         call = 'bundle.predict("photo.jpg")'

@@ -133,6 +133,45 @@ class Bundle:
         texts = [inputs] if isinstance(inputs, str) else list(inputs) if self._texts(inputs) else None
         return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs, texts, meta, **options), outputs)
 
+    # --- generate: a decoder bundle (the manifest's ``generation`` section) -------------------------
+    @property
+    def generates(self) -> bool:
+        """Whether this bundle is a decoder with a KV cache that ``generate`` and ``stream`` can drive."""
+        return isinstance(self.manifest.get("generation"), dict)
+
+    def generator(self):
+        """The bundle's ``Generator`` (runtime/generate.py), made on first use."""
+        if not self.generates:
+            raise PredictInputError(f"{self.name} is not a text-generation bundle (its manifest has no "
+                                    "'generation' section); use predict()")
+        if "generator" not in self._ctx_cache:
+            from torch2ort.runtime.generate import Generator, load_tokenizer
+
+            info = self.manifest["generation"]
+            tokenizer = load_tokenizer(mf.inside(self.path, info.get("tokenizer", "tokenizer.json")))
+            self._ctx_cache["generator"] = Generator(self.session, tokenizer, info)
+        return self._ctx_cache["generator"]
+
+    def generate(self, prompts: str | list[str], *, max_new_tokens: int = 32, min_new_tokens: int = 0,
+                 do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
+                 repetition_penalty: float = 1.0, seed: int | None = None, stop: list[str] | None = None):
+        """New text for each prompt: a ``Generation`` with ``.token_ids``, ``.text`` and ``.finish_reason``.
+
+        Greedy by default; ``do_sample=True`` draws with transformers' temperature, top-k and top-p
+        processing, the same draws for the same ``seed``.
+        """
+        return self.generator().generate(
+            prompts, max_new_tokens=max_new_tokens, stop=stop, min_new_tokens=min_new_tokens, do_sample=do_sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed)
+
+    def stream(self, prompts: str | list[str], *, max_new_tokens: int = 32, min_new_tokens: int = 0,
+               do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
+               repetition_penalty: float = 1.0, seed: int | None = None, stop: list[str] | None = None):
+        """``generate`` one step at a time: yields a ``GenerationStep`` (each row's new token and text)."""
+        return self.generator().stream(
+            prompts, max_new_tokens=max_new_tokens, stop=stop, min_new_tokens=min_new_tokens, do_sample=do_sample,
+            temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed)
+
     def _texts(self, inputs: Any) -> bool:
         steps = self.manifest.get("preprocess", [])
         return (bool(steps) and steps[0].get("op") == "tokenize" and isinstance(inputs, (list, tuple))

@@ -72,6 +72,7 @@ class Manifest(_Required, total=False):
     postprocess: list[Any]
     provenance: dict
     parity: dict | None
+    generation: dict  # a decoder with a KV cache: layers, cache shape, EOS, pad, tokenizer (runtime/generate.py)
 
 
 def check_model_name(name: Any, where: str = "model name") -> str:

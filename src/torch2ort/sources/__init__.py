@@ -43,6 +43,7 @@ class ModelHints:
     pooling_choices: list[str] = field(default_factory=list)
     media: str | None = None                # "image" or "audio": the bundle takes a raw file
     assets: dict[str, Any] = field(default_factory=dict)  # bundle file name -> numpy array (saved as .npy)
+    generation: dict[str, Any] | None = None  # text-generation: the KV-cache layout, EOS and pad (hf_decoder)
 
     @property
     def max_length(self) -> int:

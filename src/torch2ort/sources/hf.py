@@ -24,6 +24,7 @@ from typing import Any
 
 from torch2ort.errors import SourceError, describe, unknown_name
 from torch2ort.sources import LoadedModel, ModelHints, ModelRequest
+from torch2ort.sources.hf_decoder import is_decoder
 from torch2ort.sources.hf_text import SAMPLE_TEXTS, check_tokenizer, input_spec, max_length, tokenizer_info
 from torch2ort.sources.hf_text import read_json as _json
 
@@ -39,6 +40,7 @@ TASKS = {
     "audio-classification": ("AutoModelForAudioClassification", "logits", "logits"),
     "semantic-segmentation": ("AutoModelForSemanticSegmentation", "logits", "logits"),
     "object-detection": ("AutoModelForObjectDetection", "logits", "logits"),
+    "text-generation": ("AutoModelForCausalLM", "logits", "logits"),  # hf_decoder: logits and the KV cache
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
@@ -71,6 +73,8 @@ def detect_task(path: Path) -> str:
     if sentence_transformers_modules(path) is not None:
         return "sentence-embedding"
     archs = _json(path / "config.json", "config").get("architectures") or []
+    if is_decoder(path):  # before the suffixes: GPT2LMHeadModel ends in "Model" too
+        return "text-generation"
     for arch in archs:
         for suffix, task in ARCH_SUFFIXES.items():
             if arch.endswith(suffix):
@@ -146,6 +150,10 @@ def load(req: ModelRequest) -> LoadedModel:
         from torch2ort.sources import hf_media
 
         return hf_media.load(req.model, path, task, not opts.get("task"), from_pretrained)
+    if task == "text-generation":
+        from torch2ort.sources import hf_decoder
+
+        return hf_decoder.load(req.model, path, from_pretrained, not opts.get("task"))
     tok, names = tokenizer_info(path)
     length = max_length(path, opts)
     check_tokenizer(tok, names, length)

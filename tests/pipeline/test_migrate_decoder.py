@@ -1,0 +1,36 @@
+"""`torch2ort migrate hf:DIR` on a causal LM (GPT-2): verify step by step and greedy, pack with the generation
+section, the packed bundle's own generate checked in a torch-blocked process, the report's decoder section."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fixtures.decoders import decoder_dir
+from fixtures.families import run_cli
+
+pytest.importorskip("transformers")
+
+
+@pytest.mark.slow
+def test_migrate_a_gpt2_folder_end_to_end(tmp_path):
+    folder = decoder_dir(tmp_path / "gpt2", "gpt2")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def add(a, b):\nThe quick brown fox\n")
+    out = tmp_path / "out"
+    assert run_cli("migrate", f"hf:{folder}", "--samples", prompts, "-o", out) == 0
+    ev = json.loads((out / "evidence.json").read_text())
+    assert ev["model"]["task"] == "text-generation" and ev["export"]["exporter"] == "dynamo"
+    gen = ev["verify"]["generation"]
+    assert ev["verify"]["passed"] and gen["identical"] and gen["prompts"] == ["def add(a, b):", "The quick brown fox"]
+    assert gen["kv_cache_bytes_per_token"] == 2 * 2 * 4 * 8 * 4  # K and V, 2 layers, 4 heads of 8, fp32
+    stages = {s["name"]: s for s in ev["stages"]}
+    assert stages["bench"]["status"] == "skipped" and "text-generation" in stages["bench"]["summary"]
+    check = ev["check"]
+    assert check["outputs"]["token_ids"]["passed"] and not check["torch_imported"]
+    manifest = json.loads((out / "bundle" / "torch2ort.json").read_text())
+    assert manifest["generation"]["layers"] == 2 and manifest["generation"]["tokenizer"] == "tokenizer.json"
+    assert "tokenizers" in (out / "bundle" / "requirements.txt").read_text()
+    report = (out / "report.md").read_text()
+    assert "Greedy tokens vs transformers generate" in report and "bundle.generate(" in report
