@@ -31,6 +31,28 @@ from texts import long_texts, short_texts, tokenize  # noqa: E402, F401  (re-exp
 from fixtures.models import realistic_init  # noqa: E402
 
 WEIGHTS = HERE / "out" / "weights"   # git-ignored: the seeded weights, made once, then loaded like a checkpoint
+# trained replicas (benchmarks/train_zoo.py): outside the repo, never committed
+TRAINED = Path(os.environ.get("TORCH2ORT_ZOO_CACHE", Path.home() / ".cache" / "torch2ort" / "zoo"))
+
+
+def _nets_key() -> str:
+    import hashlib
+
+    return hashlib.sha256(b"".join(f.read_bytes() for f in sorted((HERE / "nets").glob("*.py")))).hexdigest()[:12]
+
+
+def trained_path(network: str) -> Path:
+    """Where train_zoo.py keeps the trained weights of ``network`` (a class name), keyed by the nets' code."""
+    return TRAINED / f"{network}-trained-{_nets_key()}.pt"
+
+
+def _trained(build) -> nn.Module:
+    model = build()
+    path = trained_path(type(model).__name__)
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained weights at {path}: run `nice -n 5 python benchmarks/train_zoo.py` first")
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
 
 
 def _seeded(build, calibration=None) -> nn.Module:
@@ -99,6 +121,21 @@ def efficientnet_b0() -> nn.Module:
 
 def lipsync() -> nn.Module:
     return _seeded(LipSyncNet)  # no BN calibration: unit-scale features would saturate the sigmoid output
+
+
+def ecg_trained() -> nn.Module:
+    """ecg() trained on zoo_tasks.ecg (9 rhythm and morphology labels) by train_zoo.py."""
+    return _trained(lambda: resnet34_1d(12, 9))
+
+
+def attn_mil_trained() -> nn.Module:
+    """attn_mil() trained on zoo_tasks.cough (bags of mel images with and without cough bursts)."""
+    return _trained(AttnMIL)
+
+
+def lipsync_trained() -> nn.Module:
+    """lipsync() trained on zoo_tasks.lipsync (reconstruct the masked lower half of a face frame)."""
+    return _trained(LipSyncNet)
 
 
 class MiniLM(nn.Module):

@@ -40,7 +40,8 @@ def _conv_chain(path, spoiled: int, layers: int = 4, ch: int = 8) -> list[str]:
 
 def _ctx(tmp_path) -> PassContext:
     rng = np.random.default_rng(1)
-    return PassContext(tmp_path / "work", [{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(4)])
+    feeds = [{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(4)]
+    return PassContext(tmp_path / "work", feeds)
 
 
 def _output_nsr(float_path, qdq_path, ctx) -> float:
