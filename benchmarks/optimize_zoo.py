@@ -11,6 +11,11 @@ fp32 and auto MiniLM graphs stay in benchmarks/out/minilm/ for benchmarks/peers.
 
     benchmarks/optimize_zoo            # the full run, updates BENCHMARKS.md
     benchmarks/optimize_zoo --quick    # smoke test only (1 repeat, 0.2 s, 2 cases); never updates BENCHMARKS.md
+    benchmarks/optimize_zoo --trained  # trained replicas next to random ones (run benchmarks/train_zoo.py first)
+
+``--trained`` runs each network of zoo_models.TRAINED_ZOO twice, random weights and trained (train_zoo.py),
+both on the same task samples (``--samples``: half choose and calibrate, half confirm; no synthetic cases),
+and writes the 'optimize-trained' section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -26,7 +31,19 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import update_section  # noqa: E402
 from _textbench import text_bench  # noqa: E402
-from zoo_models import MINILM_INPUTS, MINILM_LONG_INPUTS, ZOO, Entry, count, long_texts, short_texts, tokenize  # noqa: E402
+from zoo_models import (  # noqa: E402
+    MINILM_INPUTS,
+    MINILM_LONG_INPUTS,
+    TASK_FILES,
+    TRAINED_ZOO,
+    ZOO,
+    Entry,
+    count,
+    long_texts,
+    short_texts,
+    task_samples,
+    tokenize,
+)
 
 from torch2ort.benchmark import BenchOptions  # noqa: E402
 from torch2ort.benchmark.stats import ratio_text  # noqa: E402
@@ -59,14 +76,16 @@ def text_samples(folder: Path) -> Path:
     return folder
 
 
-def run_one(name: str, entry: Entry, args, threads: int, onnx_path: Path, out: Path, samples: Path | None) -> dict:
+def run_one(name: str, entry: Entry, args, threads: int, onnx_path: Path, out: Path, samples: Path | None,
+            n: int | None = None) -> dict:
     request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{entry.factory}")
     spec = InputSpec.from_cli(entry.inputs)
     loaded = load_model(request)
     export_onnx(loaded, spec, onnx_path)
     batch = (entry.quick_batches if args.quick else entry.batches)[0]
     result = optimize(loaded, request, onnx_path, spec, accept=entry.accept or None, samples=samples,
-                      n=2 if args.quick else 4, sweep={}, force=True, out=out, postprocess=entry.postprocess or None,
+                      n=(2 if args.quick else 4) if n is None else n,
+                      sweep={}, force=True, out=out, postprocess=entry.postprocess or None,
                       bench_opts=BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats,
                                               threads=threads, warmup=1 if args.quick else 3),
                       log=lambda s: print(f"{name}: {s}", flush=True))
@@ -118,7 +137,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 0.2 s, 2 cases, short text")
     parser.add_argument("--out", type=Path, default=OUT, help="where optimize_zoo.json/.md and minilm/ go")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--trained", action="store_true", help="trained replicas next to random ones (see above)")
     args = parser.parse_args()
+    if args.trained:
+        return trained_main(args)
     if args.quick:
         args.seconds, args.repeats = 0.2, 1
     from torch2ort._env import machine_info, physical_cores, versions
@@ -174,6 +196,48 @@ def main() -> int:
     print(f"\nwrote {args.out / 'optimize_zoo.json'} and {args.out / 'optimize_zoo.md'}")
     if not args.no_write and not args.quick and not args.only:
         update_section(ROOT / "BENCHMARKS.md", "optimize", "Optimisation and quantisation (torch2ort optimize)", body)
+    return 0
+
+
+def trained_main(args) -> int:
+    """Random and trained weights of the same networks, judged on the same task samples."""
+    from torch2ort._env import machine_info, physical_cores, versions
+
+    threads = physical_cores()
+    results, rows, notes = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        for i, (name, (random_entry, trained_entry, task)) in enumerate(TRAINED_ZOO.items()):
+            if args.only and args.only.lower() not in name.lower():
+                continue
+            samples = task_samples(task, tmp_path / task)
+            for label, entry in (("random", random_entry), ("trained", trained_entry)):
+                res = run_one(f"{name}, {label}", entry, args, threads, tmp_path / f"t{i}{label}.onnx",
+                              tmp_path / f"t{i}{label}.opt.onnx", samples, n=0)
+                results.append(res)
+                r, nn = rows_of(res)
+                rows += r
+                notes += nn
+    v = versions()
+    body = "\n".join([
+        f"Command: `benchmarks/optimize_zoo --trained{' --only ' + repr(args.only) if args.only else ''}` after "
+        "`nice -n 5 python benchmarks/train_zoo.py` (`torch2ort.optimize` with `passes=auto`, "
+        f"{args.seconds} s timed per process, {args.repeats} repeats in fresh processes, {threads} threads on both "
+        f"sides; torch {v['torch']}, onnxruntime {v['onnxruntime']}). Each network twice: random weights (the zoo's "
+        "seeded ones) and trained (train_zoo.py), judged on the same task samples from benchmarks/zoo_tasks.py "
+        "(" + ", ".join(f"{t}: {f} files of {r}" for t, (f, r) in TASK_FILES.items()) + " rows); every other sample "
+        "file chooses and calibrates, the rest confirm the choice; no synthetic cases. Gates: ECG decision>=0.99 "
+        "(95% bound), AttnMIL decision/top1>=0.95 (95% bound), lip-sync psnr>=40 (worst case).", "",
+        "| model | variant | gate | metric (worst over cases) | p50 ms | vs torch | vs fp32 ONNX | MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *notes])
+    print(body)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "optimize_trained.json").write_text(json.dumps({"machine": machine_info(), "versions": v,
+                                                                "models": results}, indent=1, default=str))
+    (args.out / "optimize_trained.md").write_text(body + "\n")
+    if not args.no_write and not args.quick:
+        update_section(ROOT / "BENCHMARKS.md", "optimize-trained",
+                       "Optimisation and quantisation: trained replicas next to random ones", body)
     return 0
 
 

@@ -30,6 +30,7 @@ from torch2ort.optimization.passes.fp16 import Fp16
 from torch2ort.optimization.passes.graph import GraphOptimize
 from torch2ort.optimization.passes.int8_dynamic import OP_TYPES, Int8Dynamic, quantisable_nodes
 from torch2ort.optimization.passes.int8_static import Int8Static
+from torch2ort.optimization.passes.subpixel import SubPixel
 from torch2ort.optimization.passes.transformer import TransformerFusion, looks_like_transformer
 from torch2ort.parity import metrics
 from torch2ort.parity.compare import RunResults, compare, run
@@ -149,6 +150,9 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
             # layers that add the most quantisation noise, measured, in float: k = 1, 2, 4… up to a
             # quarter of the weighted layers, tried in that order until one holds (float_ladder).
             fallback += [[Int8Static(reduce_range=reduce_range, exclude=["first", "last"])]]
+            if counts.get("ConvTranspose", 0):
+                # ORT's CPU provider has no int8 ConvTranspose: as Conv + DepthToSpace it gets QLinearConv
+                primary += [[SubPixel()], [SubPixel(), Int8Static(reduce_range=reduce_range)]]
             fallback += [[Int8Static(reduce_range=reduce_range, float_layers=k)] for k in float_ladder(onnx_path)]
         elif counts.get("MatMul", 0) + counts.get("Gemm", 0):
             primary += [[Int8Dynamic(reduce_range=reduce_range)],
