@@ -6,7 +6,7 @@ per-node kernel times by op type (median over runs). Quantised kernels show up a
 ConvInteger and the like once ORT fuses a DequantizeLinear→op→QuantizeLinear group; an op still
 surrounded by DequantizeLinear/QuantizeLinear runs in float between conversions.
 
-    nice -n 5 python benchmarks/profile_int8.py lipsync [--runs 10] [--graph out.onnx]
+    nice -n 5 python benchmarks/profile_int8.py lipsync [--runs 10] [--subpixel]
 """
 
 from __future__ import annotations
@@ -55,12 +55,15 @@ def main() -> int:
     parser.add_argument("model", help="zoo factory: lipsync, ecg, attn_mil, lipsync_trained…")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--int8", type=Path, help="profile this int8 graph instead of quantising afresh")
+    parser.add_argument("--subpixel", action="store_true",
+                        help="also profile the subpixel pass's graph (ConvTranspose as Conv + DepthToSpace), fp32 "
+                             "and int8")
     args = parser.parse_args()
     from torch2ort.export import export_onnx
     from torch2ort.inputs import synthetic_cases
     from torch2ort.optimization.passes import PassContext
     from torch2ort.optimization.passes.int8_static import Int8Static
+    from torch2ort.optimization.passes.subpixel import SubPixel
     from torch2ort.sources import ModelRequest, load_model
     from torch2ort.spec import InputSpec
 
@@ -68,18 +71,20 @@ def main() -> int:
     spec = InputSpec.from_cli(entry.inputs)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        fp32 = tmp / "fp32.onnx"
-        export_onnx(load_model(ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{args.model}")), spec, fp32)
-        int8 = args.int8
-        if int8 is None:
-            int8 = tmp / "int8.onnx"
-            Int8Static()(fp32, int8, PassContext(tmp / "work", [c.feed for c in synthetic_cases(spec, 16, 500)]))
+        ctx = PassContext(tmp / "work", [c.feed for c in synthetic_cases(spec, 16, 500)])
+        graphs = {"fp32": tmp / "fp32.onnx"}
+        export_onnx(load_model(ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{args.model}")), spec, graphs["fp32"])
+        graphs["int8"] = Int8Static()(graphs["fp32"], tmp / "int8.onnx", ctx).model
+        if args.subpixel:
+            graphs["subpixel fp32"] = SubPixel()(graphs["fp32"], tmp / "sp.onnx", ctx).model
+            graphs["subpixel int8"] = Int8Static()(graphs["subpixel fp32"], tmp / "sp-int8.onnx", ctx).model
         feed = synthetic_cases(spec, 1, 0)[0].feed
-        a = profile(fp32, feed, args.runs, args.threads, tmp)
-        b = profile(int8, feed, args.runs, args.threads, tmp)
-    print("| op type | fp32 ms | int8 ms |\n| --- | ---: | ---: |")
-    for k in sorted(set(a) | set(b), key=lambda k: -max(a.get(k, 0), b.get(k, 0))):
-        print(f"| {k} | {a.get(k, 0):.2f} | {b.get(k, 0):.2f} |")
+        prof = {k: profile(p, feed, args.runs, args.threads, tmp) for k, p in graphs.items()}
+    ops = sorted({op for p in prof.values() for op in p}, key=lambda op: -max(p.get(op, 0) for p in prof.values()))
+    print("| op type | " + " | ".join(f"{k} ms" for k in prof) + " |")
+    print("| --- |" + " ---: |" * len(prof))
+    for op in ops:
+        print(f"| {op} | " + " | ".join(f"{p.get(op, 0):.2f}" for p in prof.values()) + " |")
     return 0
 
 
