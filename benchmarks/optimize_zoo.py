@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -204,7 +205,8 @@ def trained_main(args) -> int:
     from torch2ort._env import machine_info, physical_cores, versions
 
     threads = physical_cores()
-    results, rows, notes = [], [], []
+    store = args.out / "optimize_trained.json"  # results of earlier --only runs are kept and merged
+    results = {m["model"]: m for m in (json.loads(store.read_text())["models"] if store.is_file() else [])}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         for i, (name, (random_entry, trained_entry, task)) in enumerate(TRAINED_ZOO.items()):
@@ -214,13 +216,18 @@ def trained_main(args) -> int:
             for label, entry in (("random", random_entry), ("trained", trained_entry)):
                 res = run_one(f"{name}, {label}", entry, args, threads, tmp_path / f"t{i}{label}.onnx",
                               tmp_path / f"t{i}{label}.opt.onnx", samples, n=0)
-                results.append(res)
-                r, nn = rows_of(res)
-                rows += r
-                notes += nn
+                res["load"] = os.getloadavg()
+                results[res["model"]] = res
+    order = [f"{name}, {label}" for name in TRAINED_ZOO for label in ("random", "trained")]
+    rows, notes = [], []
+    for key in [k for k in order if k in results]:
+        r, nn = rows_of(results[key])
+        rows += r
+        notes += nn + [f"  - load average (1, 5, 15 min) when this model finished: "
+                       f"{', '.join(f'{x:.1f}' for x in results[key].get('load', []))}"]
     v = versions()
     body = "\n".join([
-        f"Command: `benchmarks/optimize_zoo --trained{' --only ' + repr(args.only) if args.only else ''}` after "
+        "Command: `benchmarks/optimize_zoo --trained` (one model at a time with `--only`, results merged) after "
         "`nice -n 5 python benchmarks/train_zoo.py` (`torch2ort.optimize` with `passes=auto`, "
         f"{args.seconds} s timed per process, {args.repeats} repeats in fresh processes, {threads} threads on both "
         f"sides; torch {v['torch']}, onnxruntime {v['onnxruntime']}). Each network twice: random weights (the zoo's "
@@ -232,10 +239,10 @@ def trained_main(args) -> int:
         "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *notes])
     print(body)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "optimize_trained.json").write_text(json.dumps({"machine": machine_info(), "versions": v,
-                                                                "models": results}, indent=1, default=str))
+    store.write_text(json.dumps({"machine": machine_info(), "versions": v,
+                                 "models": [results[k] for k in order if k in results]}, indent=1, default=str))
     (args.out / "optimize_trained.md").write_text(body + "\n")
-    if not args.no_write and not args.quick:
+    if not args.no_write:
         update_section(ROOT / "BENCHMARKS.md", "optimize-trained",
                        "Optimisation and quantisation: trained replicas next to random ones", body)
     return 0
