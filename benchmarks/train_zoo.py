@@ -8,7 +8,7 @@ git, named by the network and a hash of benchmarks/nets/; a JSON next to each re
 and the held-out accuracy and margins measured at the benchmark's input size. zoo_models.py's
 ``ecg_trained``, ``attn_mil_trained`` and ``lipsync_trained`` load them.
 
-    nice -n 5 python benchmarks/train_zoo.py              # all three (about 15 minutes on 2 cores)
+    nice -n 5 python benchmarks/train_zoo.py              # all three: 40 minutes on 2 cores shared at load 7-9
     nice -n 5 python benchmarks/train_zoo.py --only ecg   # one of: ecg, cough, lipsync
 """
 
@@ -31,7 +31,8 @@ sys.path.insert(0, str(HERE))
 import zoo_tasks  # noqa: E402
 from zoo_models import trained_path  # noqa: E402
 
-# steps, batch, training size: a few minutes each on 2 shared cores
+# steps, batch, training size. Measured on 2 cores shared with other jobs (load average 7-9): ECG 1037 s,
+# cough 692 s, lip-sync 650 s; on a quiet machine about a third of that.
 CONFIG = {
     "ecg": {"steps": 120, "batch": 8, "length": 1000, "lr": 2e-3},
     "cough": {"steps": 100, "batch": 4, "segments": 4, "size": 96, "lr": 1e-3},
