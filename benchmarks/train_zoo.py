@@ -32,7 +32,7 @@ import zoo_tasks  # noqa: E402
 from zoo_models import trained_path  # noqa: E402
 
 # steps, batch, training size. Measured on 2 cores shared with other jobs (load average 7-9): ECG 1037 s,
-# cough 692 s, lip-sync 650 s; on a quiet machine about a third of that.
+# cough 692 s, lip-sync 650 s.
 CONFIG = {
     "ecg": {"steps": 120, "batch": 8, "length": 1000, "lr": 2e-3},
     "cough": {"steps": 100, "batch": 4, "segments": 4, "size": 96, "lr": 1e-3},
