@@ -227,11 +227,10 @@ def _lock_timing(path: Path) -> None:
 
 def trained_main(args) -> int:
     """Random and trained weights of the same networks, judged on the same task samples."""
-    from torch2ort._env import machine_info, physical_cores, versions
+    from torch2ort._env import physical_cores
 
     threads = physical_cores()
-    store = args.out / "optimize_trained.json"  # results of earlier --only runs are kept and merged
-    results = {m["model"]: m for m in (json.loads(store.read_text())["models"] if store.is_file() else [])}
+    order = [f"{name}, {label}" for name in TRAINED_ZOO for label in ("random", "trained")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         for i, (name, (random_entry, trained_entry, task)) in enumerate(TRAINED_ZOO.items()):
@@ -242,35 +241,49 @@ def trained_main(args) -> int:
                 res = run_one(f"{name}, {label}", entry, args, threads, tmp_path / f"t{i}{label}.onnx",
                               tmp_path / f"t{i}{label}.opt.onnx", samples, n=0)
                 res["load"] = os.getloadavg()
-                results[res["model"]] = res
-    order = [f"{name}, {label}" for name in TRAINED_ZOO for label in ("random", "trained")]
-    rows, notes = [], []
-    for key in [k for k in order if k in results]:
-        r, nn = rows_of(results[key])
-        rows += r
-        notes += nn + [f"  - load average (1, 5, 15 min) when this model finished: "
-                       f"{', '.join(f'{x:.1f}' for x in results[key].get('load', []))}"]
-    v = versions()
-    body = "\n".join([
-        "Command: `benchmarks/optimize_zoo --trained` (one model at a time with `--only`, results merged) after "
-        "`nice -n 5 python benchmarks/train_zoo.py` (`torch2ort.optimize` with `passes=auto`, "
-        f"{args.seconds} s timed per process, {args.repeats} repeats in fresh processes, {threads} threads on both "
-        f"sides; torch {v['torch']}, onnxruntime {v['onnxruntime']}). Each network twice: random weights (the zoo's "
-        "seeded ones) and trained (train_zoo.py), judged on the same task samples from benchmarks/zoo_tasks.py "
-        "(" + ", ".join(f"{t}: {f} files of {r}" for t, (f, r) in TASK_FILES.items()) + " rows); every other sample "
-        "file chooses and calibrates, the rest confirm the choice; no synthetic cases. Gates: ECG decision>=0.99 "
-        "(95% bound), AttnMIL decision/top1>=0.95 (95% bound), lip-sync psnr>=40 (worst case).", "",
-        "| model | variant | gate | metric (worst over cases) | p50 ms | vs torch | vs fp32 ONNX | MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *notes])
-    print(body)
-    args.out.mkdir(parents=True, exist_ok=True)
-    store.write_text(json.dumps({"machine": machine_info(), "versions": v,
-                                 "models": [results[k] for k in order if k in results]}, indent=1, default=str))
-    (args.out / "optimize_trained.md").write_text(body + "\n")
-    if not args.no_write:
-        update_section(ROOT / "BENCHMARKS.md", "optimize-trained",
-                       "Optimisation and quantisation: trained replicas next to random ones", body)
+                _store_and_render(args, threads, order, res)
     return 0
+
+
+def _store_and_render(args, threads: int, order: list[str], res: dict) -> None:
+    """Merge one model's result into optimize_trained.json (runs with --only in parallel share it), then
+    rewrite optimize_trained.md and the BENCHMARKS.md section from everything stored."""
+    import fcntl
+
+    from torch2ort._env import machine_info, versions
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "optimize_trained.json"
+    with open(args.out / "optimize_trained.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = {m["model"]: m for m in (json.loads(store.read_text())["models"] if store.is_file() else [])}
+        results[res["model"]] = res
+        rows, notes = [], []
+        for key in [k for k in order if k in results]:
+            r, nn = rows_of(results[key])
+            rows += r
+            notes += nn + [f"  - load average (1, 5, 15 min) when this model finished: "
+                           f"{', '.join(f'{x:.1f}' for x in results[key].get('load', []))}"]
+        v = versions()
+        body = "\n".join([
+            "Command: `benchmarks/optimize_zoo --trained --lock /tmp/t2o-bench.lock` (models in parallel with "
+            "`--only`, results merged; the lock held only while timing) after "
+            "`nice -n 5 python benchmarks/train_zoo.py` (`torch2ort.optimize` with `passes=auto`, "
+            f"{args.seconds} s timed per process, {args.repeats} repeats in fresh processes, {threads} threads on "
+            f"both sides; torch {v['torch']}, onnxruntime {v['onnxruntime']}). Each network twice: random weights (the "
+            "zoo's seeded ones) and trained (train_zoo.py), judged on the same task samples from "
+            "benchmarks/zoo_tasks.py (" + ", ".join(f"{t}: {f} files of {r}" for t, (f, r) in TASK_FILES.items())
+            + " rows); every other sample file chooses and calibrates, the rest confirm the choice; no synthetic "
+            "cases. Gates: ECG decision>=0.99 "
+            "(95% bound), AttnMIL decision/top1>=0.95 (95% bound), lip-sync psnr>=40 (worst case).", "",
+            "| model | variant | gate | metric (worst over cases) | p50 ms | vs torch | vs fp32 ONNX | MB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *notes])
+        store.write_text(json.dumps({"machine": machine_info(), "versions": v,
+                                     "models": [results[k] for k in order if k in results]}, indent=1, default=str))
+        (args.out / "optimize_trained.md").write_text(body + "\n")
+        if not args.no_write:
+            update_section(ROOT / "BENCHMARKS.md", "optimize-trained",
+                           "Optimisation and quantisation: trained replicas next to random ones", body)
 
 
 if __name__ == "__main__":
