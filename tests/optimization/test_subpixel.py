@@ -29,6 +29,7 @@ def _run(path, x):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
 
+@pytest.mark.parametrize("joint", [False, True])
 @pytest.mark.parametrize(("k", "s", "pads", "bias"), [
     (4, 2, [1, 1, 1, 1], False),   # the lip-sync decoder's up-sampling
     (5, 1, [0, 0, 0, 0], False),   # its 1x1 -> 5x5 first stage
@@ -36,13 +37,16 @@ def _run(path, x):
     (3, 2, [1, 1, 0, 0], True),    # asymmetric pads: output 2n
     (6, 3, [0, 1, 0, 2], True),    # stride 3, a different pad per side
 ])
-def test_rewritten_convtranspose_gives_the_same_output(tmp_path, k, s, pads, bias):
+def test_rewritten_convtranspose_gives_the_same_output(tmp_path, k, s, pads, bias, joint):
     src, out = tmp_path / "ct.onnx", tmp_path / "sp.onnx"
     _model(src, k, s, pads, bias)
-    result = pass_class("subpixel")()(src, out, PassContext(tmp_path / "w"))
+    result = pass_class("subpixel")(joint=joint)(src, out, PassContext(tmp_path / "w"))
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
     assert result.details["rewritten"] == 1 and "ConvTranspose" not in ops
-    assert ops == (["Conv"] if s == 1 else ["Conv", "DepthToSpace"])
+    if s == 1:
+        assert ops == ["Conv"]
+    else:
+        assert ops == (["Conv", "DepthToSpace"] if joint else ["Conv"] * s * s + ["Concat", "DepthToSpace"])
     x = np.random.default_rng(0).normal(size=(1, 3, 5, 5)).astype(np.float32)
     want, got = _run(src, x), _run(out, x)
     assert got.shape == want.shape
