@@ -87,8 +87,9 @@ def run_one(name: str, entry: Entry, args, threads: int, onnx_path: Path, out: P
     result = optimize(loaded, request, onnx_path, spec, accept=entry.accept or None, samples=samples,
                       n=(2 if args.quick else 4) if n is None else n,
                       sweep={}, force=True, out=out, postprocess=entry.postprocess or None,
-                      bench_opts=BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats,
-                                              threads=threads, warmup=1 if args.quick else 3),
+                      bench_opts=None if args.no_bench else BenchOptions(
+                          batches=[batch], seconds=args.seconds, repeats=args.repeats, threads=threads,
+                          warmup=1 if args.quick else 3),
                       log=lambda s: print(f"{name}: {s}", flush=True))
     params, gflops = count(entry.factory, entry.inputs)
     return {"model": name, "params": params, "gflops_per_item": gflops, "batch": batch, "accept": entry.accept,
@@ -139,6 +140,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="where optimize_zoo.json/.md and minilm/ go")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument("--trained", action="store_true", help="trained replicas next to random ones (see above)")
+    parser.add_argument("--no-bench", action="store_true", help="verify only: no timing (rows show '-')")
+    parser.add_argument("--weights", choices=["random", "trained", "both"], default="both",
+                        help="with --trained: which weights to run (default both)")
     parser.add_argument("--lock", type=Path, help="hold this file's flock only while timing (the machine-wide "
                         "bench lock), so verification, which times nothing, runs while others measure")
     args = parser.parse_args()
@@ -238,6 +242,8 @@ def trained_main(args) -> int:
                 continue
             samples = task_samples(task, tmp_path / task)
             for label, entry in (("random", random_entry), ("trained", trained_entry)):
+                if args.weights not in ("both", label):
+                    continue
                 res = run_one(f"{name}, {label}", entry, args, threads, tmp_path / f"t{i}{label}.onnx",
                               tmp_path / f"t{i}{label}.opt.onnx", samples, n=0)
                 res["load"] = os.getloadavg()
