@@ -11,12 +11,18 @@ fp32 and auto MiniLM graphs stay in benchmarks/out/minilm/ for benchmarks/peers.
 
     benchmarks/optimize_zoo            # the full run, updates BENCHMARKS.md
     benchmarks/optimize_zoo --quick    # smoke test only (1 repeat, 0.2 s, 2 cases); never updates BENCHMARKS.md
+    benchmarks/optimize_zoo --trained  # trained replicas next to random ones (run benchmarks/train_zoo.py first)
+
+``--trained`` runs each network of zoo_models.TRAINED_ZOO twice, random weights and trained (train_zoo.py),
+both on the same task samples (``--samples``: half choose and calibrate, half confirm; no synthetic cases),
+and writes the 'optimize-trained' section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +32,19 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import update_section  # noqa: E402
 from _textbench import text_bench  # noqa: E402
-from zoo_models import MINILM_INPUTS, MINILM_LONG_INPUTS, ZOO, Entry, count, long_texts, short_texts, tokenize  # noqa: E402
+from zoo_models import (  # noqa: E402
+    MINILM_INPUTS,
+    MINILM_LONG_INPUTS,
+    TASK_FILES,
+    TRAINED_ZOO,
+    ZOO,
+    Entry,
+    count,
+    long_texts,
+    short_texts,
+    task_samples,
+    tokenize,
+)
 
 from torch2ort.benchmark import BenchOptions  # noqa: E402
 from torch2ort.benchmark.stats import ratio_text  # noqa: E402
@@ -59,16 +77,19 @@ def text_samples(folder: Path) -> Path:
     return folder
 
 
-def run_one(name: str, entry: Entry, args, threads: int, onnx_path: Path, out: Path, samples: Path | None) -> dict:
+def run_one(name: str, entry: Entry, args, threads: int, onnx_path: Path, out: Path, samples: Path | None,
+            n: int | None = None) -> dict:
     request = ModelRequest(f"{ROOT}/benchmarks/zoo_models.py:{entry.factory}")
     spec = InputSpec.from_cli(entry.inputs)
     loaded = load_model(request)
     export_onnx(loaded, spec, onnx_path)
     batch = (entry.quick_batches if args.quick else entry.batches)[0]
     result = optimize(loaded, request, onnx_path, spec, accept=entry.accept or None, samples=samples,
-                      n=2 if args.quick else 4, sweep={}, force=True, out=out, postprocess=entry.postprocess or None,
-                      bench_opts=BenchOptions(batches=[batch], seconds=args.seconds, repeats=args.repeats,
-                                              threads=threads, warmup=1 if args.quick else 3),
+                      n=(2 if args.quick else 4) if n is None else n,
+                      sweep={}, force=True, out=out, postprocess=entry.postprocess or None,
+                      bench_opts=None if args.no_bench else BenchOptions(
+                          batches=[batch], seconds=args.seconds, repeats=args.repeats, threads=threads,
+                          warmup=1 if args.quick else 3),
                       log=lambda s: print(f"{name}: {s}", flush=True))
     params, gflops = count(entry.factory, entry.inputs)
     return {"model": name, "params": params, "gflops_per_item": gflops, "batch": batch, "accept": entry.accept,
@@ -118,7 +139,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 repeat, 0.2 s, 2 cases, short text")
     parser.add_argument("--out", type=Path, default=OUT, help="where optimize_zoo.json/.md and minilm/ go")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--trained", action="store_true", help="trained replicas next to random ones (see above)")
+    parser.add_argument("--no-bench", action="store_true", help="verify only: no timing (rows show '-')")
+    parser.add_argument("--weights", choices=["random", "trained", "both"], default="both",
+                        help="with --trained: which weights to run (default both)")
+    parser.add_argument("--lock", type=Path, help="hold this file's flock only while timing (the machine-wide "
+                        "bench lock), so verification, which times nothing, runs while others measure")
     args = parser.parse_args()
+    if args.lock:
+        _lock_timing(args.lock)
+    if args.trained:
+        return trained_main(args)
     if args.quick:
         args.seconds, args.repeats = 0.2, 1
     from torch2ort._env import machine_info, physical_cores, versions
@@ -175,6 +206,90 @@ def main() -> int:
     if not args.no_write and not args.quick and not args.only:
         update_section(ROOT / "BENCHMARKS.md", "optimize", "Optimisation and quantisation (torch2ort optimize)", body)
     return 0
+
+
+def _lock_timing(path: Path) -> None:
+    """Make optimize's benchmark step take an exclusive flock on ``path`` for its duration."""
+    import contextlib
+    import fcntl
+
+    import torch2ort.benchmark.run as bench_run
+
+    timed = bench_run.bench_variants
+
+    def locked(*a, **kw):
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                return timed(*a, **kw)
+            finally:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(f, fcntl.LOCK_UN)
+
+    bench_run.bench_variants = locked
+
+
+def trained_main(args) -> int:
+    """Random and trained weights of the same networks, judged on the same task samples."""
+    from torch2ort._env import physical_cores
+
+    threads = physical_cores()
+    order = [f"{name}, {label}" for name in TRAINED_ZOO for label in ("random", "trained")]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        for i, (name, (random_entry, trained_entry, task)) in enumerate(TRAINED_ZOO.items()):
+            if args.only and args.only.lower() not in name.lower():
+                continue
+            samples = task_samples(task, tmp_path / task)
+            for label, entry in (("random", random_entry), ("trained", trained_entry)):
+                if args.weights not in ("both", label):
+                    continue
+                res = run_one(f"{name}, {label}", entry, args, threads, tmp_path / f"t{i}{label}.onnx",
+                              tmp_path / f"t{i}{label}.opt.onnx", samples, n=0)
+                res["load"] = os.getloadavg()
+                _store_and_render(args, threads, order, res)
+    return 0
+
+
+def _store_and_render(args, threads: int, order: list[str], res: dict) -> None:
+    """Merge one model's result into optimize_trained.json (runs with --only in parallel share it), then
+    rewrite optimize_trained.md and the BENCHMARKS.md section from everything stored."""
+    import fcntl
+
+    from torch2ort._env import machine_info, versions
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "optimize_trained.json"
+    with open(args.out / "optimize_trained.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = {m["model"]: m for m in (json.loads(store.read_text())["models"] if store.is_file() else [])}
+        results[res["model"]] = res
+        rows, notes = [], []
+        for key in [k for k in order if k in results]:
+            r, nn = rows_of(results[key])
+            rows += r
+            notes += nn + [f"  - load average (1, 5, 15 min) when this model finished: "
+                           f"{', '.join(f'{x:.1f}' for x in results[key].get('load', []))}"]
+        v = versions()
+        body = "\n".join([
+            "Command: `benchmarks/optimize_zoo --trained --lock /tmp/t2o-bench.lock` (models in parallel with "
+            "`--only`, results merged; the lock held only while timing) after "
+            "`nice -n 5 python benchmarks/train_zoo.py` (`torch2ort.optimize` with `passes=auto`, "
+            f"{args.seconds} s timed per process, {args.repeats} repeats in fresh processes, {threads} threads on "
+            f"both sides; torch {v['torch']}, onnxruntime {v['onnxruntime']}). Each network twice: random weights (the "
+            "zoo's seeded ones) and trained (train_zoo.py), judged on the same task samples from "
+            "benchmarks/zoo_tasks.py (" + ", ".join(f"{t}: {f} files of {r}" for t, (f, r) in TASK_FILES.items())
+            + " rows); every other sample file chooses and calibrates, the rest confirm the choice; no synthetic "
+            "cases. Gates: ECG decision>=0.99 "
+            "(95% bound), AttnMIL decision/top1>=0.95 (95% bound), lip-sync psnr>=40 (worst case).", "",
+            "| model | variant | gate | metric (worst over cases) | p50 ms | vs torch | vs fp32 ONNX | MB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *notes])
+        store.write_text(json.dumps({"machine": machine_info(), "versions": v,
+                                     "models": [results[k] for k in order if k in results]}, indent=1, default=str))
+        (args.out / "optimize_trained.md").write_text(body + "\n")
+        if not args.no_write:
+            update_section(ROOT / "BENCHMARKS.md", "optimize-trained",
+                           "Optimisation and quantisation: trained replicas next to random ones", body)
 
 
 if __name__ == "__main__":

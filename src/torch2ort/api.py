@@ -279,7 +279,7 @@ def bench(model, onnx: str | Path | None = None, inputs: Inputs = None, *, bundl
 def pass_options(*, per_channel: bool = False, reduce_range: str | bool = "auto", calibration: str = "minmax",
                  exclude_last: int = 0, exclude_outliers: int = 0, smooth: float = 0.0, attention: str = "packed",
                  skip_norm: str = "fused", level: str = "extended",
-                 fp16_block: str | Iterable[str] | None = None) -> dict[str, dict]:
+                 fp16_block: str | Iterable[str] | None = None, float_layers: int = 0) -> dict[str, dict]:
     """The per-pass options of ``torch2ort optimize`` (each pass checks its own values when built)."""
     if isinstance(fp16_block, str):
         fp16_block = [o.strip() for o in fp16_block.split(",") if o.strip()]
@@ -289,7 +289,8 @@ def pass_options(*, per_channel: bool = False, reduce_range: str | bool = "auto"
                              "exclude_outliers": V.count("--exclude-outliers", exclude_outliers, 0, 1_000_000),
                              "smooth": V.number("--smooth", smooth, 0.0, 1.0)},
             "transformer": {"attention": attention, "skip_norm": skip_norm},
-            "int8-static": {"method": calibration, "reduce_range": reduce_range},
+            "int8-static": {"method": calibration, "reduce_range": reduce_range,
+                            "float_layers": V.count("--float-layers", float_layers, 0, 1_000_000)},
             "fp16": {"op_block_list": list(fp16_block) if fp16_block else None}}
 
 

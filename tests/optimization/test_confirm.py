@@ -95,3 +95,34 @@ def test_too_few_decisions_fail_even_when_every_one_agrees(exported, tmp_path):
     assert "268 agreeing rows would be needed" in check.reason
     shutil.rmtree(tmp_path, ignore_errors=True)
     assert np.isfinite(check.bound)
+
+
+class Recorder(Pass):
+    """Records the calibration feeds it was given; changes nothing."""
+
+    name = "recorder"
+    seen: list = []
+
+    def run(self, src, out, ctx):
+        Recorder.seen[:] = [f["image"] for f in ctx.calibration]
+        shutil.copy(src, out)
+        return PassResult(out, True)
+
+
+def test_image_samples_split_half_choose_and_calibrate_half_confirm(exported, tmp_path, monkeypatch):
+    monkeypatch.setitem(PASSES, "recorder", f"{__name__}:Recorder")
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    images = [rng.random((16, 3, 32, 32), dtype=np.float32) for _ in range(6)]
+    for i, image in enumerate(images):
+        np.savez(folder / f"s{i}.npz", image=image)
+    result = planner.optimize(load_family("mobilenet"), None, exported("mobilenet"), FAM.spec, passes=["recorder"],
+                              accept=["top1>=0.9"], samples=folder, n=0)
+    kept = ["sample-s1", "sample-s3", "sample-s5"]
+    assert result.confirm_cases["cases"] == kept and "real samples" in result.confirm_cases["why"]
+    assert not set(kept) & set(result.gate_cases["cases"]) and "3 samples kept back" in result.gate_cases["why"]
+    # calibration saw the choosing samples only, never the confirming ones
+    assert [s.tobytes() for s in Recorder.seen] == [images[i].tobytes() for i in (0, 2, 4)]
+    assert "3 sample feeds" in result.calibration and "3 more kept back" in result.calibration
+    assert result.variants[1].confirmed is True

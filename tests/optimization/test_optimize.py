@@ -22,7 +22,11 @@ def _labels(chains):
 def test_auto_plans_by_graph_kind(exported):
     cnn, cnn_fallback = plan_auto(exported("mobilenet"), ["CPUExecutionProvider"])
     assert "int8-static" in _labels(cnn) and "graph" in _labels(cnn)
-    assert _labels(cnn_fallback) == ["int8-static[exclude=first+last]"]  # only when no all-int8 variant passes
+    # only when no all-int8 variant passes: first and last in float, then the k noisiest layers (1, 2, 4…)
+    assert _labels(cnn_fallback)[0] == "int8-static[exclude=first+last]"
+    ladder = _labels(cnn_fallback)[1:]
+    assert ladder[:2] == ["int8-static[float-layers=1]", "int8-static[float-layers=2]"]
+    assert all(x.startswith("int8-static[float-layers=") for x in ladder)
     enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
     assert {"transformer", "transformer[skip-norm=unfused]+int8-dynamic[per-channel]"} <= set(_labels(enc))
     # fused only to MultiHeadAttention: the Q/K/V projections in int8 too, with and without SmoothQuant;

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where the chosen variant goes")
     p.add_argument("--passes", action="append", default=[], metavar="auto|PASS[,PASS…]",
                    help="repeatable; each value is one variant, its passes applied in order. Passes: graph, "
-                        "slim, transformer, fp16, int8-dynamic, int8-static (default: auto)")
+                        "slim, transformer, fp16, int8-dynamic, int8-static, subpixel (default: auto)")
     p.add_argument("--accept", action="append", default=[], metavar="[OUTPUT:]METRIC>=X",
                    help="accuracy gate, repeatable: cosine>=X, top1>=X, decision>=X, maxabs<=X "
                         "(default: chosen per output kind)")
@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
                    help="7-bit int8 weights; auto: on only for CPUs without VNNI")
     q.add_argument("--calibration", choices=["minmax", "entropy", "percentile"], default="minmax",
                    help="int8-static calibration method (default minmax)")
+    q.add_argument("--float-layers", type=int, default=0, metavar="K",
+                   help="int8-static: keep in float the K layers that add the most measured quantisation noise "
+                        "(auto tries 1, 2, 4… when no all-int8 variant holds)")
     q.add_argument("--exclude-last", type=int, default=0, metavar="N",
                    help="int8-dynamic: keep the last N quantisable nodes in float")
     q.add_argument("--exclude-outliers", type=int, default=0, metavar="N",
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         model_options=model_options(args), per_channel=args.per_channel, reduce_range=args.reduce_range,
         calibration=args.calibration, exclude_last=args.exclude_last, exclude_outliers=args.exclude_outliers,
         smooth=args.smooth, attention=args.attention, skip_norm=args.skip_norm, level=args.level,
-        fp16_block=args.fp16_block, **spec_options(args))
+        fp16_block=args.fp16_block, float_layers=args.float_layers, **spec_options(args))
     print_table(console, result)
     if args.json:
         console.print(f"report written to {args.json}")

@@ -30,6 +30,7 @@ from torch2ort.optimization.passes.fp16 import Fp16
 from torch2ort.optimization.passes.graph import GraphOptimize
 from torch2ort.optimization.passes.int8_dynamic import OP_TYPES, Int8Dynamic, quantisable_nodes
 from torch2ort.optimization.passes.int8_static import Int8Static
+from torch2ort.optimization.passes.subpixel import SubPixel
 from torch2ort.optimization.passes.transformer import TransformerFusion, looks_like_transformer
 from torch2ort.parity import metrics
 from torch2ort.parity.compare import RunResults, compare, run
@@ -66,6 +67,7 @@ class Variant:
     pareto: bool = False
     confirmed: bool | None = None    # held its gates on fresh cases after it was chosen (None: not confirmed)
     confirmation: dict = field(default_factory=dict)  # GateVerdict.to_dict() on those cases
+    float_layers: int = 0            # layers int8-static[float-layers=k] kept in float (0: none, or not that pass)
 
 
 @dataclass
@@ -144,14 +146,39 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
             primary += [[Int8Static(reduce_range=reduce_range)],
                         [Int8Static(method="percentile", reduce_range=reduce_range)]]
             # The first conv sees the raw input, the last weighted node writes the output: in float
-            # only when no all-int8 variant holds its gate (EfficientNet-B0 in the zoo).
+            # only when no all-int8 variant holds its gate (EfficientNet-B0 in the zoo). Then the
+            # layers that add the most quantisation noise, measured, in float: k = 1, 2, 4… up to a
+            # quarter of the weighted layers, tried in that order until one holds (float_ladder).
             fallback += [[Int8Static(reduce_range=reduce_range, exclude=["first", "last"])]]
+            if counts.get("ConvTranspose", 0):
+                # ORT's CPU provider has no int8 ConvTranspose: as Conv + DepthToSpace it gets QLinearConv
+                primary += [[SubPixel()], [SubPixel(), Int8Static(reduce_range=reduce_range)]]
+            fallback += [[Int8Static(reduce_range=reduce_range, float_layers=k)] for k in float_ladder(onnx_path)]
         elif counts.get("MatMul", 0) + counts.get("Gemm", 0):
             primary += [[Int8Dynamic(reduce_range=reduce_range)],
                         [Int8Dynamic(per_channel=True, reduce_range=reduce_range)]]
         if gpu:
             primary.append([Fp16()])
     return primary, fallback
+
+
+def float_ladder(onnx_path: str | Path) -> list[int]:
+    """The counts of most noise-adding layers kept in float that ``auto`` tries: 1, 2, 4… up to a quarter
+    of the graph's weighted layers (at least 1)."""
+    import onnx
+
+    from torch2ort.optimization.passes.base import weighted_nodes
+
+    n = len(weighted_nodes(onnx.load(str(onnx_path), load_external_data=False).graph))
+    ladder, k = [], 1
+    while k <= max(1, n // 4):
+        ladder.append(k)
+        k *= 2
+    return ladder
+
+
+def _ladder_step(chain: list[Pass]) -> bool:
+    return bool(chain) and isinstance(chain[-1], Int8Static) and chain[-1].float_layers > 0
 
 
 def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes: str | list[str] = "auto",
@@ -175,9 +202,14 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
     gates_in = [g if isinstance(g, Gate) else parse_gate(g) for g in (accept or [])]
     spec = with_onnx_output_names(spec, onnx_path)
     cases = build_cases(spec, n, samples, sweep, seed)
-    calibration = ([c.feed for c in sample_cases(samples, spec)] if samples
+    gate_cases, fresh = _gate_cases(spec, cases)
+    # calibrate on the user's samples, less those kept back to confirm: confirmation must see inputs
+    # that took no part in calibration either
+    kept = {c.name for c in fresh}
+    calibration = ([c.feed for c in sample_cases(samples, spec) if c.name not in kept] if samples
                    else [c.feed for c in synthetic_cases(spec, 16, seed + 500)])
-    calib_text = (f"{len(calibration)} sample feeds from {Path(samples).name}" if samples
+    calib_text = (f"{len(calibration)} sample feeds from {Path(samples).name}"
+                  + (f" ({len(kept)} more kept back to confirm)" if kept else "") if samples
                   else f"{len(calibration)} synthetic feeds (seeds apart from the verification cases)")
     auto = passes == "auto" or passes == ["auto"]
     pass_options = pass_options or {}
@@ -197,7 +229,6 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
     roles = roles_from_postprocess(postprocess)
     gates = resolve_gates(gates_in, references, roles)
     thresholds = {name: LOGIT_DECISION_THRESHOLD for name, role in roles.items() if role == "sigmoid"}
-    gate_cases, fresh = _gate_cases(spec, cases)
     extra = _cases_to_resolve(spec, gates, references, gate_cases, cases, seed)
     if extra:
         log(f"adding {len(extra)} synthetic cases: too few rows or decisions for a 95% bound to reach the gate")
@@ -219,7 +250,10 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
             if round_chains is fallback and (not fallback or any(v.passed and _quantised_name(v) for v in variants)):
                 continue
             for chain in round_chains:
+                if _ladder_step(chain) and any(v.passed and v.float_layers for v in variants):
+                    continue  # the float-layers ladder stops at the first k that holds: more float is slower
                 variant = _build(chain, onnx_path, ctx, built)
+                variant.float_layers = chain[-1].float_layers if _ladder_step(chain) else 0
                 variants.append(variant)
                 if variant.error is None:
                     _judge(variant, results, cases, gates, providers, thresholds, judged)
@@ -287,17 +321,20 @@ def _gate_cases(spec: InputSpec, cases) -> tuple[dict, list]:
 
     Text models are gated on real text: random token ids are adversarial and unlike any input a user
     sends, so they refuse variants that hold on real text. They still prove fp32 parity (``verify``).
-    Every other sample is kept back (issue 24: a winner picked on the cases that judged it is flattered).
+    Every other sample is kept back (issue 24: a winner picked on the cases that judged it is flattered);
+    for other models too, when there are at least 4 samples, so the choice is confirmed on real inputs.
     """
     text_model = all(np.issubdtype(t.np_dtype, np.integer) for t in spec.inputs)
     real = [c for c in cases if c.kind == "sample"]
+    chosen, kept = (real[0::2], real[1::2]) if len(real) >= 4 else (real, [])
     if text_model and real:
-        chosen, kept = (real[0::2], real[1::2]) if len(real) >= 4 else (real, [])
         return {"cases": [c.name for c in chosen], "kinds": ["sample"],
                 "why": "real text only (the sample texts, tokenised): random token ids are not text"
                        + (f"; {len(kept)} others kept back to confirm the choice" if kept else "")}, kept
-    return {"cases": [c.name for c in cases], "kinds": sorted({c.kind for c in cases}),
-            "why": "every verification case" + (" (no real text to judge on)" if text_model else "")}, []
+    judged = [c for c in cases if c.name not in {k.name for k in kept}]
+    return {"cases": [c.name for c in judged], "kinds": sorted({c.kind for c in judged}),
+            "why": "every verification case" + (" (no real text to judge on)" if text_model else "")
+                   + (f" but {len(kept)} samples kept back to confirm the choice" if kept else "")}, kept
 
 
 MAX_GATE_CASES = 256  # synthetic cases added so an agreement gate's bound can reach its limit, at most
@@ -456,4 +493,4 @@ def _write(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
     save_model(model, out)
 
 
-__all__ = ["OptimizeResult", "Variant", "optimize", "plan_auto"]
+__all__ = ["OptimizeResult", "Variant", "float_ladder", "optimize", "plan_auto"]

@@ -17,6 +17,7 @@ PASSES = {
     "fp16": "torch2ort.optimization.passes.fp16:Fp16",
     "int8-dynamic": "torch2ort.optimization.passes.int8_dynamic:Int8Dynamic",
     "int8-static": "torch2ort.optimization.passes.int8_static:Int8Static",
+    "subpixel": "torch2ort.optimization.passes.subpixel:SubPixel",
 }
 
 

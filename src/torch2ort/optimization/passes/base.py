@@ -39,6 +39,7 @@ class PassContext:
     workdir: Path
     calibration: list[dict[str, np.ndarray]] = field(default_factory=list)
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    cache: dict = field(default_factory=dict)  # results passes share within one optimise run (pre-processing…)
 
 
 class Pass:
