@@ -26,6 +26,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from torch2ort.optimization.passes.base import replace_nodes
+
 LIFTABLE_UNARY = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish"}
 LIFTABLE_BINARY = {"Add", "Mul", "Sub"}
 
@@ -99,12 +101,7 @@ def conv1d_as_2d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     for o in g.output:
         if o.name in lifted:
             three(o.name)
-    used = {i for nd in out_nodes for i in nd.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.node[:]
-    g.node.extend(out_nodes)
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    replace_nodes(g, out_nodes)
     del g.value_info[:]  # the 3-D shapes recorded for lifted tensors no longer hold
     return model, n
 
@@ -135,10 +132,7 @@ def convtranspose_as_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]
         g.node[i].CopyFrom(helper.make_node("Conv", [node.input[0], name, *node.input[2:]], list(node.output),
                                             name=_named(node, "__as_conv"), kernel_shape=k, pads=conv_pads))
         n += 1
-    used = {x for nd in g.node for x in nd.input}
-    keep = [x for x in g.initializer if x.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    replace_nodes(g, list(g.node))
     return model, n
 
 
@@ -184,12 +178,7 @@ def upsample_convtranspose_as_conv(model: onnx.ModelProto) -> tuple[onnx.ModelPr
                                           kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
         new_nodes.append(helper.make_node("DepthToSpace", [mid], list(node.output), blocksize=2, mode="DCR"))
         n += 1
-    del g.node[:]
-    g.node.extend(new_nodes)
-    used = {x for nd in g.node for x in nd.input}
-    keep = [x for x in g.initializer if x.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    replace_nodes(g, new_nodes)
     return model, n
 
 

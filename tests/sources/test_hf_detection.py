@@ -64,18 +64,17 @@ def test_detections_equal_the_pipeline_on_every_sample(migrated_det):
 
 @pytest.mark.slow
 def test_a_planted_resize_fault_fails_the_detection_check(migrated_det, tmp_path):
-    import shutil
-
+    from fixtures.faults import bundle_with, step
     from torch2ort.pipeline.check_detection import judge_detections, pipeline_detections
     from torch2ort.runtime import Bundle
 
     path, out = migrated_det
-    broken = tmp_path / "bundle"
-    shutil.copytree(out / "bundle", broken)
-    manifest = json.loads((broken / "torch2ort.json").read_text())
-    step = next(s for s in manifest["preprocess"] if s["op"] == "resize")
-    step["max_size"] = step["size"]  # every image squeezed to a square's shorter side
-    (broken / "torch2ort.json").write_text(json.dumps(manifest))
+
+    def squeeze(manifest):  # every image resized with its longer side capped at the shorter side's size
+        resize = step(manifest, "resize")
+        resize["max_size"] = resize["size"]
+
+    broken = bundle_with(out / "bundle", tmp_path / "bundle", squeeze)
     model = transformers.AutoModelForObjectDetection.from_pretrained(str(path)).eval()
     image = str(out / "samples" / "raw" / "landscape.jpg")
     ref = pipeline_detections(path, model, image, 0.0)

@@ -5,7 +5,6 @@ for every aggregation strategy, checked in the check stage and held here to a pl
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -82,16 +81,17 @@ def test_bundle_predict_takes_the_pipelines_option_names(migrated_ner):
 
 def test_a_planted_label_swap_fails_the_entity_check(migrated_ner, tmp_path):
     """Swap two labels in a copy of the bundle: the same comparison the check stage makes must fail."""
+    from fixtures.faults import bundle_with
     from torch2ort.parity.entities import compare_entities
     from torch2ort.pipeline.check_entities import bundle_entities, pipeline_entities
 
     path, out = migrated_ner
-    broken = tmp_path / "bundle"
-    shutil.copytree(out / "bundle", broken)
-    manifest = json.loads((broken / "torch2ort.json").read_text())
-    labels = manifest["labels"]
-    labels[1], labels[3] = labels[3], labels[1]  # B-PER <-> B-LOC
-    (broken / "torch2ort.json").write_text(json.dumps(manifest))
+
+    def swap(manifest):  # B-PER <-> B-LOC
+        labels = manifest["labels"]
+        labels[1], labels[3] = labels[3], labels[1]
+
+    broken = bundle_with(out / "bundle", tmp_path / "bundle", swap)
     got, _ = bundle_entities(broken, TEXTS, ("simple",))
     model = transformers.AutoModelForTokenClassification.from_pretrained(str(path))
     agreement = compare_entities(got["simple"], pipeline_entities(path, model, TEXTS, "simple"), TEXTS, 1e-4)

@@ -72,18 +72,17 @@ def test_a_feed_gets_the_map_at_the_models_own_size(migrated_seg):
 
 def test_a_planted_preprocess_fault_fails_the_pixel_check(migrated_seg, tmp_path):
     """A copy of the bundle whose normalize step uses the wrong mean: the check's judge must refuse its maps."""
-    import shutil
-
+    from fixtures.faults import bundle_with, step
     from torch2ort.pipeline.check_segmentation import TIE, judge_segmentation, reference_segmentation
     from torch2ort.runtime import Bundle
 
     path, out = migrated_seg
-    broken = tmp_path / "bundle"
-    shutil.copytree(out / "bundle", broken)
-    manifest = json.loads((broken / "torch2ort.json").read_text())
-    norm = next(s for s in manifest["preprocess"] if s["op"] == "normalize")
-    norm["mean"] = [m + 0.5 for m in norm["mean"]]
-    (broken / "torch2ort.json").write_text(json.dumps(manifest))
+
+    def shift(manifest):
+        norm = step(manifest, "normalize")
+        norm["mean"] = [m + 0.5 for m in norm["mean"]]
+
+    broken = bundle_with(out / "bundle", tmp_path / "bundle", shift)
     image = sorted((out / "samples" / "raw").iterdir())[0]
     model = transformers.AutoModelForSemanticSegmentation.from_pretrained(str(path)).eval()
     ref, scores = reference_segmentation(lambda x: model(pixel_values=x).logits, path, str(image))

@@ -218,3 +218,13 @@ def quiet_library():
             yield
     finally:
         logging.disable(logging.NOTSET)
+
+
+def replace_nodes(graph, nodes: list) -> None:
+    """Make ``nodes`` the graph's nodes, dropping the initializers no node reads any more."""
+    used = {i for n in nodes for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)

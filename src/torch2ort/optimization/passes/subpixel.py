@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch2ort.optimization.passes.base import Pass, PassContext, PassResult, load_model, save_model
+from torch2ort.optimization.passes.base import Pass, PassContext, PassResult, load_model, replace_nodes, save_model
 
 
 def _attr(node, name: str, default):
@@ -150,12 +150,7 @@ class SubPixel(Pass):
                 new_nodes.append(onnx.helper.make_node("DepthToSpace", [phases], [node.output[0]],
                                                        name=f"{base}_depth_to_space", blocksize=s, mode="DCR"))
             rewritten += 1
-        del graph.node[:]
-        graph.node.extend(new_nodes)
-        used = {i for n in graph.node for i in n.input}
-        keep = [i for i in graph.initializer if i.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+        replace_nodes(graph, new_nodes)
         save_model(model, out)
         notes = [f"{rewritten} ConvTranspose rewritten as Conv + DepthToSpace"
                  + (f"; {kept} left as they are (unsupported attributes)" if kept else "")] if rewritten or kept else []
