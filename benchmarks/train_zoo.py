@@ -51,25 +51,34 @@ def _margins(logits: np.ndarray) -> dict:
             "share_abs_logit_below_1": float((a < 1).mean()), "share_abs_logit_below_0.25": float((a < 0.25).mean())}
 
 
-def train_ecg(cfg: dict) -> tuple[nn.Module, dict]:
-    from nets.resnets import resnet34_1d
-
-    rng = np.random.default_rng(1)
-    model = resnet34_1d(12, 9)
+def _fit(name: str, model: nn.Module, cfg: dict, seed: int, loss_of) -> float:
+    """AdamW with a one-cycle schedule for ``cfg["steps"]`` steps; ``loss_of(model, rng)`` draws a batch
+    and returns its loss. Returns the training seconds; the model is left in eval mode."""
+    rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["lr"], total_steps=cfg["steps"])
     model.train()
     t0 = time.perf_counter()
     for step in range(1, cfg["steps"] + 1):
-        x, y = zoo_tasks.ecg(rng, cfg["batch"], cfg["length"])
-        loss = F.binary_cross_entropy_with_logits(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss = loss_of(model, rng)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        _log("ecg", step, cfg["steps"], loss.item(), t0)
-    seconds = time.perf_counter() - t0
+        _log(name, step, cfg["steps"], loss.item(), t0)
     model.eval()
+    return time.perf_counter() - t0
+
+
+def train_ecg(cfg: dict) -> tuple[nn.Module, dict]:
+    from nets.resnets import resnet34_1d
+
+    def loss_of(model, rng):
+        x, y = zoo_tasks.ecg(rng, cfg["batch"], cfg["length"])
+        return F.binary_cross_entropy_with_logits(model(torch.from_numpy(x)), torch.from_numpy(y))
+
+    model = resnet34_1d(12, 9)
+    seconds = _fit("ecg", model, cfg, 1, loss_of)
     x, y = zoo_tasks.ecg(np.random.default_rng(10_001), 64, 5000)
     with torch.inference_mode():
         logits = torch.cat([model(torch.from_numpy(x[i:i + 16])) for i in range(0, 64, 16)]).numpy()
@@ -82,25 +91,15 @@ def train_ecg(cfg: dict) -> tuple[nn.Module, dict]:
 def train_cough(cfg: dict) -> tuple[nn.Module, dict]:
     from nets.resnets import AttnMIL
 
-    rng = np.random.default_rng(2)
-    model = AttnMIL()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["lr"], total_steps=cfg["steps"])
-    model.train()
-    t0 = time.perf_counter()
-    for step in range(1, cfg["steps"] + 1):
+    def loss_of(model, rng):
         x, mask, bag, seg = (torch.from_numpy(a) for a in zoo_tasks.cough(rng, cfg["batch"], cfg["segments"],
                                                                           cfg["size"]))
         out = model(x, mask)
         seg_loss = F.binary_cross_entropy_with_logits(out.seg_logits, seg, reduction="none")
-        loss = F.binary_cross_entropy_with_logits(out.bag_logit, bag) + (seg_loss * mask).sum() / mask.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        _log("cough", step, cfg["steps"], loss.item(), t0)
-    seconds = time.perf_counter() - t0
-    model.eval()
+        return F.binary_cross_entropy_with_logits(out.bag_logit, bag) + (seg_loss * mask).sum() / mask.sum()
+
+    model = AttnMIL()
+    seconds = _fit("cough", model, cfg, 2, loss_of)
     x, mask, bag, seg = zoo_tasks.cough(np.random.default_rng(10_002), 16, 8, 224)
     bags, segs = [], []
     with torch.inference_mode():
@@ -118,22 +117,12 @@ def train_cough(cfg: dict) -> tuple[nn.Module, dict]:
 def train_lipsync(cfg: dict) -> tuple[nn.Module, dict]:
     from nets.lipsync import LipSyncNet
 
-    rng = np.random.default_rng(3)
-    model = LipSyncNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["lr"], total_steps=cfg["steps"])
-    model.train()
-    t0 = time.perf_counter()
-    for step in range(1, cfg["steps"] + 1):
+    def loss_of(model, rng):
         face, mel, target = (torch.from_numpy(a) for a in zoo_tasks.lipsync(rng, cfg["batch"]))
-        loss = F.l1_loss(model(face, mel), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        _log("lipsync", step, cfg["steps"], loss.item(), t0)
-    seconds = time.perf_counter() - t0
-    model.eval()
+        return F.l1_loss(model(face, mel), target)
+
+    model = LipSyncNet()
+    seconds = _fit("lipsync", model, cfg, 3, loss_of)
     face, mel, target = zoo_tasks.lipsync(np.random.default_rng(10_003), 8)
     with torch.inference_mode():
         pred = torch.cat([model(torch.from_numpy(face[i:i + 2]), torch.from_numpy(mel[i:i + 2]))
