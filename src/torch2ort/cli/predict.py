@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from torch2ort.runtime import Bundle
     from torch2ort.runtime.feeds import predict_feed
 
+    _check_generation(args)  # option values first: a bad one is refused before any bundle is read
     bundle = Bundle.load(args.bundle, providers=args.providers, intra_op_num_threads=args.threads,
                          max_image_pixels=args.max_image_pixels)
     for note in bundle.fallbacks:
@@ -74,6 +75,21 @@ def _options(pairs: list[str]) -> dict:
         except ValueError:
             options[name] = value
     return options
+
+
+def _check_generation(args: argparse.Namespace) -> None:
+    from torch2ort.errors import PredictInputError, UsageError
+    from torch2ort.runtime.generate import MAX_NEW_TOKENS
+    from torch2ort.runtime.sampling import SamplingOptions
+    from torch2ort.values import count
+
+    count("--max-new-tokens", args.max_new_tokens, 1, MAX_NEW_TOKENS)
+    try:
+        SamplingOptions(do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                        repetition_penalty=args.repetition_penalty, min_new_tokens=args.min_new_tokens,
+                        seed=args.seed)
+    except PredictInputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _generate(bundle, args: argparse.Namespace) -> int:

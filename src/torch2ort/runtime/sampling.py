@@ -44,9 +44,10 @@ class SamplingOptions:
         number("temperature", self.temperature, 0.0, 100.0, low_open=True)
         number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         number("repetition_penalty", self.repetition_penalty, 0.0, 100.0, low_open=True)
-        for name, value in (("top_k", self.top_k), ("min_new_tokens", self.min_new_tokens), ("seed", self.seed)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise PredictInputError(f"{name} must be a whole number >= 0, got {value!r}")
+        for name, value, high in (("top_k", self.top_k, 1 << 31), ("min_new_tokens", self.min_new_tokens, 1 << 16),
+                                  ("seed", self.seed, (1 << 63) - 1)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high):
+                raise PredictInputError(f"{name} must be a whole number from 0 to {high}, got {value!r:.40}")
 
 
 def repetition_penalty(scores: np.ndarray, history: list[list[int]], penalty: float) -> np.ndarray:

@@ -104,7 +104,13 @@ class _Vocab:
         return self.tok.id_to_token(token_id)
 
     def join(self, tokens: list[str]) -> str:
-        return self.tok.decoder.decode(tokens) if self.tok.decoder is not None else " ".join(tokens)
+        if self.tok.decoder is not None:
+            return self.tok.decoder.decode(tokens)
+        if self.subword_prefix:  # a tokenizer.json without a decoder: transformers' WordPiece classes add this one
+            from tokenizers import decoders
+
+            return decoders.WordPiece(prefix=self.subword_prefix).decode(tokens)
+        return " ".join(tokens)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
