@@ -129,6 +129,10 @@ def test_torch_compile_row_reports_compile_time_apart(exported):
     assert len(compiled) == 1 and "1" in compiled[0]["batches"]
     assert rep.compile_s is not None and rep.compile_s == compiled[0]["cold"]["first_inference_s"]
     assert "torch.compile" in {r["backend"] for r in rep.rows()}
+    # --compile is the torch.compile peer: its compile time apart, no cold-only process, a ratio against ORT
+    assert not [r for r in rep.cold_runs if r["label"] == "torch.compile"]
+    assert rep.peers["torch-compile"]["compile_s"] == rep.compile_s
+    assert set(rep.ratios) >= {"torch.compile", "onnxruntime vs torch.compile"}
 
 
 def test_a_ratio_whose_repeats_disagree_is_unstable_not_a_result():

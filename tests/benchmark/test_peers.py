@@ -89,17 +89,6 @@ def test_cli_prints_the_peer_line(exported, capsys):
     assert "openvino (OpenVINO" in out and "ONNX Runtime speed-up over it" in out
 
 
-@pytest.mark.slow
-def test_torch_compile_peer_reports_compile_time_apart(exported):
-    rep = bench(ModelRequest(FAM.model), FAM.spec, exported("mobilenet"),
-                BenchOptions(batches=[1], iters=3, warmup=1, repeats=1, threads=1, peers="torch-compile",
-                             profile=False))
-    compiled = [r for r in rep.runs if r["label"] == "torch.compile"]
-    assert len(compiled) == 1 and not [r for r in rep.cold_runs if r["label"] == "torch.compile"]
-    assert rep.peers["torch-compile"]["compile_s"] == rep.compile_s == compiled[0]["cold"]["first_inference_s"]
-    assert set(rep.ratios) >= {"torch.compile", "onnxruntime vs torch.compile"}
-
-
 @needs_openvino
 def test_variants_take_worker_jobs_openvino_and_ort_session_options(exported):
     from torch2ort.benchmark.run import bench_variants

@@ -36,7 +36,7 @@ class BenchOptions:
     warmup: int = 5
     repeats: int = 3                    # A/B pairs, each in fresh processes
     providers: list[str] = field(default_factory=lambda: ["cpu"])
-    compile: bool = False               # add a torch.compile row (compile time reported apart)
+    compile: bool = False               # add a torch.compile row (compile time reported apart): peers torch-compile
     peers: bool | str | list[str] = False  # runtimes a user could pick instead: True for all, or names of PEER_LABELS
     profile: bool = True                # ORT profiling run for the binding overhead
     timeout_s: float = 900.0
@@ -51,6 +51,8 @@ class BenchOptions:
         self.repeats = V.count("--repeats", self.repeats, 1, V.MAX_REPEATS)
         self.timeout_s = V.number("timeout_s", self.timeout_s, 1.0, 86_400.0)
         self.peers = peer_names(self.peers)
+        if self.compile and "torch-compile" not in self.peers:  # --compile: the torch.compile peer
+            self.peers = [*self.peers, "torch-compile"]
 
 
 @dataclass
@@ -177,10 +179,6 @@ def bench(request, spec: InputSpec, onnx_path: str | Path, opts: BenchOptions) -
                 # Cold start: a process that only imports, loads and runs once, timed from outside too.
                 cold = _spawn(base | extra | {"cold_only": True}, work, opts.timeout_s)
                 report.cold_runs.append(cold | {"label": job_label, "repeat": repeat})
-        if opts.compile and not opts.peers:
-            result = _spawn(base | {"backend": "torch-compile", "device": "cpu"}, work, opts.timeout_s)
-            report.runs.append(result | {"label": "torch.compile", "repeat": 0})
-            report.compile_s = result["cold"]["first_inference_s"]
         if opts.profile:
             prof = _spawn(base | {"backend": "onnxruntime", "profile": True, "profile_dir": str(work),
                                   "iters": opts.iters or 50}, work, opts.timeout_s)["profile"]
