@@ -1,4 +1,6 @@
-"""The README's cough and ECG examples at the seeds' sizes, end to end (slow: ResNet18 at 224x224, ResNet34-1d)."""
+"""The README's cough and ECG examples at the seeds' sizes, end to end (slow: ResNet18 at 224x224, ResNet34-1d),
+and the seeds' apps migrated: each example's client.py sends its file to a real `torch2ort serve` and gets
+what `Bundle.predict` gives for the same file."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.families import run_cli
+from fixtures.server import running
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 pytestmark = pytest.mark.slow
@@ -28,6 +31,10 @@ def test_cough_example_from_wav(tmp_path, capsys):
     assert run_cli("predict", str(tmp_path / "out" / "bundle"), "--input", f"audio=@{c / 'cough.wav'}") == 0
     outputs = json.loads(capsys.readouterr().out)["outputs"]
     assert len(outputs["bag_probability"]) == 1 and len(outputs["segment_probabilities"][0]) == 2
+    answer = _client(c / "client.py", tmp_path / "out" / "bundle", c / "cough.wav")
+    assert abs(answer["bag_probability"] - outputs["bag_probability"][0]) < 1e-6
+    assert len(answer["segment_probabilities"]) == 2  # [1, segments], flat in OIP JSON
+    assert max(abs(a - b) for a, b in zip(answer["segment_probabilities"], outputs["segment_probabilities"][0])) < 1e-6
 
 
 def test_ecg_example_from_wfdb(tmp_path, capsys):
@@ -43,3 +50,19 @@ def test_ecg_example_from_wfdb(tmp_path, capsys):
     labels = json.loads(capsys.readouterr().out)["outputs"]["labels"]
     known = set((e / "labels.txt").read_text().split())
     assert len(labels) == 1 and set(labels[0]) <= known
+    answer = _client(e / "client.py", tmp_path / "out" / "bundle", e / "record.hea")
+    assert answer["labels"] == labels[0] and set(answer["probabilities"]) == known
+
+
+def _client(script: Path, bundle: Path, file: Path) -> dict:
+    """Serve ``bundle`` and run the example's client against it, as its docstring says, in a fresh process."""
+    import subprocess
+    import sys
+
+    from torch2ort.runtime import Bundle
+
+    with running([bundle]) as (url, _):
+        proc = subprocess.run([sys.executable, str(script), url, Bundle.load(bundle).name, str(file)],
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)

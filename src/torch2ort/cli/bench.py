@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
     g.add_argument("--seconds", type=float, default=2.0, help="time per batch size (default 2)")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
     p.add_argument("--repeats", type=int, default=3, help="A/B pairs, each in fresh processes (default 3)")
-    p.add_argument("--compile", action="store_true", help="add a torch.compile row: the torch-compile peer of --peers (compile time reported apart)")
+    p.add_argument("--compile", action="store_true",
+                   help="add a torch.compile row: the torch-compile peer of --peers (compile time reported apart)")
     p.add_argument("--peers", nargs="?", const="all", metavar="all|torch-compile,openvino",
                    help="add the runtimes you could use instead, each in its own processes on the same threads: "
                         "torch.compile (inductor) and OpenVINO reading the same ONNX (when installed: pip install "
