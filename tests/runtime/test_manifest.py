@@ -56,6 +56,7 @@ def _doc(steps: list, kind: str = "preprocess") -> dict:
     ({"op": "threshold", "output": "y", "thresholds": {"AF": "high"}}, "thresholds.AF: 'high' is not of type"),
     ({"op": "softmax", "output": ""}, "output: '' is too short"),
     ({"op": "resize", "size": [224, 0]}, "size[1]: 0 is less than the minimum of 1"),
+    ({"op": "detections", "threshold": float("nan")}, "threshold: nan is not a number within the allowed range"),
     ({"op": "resize", "size": [1, 2, 3]}, "size: [1, 2, 3] is too long (at most 2 items)"),
     ({"op": "resize", "size": 8, "filter": "sinc"}, "filter: 'sinc' is not one of bilinear, bicubic"),
     ({"op": "normalize", "mean": [0.5, 0.5], "std": [0.5, 0]}, "std[1] must be a non-zero number"),

@@ -101,7 +101,8 @@ def predict_feed(bundle, inputs: Iterable[str] = (), texts: Iterable[str] = ()):
                 raws.append(read_stdin())
                 continue
             if not Path(value[1:]).is_file():
-                raise PredictInputError(f"--input {item!r}: no such file {value[1:]}")
+                what = "not a regular file" if Path(value[1:]).exists() else "no such file"
+                raise PredictInputError(f"--input {item!r}: {what}: {value[1:]}")
             raws.append(value[1:])
         else:
             arrays[name] = load_npy(value, f"--input {name}={value}")

@@ -12,6 +12,7 @@ jsonschema's wording (``'five' is not of type 'integer'``), so the message names
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -178,6 +179,8 @@ def _wrong_type(value: Any, hint: Any) -> Mismatch:
 
 def _bound(value: Any, mark: Any) -> None:
     if isinstance(mark, Range):
+        if isinstance(value, float) and math.isnan(value):  # every comparison with NaN is False: refuse it here
+            raise Mismatch("nan is not a number within the allowed range")
         if mark.lo is not None and value < mark.lo:
             raise Mismatch(f"{value} is less than the minimum of {mark.lo}")
         if mark.above is not None and value <= mark.above:
