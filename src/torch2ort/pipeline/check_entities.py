@@ -49,21 +49,22 @@ def bundle_entities(bundle_dir: str | Path, texts: list[str], strategies=STRATEG
     return answer["entities"], answer["torch_imported"]
 
 
-def pipeline_entities(model_dir: str | Path, model, texts: list[str], strategy: str, stride: int = 0,
-                      max_length: int | None = None) -> list[list[dict]]:
-    """transformers' ``pipeline("token-classification")`` on the loaded model and the folder's tokenizer,
-    truncating (or windowing) at the bundle's ``max_length``, as the pipeline does at ``model_max_length``."""
+def pipeline_entities(model_dir: str | Path, model, texts: list[str], strategies, stride: int = 0,
+                      max_length: int | None = None) -> dict[str, list[list[dict]]]:
+    """{strategy: entities per text} from transformers' ``pipeline("token-classification")`` on the loaded
+    model and the folder's tokenizer (loaded once), truncating (or windowing) at the bundle's
+    ``max_length``, as the pipeline does at ``model_max_length``."""
     import warnings
 
     import transformers
 
     extra = {"model_max_length": max_length} if max_length else {}
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, **extra)
-    pipe = transformers.pipeline("token-classification", model=model, tokenizer=tokenizer,
-                                 aggregation_strategy=strategy, device="cpu")
+    pipe = transformers.pipeline("token-classification", model=model, tokenizer=tokenizer, device="cpu")
+    windows = {"stride": stride} if stride else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Tokenizer does not support real words": the pipeline's own
-        return [list(pipe(t, **({"stride": stride} if stride else {}))) for t in texts]
+        return {s: [list(pipe(t, aggregation_strategy=s, **windows)) for t in texts] for s in strategies}
 
 
 def check_entities(state: MigrationState) -> tuple[dict[str, OutputCheck], bool]:
@@ -75,8 +76,9 @@ def check_entities(state: MigrationState) -> tuple[dict[str, OutputCheck], bool]
     tol = SCORE_TOL_OPTIMISED if state.final != state.onnx else SCORE_TOL
     model = state.loaded.module.model.eval()
     checks = {}
+    refs = pipeline_entities(hints.model_dir, model, texts, strategies, stride, hints.max_length)
     for strategy in strategies:
-        ref = pipeline_entities(hints.model_dir, model, texts, strategy, stride, hints.max_length)
+        ref = refs[strategy]
         a = compare_entities(got[strategy], ref, texts, tol)
         checks[f"entities[{strategy}]"] = OutputCheck(
             metric="entities", value=a.share, passed=a.agree == a.texts and a.texts > 0,

@@ -186,12 +186,12 @@ class Bundle:
         tokenize ``stride`` (a text's windows are several rows), only per-text results are kept.
         """
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        # with a stride a text is several rows (its windows): a mini-batch is then run whole
+        windowed = bool(self.manifest.get("preprocess", [{}])[0].get("stride"))
         parts: list[tuple[list[int], dict[str, Any], dict[str, np.ndarray]]] = []
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             tokenised = self.preprocess([texts[i] for i in chunk])
-            # with a stride a text is several rows (its windows): a mini-batch is then run whole
-            windowed = bool(self.manifest.get("preprocess", [{}])[0].get("stride"))
             for picked, feed in split_by_tokens(tokenised, None if windowed else max_tokens):
                 if windowed:
                     picked = np.arange(len(chunk))
