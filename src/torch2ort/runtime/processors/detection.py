@@ -14,6 +14,7 @@ from typing import Annotated
 import numpy as np
 
 from torch2ort.errors import BundleError
+from torch2ort.runtime.processors.postprocess import _softmax
 from torch2ort.runtime.typecheck import Name, Range
 
 
@@ -34,8 +35,7 @@ def detections(ctx, output: Name = "logits", boxes: Name = "pred_boxes",
     if len(labels) != logits.shape[-1] - 1:
         raise BundleError(f"detections needs one label per class (the last logit is 'no object'): {len(labels)} "
                           f"labels for {logits.shape[-1] - 1} classes")
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    prob = (e / e.sum(axis=-1, keepdims=True))[..., :-1]
+    prob = _softmax(logits, -1)[..., :-1]
     scores, best = prob.max(axis=-1), prob.argmax(axis=-1)
     cx, cy, w, h = np.moveaxis(rel, -1, 0)
     height, width = (np.array([float(v[i]) for v in sizes], dtype=np.float32)[:, None] for i in (0, 1))

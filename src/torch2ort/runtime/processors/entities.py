@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError
+from torch2ort.runtime.processors.postprocess import _softmax
 from torch2ort.runtime.processors.text import _prefix, _tokenizer, windows, windows_per_text
 from torch2ort.runtime.typecheck import Name, Range
 
@@ -64,7 +65,7 @@ def entities(ctx, output: Name = "logits", aggregation_strategy: Strategy = "sim
         if len(tokens) != len(positions):
             raise BundleError(f"entities: the tokenizer gives {len(tokens)} tokens where the feed has "
                               f"{len(positions)}; the feed was not made by this bundle's tokenizer")
-        scores = _softmax(row[positions])
+        scores = _softmax(row[positions], -1)
         pre = [_pre_entity(vocab, texts[owner], enc, k, i, scores[i])
                for i, k in enumerate(tokens) if not enc.special_tokens_mask[k]]
         found[owner] += [e for e in _aggregate(pre, aggregation_strategy, labels, vocab)
@@ -111,11 +112,6 @@ class _Vocab:
 
             return decoders.WordPiece(prefix=self.subword_prefix).decode(tokens)
         return " ".join(tokens)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _pre_entity(vocab: _Vocab, text: str, enc, k: int, index: int, scores: np.ndarray) -> dict:
