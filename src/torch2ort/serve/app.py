@@ -27,7 +27,7 @@ from torch2ort.serve.auth import BearerAuth
 from torch2ort.serve.host import ModelHost
 from torch2ort.serve.metrics import Metrics
 from torch2ort.serve.routes import error, routers
-from torch2ort.serve.state import INTAKE, ServerState
+from torch2ort.serve.state import HELD_BACK, INTAKE, ServerState
 
 log = logging.getLogger("torch2ort.serve")
 
@@ -47,6 +47,8 @@ class Guard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await _send_error(send, 413, self._message())
         seen, deadline, done = 0, None, False
+        # time the server itself kept the body waiting (for a reading slot) does not count against the client
+        scope.setdefault("state", {})[HELD_BACK] = held_back = [0.0]
 
         async def guarded():
             nonlocal seen, deadline, done
@@ -55,7 +57,7 @@ class Guard:
             loop = asyncio.get_running_loop()
             deadline = deadline or loop.time() + self.read_timeout_s
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+                message = await asyncio.wait_for(receive(), max(deadline + held_back[0] - loop.time(), 0.001))
             except TimeoutError:
                 raise ProtocolError(f"the request body did not arrive within {self.read_timeout_s:g} s "
                                     "(--read-timeout-s)", 408) from None

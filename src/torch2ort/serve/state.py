@@ -17,6 +17,9 @@ PARSERS = 2  # of those, parsing (JSON, BYTES, tokenizing) or encoding at once: 
 PROCESS_JSON = 4 * 2**20  # JSON of this many bytes or more is parsed in a parser process, not a thread
 
 
+HELD_BACK = "torch2ort_body_held_back_s"  # scope state: seconds the server kept a body waiting for a reading slot
+
+
 @dataclass
 class ServerState:
     """The served models, the metrics, the token, and the bounded pools every request goes through.
@@ -95,4 +98,4 @@ class ServerState:
             self.parse_procs.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["EXTENSIONS", "INTAKE", "PARSERS", "ServerState"]
+__all__ = ["EXTENSIONS", "HELD_BACK", "INTAKE", "PARSERS", "ServerState"]

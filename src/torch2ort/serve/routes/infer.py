@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -22,7 +23,7 @@ from torch2ort.serve import openapi as oa
 from torch2ort.serve.host import ModelHost
 from torch2ort.serve.protocol import HEADER, encode_response, parse_request
 from torch2ort.serve.routes import State
-from torch2ort.serve.state import ServerState
+from torch2ort.serve.state import HELD_BACK, ServerState
 
 log = logging.getLogger("torch2ort.serve")
 INLINE_ENCODE = 64 * 1024  # outputs up to this many bytes are encoded on the event loop
@@ -72,6 +73,15 @@ async def _parse(s: ServerState, host: ModelHost, body: bytearray, header: str |
     return await loop.run_in_executor(s.parse_pool, host.compute.prepare, body, header)
 
 
+async def _acquire(s: ServerState, request: Request) -> None:
+    """A reading slot; the wait is the server's, so the body's read deadline (``app.Guard``) moves by it."""
+    start = time.monotonic()
+    await s.reading.acquire()
+    held_back = request.scope.get("state", {}).get(HELD_BACK)
+    if held_back is not None:
+        held_back[0] += time.monotonic() - start
+
+
 async def _read_body(s: ServerState, request: Request) -> bytearray:
     """The whole body, returned holding one of the server's reading slots (the caller releases it).
 
@@ -93,7 +103,7 @@ async def _read_body(s: ServerState, request: Request) -> bytearray:
                 raise ProtocolError(f"the request body stalled for {STALL_S:g} s", 408) from None
             body += chunk
             if not held and len(body) > SMALL_BODY:
-                await s.reading.acquire()
+                await _acquire(s, request)
                 held = True
         if not held:
             await s.reading.acquire()
