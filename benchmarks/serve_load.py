@@ -83,8 +83,9 @@ def load(port: int, clients: int, seconds: float) -> dict:
             "error_kinds": sorted(set(errors))[:5]}
 
 
-def serve(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "torch2ort", "serve", str(bundle), "--port", str(port),
+def serve(bundle: Path | list[Path], port: int, extra: list[str]) -> subprocess.Popen:
+    bundles = [str(b) for b in (bundle if isinstance(bundle, list) else [bundle])]
+    proc = subprocess.Popen([sys.executable, "-m", "torch2ort", "serve", *bundles, "--port", str(port),
                              "--log-level", "warning", "--queue", "256", *extra])
     deadline = time.time() + 60
     while time.time() < deadline:

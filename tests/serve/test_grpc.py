@@ -13,10 +13,12 @@ from tritonclient.utils import InferenceServerException
 
 from fixtures.families import FAMILIES
 from fixtures.server import free_port, running
+from serve.test_http import call, tensor
 from serve.test_prometheus import scrape, value
 from torch2ort.inputs import synthetic_feed
 from torch2ort.runtime import Bundle
 from torch2ort.serve import Limits
+from torch2ort.serve.metrics import Breakdown
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +135,33 @@ def test_the_cli_serves_grpc_with_a_token_and_stops_cleanly(bundles, tmp_path):
     finally:
         t.stop()
     assert t.proc.returncode == 0, t.log.read_text()[-2000:]
+
+
+def test_the_stages_account_for_a_request_and_bound_what_another_language_could_save(both, client):
+    """The serving path's stages (read, decode, encode) plus queue, compute and postprocess sum to no more
+    than the request's total, per protocol, and the breakdown says what a Go or C++ server could save."""
+    url = both[0]
+    x = np.random.default_rng(1).random((1, 3, 32, 32), dtype=np.float32)
+    before = call(url, "/metrics")[2].decode()
+    for _ in range(5):
+        assert call(url, "/v2/models/mobilenet/infer", {"inputs": [tensor("image", x)]})[0] == 200
+    middle = call(url, "/metrics")[2].decode()
+    inp = tg.InferInput("image", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    for _ in range(3):
+        client.infer("mobilenet", [inp])
+    after = call(url, "/metrics")[2].decode()
+
+    rest = Breakdown.between(before, middle, "mobilenet", "http")
+    over_grpc = Breakdown.between(middle, after, "mobilenet", "grpc")
+    assert (rest.requests, over_grpc.requests) == (5, 3)
+    for b in (rest, over_grpc):
+        parts = (b.decode, b.queue, b.compute, b.postprocess, b.encode)
+        assert all(p > 0 for p in parts) and b.compute > 0
+        assert b.other >= 0, b  # the stages never claim more than the request took
+        assert 0 < b.serving < b.total
+        line = b.go_would_save()
+        assert f"at most {b.serving:.3f} ms per request" in line and f"{b.compute:.3f} ms" in line
+    assert rest.read > 0 and over_grpc.read == 0  # a gRPC message is read before its model is known
+    with pytest.raises(ValueError, match="no grpc requests"):
+        Breakdown.between(after, after, "mobilenet", "grpc")

@@ -120,13 +120,15 @@ class Servicer:
                     try:
                         raw, request_id = bool(request.raw_input_contents), request.id
                         reading = False  # s.decode releases the slot, once the decoding has finished
-                        feed, wanted = await self.s.decode(
-                            loop.run_in_executor(self.s.parse_pool, _prepare, host.compute, request),
-                            host.compute.caps.decode_timeout_s)
+                        with self.s.metrics.timed(host.name, "grpc", "decode"):
+                            feed, wanted = await self.s.decode(
+                                loop.run_in_executor(self.s.parse_pool, _prepare, host.compute, request),
+                                host.compute.caps.decode_timeout_s)
                         del request
                         outputs = await host.scheduler.infer(feed)
-                        return await loop.run_in_executor(self.s.parse_pool, _encode, host, raw, request_id,
-                                                          {k: outputs[k] for k in wanted})
+                        with self.s.metrics.timed(host.name, "grpc", "encode"):
+                            return await loop.run_in_executor(self.s.parse_pool, _encode, host, raw, request_id,
+                                                              {k: outputs[k] for k in wanted})
                     finally:
                         host.scheduler.release()
             finally:

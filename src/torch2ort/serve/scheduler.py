@@ -103,6 +103,14 @@ class Scheduler:
                 for t in queued_at:
                     m.queue.observe(start - t)
 
+    def _timed_postprocess(self, feed: Arrays, raw: Arrays) -> Arrays:
+        start = time.perf_counter()
+        try:
+            return self._postprocess(feed, raw)
+        finally:
+            if self.metrics is not None:
+                self.metrics.postprocess.observe(time.perf_counter() - start)
+
     async def _batch_loop(self) -> None:
         assert self._queue is not None
         held: list[_Job] = []                 # jobs that did not match the batch being formed
@@ -157,7 +165,7 @@ class Scheduler:
             part = {k: (v[start:start + j.rows] if v.ndim and v.shape[0] == total else v) for k, v in raw.items()}
             start += j.rows
             try:
-                result = await loop.run_in_executor(self.executor, self._postprocess, j.feed, part)
+                result = await loop.run_in_executor(self.executor, self._timed_postprocess, j.feed, part)
             except Exception as exc:
                 _fail(j, exc)
                 continue

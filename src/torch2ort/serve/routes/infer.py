@@ -43,19 +43,23 @@ async def infer(s: State, name: str, request: Request, version: str | None = Non
 async def _infer(s: ServerState, host: ModelHost, request: Request) -> Response:
     scheduler = host.scheduler
     scheduler.admit()  # a queue slot first (or 503): nothing is read or parsed for a request we cannot take
+    timed = s.metrics.timed
     try:
-        body = await _read_body(s, request)  # returns holding a reading slot
-        req, feed, wanted = await s.decode(_parse(s, host, body, request.headers.get(HEADER)),
-                                           host.compute.caps.decode_timeout_s)
+        with timed(host.name, "http", "read"):
+            body = await _read_body(s, request)  # returns holding a reading slot
+        with timed(host.name, "http", "decode"):
+            req, feed, wanted = await s.decode(_parse(s, host, body, request.headers.get(HEADER)),
+                                               host.compute.caps.decode_timeout_s)
         del body
         outputs = await scheduler.infer(feed)
         chosen = {k: outputs[k] for k in wanted}
-        if sum(v.nbytes for v in chosen.values()) <= INLINE_ENCODE:  # microseconds: not worth a thread hop
-            content, headers = encode_response(host.name, host.version, chosen, req)
-        else:
-            loop = asyncio.get_running_loop()
-            content, headers = await loop.run_in_executor(s.parse_pool, encode_response, host.name, host.version,
-                                                          chosen, req)
+        with timed(host.name, "http", "encode"):
+            if sum(v.nbytes for v in chosen.values()) <= INLINE_ENCODE:  # microseconds: not worth a thread hop
+                content, headers = encode_response(host.name, host.version, chosen, req)
+            else:
+                loop = asyncio.get_running_loop()
+                content, headers = await loop.run_in_executor(s.parse_pool, encode_response, host.name,
+                                                              host.version, chosen, req)
     except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log loudly
         log.debug("client disconnected while sending a request to %s", host.name)
         return Response(status_code=400)
