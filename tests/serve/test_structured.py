@@ -172,3 +172,57 @@ def test_non_finite_thresholds_are_refused_over_grpc(served):
         with pytest.raises(InferenceServerException) as info:
             tg.InferenceServerClient(grpc_url).infer("boxes", [tensor], parameters={"threshold": value})
         assert "INVALID_ARGUMENT" in str(info.value.status()) and "threshold" in info.value.message()
+
+
+@pytest.mark.browser
+def test_the_page_renders_spans_boxes_and_a_colour_mask_as_predict_answers(served, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from serve.test_ui import _attrs, _chromium, _upload
+    from torch2ort.runtime.masks import colour_mask
+
+    url, _, bundles = served
+    for i, image in enumerate(IMAGES[:2] * 2):  # the same two images under new names: a file input
+        (tmp_path / f"image{i}.png").write_bytes(image)  # fires no change event for the same files again
+    with sync_playwright() as pw:
+        ctx, page = _chromium(pw, tmp_path / "profile")
+        errors: list[str] = []
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.goto(f"http://{url}/")
+        page.wait_for_function("() => t2oServe.ready === true")
+
+        page.select_option("#model", "ner")
+        page.wait_for_function("() => t2oServe.meta && t2oServe.meta.name === 'ner'")
+        page.fill("#text", "\n".join(TEXTS[:2]))
+        page.click("#send-text")
+        page.wait_for_function("() => t2oServe.answers > 0 || t2oServe.error")
+        for row, text in enumerate(TEXTS[:2]):
+            want = bundles["ner"].predict(text)["entities"][0]
+            got = _attrs(page, f'[data-row="{row}"] .entities mark', "label", "score", "start", "end")
+            assert [(g[0], float(g[1]), int(g[2]), int(g[3])) for g in got] == [
+                (e["entity_group"], e["score"], e["start"], e["end"]) for e in want] and want
+
+        images = [tmp_path / "image0.png", tmp_path / "image1.png"]
+        _upload(page, "boxes", images)
+        page.wait_for_function("() => document.querySelectorAll('canvas.detections[data-drawn]').length === 2")
+        want = bundles["boxes"].predict([p.read_bytes() for p in images])["detections"]
+        for row in range(2):
+            got = _attrs(page, f'[data-row="{row}"] .detection', "label", "score", "box")
+            assert [(g[0], float(g[1]), json.loads(g[2])) for g in got] == [
+                (d["label"], d["score"], d["box"]) for d in want[row]] and want[row]
+
+        images = [tmp_path / "image2.png", tmp_path / "image3.png"]
+        _upload(page, "regions", images)
+        maps = bundles["regions"].predict([p.read_bytes() for p in images])["segmentation"]
+        for row, m in enumerate(maps):
+            rgba = page.eval_on_selector(f'[data-row="{row}"] canvas.mask', """c => Array.from(
+                c.getContext('2d').getImageData(0, 0, c.width, c.height).data)""")
+            size = page.eval_on_selector(f'[data-row="{row}"] canvas.mask', "c => [c.height, c.width]")
+            pixels = np.array(rgba, np.uint8).reshape(*size, 4)[:m.shape[0], :m.shape[1]]
+            np.testing.assert_array_equal(pixels[..., :3], colour_mask(m))
+            assert (pixels[..., 3] == 255).all()
+        legend = _attrs(page, '[data-row="0"] .legend span', "label")
+        assert [g[0] for g in legend] == [bundles["regions"].labels[i] for i in np.unique(maps[0])]
+        page.screenshot(path=str(tmp_path / "tasks.png"))  # an artefact in pytest's tmp dir, not git
+        assert not errors, errors
+        ctx.close()

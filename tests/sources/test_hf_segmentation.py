@@ -31,6 +31,8 @@ def test_the_check_holds_the_map_to_the_processor(migrated_seg):
     check = ev["check"]["outputs"]["segmentation"]
     assert check["passed"] and check["value"] >= 0.999 and check["metric"] == "pixels", check
     assert not ev["check"]["torch_imported"]
+    assert ev["check"]["mask"].startswith("data:image/png;base64,")  # the report shows the map as a colour mask
+    assert ev["check"]["mask"] in (out / "report.html").read_text() and (out / "plots" / "mask.svg").is_file()
 
 
 def test_every_sample_image_matches_at_its_own_size(migrated_seg):

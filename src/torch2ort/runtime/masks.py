@@ -76,6 +76,47 @@ def mask_png(label_map: Any, image: Any = None, alpha: float = 0.5) -> bytes:
     return buf.getvalue()
 
 
+def mask_data_uri(label_map: Any, max_side: int = 192) -> str:
+    """The colour mask, shrunk (nearest label) to at most ``max_side`` pixels a side, as a ``data:`` PNG URI:
+    small enough for the report to carry it inline."""
+    labels = np.asarray(label_map)
+    step = max(1, -(-max(labels.shape[:2]) // max_side))
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(mask_png(labels[::step, ::step])).decode()
+
+
+def write_masks(maps: Any, folder: str | Path, names: list[str], images: list[Any] | None = None) -> list[Path]:
+    """Write each map's colour mask as ``FOLDER/NAME.mask.png`` and, given its image, the mask over it as
+    ``NAME.overlay.png``; only into ``folder`` (made if missing), never over an existing file.
+
+    ``maps``: ``Bundle.predict(...)["segmentation"]`` (one [H, W] map per image, or [N, H, W])."""
+    from torch2ort.errors import OutputExistsError, UsageError
+
+    maps = list(maps)
+    if len(names) != len(maps) or (images is not None and len(images) != len(maps)):
+        raise UsageError(f"{len(maps)} segmentation maps for {len(names)} names")
+    folder = Path(folder)
+    plan = []
+    for i, name in enumerate(names):
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise UsageError(f"{name!r} is not a plain file name for a mask")
+        image = images[i] if images is not None else None
+        plan += [(folder / f"{name}.mask.png", maps[i], None)]
+        plan += [(folder / f"{name}.overlay.png", maps[i], image)] if image is not None else []
+    taken = [str(path) for path, _, _ in plan if path.exists() or path.is_symlink()]
+    if taken:
+        raise OutputExistsError(f"{', '.join(taken)} already exists; remove it or pick another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, label_map, image in plan:
+            with open(path, "xb") as f:  # x: never through a file or link that appeared meanwhile
+                f.write(mask_png(label_map, image))
+    except OSError as exc:
+        raise UsageError(f"cannot write the masks into {folder}: {exc.strerror or exc}") from None
+    return [path for path, _, _ in plan]
+
+
 def _rgb(image: Any) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
@@ -88,4 +129,4 @@ def _rgb(image: Any) -> np.ndarray:
         raise PredictInputError(f"cannot read the image to blend the mask over: {exc}") from None
 
 
-__all__ = ["COLOURS", "colour_mask", "mask_png", "palette"]
+__all__ = ["COLOURS", "colour_mask", "mask_png", "mask_data_uri", "palette", "write_masks"]
