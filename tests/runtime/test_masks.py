@@ -111,7 +111,8 @@ def test_predict_mask_dir_writes_the_mask_and_the_overlay(regions, tmp_path, cap
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 44, 3), dtype=np.uint8)).save(image)
     assert run_cli("predict", regions, "--input", f"pixel_values=@{image}", "--mask-dir", tmp_path / "out") == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["masks"] == [str(tmp_path / "out" / "photo.png.mask.png"), str(tmp_path / "out" / "photo.png.overlay.png")]
+    out = tmp_path / "out"
+    assert doc["masks"] == [str(out / "photo.png.mask.png"), str(out / "photo.png.overlay.png")]
     want = Bundle.load(regions).predict(str(image))["segmentation"][0]
     np.testing.assert_array_equal(_png((tmp_path / "out" / "photo.png.mask.png").read_bytes()), colour_mask(want))
     assert _png((tmp_path / "out" / "photo.png.overlay.png").read_bytes()).shape == (30, 44, 3)
