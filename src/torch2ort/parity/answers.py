@@ -47,6 +47,8 @@ class Answer:
     boxes: str | None = None      # detections: the box output
     mask: str | None = None       # entities: the attention mask input
     threshold: float = 0.5        # detections: the step's score threshold
+    sigmoid: bool = False         # detections: a sigmoid per class and the top k pairs (Conditional DETR)
+    top_k: int = 100
 
 
 def answers_of(postprocess: list[dict] | None) -> dict[str, Answer]:
@@ -60,7 +62,8 @@ def answers_of(postprocess: list[dict] | None) -> dict[str, Answer]:
         out[name] = Answer(name, METRIC_OF_STEP[op], step.get("output", "logits"),
                            boxes=step.get("boxes", "pred_boxes") if op == "detections" else None,
                            mask=step.get("mask", "attention_mask") if op == "entities" else None,
-                           threshold=float(step.get("threshold", 0.5)))
+                           threshold=float(step.get("threshold", 0.5)),
+                           sigmoid=step.get("activation") == "sigmoid", top_k=int(step.get("top_k", 100)))
     return out
 
 
@@ -92,14 +95,21 @@ def _close(groups: set, current: list | None) -> None:
         groups.add(tuple(current))
 
 
-def detections(logits: np.ndarray, boxes: np.ndarray, threshold: float) -> list[list[tuple[int, np.ndarray]]]:
+def detections(logits: np.ndarray, boxes: np.ndarray, threshold: float, sigmoid: bool = False,
+               top_k: int = 100) -> list[list[tuple[int, np.ndarray]]]:
     """Per image, the kept (label index, corners relative to the image) as the ``detections`` step keeps them."""
     x = np.asarray(logits, np.float64)
+    cx, cy, w, h = np.moveaxis(np.asarray(boxes, np.float64), -1, 0)
+    corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+    if sigmoid:  # the top k (query, class) pairs of each image
+        with np.errstate(over="ignore"):
+            prob = (1 / (1 + np.exp(-x))).reshape(x.shape[0], -1)
+        order = np.argsort(-prob, axis=1, kind="stable")[:, :min(top_k, prob.shape[1])]
+        return [[(int(i % x.shape[-1]), c[i // x.shape[-1]]) for i in o if p[i] > threshold]
+                for p, o, c in zip(prob, order, corners)]
     e = np.exp(x - x.max(-1, keepdims=True))
     prob = (e / e.sum(-1, keepdims=True))[..., :-1]
     scores, best = prob.max(-1), prob.argmax(-1)
-    cx, cy, w, h = np.moveaxis(np.asarray(boxes, np.float64), -1, 0)
-    corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
     return [[(int(b[q]), c[q]) for q in np.flatnonzero(s > threshold)] for s, b, c in zip(scores, best, corners)]
 
 
@@ -131,8 +141,8 @@ def agreement(answer: Answer, ref: dict[str, np.ndarray], got: dict[str, np.ndar
         a, b = np.asarray(ref[answer.output]).argmax(1), np.asarray(got[answer.output]).argmax(1)
         return int((a == b).sum()), int(a.size)
     if answer.metric == "boxes":
-        pairs = zip(detections(ref[answer.output], ref[answer.boxes], answer.threshold),
-                    detections(got[answer.output], got[answer.boxes], answer.threshold))
+        pairs = zip(detections(ref[answer.output], ref[answer.boxes], answer.threshold, answer.sigmoid, answer.top_k),
+                    detections(got[answer.output], got[answer.boxes], answer.threshold, answer.sigmoid, answer.top_k))
         counts = [box_agreement(r, g) for r, g in pairs]
         return sum(c[0] for c in counts), sum(c[1] for c in counts)
     names = list(labels or [])
