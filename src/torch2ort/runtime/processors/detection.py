@@ -4,9 +4,9 @@
 Per query: softmax over the classes, the last class ("no object") dropped, the best of the rest and
 its score; kept when the score is above ``threshold``. With ``activation="sigmoid"`` (Conditional
 DETR's rule): a sigmoid per class, no no-object class, and the ``top_k`` best (query, class) pairs of
-the image, best first, each kept when above ``threshold`` (a query may appear under two classes). Boxes come as (centre x, centre y, width,
-height) relative to the image and leave as corners scaled by the original width and height, then
-truncated to whole pixels as the pipeline's ``box.int()`` does.
+the image, best first, each kept when above ``threshold`` (a query may appear under two classes).
+Boxes come as (centre x, centre y, width, height) relative to the image and leave as corners scaled
+by the original width and height, then truncated to whole pixels as the pipeline's ``box.int()`` does.
 """
 
 from __future__ import annotations
