@@ -110,3 +110,17 @@ def test_batch_writes_each_map_at_its_own_images_size(migrated_seg, tmp_path):
     for row in rows:
         want = bundle.predict(str(images / row["source"]))["segmentation"][0]
         np.testing.assert_array_equal(np.array(row["segmentation"]), want)
+
+
+def test_migrate_optimize_judges_the_variant_on_its_pixels(migrated_seg, tmp_path):
+    """`migrate --optimize` with a task gate: the variants, the confirmation and the re-read written file
+    are all judged on the segmentation map (pixels), not on the raw logits."""
+    path, _ = migrated_seg
+    out = tmp_path / "opt"
+    assert run_cli("migrate", f"hf:{path}", "--no-bench", "--optimize", "graph", "--accept", "pixels>=0.99",
+                   "-o", out) == 0
+    ev = json.loads((out / "evidence.json").read_text())
+    assert list(ev["optimize"]["gates"]) == ["segmentation"] and ev["optimize"]["chosen"] == "graph"
+    check = ev["verify_optimized"]["gate"]["checks"][0]
+    assert (check["output"], check["metric"], check["value"]) == ("segmentation", "pixels", 1.0)
+    assert check["passed"] and check["n"] >= 11 * 16 * 16 and check["bound"] > 0.99
