@@ -159,3 +159,20 @@ def test_peers_line_says_what_was_faster_from_measured_ratios_only():
     assert "batch 1: unstable (0.90× [0.70–1.30]: spread)" in line
     again = type(ev).from_dict(ev.to_dict())
     assert summary_lines(again) == summary_lines(ev)
+
+
+def test_a_segmentation_check_shows_its_colour_mask_inline():
+    import numpy as np
+
+    from torch2ort.runtime.masks import mask_data_uri
+
+    ev = typed_evidence()
+    assert ev.check is not None and not any(b[0] == "figure" and b[1] == "mask" for b in build(ev))
+    ev.check.mask = mask_data_uri(np.array([[0, 1], [2, 3]]))
+    blocks = build(ev)
+    figure = next(b for b in blocks if b[0] == "figure" and b[1] == "mask")
+    assert ev.check.mask in figure[2] and ev.check.mask in to_html(blocks, "t")
+    figures = {b[1]: f"plots/{b[1]}.svg" for b in blocks if b[0] == "figure"}
+    assert "![mask](plots/mask.svg)" in to_markdown(blocks, figures)
+    ev.check.mask = "javascript:alert(1)"  # only a PNG data URI becomes an image
+    assert not any(b[0] == "figure" and b[1] == "mask" for b in build(ev))

@@ -104,3 +104,64 @@ def test_batch_writes_boxes_as_nested_records(migrated_det, tmp_path):
     for row in rows:
         want = bundle.predict(str(images / row["source"]))["detections"][0]
         assert [(d["label"], d["box"]) for d in row["detections"]] == [(d["label"], d["box"]) for d in want]
+
+
+@pytest.fixture(scope="module")
+def migrated_cdetr(tmp_path_factory):
+    from fixtures.detection import conditional_detr_dir
+
+    root = tmp_path_factory.mktemp("cdetr")
+    path = conditional_detr_dir(root / "cdetr")
+    out = root / "out"
+    assert run_cli("migrate", f"hf:{path}", "--no-bench", "-o", out) == 0
+    return path, out
+
+
+@pytest.mark.slow
+def test_conditional_detr_detections_equal_the_pipeline(migrated_cdetr):
+    """A second family: Conditional DETR's sigmoid per class and top-100 (query, class) pairs, not DETR's
+    softmax with a no-object class; the same check as DETR's on every sample image at 0.5 and 0."""
+    from torch2ort.pipeline.check_detection import judge_detections, pipeline_detections
+    from torch2ort.runtime import Bundle
+
+    path, out = migrated_cdetr
+    ev = json.loads((out / "evidence.json").read_text())
+    assert ev["model"]["task"] == "object-detection" and not ev["check"]["torch_imported"]
+    assert ev["check"]["outputs"]["detections"]["passed"]
+    bundle = Bundle.load(out / "bundle")
+    assert bundle.manifest["postprocess"][0] | {"threshold": 0} == {
+        "op": "detections", "output": "logits", "boxes": "pred_boxes", "threshold": 0, "activation": "sigmoid",
+        "top_k": 100}
+    model = transformers.AutoModelForObjectDetection.from_pretrained(str(path)).eval()
+    kept = 0
+    for image in sorted((out / "samples" / "raw").iterdir()):
+        for threshold in (0.5, 0.0):
+            got = bundle.predict(str(image), threshold=threshold)["detections"][0]
+            verdict = judge_detections(got, pipeline_detections(path, model, str(image), threshold), 1e-4)
+            assert verdict.passed, (image.name, threshold, verdict.reason)
+            kept += len(got) if threshold else 0
+        assert len(got) == 12 * len(CLASSES)  # threshold 0: every (query, class) pair, 48 < top_k
+    assert kept
+
+
+@pytest.mark.slow
+def test_the_migrated_bundle_serves_its_detections(migrated_det):
+    """The real DETR bundle behind `torch2ort serve`: each sample image in its own request (DETR's input
+    follows the image's size), answered as Bundle.predict answers it (one JSON document per image)."""
+    import base64
+
+    from fixtures.server import running
+    from serve.test_http import call
+    from torch2ort.runtime import Bundle
+
+    _, out = migrated_det
+    bundle = Bundle.load(out / "bundle")
+    with running([out / "bundle"]) as (url, hosts):
+        for image in sorted((out / "samples" / "raw").iterdir())[:2]:
+            body = {"inputs": [{"name": "image_file", "datatype": "BYTES", "shape": [1],
+                                "data": [base64.b64encode(image.read_bytes()).decode()]}],
+                    "parameters": {"threshold": 0.0}, "outputs": [{"name": "detections"}]}
+            status, _, raw = call(url, f"/v2/models/{next(iter(hosts))}/infer", body)
+            assert status == 200, raw
+            want = bundle.predict(str(image), threshold=0.0)["detections"]
+            assert [json.loads(d) for d in json.loads(raw)["outputs"][0]["data"]] == want and len(want[0]) == 12

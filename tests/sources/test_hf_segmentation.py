@@ -31,6 +31,8 @@ def test_the_check_holds_the_map_to_the_processor(migrated_seg):
     check = ev["check"]["outputs"]["segmentation"]
     assert check["passed"] and check["value"] >= 0.999 and check["metric"] == "pixels", check
     assert not ev["check"]["torch_imported"]
+    assert ev["check"]["mask"].startswith("data:image/png;base64,")  # the report shows the map as a colour mask
+    assert ev["check"]["mask"] in (out / "report.html").read_text() and (out / "plots" / "mask.svg").is_file()
 
 
 def test_every_sample_image_matches_at_its_own_size(migrated_seg):
@@ -108,3 +110,17 @@ def test_batch_writes_each_map_at_its_own_images_size(migrated_seg, tmp_path):
     for row in rows:
         want = bundle.predict(str(images / row["source"]))["segmentation"][0]
         np.testing.assert_array_equal(np.array(row["segmentation"]), want)
+
+
+def test_migrate_optimize_judges_the_variant_on_its_pixels(migrated_seg, tmp_path):
+    """`migrate --optimize` with a task gate: the variants, the confirmation and the re-read written file
+    are all judged on the segmentation map (pixels), not on the raw logits."""
+    path, _ = migrated_seg
+    out = tmp_path / "opt"
+    assert run_cli("migrate", f"hf:{path}", "--no-bench", "--optimize", "graph", "--accept", "pixels>=0.99",
+                   "-o", out) == 0
+    ev = json.loads((out / "evidence.json").read_text())
+    assert list(ev["optimize"]["gates"]) == ["segmentation"] and ev["optimize"]["chosen"] == "graph"
+    check = ev["verify_optimized"]["gate"]["checks"][0]
+    assert (check["output"], check["metric"], check["value"]) == ("segmentation", "pixels", 1.0)
+    assert check["passed"] and check["n"] >= 11 * 16 * 16 and check["bound"] > 0.99

@@ -100,8 +100,12 @@ class ShardWorker:
             except Exception as exc:
                 if len(ks) > 1:  # isolate the row that fails
                     for k in ks:
-                        self._run(rows, [{n: a[ks.index(k):ks.index(k) + 1] for n, a in feed.items()}], [[k]],
-                                  texts, metas)
+                        one = (self._preprocess_one(texts[k]) if self.windowed else
+                               {n: a[ks.index(k):ks.index(k) + 1] for n, a in feed.items()})
+                        if one is None:
+                            rows[k]["error"] = describe(exc)
+                            continue
+                        self._run(rows, [one], [[k]], texts, metas)
                     continue
                 rows[ks[0]]["error"] = describe(exc)
                 continue
@@ -109,11 +113,24 @@ class ShardWorker:
                 rows[k].update({name: col[j] for name, col in results.items()})
         return rows
 
+    @property
+    def windowed(self) -> bool:
+        """A tokenize ``stride``: a long text is several feed rows (its windows), so rows are not texts."""
+        return self.text and bool(self.bundle.manifest.get("preprocess", [{}])[0].get("stride"))
+
+    def _preprocess_one(self, text: str) -> dict | None:
+        try:
+            return self.bundle.preprocess([text])
+        except Torch2OrtError:
+            return None
+
     # --- results as columns ------------------------------------------------------------------------
     def _results(self, feed: dict, raw: dict[str, np.ndarray], texts: list[str] | None = None,
                  metas: list[dict] | None = None) -> dict[str, list]:
         """Per-row Python values for every written result (see the module docstring)."""
         n = next(iter(feed.values())).shape[0]
+        if texts is not None and self.windowed:  # a text's windows are several rows: per-text results only
+            return self._per_text(feed, raw, texts)
         if metas and any(metas) and n > 1:  # an image's size is its own: post-process row by row
             rows = [self._results({k: v[j:j + 1] for k, v in feed.items()}, {k: v[j:j + 1] for k, v in raw.items()},
                                   None, [metas[j]]) for j in range(n)]
@@ -135,6 +152,12 @@ class ShardWorker:
                 else:
                     cols[name] = list(value)
         return cols
+
+    def _per_text(self, feed: dict, raw: dict[str, np.ndarray], texts: list[str]) -> dict[str, list]:
+        """The results with one entry per text (entities merged over a text's windows), as columns."""
+        post = self.bundle.postprocess(feed, raw, texts)
+        return {name: list(value) for name, value in post.items()
+                if name not in raw and isinstance(value, list) and len(value) == len(texts)}
 
     def _schema(self):
         """The Arrow schema, from one warm-up prediction, so every shard (and error rows) agree."""

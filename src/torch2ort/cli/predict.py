@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="a postprocess option by its transformers pipeline name, e.g. aggregation_strategy=first "
                         "for a token-classification bundle (VALUE is read as JSON when it parses, else as text)")
+    p.add_argument("--mask-dir", metavar="DIR",
+                   help="segmentation bundles: write each image's colour mask (DIR/NAME.mask.png, PASCAL VOC palette) "
+                        "and, for an image file, the mask over the image (DIR/NAME.overlay.png); only into DIR, "
+                        "never over an existing file")
     p.add_argument("--providers", help="e.g. cuda,cpu (default: $TORCH2ORT_PROVIDERS or cpu)")
     p.add_argument("--threads", type=int, help="intra-op threads, 1 to 4x the logical cores (default: physical cores)")
     p.add_argument("--max-image-pixels", type=int, metavar="N",
@@ -56,10 +60,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: provider fallback: {note}", file=sys.stderr)
     if bundle.generates:
         return _generate(bundle, args)
-    result = bundle.predict(predict_feed(bundle, args.input, args.text), raw=args.raw, **_options(args.option))
-    print(json.dumps({"model": bundle.name, "providers": bundle.providers, "outputs": _jsonable(dict(result))},
-                     indent=2))
+    maps = _segmentation_output(bundle) if args.mask_dir else None
+    feed = predict_feed(bundle, args.input, args.text)
+    result = bundle.predict(feed, raw=args.raw, **_options(args.option))
+    doc = {"model": bundle.name, "providers": bundle.providers, "outputs": _jsonable(dict(result))}
+    if maps:
+        doc["masks"] = [str(p) for p in _write_masks(result, maps, feed, args)]
+    print(json.dumps(doc, indent=2))
     return 0
+
+
+def _segmentation_output(bundle) -> str:
+    from torch2ort.errors import UsageError
+
+    names = [s.get("name", "segmentation") for s in bundle.manifest.get("postprocess", []) if s["op"] == "segment"]
+    if not names:
+        raise UsageError(f"--mask-dir: {bundle.name} has no segmentation output (no 'segment' postprocess step)")
+    return names[0]
+
+
+def _write_masks(result, output: str, feed, args: argparse.Namespace) -> list:
+    from pathlib import Path
+
+    from torch2ort.errors import UsageError
+    from torch2ort.runtime.masks import write_masks
+
+    if args.raw:
+        raise UsageError("--mask-dir needs the postprocess: drop --raw")
+    maps = list(result[output])
+    if isinstance(feed, str):  # one image file: its name, and the overlay on it
+        return write_masks(maps, args.mask_dir, [Path(feed).name], [feed])
+    if isinstance(feed, bytes):  # from standard input
+        return write_masks(maps, args.mask_dir, ["stdin"], [feed])
+    return write_masks(maps, args.mask_dir, [f"map{i}" for i in range(len(maps))])  # arrays: the model's own size
 
 
 def _options(pairs: list[str]) -> dict:

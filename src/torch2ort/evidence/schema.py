@@ -189,6 +189,7 @@ class CheckInfo(Record):
     files: list[str] = field(default_factory=list)              # raw files predicted from, when given
     preprocess_module: str | None = None                        # "fused": one graph with the model
     steps: list[StepDrift] = field(default_factory=list)        # per-step drift of the raw-file pipeline
+    mask: str | None = None                                     # segmentation: the bundle's colour mask (data: PNG)
 
 
 @dataclass

@@ -33,6 +33,7 @@ from torch2ort.optimization.passes.int8_static import Int8Static
 from torch2ort.optimization.passes.subpixel import SubPixel
 from torch2ort.optimization.passes.transformer import TransformerFusion, looks_like_transformer
 from torch2ort.parity import metrics
+from torch2ort.parity.answers import answer_comparisons, answers_of
 from torch2ort.parity.compare import RunResults, compare, run
 from torch2ort.parity.gates import Gate, GateVerdict, parse_gate, resolve_gates, roles_from_postprocess
 from torch2ort.parity.judge import judge
@@ -227,7 +228,9 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
         raise UsageError(f"PyTorch itself failed on verification case {failed.case}: {failed.error}")
     references = {name: [r.outputs[name] for r in results.records] for name in results.records[0].outputs}
     roles = roles_from_postprocess(postprocess)
-    gates = resolve_gates(gates_in, references, roles)
+    answers = answers_of(postprocess)  # NER, detection, segmentation: judged on the answer (parity.answers)
+    gates = resolve_gates(gates_in, references, roles, answers)
+    task = _TaskAnswers(answers, getattr(getattr(loaded, "hints", None), "labels", None))
     thresholds = {name: LOGIT_DECISION_THRESHOLD for name, role in roles.items() if role == "sigmoid"}
     extra = _cases_to_resolve(spec, gates, references, gate_cases, cases, seed)
     if extra:
@@ -243,7 +246,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
     with tempfile.TemporaryDirectory(prefix="torch2ort-opt-") as tmp:
         ctx = PassContext(Path(tmp), calibration, providers)
         variants = [Variant(BASELINE, [], str(onnx_path), model_bytes(onnx_path) / 2**20)]
-        _judge(variants[0], results, cases, gates, providers, thresholds, judged)
+        _judge(variants[0], results, cases, gates, providers, thresholds, judged, task)
         log(f"{BASELINE}: {'pass' if variants[0].passed else 'FAIL'} ({variants[0].summary})")
         built: dict[tuple, tuple[Path, list, list]] = {}
         for round_chains in (primary, fallback):
@@ -256,7 +259,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
                 variant.float_layers = chain[-1].float_layers if _ladder_step(chain) else 0
                 variants.append(variant)
                 if variant.error is None:
-                    _judge(variant, results, cases, gates, providers, thresholds, judged)
+                    _judge(variant, results, cases, gates, providers, thresholds, judged, task)
                 status = "error" if variant.error else ("pass" if variant.passed else "FAIL")
                 log(f"{variant.name}: {status} ({variant.error or variant.summary}, {variant.build_s:.1f} s)")
         bench = None
@@ -276,7 +279,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
         result = OptimizeResult(variants, gates, len(cases), calib_text, gate_cases, confirm_info,
                                 [] if fresh else confirm, bench=bench)
         _choose(result, auto, bench is not None)
-        _confirm(result, auto, bench is not None, loaded, spec, confirm, gates, providers, thresholds, log)
+        _confirm(result, auto, bench is not None, loaded, spec, confirm, gates, providers, thresholds, log, task)
         if result.chosen and out is not None:
             _write(result.variant(result.chosen), Path(out), gates)
             result.output = str(out)
@@ -350,7 +353,7 @@ def _cases_to_resolve(spec: InputSpec, gates: dict[str, Gate], references: dict,
     want = 0
     for name, gate in gates.items():
         need = metrics.needed_count(gate.limit) if gate.metric in metrics.AGREEMENT else None
-        if need is None:
+        if need is None or name not in references:  # an answer gate: its units are counted after the run
             continue
         units = [_units(gate.metric, r) for case, r in zip(names, references[name]) if case in gate_cases["cases"]]
         have, per_row = sum(units), max(1, min(units, default=1) // max(1, _example_batch(spec)))
@@ -396,7 +399,8 @@ def _confirm_cases(spec: InputSpec, kept: list, judged: int, seed: int) -> tuple
 
 
 def _confirm(result: OptimizeResult, auto: bool, benched: bool, loaded, spec: InputSpec, cases, gates: dict,
-             providers: list[str], thresholds: dict[str, float], log: Callable[[str], None]) -> None:
+             providers: list[str], thresholds: dict[str, float], log: Callable[[str], None],
+             task: _TaskAnswers | None = None) -> None:
     """Hold the chosen variant to its gates on the fresh cases; one that fails is dropped and the next
     choice confirmed in turn. The fp32 export needs no confirmation: verify proves it."""
     if not cases or not result.chosen or result.chosen == BASELINE:
@@ -406,7 +410,7 @@ def _confirm(result: OptimizeResult, auto: bool, benched: bool, loaded, spec: In
     while result.chosen and result.chosen != BASELINE:
         v = result.variant(result.chosen)
         probe = Variant(v.name, v.passes, v.path)
-        _judge(probe, reference, cases, gates, providers, thresholds, names)
+        _judge(probe, reference, cases, gates, providers, thresholds, names, task)
         v.confirmation, v.confirmed = probe.gate, probe.passed and probe.error is None
         if v.confirmed:
             log(f"{v.name}: confirmed on {len(cases)} fresh cases ({probe.summary})")
@@ -418,8 +422,16 @@ def _confirm(result: OptimizeResult, auto: bool, benched: bool, loaded, spec: In
         result.message = f"{result.message} ({v.name} was chosen first but failed on fresh cases)"
 
 
+@dataclass(frozen=True)
+class _TaskAnswers:
+    """The answers a task gate judges (``parity.answers``) and the class labels that name entity tags."""
+
+    answers: dict
+    labels: list[str] | None = None
+
+
 def _judge(variant: Variant, results: RunResults, cases, gates: dict[str, Gate], providers: list[str],
-           thresholds: dict[str, float], judged: set[str]) -> None:
+           thresholds: dict[str, float], judged: set[str], task: _TaskAnswers | None = None) -> None:
     try:
         got = run([OrtRunner(variant.path, providers, name=variant.name)], cases)
     except RunnerError as exc:
@@ -427,6 +439,9 @@ def _judge(variant: Variant, results: RunResults, cases, gates: dict[str, Gate],
         return
     combined = RunResults([r for r in results.records if r.runner == "torch"] + got.records)
     report = compare(combined, "torch", decision_thresholds=thresholds)
+    if task is not None and task.answers:
+        report.comparisons += answer_comparisons(combined, task.answers, {c.name: c.feed for c in cases},
+                                                 task.labels, variant.name)
     verdict: GateVerdict = judge(report, gates, variant.name, judged)
     variant.gate, variant.passed, variant.summary = verdict.to_dict(), bool(verdict), verdict.summary()
     finite = [c for c in report.comparisons if not math.isnan(c.max_abs)]

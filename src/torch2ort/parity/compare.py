@@ -114,6 +114,7 @@ class OutputComparison:
     decision: float | None = None
     decision_threshold: float | None = None
     psnr: float | None = None
+    agree: int | None = None     # answer gates (parity.answers): units that agree, of ``n_total`` judged
     passed: bool = False
     reason: str = ""
 

@@ -8,6 +8,14 @@ each aggregated over every verification case:
     decision  share of values on the same side of 0.5 as PyTorch        (multi-label sigmoids)
     maxabs    max |variant - PyTorch|                                   (regression, images)
     psnr      min peak signal-to-noise ratio in dB over the cases        (images, e.g. lip-sync frames)
+    entities  share of entity groups both find (NER answers)             (parity.answers)
+    boxes     share of detections matched, same label and IoU >= 0.9     (detection answers)
+    pixels    share of pixels of the same class                          (segmentation answers)
+
+The last three judge what the bundle answers (post-processed), not a raw tensor: they belong to the
+answer a postprocess step makes (``entities``, ``detections``, ``segmentation``), and a gate on them
+without an output name goes to that answer. A model whose postprocess makes such an answer is judged
+on it by default (``entities>=0.95``, ``boxes>=0.95``, ``pixels>=0.99``), not on the raw tensors it reads.
 
 Each is defined once, in ``parity.metrics``; here they are aggregated over cases and held to a limit.
 
@@ -31,7 +39,8 @@ from torch2ort.parity import metrics
 METRICS = metrics.DIRECTIONS
 _GATE = re.compile(r"^(?:(?P<output>[^:]+):)?(?P<metric>[a-z0-9]+)\s*(?P<op>>=|<=)\s*(?P<limit>[-+0-9.eE]+)$")
 LIMITS = {"cosine": (-1.0, 1.0), "top1": (0.0, 1.0), "decision": (0.0, 1.0), "maxabs": (0.0, 1e6),
-          "psnr": (0.0, 1000.0)}  # what each metric can take: a limit outside can never hold, or always does
+          "psnr": (0.0, 1000.0), "entities": (0.0, 1.0), "boxes": (0.0, 1.0),
+          "pixels": (0.0, 1.0)}  # what each metric can take: a limit outside can never hold, or always does
 EMBEDDING_WORDS = ("embed", "pool", "sentence", "feature", "vector", "hidden", "encod")
 
 
@@ -184,12 +193,20 @@ def _fmt(v: float | None) -> str:
 
 
 def resolve_gates(accept: list[Gate], references: dict[str, np.ndarray | list[np.ndarray]],
-                  roles: dict[str, str] | None = None) -> dict[str, Gate]:
+                  roles: dict[str, str] | None = None, answers: dict | None = None) -> dict[str, Gate]:
     """One gate per output: an output-specific --accept, else a global one, else the default.
 
     ``references`` holds each output's PyTorch values on every verification case; a gate whose metric
     cannot judge an output (top-1 on a single score, say) is a usage error that says why.
+    ``answers`` (``parity.answers.answers_of``): the post-processed answers a task gate judges; with
+    them, the raw outputs they read are judged through them (``_answer_gates``).
     """
+    if answers:
+        return _answer_gates(accept, references, roles, answers)
+    for g in accept:
+        if g.metric in metrics.ANSWER:
+            raise UsageError(f"--accept {g.text()}: {g.metric} judges the answer of a bundle whose postprocess "
+                             "makes one (entities, detections, segment); this model has none")
     refs = {k: [v] if isinstance(v, np.ndarray) else list(v) for k, v in references.items()}
     roles = roles or {}
     known = set(refs)
@@ -211,6 +228,35 @@ def resolve_gates(accept: list[Gate], references: dict[str, np.ndarray | list[np
         why_not = not_applicable(gates[name].metric, values)
         if why_not:
             raise UsageError(f"--accept {gates[name].text()}: {why_not} (output {name!r})")
+    return gates
+
+
+def _answer_gates(accept: list[Gate], references: dict, roles: dict[str, str] | None,
+                  answers: dict) -> dict[str, Gate]:
+    """Gates for a model whose postprocess makes answers: each answer gets its metric's gate (``--accept``
+    by name, or a global one of its metric, else ``>=0.99``); the raw outputs an answer reads are judged
+    through it, other raw outputs as usual; a raw-output gate asked for by name still holds too."""
+    from torch2ort.parity.answers import DEFAULT_LIMIT
+
+    read = {n for a in answers.values() for n in (a.output, a.boxes) if n}
+    gates: dict[str, Gate] = {}
+    for name, answer in answers.items():
+        own = [g for g in accept if g.output == name or (g.output is None and g.metric == answer.metric)]
+        wrong = [g for g in own if g.metric != answer.metric]
+        if wrong:
+            raise UsageError(f"--accept {wrong[0].text()}: the answer {name!r} is judged by {answer.metric}, "
+                             f"e.g. {name}:{answer.metric}>=0.99")
+        gates[name] = own[-1].named(name) if own else Gate(
+            answer.metric, DEFAULT_LIMIT[answer.metric], name, f"the {name} the bundle answers, post-processed "
+                                                               "(parity.answers)")
+    for g in accept:
+        if g.metric in metrics.ANSWER and g.output is None and g.metric not in {a.metric for a in answers.values()}:
+            raise UsageError(f"--accept {g.text()}: no answer of this bundle is judged by {g.metric}; "
+                             f"its answers: {', '.join(f'{n} ({a.metric})' for n, a in answers.items())}")
+    raw_accept = [g for g in accept if g.metric not in metrics.ANSWER and g.output not in answers]
+    rest = {k: v for k, v in references.items() if k not in read or any(g.output == k for g in raw_accept)}
+    if rest:
+        gates |= resolve_gates(raw_accept, rest, roles)
     return gates
 
 

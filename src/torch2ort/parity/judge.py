@@ -120,7 +120,8 @@ def _confidence(gate: Gate, value: float, comps: list[OutputComparison]) -> tupl
 
 
 def _unit(metric: str) -> str:
-    return "rows" if metric == "top1" else "decisions"
+    return {"top1": "rows", "entities": "entity groups", "boxes": "detections", "pixels": "pixels"}.get(
+        metric, "decisions")
 
 
 def _more(gate: Gate, value: float, n: int) -> str:
@@ -137,6 +138,9 @@ def aggregate(metric: str, comps: list[OutputComparison]) -> float:
         return max(c.max_abs for c in comps)
     if metric == "psnr":
         return min(c.psnr for c in comps)
+    if metric in metrics.ANSWER:  # counts, not shares: sum what agrees over what was judged
+        judged = sum(c.n_total for c in comps)
+        return sum(c.agree or 0 for c in comps) / judged if judged else math.nan
     field_name = "top1" if metric == "top1" else "decision"
     weights = [(getattr(c, field_name), _rows(c) if metric == "top1" else c.n_total) for c in comps]
     if any(v is None for v, _ in weights):

@@ -35,7 +35,8 @@ import numpy as np
 DECISION_THRESHOLD = 0.5      # on probabilities
 LOGIT_DECISION_THRESHOLD = 0.0  # the same decision on logits: sigmoid(0) = 0.5
 # metric name -> the direction its limit is held in
-DIRECTIONS = {"cosine": ">=", "top1": ">=", "decision": ">=", "maxabs": "<=", "psnr": ">="}
+DIRECTIONS = {"cosine": ">=", "top1": ">=", "decision": ">=", "maxabs": "<=", "psnr": ">=",
+              "entities": ">=", "boxes": ">=", "pixels": ">="}  # the last three judge answers: parity.answers
 
 
 def _f64(a: np.ndarray) -> np.ndarray:
@@ -133,7 +134,8 @@ def psnr(ref: np.ndarray, got: np.ndarray) -> float | None:
 # Agreement metrics are proportions of rows or decisions that agree: a point estimate over a few dozen
 # of them cannot resolve a limit like 0.99 (one flip moves it by more than the margin, issue 24), so a
 # gate on them holds its one-sided 95% lower bound, not the estimate.
-AGREEMENT = ("top1", "decision")
+AGREEMENT = ("top1", "decision", "entities", "boxes", "pixels")
+ANSWER = ("entities", "boxes", "pixels")  # agreement of post-processed answers, counted in parity.answers
 Z_95 = 1.6448536269514722  # one-sided 95%: the normal quantile at 0.95
 
 

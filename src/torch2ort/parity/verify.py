@@ -37,6 +37,7 @@ class VerifyResult:
     seconds: float = 0.0
     runtimes: dict[str, dict] = field(default_factory=dict)  # runner name -> what ran (web: version, threads)
     generation: dict | None = None  # a decoder's greedy-token check (parity/generation.py)
+    feeds: dict[str, dict] = field(default_factory=dict, repr=False)  # case -> feed, for answer gates (not saved)
 
     def to_dict(self) -> dict:
         return {"passed": self.report.passed, "seconds": round(self.seconds, 3), "cases": self.cases,
@@ -164,4 +165,5 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
     report.graph_issues = graph_issues(onnx_path, spec)
     summary = [{"name": c.name, "kind": c.kind, "sizes": c.sizes,
                 "shapes": {k: list(v.shape) for k, v in c.feed.items()}} for c in cases]
-    return VerifyResult(report, results, summary, time.perf_counter() - start, info)
+    return VerifyResult(report, results, summary, time.perf_counter() - start, info,
+                        feeds={c.name: c.feed for c in cases})

@@ -40,6 +40,7 @@ class Check(Stage):
         else:
             results, info = bundle_predict(state.bundle_dir, first_feed(state))
             raw_input = "the first real sample" if state.samples else "a synthetic input"
+        mask = None
         outputs = {name: OutputCheck.from_dict(judge_answer(key, results.get(key), ref, state.check_gate(name, ref),
                                                             how).to_dict())
                    for name, key, ref, how in _pairs(state)}
@@ -51,6 +52,10 @@ class Check(Stage):
             from torch2ort.pipeline.check_segmentation import check_segmentation
 
             outputs["segmentation"] = check_segmentation(state, results.get("segmentation"), state.raw_files[0])
+            if results.get("segmentation") is not None:  # the report shows the bundle's map as a colour mask
+                from torch2ort.runtime.masks import mask_data_uri
+
+                mask = mask_data_uri(results["segmentation"][0])
         if state.texts is not None and state.loaded.hints.task == "token-classification":
             from torch2ort.pipeline.check_entities import check_entities
 
@@ -58,7 +63,7 @@ class Check(Stage):
             outputs |= entities
             info["torch_imported"] = info["torch_imported"] or imported
         state.evidence.check = CheckInfo(input=raw_input, torch_imported=info["torch_imported"],
-                                         results=list(info["results"]), outputs=outputs)
+                                         results=list(info["results"]), outputs=outputs, mask=mask)
         bad = [f"{k}: {v.reason}" for k, v in outputs.items() if not v.passed]
         if info["torch_imported"]:
             bad.append("torch was imported while predicting")

@@ -195,6 +195,13 @@ class VerifyOptimized(Stage):
         res = verify_onnx(state.loaded, state.final, state.spec, n=state.opts.n, samples=state.samples,
                           sweep=state.sweep(), seed=state.opts.seed, extra_cases=state.confirm_cases)
         reference_failed(res, state)
+        from torch2ort.parity.answers import answer_comparisons, answers_of
+
+        answers = {k: a for k, a in answers_of(_postprocess(state.opts.postprocess, state)
+                                               or state.loaded.hints.postprocess).items() if k in state.gates}
+        if answers:  # task gates judge the answer, post-processed from each case's raw outputs
+            res.report.comparisons += answer_comparisons(res.results, answers, res.feeds, state.loaded.hints.labels,
+                                                         "onnxruntime")
         verdict = judge(res.report, state.gates)
         variant = state.evidence.optimize.chosen
         state.evidence.verify_optimized = VerifyOptimizedInfo(

@@ -379,7 +379,16 @@ def _check(ev: Evidence) -> list[Block]:
                   f"`import torch` raises (torch imported: {c.torch_imported}). It returned "
                   f"{', '.join(f'`{r}`' for r in c.results)}."),
             ("table", ["output", "compared with", "max abs", "min cosine", "gated metric", "gate", ""], rows)
-            ] + _raw_steps(c)
+            ] + _mask(c) + _raw_steps(c)
+
+
+def _mask(c) -> list[Block]:
+    """The bundle's segmentation of the checked file as a colour mask (PASCAL VOC palette, docs/hf.md)."""
+    if not c.mask or not c.mask.startswith("data:image/png;base64,"):
+        return []
+    return [("p", "The bundle's segmentation of that file, as a colour mask (PASCAL VOC palette; "
+                  "`torch2ort predict --mask-dir DIR` writes it at full size, over the image too):"),
+            ("figure", "mask", svg.image(c.mask))]
 
 
 def _raw_steps(c) -> list[Block]:

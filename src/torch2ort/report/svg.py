@@ -118,3 +118,21 @@ def speedup_bars(points: list[tuple[str, float, float, float]], title: str) -> s
                  'ONNX Runtime speed-up vs PyTorch (p50 ratio; whiskers: min–max over A/B pairs)</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def image(data_uri: str, title: str = "segmentation colour mask") -> str:
+    """A PNG ``data:`` URI as a standalone SVG at the PNG's own size (its IHDR), so Markdown links it as a
+    file and the HTML report inlines it, fetching nothing."""
+    import base64
+    import binascii
+
+    try:
+        head = base64.b64decode(data_uri.split(",", 1)[1][:64])
+    except (binascii.Error, ValueError, IndexError):
+        head = b""
+    ok = head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24
+    width, height = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) if ok else (1, 1)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img"><title>{escape(title)}</title>'
+            f'<image width="{width}" height="{height}" href="{escape(data_uri)}" style="image-rendering:pixelated"/>'
+            "</svg>")

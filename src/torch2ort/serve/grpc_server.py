@@ -185,7 +185,17 @@ def _prepare(compute: Compute, request) -> tuple[dict[str, np.ndarray], list[str
             except UnicodeDecodeError:
                 raise ProtocolError(f"input {name!r}: BYTES elements must be UTF-8 text") from None
         inputs[name] = _from_json(name, datatype, shape, count, values, caps)
-    return compute.validate(inputs), compute.select([o.name for o in request.outputs] or None)
+    feed = compute.validate(inputs, _parameters(request))
+    return feed, compute.select([o.name for o in request.outputs] or None, feed)
+
+
+def _parameters(request) -> dict:
+    """The request's parameters as plain values (the call options are among them: ``compute.call_options``)."""
+    out = {}
+    for key, param in request.parameters.items():
+        choice = param.WhichOneof("parameter_choice")
+        out[key] = None if choice is None else getattr(param, choice)
+    return out
 
 
 def _encode(host: ModelHost, raw: bool, request_id: str, outputs: dict[str, np.ndarray]):

@@ -23,7 +23,7 @@ class ModelHost:
         self.bundle = bundle
         self.compute = Compute(bundle, limits.caps)
         self.info = ModelInfo.of(bundle, self.compute.warm_up(), self.compute.text, limits.max_batch, version,
-                                 self.compute.file_metadata())
+                                 self.compute.file_metadata(), self.compute.output_metadata())
         self.scheduler = Scheduler(bundle.name, limits, self.compute.run, self.compute.postprocess,
                                    self.info.batching)
 

@@ -35,6 +35,14 @@ def display(bundle: Bundle, outputs: dict[str, np.ndarray]) -> dict:
     segment_dims = {t["shape"][1] for t in bundle.inputs if len(t["shape"]) > 1 and isinstance(t["shape"][1], str)}
     hints["segments"] = [o["name"] for o in bundle.outputs
                          if len(o["shape"]) == 2 and o["shape"][1] in segment_dims and o["name"] in outputs]
+    for step in bundle.manifest.get("postprocess", []):  # structured answers: spans, boxes, a colour mask
+        name = step.get("name", {"segment": "segmentation"}.get(step["op"], step["op"]))
+        if step["op"] in ("entities", "detections") and name in outputs:
+            hints[step["op"]] = {"output": name}
+        if step["op"] == "segment" and name in outputs:
+            from torch2ort.runtime.masks import palette
+
+            hints["mask"] = {"output": name, "palette": palette().tolist(), "padding": -1}
     return hints
 
 
@@ -54,11 +62,13 @@ class ModelInfo:
 
     @classmethod
     def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
-           version: str = "1", file_input: dict | None = None) -> ModelInfo:
+           version: str = "1", file_input: dict | None = None,
+           output_meta: dict[str, dict] | None = None) -> ModelInfo:
         """From the bundle's manifest and the outputs one warm-up run returned (post-processed ones included).
 
         ``file_input``: the BYTES input that takes encoded files, listed after the model's own tensors
-        (a request sends one or the other)."""
+        (a request sends one or the other); ``output_meta``: per output, what to say beyond the warm-up's
+        shape (structured outputs: ``Compute.output_metadata``)."""
         if text:
             inputs = [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}]
         else:
@@ -68,6 +78,7 @@ class ModelInfo:
         metas = [{"name": name, "datatype": oip_datatype(arr.dtype),
                   "shape": _dims(declared[name]["shape"]) if name in declared else [-1, *arr.shape[1:]]}
                  for name, arr in outputs.items()]
+        metas = [m | (output_meta or {}).get(m["name"], {}) for m in metas]
         label = batch_label(bundle)
         return cls(bundle.name, version, inputs, metas, label, max_batch > 1 and label is not None,
                    display(bundle, outputs))

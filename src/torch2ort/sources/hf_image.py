@@ -45,7 +45,8 @@ def load_processor(path: Path):
 # with the longer one capped, and pads a batch to its largest image, which a single image never needs).
 KNOWN = {"ConvNextImageProcessorPil": "convnext", "MobileNetV2ImageProcessorPil": "standard",
          "MobileNetV1ImageProcessorPil": "standard", "EfficientNetImageProcessorPil": "efficientnet",
-         "SegformerImageProcessorPil": "standard", "DetrImageProcessorPil": "detr"}
+         "SegformerImageProcessorPil": "standard", "DetrImageProcessorPil": "detr",
+         "ConditionalDetrImageProcessorPil": "detr"}  # DETR's resize, rescale, normalize and pad, copied
 BASE_METHODS = ("_preprocess", "resize", "center_crop", "rescale", "normalize", "process_image")
 
 

@@ -44,6 +44,8 @@ def load(source: str, path: Path, task: str, auto: bool, from_pretrained) -> Loa
     outputs = ["logits"]
     if task == "object-detection":  # DETR-style set prediction: classes (+ no object) and boxes per query
         post = [{"op": "detections", "output": "logits", "boxes": "pred_boxes", "threshold": 0.5}]
+        if model.config.model_type in SIGMOID_DETECTORS:  # independent class scores, the 100 best (query, class)
+            post[0] |= {"activation": "sigmoid", "top_k": 100}
         outputs.append("pred_boxes")
         notes.append("boxes in the original image's pixels with scores and labels above a threshold, as "
                      "post_process_object_detection and pipeline(\"object-detection\") give them")
@@ -62,6 +64,11 @@ def load(source: str, path: Path, task: str, auto: bool, from_pretrained) -> Loa
     notes = [f"loaded {path} with transformers {auto_cls} (task {task}" + (", auto-detected)" if auto else ")"),
              *notes, f"input {name} [{dims}] float32; labels from id2label ({len(labels)})"]
     return LoadedModel(wrapper()(model, name, outputs), source, "hf", notes, hints)
+
+
+# detectors whose post_process_object_detection takes a sigmoid per class and the top k (query, class) pairs,
+# not DETR's softmax with a no-object class
+SIGMOID_DETECTORS = ("conditional_detr",)
 
 
 def _labels(config) -> list[str]:

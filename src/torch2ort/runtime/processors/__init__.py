@@ -209,7 +209,7 @@ def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
 
         if not value:
             raise PredictInputError("an empty list of inputs: give at least one file")
-        per_item = steps[:-1] if steps[-1]["op"] == "add_batch" else steps
+        per_item = _without_batch_axis(steps)
         items, sizes = [], []
         for i, item in enumerate(value):
             ctx.meta = {}
@@ -221,6 +221,17 @@ def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
         ctx.meta = {"image_sizes": sizes} if any(sizes) else {}  # per item, for boxes and maps in its pixels
         return stack_items(items)
     return _run(steps, from_memory(value), ctx)
+
+
+def _without_batch_axis(steps: list[dict]) -> list[dict]:
+    """The steps for one item of a list: without the final ``add_batch`` (stacking adds the batch axis),
+    also when only ``to_input`` follows it (transformers image folders end ``add_batch, to_input``)."""
+    ops = [s["op"] for s in steps]
+    if "add_batch" in ops:
+        at = len(ops) - 1 - ops[::-1].index("add_batch")
+        if all(op == "to_input" for op in ops[at + 1:]):
+            return steps[:at] + steps[at + 1:]
+    return steps
 
 
 def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
