@@ -80,9 +80,9 @@ def load(source: str, path: Path, auto: bool, from_pretrained) -> LoadedModel:
     post = [{"op": "zero_shot", "output": "logits_per_image", "name": "zero_shot"}]
     hints = ModelHints(task=TASK, model_dir=str(path), tokenizer=str(tok), preprocess=steps, postprocess=post,
                        media="image", options={"candidate_labels": list(SAMPLE_LABELS)},
-                       sweep={"batch": [1, 2], "labels": [1, 3, 8], "sequence": [4, 9, length]})
+                       sweep={"batch": [1, 2], "labels": [2, 3, 8], "sequence": [4, 9, length]})
     vocab = int(text.vocab_size)
-    # input ids from 2: the text tower pools at the first end-of-text token, which a synthetic row may hold anywhere
+    # at least 2 labels in every case: top-1 over one label means nothing (and the zero-shot gate refuses it)
     hints.spec = InputSpec.from_cli([f"pixel_values:batch=2,3,{out[0]},{out[1]}:float32",
                                      f"input_ids:labels=3,sequence=9:int64:0..{vocab - 1}",
                                      "attention_mask:labels=3,sequence=9:int64:1..1"], OUTPUTS)
