@@ -18,12 +18,18 @@ feeding the other an empty batch (0 rows). Run it under the bench lock and recor
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _report import update_section  # noqa: E402
 
 CONFIGS = {  # (vision, text, projection): the test fixture's size, and ViT-B/32-shaped CLIP
     "tiny": (dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
@@ -115,21 +121,31 @@ def measure(files: dict[str, list[Path]], size: int, vocab: int, scale: float) -
 
 
 def main() -> None:
-    import os
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", nargs="+", default=["tiny"], choices=list(CONFIGS))
+    ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md as it is")
     args = ap.parse_args()
+    lines = []
     for name in args.config:
         model, size, vocab = build(name)
         with tempfile.TemporaryDirectory(prefix="clip-towers-") as tmp:
             files = export(model, size, vocab, Path(tmp))
+            load = os.getloadavg()[0]
             rows = measure(files, size, vocab, float(model.logit_scale.detach().exp()))
-        print(f"## {name} (load average {os.getloadavg()[0]:.2f})")
+        load = max(load, os.getloadavg()[0])
         keys = list(rows["one"])
-        print("| layout | " + " | ".join(keys) + " |")
-        for layout, row in rows.items():
-            print(f"| {layout} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
+        lines += [f"**{name}** (load average up to {load:.1f} while timing"
+                  + (": unstable, indicative only" if load > 3 else "") + "; times are medians in ms)", "",
+                  "| layout | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 1)]
+        lines += [f"| {layout} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |" for layout, row in rows.items()]
+        lines.append("")
+    body = "\n".join(["`python benchmarks/clip_towers.py --config " + " ".join(args.config) + "`: CLIP's towers as "
+                      "one ONNX graph with two entry points (what the zero-shot bundle ships) or as two graphs. "
+                      "The one-graph layout embeds one side by giving the other tower an empty batch.", "",
+                      *lines])
+    print(body)
+    if not args.no_write:
+        update_section(ROOT / "BENCHMARKS.md", "clip-towers", "CLIP: one graph or two (zero-shot bundles)", body)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def test_a_planted_fault_fails_the_zero_shot_check(migrated_clip, reference, tmp
 def test_predict_cli_takes_the_labels_and_refuses_bad_ones_in_one_line(migrated_clip, capsys):
     _, out, images = migrated_clip
     bundle = out / "bundle"
-    assert run_cli("predict", bundle, "--input", f"pixel_values=@{images[0]}", "--option", "candidate_labels=cat, dog,tree",
+    image = f"pixel_values=@{images[0]}"
+    assert run_cli("predict", bundle, "--input", image, "--option", "candidate_labels=cat, dog,tree",
                    "--option", f"hypothesis_template={TEMPLATE}") == 0
     answer = json.loads(capsys.readouterr().out)["outputs"]["zero_shot"]
     assert len(answer) == 1 and sorted(r["label"] for r in answer[0]) == ["cat", "dog", "tree"]
@@ -128,8 +129,8 @@ def test_predict_cli_takes_the_labels_and_refuses_bad_ones_in_one_line(migrated_
            "hypothesis_template=no label here": "one {}", "hypothesis_template={0.__class__}": "one {}",
            "threshold=0.5": "takes no option 'threshold'"}
     for option, message in bad.items():
-        assert run_cli("predict", bundle, "--input", f"pixel_values=@{images[0]}", "--option", option) == 2, option
+        assert run_cli("predict", bundle, "--input", image, "--option", option) == 2, option
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (option, err)
-    assert run_cli("predict", bundle, "--input", f"pixel_values=@{images[0]}") == 2
+    assert run_cli("predict", bundle, "--input", image) == 2
     assert "needs candidate_labels" in capsys.readouterr().err
