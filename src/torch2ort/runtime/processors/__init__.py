@@ -226,8 +226,6 @@ def run_preprocess(steps: list[dict], value: Any, ctx: Context, options: dict[st
         at = max((i for i, s in enumerate(per_item) if s["op"] == "add_batch"), default=None)
         if at is not None and all(s["op"] == "to_input" for s in per_item[at + 1:]):
             per_item = per_item[:at] + per_item[at + 1:]  # stacking makes the batch axis
-        elif per_item and per_item[-1]["op"] == "add_batch":
-            per_item = per_item[:-1]
         items, sizes = [], []
         for i, item in enumerate(value):
             ctx.meta = {}
