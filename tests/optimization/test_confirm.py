@@ -126,3 +126,21 @@ def test_image_samples_split_half_choose_and_calibrate_half_confirm(exported, tm
     assert [s.tobytes() for s in Recorder.seen] == [images[i].tobytes() for i in (0, 2, 4)]
     assert "3 sample feeds" in result.calibration and "3 more kept back" in result.calibration
     assert result.variants[1].confirmed is True
+
+
+def test_kept_samples_too_few_to_show_the_gate_are_topped_up_with_fresh_cases(exported, tmp_path):
+    """Three kept-back images of one row each cannot lift top1's 95% bound to 0.9 (25 rows needed): without
+    fresh synthetic cases beside them, every variant, however exact, failed its confirmation."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for i in range(6):
+        np.savez(folder / f"s{i}.npz", image=rng.random((1, 3, 32, 32), dtype=np.float32))
+    result = planner.optimize(load_family("mobilenet"), None, exported("mobilenet"), FAM.spec, passes=["graph"],
+                              accept=["top1>=0.9"], samples=folder, n=2)  # synthetic cases help choose
+    cases = result.confirm_cases["cases"]
+    assert cases[:3] == ["sample-s1", "sample-s3", "sample-s5"] and cases[3].startswith("confirm-")
+    assert "too few rows" in result.confirm_cases["why"]
+    v = result.variant("graph")
+    assert v.confirmed is True and result.chosen == "graph", (result.message, v.passed, v.summary)
+    assert v.confirmation["checks"][0]["n"] >= 25 and v.confirmation["checks"][0]["bound"] >= 0.9

@@ -129,3 +129,18 @@ def test_a_gate_that_nan_or_inf_could_satisfy_is_refused(text):
 def test_gates_built_in_python_are_checked_too(limit):
     with pytest.raises(UsageError):
         Gate("cosine", limit)
+
+
+def test_zero_shot_logits_get_top1_over_the_candidate_labels():
+    """A zero_shot postprocess declares its logits: top-1 zero-shot agreement, though the label axis changes
+    length between cases and the name says logits (which alone would give a decision gate)."""
+    from torch2ort.parity.gates import roles_from_postprocess
+
+    refs = [np.random.default_rng(i).normal(size=(2, n)).astype(np.float32) * 5 for i, n in enumerate((2, 3, 8))]
+    roles = roles_from_postprocess([{"op": "zero_shot", "output": "logits_per_image", "name": "zero_shot"}])
+    assert roles == {"logits_per_image": "zero_shot"}
+    assert default_gate("logits_per_image", refs).metric == "decision"
+    gate = resolve_gates([], {"logits_per_image": refs}, roles)["logits_per_image"]
+    assert (gate.metric, gate.limit) == ("top1", 0.99) and "zero-shot" in gate.why
+    with pytest.raises(UsageError, match="top1 needs class scores"):  # one candidate label: no top-1 to agree on
+        resolve_gates([], {"logits_per_image": [*refs, refs[0][:, :1]]}, roles)

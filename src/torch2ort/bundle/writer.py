@@ -286,7 +286,7 @@ def _requirements(pre: list[dict], post: list[dict], generates: bool = False) ->
              f"numpy>={numpy.__version__.split('.')[0]}"]
     if ops & {"load_image", "resize", "center_crop"}:
         lines.append("pillow>=10")
-    if "tokenize" in ops or generates:
+    if ops & {"tokenize", "candidate_labels"} or generates:
         lines.append("tokenizers>=0.19")
     if ops & {"load_audio"}:
         lines += ["soundfile>=0.12", "soxr>=0.3"]

@@ -87,18 +87,23 @@ def make_audio(folder: Path) -> list[Path]:
     return paths
 
 
-def media_samples(steps: list[dict], media: str, folder: Path,
-                  assets: dict[str, np.ndarray] | None = None) -> tuple[list[str], str]:
+def media_samples(steps: list[dict], media: str, folder: Path, assets: dict[str, np.ndarray] | None = None,
+                  options: dict | None = None, tokenizer: str | None = None) -> tuple[list[str], str]:
     """(the raw files, a folder of .npz samples made from them by the runtime's preprocess ``steps``,
-    which read the bundle files ``assets`` from ``folder/assets``)."""
+    which read the bundle files ``assets`` from ``folder/assets``; ``options``: call options the steps
+    take, such as a zero-shot bundle's candidate labels, tokenised with ``tokenizer``)."""
     from torch2ort.runtime.processors import Context, run_preprocess
 
     raw = make_images(folder / "raw") if media == "image" else make_audio(folder / "raw")
     (folder / "assets").mkdir(exist_ok=True)
     for name, array in (assets or {}).items():
         np.save(folder / "assets" / name, array)
+    if tokenizer:
+        import shutil
+
+        shutil.copyfile(tokenizer, folder / "assets" / "tokenizer.json")
     ctx = Context(bundle_dir=folder / "assets")
     for path in raw:
-        feed = run_preprocess(steps, str(path), ctx)
+        feed = run_preprocess(steps, str(path), ctx, options)
         np.savez(folder / f"{path.stem}.npz", **feed)
     return [str(p) for p in raw], str(folder)

@@ -243,6 +243,12 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
     judged = set(gate_cases["cases"])
     log(f"gates judged on {len(judged)} of {len(cases)} cases: {gate_cases['why']}")
     confirm, confirm_info = _confirm_cases(spec, fresh, len(judged), seed)
+    top_up = _confirm_top_up(spec, gates, {r.case: r.outputs for r in results.records}, fresh, seed)
+    if top_up:
+        confirm = confirm + top_up
+        confirm_info = {"cases": confirm_info["cases"] + [c.name for c in top_up],
+                        "why": f"{confirm_info['why']}, and {len(top_up)} synthetic cases from fresh seeds: the "
+                               "samples alone hold too few rows or decisions for a 95% bound to reach the gate"}
     with tempfile.TemporaryDirectory(prefix="torch2ort-opt-") as tmp:
         ctx = PassContext(Path(tmp), calibration, providers)
         variants = [Variant(BASELINE, [], str(onnx_path), model_bytes(onnx_path) / 2**20)]
@@ -277,7 +283,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
         _mark_pareto(variants, gates)
         # kept-back real samples are among any later verification's cases already; fresh ones are not
         result = OptimizeResult(variants, gates, len(cases), calib_text, gate_cases, confirm_info,
-                                [] if fresh else confirm, bench=bench)
+                                top_up if fresh else confirm, bench=bench)
         _choose(result, auto, bench is not None)
         _confirm(result, auto, bench is not None, loaded, spec, confirm, gates, providers, thresholds, log, task)
         if result.chosen and out is not None:
@@ -396,6 +402,25 @@ def _confirm_cases(spec: InputSpec, kept: list, judged: int, seed: int) -> tuple
     fresh = _fresh_cases(spec, "fresh", max(8, min(judged, 32)), seed + 7000)
     return fresh, {"cases": [c.name for c in fresh],
                    "why": f"{len(fresh)} synthetic cases from fresh seeds, used neither to choose nor to calibrate"}
+
+
+def _confirm_top_up(spec: InputSpec, gates: dict[str, Gate], outputs: dict[str, dict], kept: list,
+                    seed: int) -> list:
+    """Synthetic cases from fresh seeds to go with the real samples kept back to confirm, where those hold
+    fewer rows or decisions than an agreement gate's 95% bound needs to reach its limit (2 kept images of
+    one row each can never show top1>=0.99, so every variant failed its confirmation); none for text
+    models, whose random ids are not text, nor where nothing was kept back."""
+    if not kept or all(np.issubdtype(t.np_dtype, np.integer) for t in spec.inputs):
+        return []
+    want = 0
+    for name, gate in gates.items():
+        need = metrics.needed_count(gate.limit) if gate.metric in metrics.AGREEMENT else None
+        if need is None:
+            continue
+        units = [_units(gate.metric, outputs[c.name][name]) for c in kept if name in outputs.get(c.name, {})]
+        per_row = max(1, min(units, default=1) // max(1, _example_batch(spec)))
+        want = max(want, math.ceil(max(0, need - sum(units)) / (per_row * RESOLVE_BATCH)))
+    return _fresh_cases(spec, "confirm", min(want, MAX_GATE_CASES), seed + 9000) if want else []
 
 
 def _confirm(result: OptimizeResult, auto: bool, benched: bool, loaded, spec: InputSpec, cases, gates: dict,

@@ -105,12 +105,16 @@ def default_gate(name: str, refs: np.ndarray | list[np.ndarray], role: str | Non
     """The gate for an output, read from its PyTorch values over *every* case (docs/optimize.md).
 
     ``role`` is what the model declares about the output: ``sigmoid`` (independent logits or
-    probabilities) or ``softmax`` (class scores), from a postprocess step on it. A last axis whose
+    probabilities), ``softmax`` (class scores), or ``zero_shot`` (image-to-label logits, whose label
+    axis is as long as the call's candidate list), from a postprocess step on it. A last axis whose
     size changes between cases (segments, tokens) is never a class axis, so it never gets top-1.
     """
     refs = [refs] if isinstance(refs, np.ndarray) else list(refs)
     if not all(np.issubdtype(r.dtype, np.floating) for r in refs):
         return Gate("maxabs", 0.0, name, "integer or bool output: must match exactly")
+    if role == "zero_shot":  # top-1 zero-shot agreement: each image's best candidate label
+        return Gate("top1", 0.99, name, "zero-shot logits: each image's top-1 candidate label, declared by the "
+                                        "zero_shot postprocess")
     rs = [r.astype(np.float64) for r in refs]
     lowered = name.lower()
     ndims = {r.ndim for r in rs}
@@ -261,5 +265,6 @@ def _answer_gates(accept: list[Gate], references: dict, roles: dict[str, str] | 
 
 
 def roles_from_postprocess(steps: list[dict] | None) -> dict[str, str]:
-    """Output name -> ``sigmoid`` or ``softmax``, where a postprocess step declares it."""
-    return {s["output"]: s["op"] for s in steps or [] if s.get("op") in ("sigmoid", "softmax") and s.get("output")}
+    """Output name -> ``sigmoid``, ``softmax`` or ``zero_shot``, where a postprocess step declares it."""
+    roles = {s["output"]: s["op"] for s in steps or [] if s.get("op") in ("sigmoid", "softmax") and s.get("output")}
+    return roles | {s.get("output", "logits_per_image"): "zero_shot" for s in steps or [] if s.get("op") == "zero_shot"}

@@ -3,7 +3,8 @@
 Each answer is judged by ``parity.judge`` (``bundle_gate`` picks the gate, ``judge_answer`` holds
 the answer to it); audio and signal files go through ``check_raw``; a token classifier's entities are
 held to transformers' pipeline by ``check_entities``, a segmentation map to the processor's by
-``check_segmentation``, detections to the object-detection pipeline by ``check_detection``.
+``check_segmentation``, detections to the object-detection pipeline by ``check_detection``, a
+zero-shot bundle's labels and scores to the zero-shot pipeline by ``check_zero_shot``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class Check(Stage):
                 from torch2ort.pipeline.check_raw import check_raw_files
 
                 return check_raw_files(state)
-            results, info = bundle_predict(state.bundle_dir, state.raw_files[0])  # an hf image/audio folder
+            results, info = bundle_predict(state.bundle_dir, state.raw_files[0],  # an hf image/audio folder
+                                           options=state.loaded.hints.options)
             raw_input = f"the raw file {Path(state.raw_files[0]).name}"
         elif state.texts is not None:
             results, info = bundle_predict(state.bundle_dir, state.texts)
@@ -56,6 +58,11 @@ class Check(Stage):
                 from torch2ort.runtime.masks import mask_data_uri
 
                 mask = mask_data_uri(results["segmentation"][0])
+        if state.raw_files and state.loaded.hints.task == "zero-shot-image-classification":
+            from torch2ort.pipeline.check_zero_shot import check_zero_shot
+
+            outputs["zero_shot"], imported = check_zero_shot(state)
+            info["torch_imported"] = info["torch_imported"] or imported
         if state.texts is not None and state.loaded.hints.task == "token-classification":
             from torch2ort.pipeline.check_entities import check_entities
 

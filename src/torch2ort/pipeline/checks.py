@@ -30,13 +30,13 @@ _PREDICT = """
 import json, sys
 import numpy as np
 from torch2ort.runtime import Bundle
-bundle_dir, raw_path, out_path = sys.argv[1:4]
+bundle_dir, raw_path, out_path, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 if raw_path.endswith(".json"):
     raw = json.load(open(raw_path))
 else:
     with np.load(raw_path) as data:
         raw = {k: data[k] for k in data.files}
-out = Bundle.load(bundle_dir).predict(raw)
+out = Bundle.load(bundle_dir).predict(raw, **options)
 arrays = {}
 for k, v in list(out.items()) + [("raw:" + k, v) for k, v in out.raw.items()]:
     if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":  # lists (top-k rows, entities) are not arrays
@@ -48,11 +48,12 @@ print(json.dumps({"torch_imported": "torch" in sys.modules, "results": sorted(ou
 
 
 def bundle_predict(bundle_dir: str | Path, raw: str | list[str] | dict[str, np.ndarray],
-                   timeout_s: float = 300) -> tuple[dict[str, np.ndarray], dict]:
+                   timeout_s: float = 300, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Predict with the bundle in a torch-blocked subprocess; returns (numeric results, info); ``info``
     holds ``torch_imported``, the result names and, under ``structured``, the results that are lists.
 
-    ``raw``: texts, a feed, or one file path (an image or audio file for a media bundle)."""
+    ``raw``: texts, a feed, or one file path (an image or audio file for a media bundle); ``options``: the
+    call options (a zero-shot bundle's candidate labels)."""
     with tempfile.TemporaryDirectory(prefix="torch2ort-check-") as tmp:
         tmp = Path(tmp)
         if isinstance(raw, dict):
@@ -63,7 +64,8 @@ def bundle_predict(bundle_dir: str | Path, raw: str | list[str] | dict[str, np.n
             raw_path.write_text(json.dumps(raw if isinstance(raw, str) else list(raw)))
         out_path = tmp / "out.npz"
         proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + _PREDICT, str(bundle_dir), str(raw_path),
-                               str(out_path)], capture_output=True, text=True, timeout=timeout_s)
+                               str(out_path), json.dumps(options or {})], capture_output=True, text=True,
+                              timeout=timeout_s)
         if proc.returncode != 0 or not out_path.is_file():
             tail = " ".join(proc.stderr.strip().splitlines()[-2:])[:400]
             raise BundleError(f"the bundle failed to predict in a torch-free process: {tail}")

@@ -63,7 +63,8 @@ class Load(Stage):
             from torch2ort.inputs.media import media_samples
 
             state.raw_files, made = media_samples(loaded.hints.preprocess, loaded.hints.media, state.out / "samples",
-                                                  loaded.hints.assets)
+                                                  loaded.hints.assets, loaded.hints.options,
+                                                  loaded.hints.tokenizer)
             state.samples = state.opts.samples or made
         else:
             state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,

@@ -124,14 +124,55 @@ class Bundle:
         for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise PredictInputError(f"{name} must be a whole number >= 1, got {value!r}")
-        check_options(self.manifest.get("postprocess", []), options)
+        pre_options, options = self._split_options(options)
         if self._texts(inputs) and len(inputs) > 1 and (batch_size or max_tokens):
             return self._predict_texts(list(inputs), raw, batch_size or len(inputs), max_tokens, options)
         meta: dict[str, Any] = {}
-        feed = self.preprocess(inputs, meta)
+        feed = self.preprocess(inputs, meta, **pre_options)
         outputs = self.run(feed)
         texts = [inputs] if isinstance(inputs, str) else list(inputs) if self._texts(inputs) else None
         return Prediction(dict(outputs) if raw else self.postprocess(feed, outputs, texts, meta, **options), outputs)
+
+    def _split_options(self, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the options preprocess steps take, the ones postprocess steps take), each checked; an option no
+        step takes is refused by name."""
+        from torch2ort.runtime.processors import step_options
+
+        pre, post = self.manifest.get("preprocess", []), self.manifest.get("postprocess", [])
+        takes_pre, takes_post = step_options(pre, "preprocess"), step_options(post, "postprocess")
+        unknown = [k for k in options if k not in takes_pre and k not in takes_post]
+        if unknown:
+            raise PredictInputError(f"this bundle takes no option {unknown[0]!r}; it takes: "
+                                    f"{', '.join([*takes_pre, *takes_post]) or 'none'}")
+        pre_options = check_options(pre, {k: v for k, v in options.items() if k in takes_pre}, "preprocess")
+        return pre_options, check_options(post, {k: v for k, v in options.items() if k in takes_post})
+
+    # --- embeddings: a two-tower (zero-shot) bundle's image and text towers, one at a time --------------
+    def embed_image(self, images: Any) -> np.ndarray:
+        """L2-normalised image embeddings ``[images, dim]`` of a zero-shot bundle, for retrieval: the image
+        tower alone (the text tower gets an empty batch). ``images``: one raw image or a list of them."""
+        from torch2ort.runtime.processors.zero_shot import tower_feed
+
+        steps = self._tower_steps()
+        feed = self.check_feed(tower_feed(self, run_preprocess(steps[:-1], images, self._context()), "image"))
+        return np.asarray(self.session.run(["image_embeds"], feed)[0])
+
+    def embed_text(self, texts: str | list[str]) -> np.ndarray:
+        """L2-normalised text embeddings ``[texts, dim]`` of a zero-shot bundle: each text as given (no
+        hypothesis template), tokenised as the candidate labels are, through the text tower alone."""
+        from torch2ort.runtime.processors.zero_shot import embed_texts, tower_feed
+
+        step = self._tower_steps()[-1]
+        feed = self.check_feed(tower_feed(self, embed_texts(texts, step, self._context()), "text"))
+        return np.asarray(self.session.run(["text_embeds"], feed)[0])
+
+    def _tower_steps(self) -> list[dict]:
+        steps = self.manifest.get("preprocess", [])
+        outputs = {o["name"] for o in self.outputs}
+        if not steps or steps[-1].get("op") != "candidate_labels" or not {"image_embeds", "text_embeds"} <= outputs:
+            raise PredictInputError(f"{self.name} is not a two-tower (zero-shot image classification) bundle: "
+                                    "embed_image and embed_text need one; use predict()")
+        return steps
 
     # --- generate: a decoder bundle (the manifest's ``generation`` section) -------------------------
     @property
@@ -204,12 +245,13 @@ class Bundle:
         return Prediction(_reassemble([r for _, r, _ in parts], inverse),
                           _reassemble([o for _, _, o in parts], inverse))
 
-    def preprocess(self, inputs: Any, meta: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def preprocess(self, inputs: Any, meta: dict[str, Any] | None = None, **options: Any) -> dict[str, np.ndarray]:
         """Stage 1: the checked model feed for ``inputs`` (raw input through the preprocess pipeline,
         or a dict of arrays keyed by input name, or one array for a single-input model).
 
         ``meta``, when given, receives what the steps learnt of the raw input that postprocessing may
         need (an image's original size); pass it on to ``postprocess``.
+        ``options``: the call options preprocess steps take (a zero-shot bundle's ``candidate_labels``).
         Raises ``PredictInputError`` for input the model cannot take; nothing runs the model.
         """
         feed = inputs
@@ -217,7 +259,7 @@ class Bundle:
         looks_like_feed = isinstance(inputs, dict) and all(isinstance(v, np.ndarray) for v in inputs.values())
         if steps and not looks_like_feed:
             ctx = self._context()
-            feed = run_preprocess(steps, inputs, ctx)
+            feed = run_preprocess(steps, inputs, ctx, options)
             if meta is not None:
                 meta.update(ctx.meta)
         if isinstance(feed, np.ndarray) and len(self.inputs) == 1:

@@ -44,6 +44,7 @@ class ModelHints:
     media: str | None = None                # "image" or "audio": the bundle takes a raw file
     assets: dict[str, Any] = field(default_factory=dict)  # bundle file name -> numpy array (saved as .npy)
     generation: dict[str, Any] | None = None  # text-generation: the KV-cache layout, EOS and pad (hf_decoder)
+    options: dict[str, Any] = field(default_factory=dict)  # call options for samples and the check (candidate_labels)
 
     @property
     def max_length(self) -> int:

@@ -41,6 +41,9 @@ TASKS = {
     "semantic-segmentation": ("AutoModelForSemanticSegmentation", "logits", "logits"),
     "object-detection": ("AutoModelForObjectDetection", "logits", "logits"),
     "text-generation": ("AutoModelForCausalLM", "logits", "logits"),  # hf_decoder: logits and the KV cache
+    # hf_clip: logits_per_image and both towers' embeddings
+    "zero-shot-image-classification": ("AutoModelForZeroShotImageClassification", "logits_per_image",
+                                       "logits_per_image"),
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
@@ -75,6 +78,10 @@ def detect_task(path: Path) -> str:
     archs = _json(path / "config.json", "config").get("architectures") or []
     if is_decoder(path):  # before the suffixes: GPT2LMHeadModel ends in "Model" too
         return "text-generation"
+    from torch2ort.sources.hf_clip import TASK, is_zero_shot
+
+    if is_zero_shot(path):  # before the suffixes: CLIPModel ends in "Model" too
+        return TASK
     for arch in archs:
         for suffix, task in ARCH_SUFFIXES.items():
             if arch.endswith(suffix):
@@ -150,6 +157,10 @@ def load(req: ModelRequest) -> LoadedModel:
         from torch2ort.sources import hf_media
 
         return hf_media.load(req.model, path, task, not opts.get("task"), from_pretrained)
+    if task == "zero-shot-image-classification":
+        from torch2ort.sources import hf_clip
+
+        return hf_clip.load(req.model, path, not opts.get("task"), from_pretrained)
     if task == "text-generation":
         from torch2ort.sources import hf_decoder
 

@@ -27,7 +27,7 @@ FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5:
 
 def load_processor(path: Path):
     """transformers' own image processor for the folder (the PIL backend when torchvision is missing)."""
-    if not (path / "preprocessor_config.json").is_file():
+    if not any((path / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
         raise SourceError(f"{path}: preprocessor_config.json is missing (an image model needs its image "
                           "processor saved alongside: processor.save_pretrained(DIR))")
     import transformers

@@ -144,7 +144,12 @@ def reference_feed(hints: ModelHints, raw: str) -> dict[str, np.ndarray]:
     if hints.media == "image":
         from torch2ort.sources.hf_image import processor_pixels
 
-        return {"pixel_values": processor_pixels(hints.model_dir, raw)}
+        feed = {"pixel_values": processor_pixels(hints.model_dir, raw)}
+        if hints.task == "zero-shot-image-classification":
+            from torch2ort.sources.hf_clip import pipeline_text_inputs
+
+            feed |= pipeline_text_inputs(hints.model_dir, hints.options["candidate_labels"])
+        return feed
     from torch2ort.runtime.processors.audio import load_audio
 
     rate = int(next(s for s in hints.preprocess if s["op"] == "load_audio")["sample_rate"])

@@ -57,10 +57,12 @@ def _tables() -> tuple[dict[str, Callable], dict[str, Callable]]:
         segmentation,
         signal,
         text,
+        zero_shot,
     )
 
-    pre = {**image.PRE, **text.PRE, **audio.PRE, **audio_features.PRE, **signal.PRE}
-    post = {**postprocess.POST, **text.POST, **entities.POST, **segmentation.POST, **detection.POST}
+    pre = {**image.PRE, **text.PRE, **audio.PRE, **audio_features.PRE, **signal.PRE, **zero_shot.PRE}
+    post = {**postprocess.POST, **text.POST, **entities.POST, **segmentation.POST, **detection.POST,
+            **zero_shot.POST}
     return pre, post
 
 
@@ -128,9 +130,10 @@ _WRITES: dict[str, tuple[Callable[[int], int] | None, Callable[[dict], list[str]
     "entities": (None, lambda p: [p.get("name", "entities")]),
     "segment": (lambda r: r - 1, lambda p: [p.get("name", "segmentation")]),
     "detections": (None, lambda p: [p.get("name", "detections")]),
+    "zero_shot": (None, lambda p: [p.get("name", "zero_shot")]),
 }
 _DEFAULT_OUTPUT = {"mean_pool": "last_hidden_state", "l2_normalize": "embeddings", "entities": "logits",
-                   "segment": "logits", "detections": "logits"}
+                   "segment": "logits", "detections": "logits", "zero_shot": "logits_per_image"}
 
 
 def _check_post_tensors(post: list[dict], inputs: list[dict], outputs: list[dict]) -> None:
@@ -201,26 +204,36 @@ def image_sizes(ctx: Context, rows: int) -> list[tuple[int, int]] | None:
     return [size] * rows if size is not None else None
 
 
-def run_preprocess(steps: list[dict], value: Any, ctx: Context) -> Any:
+def run_preprocess(steps: list[dict], value: Any, ctx: Context, options: dict[str, Any] | None = None) -> Any:
     """Run the steps on ``value``; a list of files for a pipeline that starts with a file loader
-    (images too) is a batch. File objects and memoryviews are read into bytes first."""
+    (images too) is a batch. File objects and memoryviews are read into bytes first. ``options``
+    (``CALL_OPTIONS``) override that parameter in every step that takes it, as in ``run_postprocess``.
+
+    In a batch, each file runs the steps up to the batch axis; steps of the whole batch (the candidate
+    labels of a zero-shot bundle) run once, on the stacked files."""
+    from torch2ort.runtime.processors.zero_shot import BATCH_STEPS
+
+    options = check_options(steps, options, "preprocess")
     if isinstance(value, (list, tuple)) and steps and file_kind(steps):
         from torch2ort.runtime.processors.batching import stack_items
 
         if not value:
             raise PredictInputError("an empty list of inputs: give at least one file")
-        per_item = _without_batch_axis(steps)
+        split = len(steps)
+        while split and steps[split - 1]["op"] in BATCH_STEPS:
+            split -= 1
+        per_item, whole = _without_batch_axis(steps[:split]), steps[split:]
         items, sizes = [], []
         for i, item in enumerate(value):
             ctx.meta = {}
             try:
-                items.append(_run(per_item, from_memory(item), ctx))
+                items.append(_run(per_item, from_memory(item), ctx, options))
             except PredictInputError as exc:
                 raise PredictInputError(f"input {i}: {exc}") from None
             sizes.append(ctx.meta.get("image_size"))
         ctx.meta = {"image_sizes": sizes} if any(sizes) else {}  # per item, for boxes and maps in its pixels
-        return stack_items(items)
-    return _run(steps, from_memory(value), ctx)
+        return _run(whole, stack_items(items), ctx, options, offset=split)
+    return _run(steps, from_memory(value), ctx, options)
 
 
 def _without_batch_axis(steps: list[dict]) -> list[dict]:
@@ -234,9 +247,13 @@ def _without_batch_axis(steps: list[dict]) -> list[dict]:
     return steps
 
 
-def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
+def _run(steps: list[dict], value: Any, ctx: Context, options: dict[str, Any] | None = None,
+         offset: int = 0) -> Any:
     table, _ = _tables()
-    for i, spec in enumerate(steps):
+    for i, spec in enumerate(steps, offset):
+        if options:
+            names = step_signature(table.get(spec.get("op"), _none))[0].parameters
+            spec = spec | {k: v for k, v in options.items() if k in names}
         fn, params = _step(table, "preprocess", spec, i)
         try:
             value = fn(value, ctx, **params)
@@ -249,7 +266,7 @@ def _run(steps: list[dict], value: Any, ctx: Context) -> Any:
 
 # postprocess parameters a caller may set per call (``Bundle.predict(text, aggregation_strategy="first")``),
 # named as transformers' pipelines name them
-CALL_OPTIONS = ("aggregation_strategy", "ignore_labels", "threshold")
+CALL_OPTIONS = ("aggregation_strategy", "ignore_labels", "threshold", "candidate_labels", "hypothesis_template")
 
 
 def run_postprocess(steps: list[dict], ctx: Context, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -264,9 +281,11 @@ def run_postprocess(steps: list[dict], ctx: Context, options: dict[str, Any] | N
     return ctx.results
 
 
-def check_options(steps: list[dict], options: dict[str, Any] | None) -> dict[str, Any]:
-    """``options`` if a step takes each one and its value fits the step's type hints, else PredictInputError."""
-    _, table = _tables()
+def check_options(steps: list[dict], options: dict[str, Any] | None, kind: str = "postprocess") -> dict[str, Any]:
+    """``options`` if a step takes each one and its value fits the step's type hints, else PredictInputError.
+    ``kind``: whether ``steps`` are a ``preprocess`` or a ``postprocess`` pipeline."""
+    pre, post = _tables()
+    table = pre if kind == "preprocess" else post
     hints: dict[str, Any] = {}
     for spec in steps:
         signature, types = step_signature(table.get(spec.get("op"), _none))
@@ -281,6 +300,15 @@ def check_options(steps: list[dict], options: dict[str, Any] | None) -> dict[str
     return dict(options or {})
 
 
+def step_options(steps: list[dict], kind: str = "postprocess") -> list[str]:
+    """The call options (``CALL_OPTIONS``) some step of ``steps`` takes, in that order."""
+    pre, post = _tables()
+    table = pre if kind == "preprocess" else post
+    taken = {k for spec in steps for k in CALL_OPTIONS
+             if k in step_signature(table.get(spec.get("op"), _none))[0].parameters}
+    return [k for k in CALL_OPTIONS if k in taken]
+
+
 def _none(ctx) -> None:  # the signature of an unknown step (``_step`` names it)
     return None
 
@@ -288,9 +316,9 @@ def _none(ctx) -> None:  # the signature of an unknown step (``_step`` names it)
 def structured_results(post: list[dict]) -> dict[str, dict]:
     """{result name: the keys and types of each item} for postprocess steps whose result is, per row, a
     list of records (entities, detections): what a reader needs before it has seen one."""
-    from torch2ort.runtime.processors import detection, entities
+    from torch2ort.runtime.processors import detection, entities, zero_shot
 
-    declared = {**entities.ROW_FIELDS, **detection.ROW_FIELDS}
+    declared = {**entities.ROW_FIELDS, **detection.ROW_FIELDS, **zero_shot.ROW_FIELDS}
     return {spec.get("name", spec["op"]): declared[spec["op"]](spec) for spec in post if spec.get("op") in declared}
 
 
