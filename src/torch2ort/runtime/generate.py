@@ -34,11 +34,13 @@ MAX_PROMPTS = 1024
 
 @dataclass
 class GenerationStep:
-    """One decode step of a stream: per row the new token (None once the row has finished) and its new text."""
+    """One decode step of a stream: per row the new token (None once the row has finished), its new text, and
+    why the row stopped when it stopped at this step (``eos``, ``stop``, ``length``; else None)."""
 
     step: int
     token_ids: list[int | None]
     text: list[str]
+    finish_reason: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -76,8 +78,9 @@ class Generator:
         if missing:
             raise BundleError(f"the bundle's generation section names inputs the model lacks: {missing[:4]}")
 
-    def encode(self, prompts: list[str]) -> list[list[int]]:
-        rows = [e.ids for e in self.tokenizer.encode_batch(prompts)]
+    def encode(self, prompts: list[str], special_tokens: bool = True) -> list[list[int]]:
+        """Token ids per prompt; ``special_tokens=False`` for text that already holds them (a rendered chat)."""
+        rows = [e.ids for e in self.tokenizer.encode_batch(prompts, add_special_tokens=special_tokens)]
         for text, ids in zip(prompts, rows):
             if not ids:
                 raise PredictInputError(f"the prompt {text[:40]!r} encodes to no tokens; give some text")
@@ -97,6 +100,14 @@ class Generator:
             pass
         return Generation([r.new for r in rows], [r.text for r in rows], [r.done or "length" for r in rows],
                           [len(r.prompt) for r in rows])
+
+    def stream_ids(self, prompt_ids: list[list[int]], *, max_new_tokens: int = 32, stop: list[str] | None = None,
+                   **sampling) -> Iterator[GenerationStep]:
+        """``stream`` for already tokenised prompts (the server tokenises and checks them before queueing)."""
+        _, stop, max_new_tokens = _check(["-"], stop, max_new_tokens)
+        if not prompt_ids or not all(prompt_ids):
+            raise PredictInputError("every prompt needs at least one token")
+        yield from self._steps([list(p) for p in prompt_ids], max_new_tokens, stop, SamplingOptions(**sampling), [])
 
     def generate_ids(self, prompt_ids: list[list[int]], max_new_tokens: int, **sampling) -> list[list[int]]:
         """New token ids for already tokenised prompts (the parity check drives this)."""
@@ -131,10 +142,12 @@ class Generator:
             chosen = chooser(logits, history, step)
             tokens: list[int | None] = []
             deltas: list[str] = []
+            ended: list[str | None] = []
             for i, r in enumerate(rows):
                 if r.done:
                     tokens.append(None)
                     deltas.append("")
+                    ended.append(None)
                     continue
                 token = int(chosen[i])
                 r.new.append(token)
@@ -144,7 +157,8 @@ class Generator:
                 elif step + 1 == max_new_tokens:
                     r.done = "length"
                 deltas.append(self._advance(r, stop, final=r.done is not None) if decode else "")
-            yield GenerationStep(step, tokens, deltas)
+                ended.append(r.done)
+            yield GenerationStep(step, tokens, deltas, ended)
             if all(r.done for r in rows):
                 return
             # finished rows keep feeding the pad token, as transformers does, so the batch stays rectangular
