@@ -93,7 +93,7 @@ class Completion(_OpenAI):
 
     prompt: Prompt | Annotated[list[Prompt], Field(min_length=1, max_length=16)]
     max_tokens: Count | None = None
-    echo: Literal[False] | None = None
+    echo: bool | None = None  # false only (checked in params_of: a strict Literal[False] would take 0)
     logprobs: None = None
     best_of: Annotated[int, Field(ge=1, le=1)] | None = None
     suffix: None = None
@@ -118,7 +118,7 @@ class ChatCompletion(_OpenAI):
     messages: Annotated[list[Message], Field(min_length=1, max_length=256)]
     max_tokens: Count | None = None
     max_completion_tokens: Count | None = None
-    logprobs: Literal[False] | None = None
+    logprobs: bool | None = None  # false only (params_of)
     top_logprobs: None = None
 
     def chat(self) -> list[dict]:
@@ -150,6 +150,9 @@ def params_of(r: GenerationFields | _OpenAI, sample_by_default: bool) -> Generat
         if isinstance(r, ChatCompletion):
             max_new = _one(r.max_tokens, r.max_completion_tokens, "max_tokens or max_completion_tokens")
         min_new, seed, stop, explicit = r.min_tokens, r.seed, r.stop, None
+        for name in ("echo", "logprobs"):
+            if getattr(r, name, None):
+                raise ProtocolError(f"{name}: true is not supported by this server; leave it out")
     knobs = (r.temperature not in (None, 0)) or (r.top_k or 0) > 0 or (r.top_p is not None and r.top_p < 1)
     sample = explicit if explicit is not None else (sample_by_default or knobs)
     if r.temperature == 0:
@@ -194,7 +197,9 @@ def validated(model: type[BaseModel], doc: Any, what: str):
         loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or "-" in p or p in _TYPE_TAGS
                                                                                   or p.startswith("literal"))))
         if e["type"] == "extra_forbidden":
-            message = f"unknown field {loc!r} in the {what}; fields: {', '.join(_fields(model, e['loc'][:-1]))}"
+            where, _, key = loc.rpartition(".")
+            message = (f"unknown field {key!r} in {where + ' of ' if where else ''}the {what}; "
+                       f"fields: {', '.join(_fields(model, e['loc'][:-1]))}")
         elif e["type"] == "missing":
             message = f"the {what} needs {loc!r}"
         else:

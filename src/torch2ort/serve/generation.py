@@ -191,8 +191,8 @@ class GenerationEngine:
             raise ProtocolError(f"max_tokens {wanted:,} is over the server's cap of {self.limits.max_new_tokens:,} "
                                 "(--max-new-tokens)")
         if wanted > room:
-            raise ProtocolError(f"max_tokens {wanted:,} does not fit: the prompt is {len(ids):,} tokens of the "
-                                f"model's {self.max_positions:,} positions")
+            raise ProtocolError(f"max_tokens {wanted:,} does not fit the model's context: the prompt is {len(ids):,} "
+                                f"tokens of its {self.max_positions:,} positions")
         if params.min_new_tokens > wanted:
             raise ProtocolError(f"min_tokens {params.min_new_tokens} is over max_tokens {wanted}")
         return Prepared(ids, replace(params, max_new_tokens=wanted))

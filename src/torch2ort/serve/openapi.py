@@ -52,15 +52,20 @@ _GEN_ERRORS = {
     503: error_response("model not ready, its queue is full (--queue), or the generation took longer than "
                         "--generate-timeout-s"),
 }
-_SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# each server-sent event, as an object (``data`` holds one JSON document, or OpenAI's closing [DONE])
+_SSE = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "string"}, "event": {"type": "string"}}}}}
 GENERATE_RESPONSES = {200: {"description": "the generated text", "content": {"application/json": {"schema": {
     "$ref": "#/components/schemas/GenerateResponse"}}}}} | _GEN_ERRORS
 GENERATE_STREAM_RESPONSES = {200: {"description": "server-sent events, one generate response per token; an error "
                                                   "after the first is a last data: {\"error\": …} event",
                                    "content": _SSE}} | _GEN_ERRORS
+_OPENAI_ERROR = {"$ref": "#/components/schemas/OpenAIError"}
 OPENAI_RESPONSES = {200: {"description": "an OpenAI completion object, or with stream: true server-sent chunks "
                                          "ending in data: [DONE]",
-                          "content": {"application/json": {"schema": {"type": "object"}}} | _SSE}} | _GEN_ERRORS
+                          "content": {"application/json": {"schema": {"type": "object"}}} | _SSE}} | {
+    code: {"description": r["description"], "content": {"application/json": {"schema": _OPENAI_ERROR}}}
+    for code, r in _GEN_ERRORS.items()}
 OPENAI_MODELS_RESPONSES = {200: {"description": "the served models that generate text", "content": {
     "application/json": {"schema": {"type": "object", "required": ["object", "data"]}}}}}
 
@@ -80,6 +85,9 @@ def generation_schemas() -> dict:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
+    out["OpenAIError"] = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type"], "properties": {
+            "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "integer"}}}}}
     out["GenerateResponse"] = {"type": "object", "required": ["model_name", "text_output"], "properties": {
         "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
         "text_output": {"type": "string"}, "token_ids": {"type": "array", "items": {"type": "integer"}},
@@ -149,6 +157,9 @@ def add_schemas(app, models: list[str], auth: bool = False) -> None:
             return app.openapi_schema
         schema = base()
         schema.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS | generation_schemas())
+        for body in ("Completion", "ChatCompletion"):  # served names, so generated requests reach real models
+            if models:
+                schema["components"]["schemas"][body]["properties"]["model"]["examples"] = models
         if auth:
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         for path, item in schema.get("paths", {}).items():

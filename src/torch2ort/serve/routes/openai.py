@@ -6,7 +6,8 @@ The request's ``model`` names a served generating bundle. OpenAI's defaults hold
 1 samples, ``temperature: 0`` is greedy (the same tokens as ``Bundle.generate``), ``max_tokens``
 defaults to 16 for completions and to the rest of the context (capped by ``--max-new-tokens``) for
 chat. Fields this server cannot honour (``n`` > 1, ``logprobs``, ``echo``, penalties other than 0)
-are refused in one line rather than ignored. Errors are the server's ``{"error": "…"}``.
+are refused in one line rather than ignored. Errors take OpenAI's shape, ``{"error": {"message": "…",
+"type", "param", "code"}}``, so OpenAI clients show the message (the message is the server's one line).
 """
 
 from __future__ import annotations
@@ -40,14 +41,31 @@ def _usage(prompt: int, completion: int) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+               408: "timeout_error", 413: "invalid_request_error", 503: "server_error"}
+
+
+def openai_error(exc: ProtocolError) -> JSONResponse:
+    """OpenAI's error object around the server's one line."""
+    return JSONResponse({"error": {"message": exc.one_line(), "type": ERROR_TYPES.get(exc.status, "server_error"),
+                                   "param": None, "code": exc.status}}, status_code=exc.status,
+                        headers={"Connection": "close"} if exc.status in (408, 413) else None)
+
+
 @router.post("/v1/completions", openapi_extra=oa.body("Completion"), responses=oa.OPENAI_RESPONSES)
 async def completions(s: State, request: Request):
-    return await _serve(s, request, chat=False)
+    try:
+        return await _serve(s, request, chat=False)
+    except ProtocolError as exc:
+        return openai_error(exc)
 
 
 @router.post("/v1/chat/completions", openapi_extra=oa.body("ChatCompletion"), responses=oa.OPENAI_RESPONSES)
 async def chat_completions(s: State, request: Request):
-    return await _serve(s, request, chat=True)
+    try:
+        return await _serve(s, request, chat=True)
+    except ProtocolError as exc:
+        return openai_error(exc)
 
 
 async def _serve(s, request: Request, chat: bool) -> Response:
