@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import torch2ort
 from serve.probes import Target, request
@@ -168,7 +170,7 @@ def test_a_client_that_disconnects_stops_its_generation(served):
         while seen.count(b"data: ") < 3:
             seen += sock.recv(4096)
         sock.close()
-        _wait(lambda: metric(served, "torch2ort_generations_total", model="chat", reason="cancelled") > cancelled)
+        _wait(lambda c=cancelled: metric(served, "torch2ort_generations_total", model="chat", reason="cancelled") > c)
     # not streamed: the answer would come only at the end, so the server watches the connection meanwhile
     cancelled = metric(served, "torch2ort_generations_total", model="chat", reason="cancelled")
     sock = socket.create_connection(tuple_of(served.url))
@@ -310,3 +312,29 @@ def test_generation_routes_match_their_openapi_document(short, phases, tmp_path)
          "--include-path-regex", "generate|/v1/", "--exclude-checks", "positive_data_acceptance"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+_SCALARS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=6))
+_JSONISH = st.recursive(_SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c,
+                                                                                          max_size=3), max_leaves=8)
+_FIELDS = st.sampled_from(["text_input", "parameters", "max_tokens", "max_new_tokens", "min_tokens", "temperature",
+                           "top_k", "top_p", "seed", "stop", "do_sample", "stream", "prompt", "messages", "n",
+                           "stream_options", "echo", "logprobs", "max_completion_tokens", "model"]
+                          ) | st.text(max_size=4)
+_PATHS = ["/v2/models/chat/generate", "/v2/models/chat/generate_stream", "/v2/models/lookup/generate",
+          "/v2/models/chat/infer", "/v1/completions", "/v1/chat/completions"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(_FIELDS, _JSONISH, max_size=6), path=st.sampled_from(_PATHS),
+       model=st.sampled_from(["chat", "llama", "lookup", None]))
+def test_fuzzed_generation_bodies_are_never_5xx(short, body, path, model):
+    """Hypothesis bodies (NaN and huge numbers included) on every generation route: a 2xx, or a one-line 4xx."""
+    if model is not None and path.startswith("/v1/"):
+        body["model"] = model
+    status, headers, raw = request(short.url, "POST", path, json.dumps(body).encode())
+    assert status < 500, raw[:300]
+    if status >= 400:
+        error = json.loads(raw)["error"]
+        message = error["message"] if path.startswith("/v1/") else error
+        assert isinstance(message, str) and "\n" not in message, raw[:300]
