@@ -59,7 +59,7 @@ def served(llama_decoder, chat_bundle, lookup_bundle, tmp_path_factory):
     """`torch2ort serve` over the two generating bundles and one that does not generate (``lookup``)."""
     src = str(Path(torch2ort.__file__).resolve().parents[1])
     t = Target(src, [str(llama_decoder.bundle), str(chat_bundle), str(lookup_bundle)],
-               ["--max-new-tokens", str(LONG), "--max-prompt-tokens", "64", "--log-level", "warning"])
+               ["--max-new-tokens", str(LONG), "--max-prompt-tokens", "64", "--log-level", "warning"], grpc=True)
     t.start(tmp_path_factory.mktemp("gen-log") / "server.log")
     yield t
     t.stop()
@@ -268,6 +268,23 @@ def test_bad_requests_are_one_line_4xx(served, path, body, needle):
     assert 400 <= status < 500, doc
     message = doc["error"]["message"] if path.startswith("/v1/") else doc["error"]  # OpenAI's error object there
     assert isinstance(message, str) and "\n" not in message and needle in message, doc
+
+
+def test_grpc_keeps_working_and_refuses_generation_in_one_line(served):
+    """gRPC has no generation: a generating model is a one-line INVALID_ARGUMENT; the others still infer."""
+    import grpc
+    import numpy as np
+    from tritonclient.grpc import service_pb2 as pb
+
+    from serve.probe_hostile import grpc_call, infer_message
+
+    message = pb.ModelInferRequest(model_name="chat")
+    message.inputs.add(name="text_input", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"hi")
+    code, _, details = grpc_call(served, "ModelInfer", message)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "generates text" in details and "\n" not in details
+    code, reply, details = grpc_call(served, "ModelInfer", infer_message("lookup", {"x": np.array([[1, 2, 3]])}))
+    assert code == grpc.StatusCode.OK, details
+    assert grpc_call(served, "ModelMetadata", pb.ModelMetadataRequest(name="chat"))[1].inputs[0].name == "text_input"
 
 
 def test_unknown_model_is_404_and_the_queue_still_drains(served):
