@@ -79,15 +79,14 @@ async def _serve(s, request: Request, chat: bool) -> Response:
         engine = engine_of(host)
         r = validated(ChatCompletion if chat else Completion, body, what)
         params = params_of(r, sample_by_default=True)
-        if chat:
-            messages = r.chat()
-            prepare = lambda: [engine.prepare(engine.render_chat(messages), params, special_tokens=False,  # noqa: E731
-                                              default_max=None)]
-            prompts_n = 1
-        else:
-            prompts = [r.prompt] if isinstance(r.prompt, str) else list(r.prompt)
-            prepare = lambda: [engine.prepare(p, params) for p in prompts]  # noqa: E731
-            prompts_n = len(prompts)
+        prompts = [] if chat else [r.prompt] if isinstance(r.prompt, str) else list(r.prompt)
+
+        def prepare():  # on the parse pool: render the chat, tokenise, check the caps
+            if chat:
+                return [engine.prepare(engine.render_chat(r.chat()), params, special_tokens=False, default_max=None)]
+            return [engine.prepare(p, params) for p in prompts]
+
+        prompts_n = 1 if chat else len(prompts)
         host.scheduler.admit()
         try:
             streams = await start(s, engine, prepare)
