@@ -1,6 +1,6 @@
 """Probes for issue 25 part 6 (serving generation) against the probe server, whose models do not generate:
 every generation route answers them with a one-line 4xx (never a 500, never an event stream), and
-``/v1/models`` lists none. The generating side is tested on a real decoder in ``test_generate.py``."""
+``/v1/models`` lists none. The generating side is tested on a real decoder in ``test_generation.py``."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ hypothesis calls from each worker thread to describe lambdas) intermittently rai
 constructor recursion depth mismatch". One check is left out, ``positive_data_acceptance``: the
 document has one generic OIP request schema for every model, so a schema-valid request naming
 inputs the model does not have is rightly a 400. The generation routes are left to
-``test_generate.py``, which runs schemathesis on them against a model that generates (here every
+``test_generation.py``, which runs schemathesis on them against a model that generates (here every
 model would refuse them at once).
 """
 

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                     "Bundles that generate text also get Triton's generate extension (/v2/models/NAME/generate, "
                     "/generate_stream) and OpenAI-compatible /v1/completions, /v1/chat/completions (with a chat "
                     "template) and /v1/models, streamed as server-sent events; generation stops when the client "
-                    "disconnects, and concurrent requests take decode steps in turn. "
+                    "disconnects, and concurrent requests are batched continuously. "
                     "Torch is never imported. OpenAPI document at /openapi.json, Prometheus metrics at "
                     "/metrics. Numbers must be finite and in range (checked before anything loads). "
                     "See docs/serve.md and docs/scale.md.")

@@ -1,15 +1,17 @@
-"""Text generation for a served decoder bundle: requests checked and tokenised, then decoded in fair turns.
+"""Text generation for a served decoder bundle: requests checked and tokenised, then batched continuously.
 
 ``GenerationEngine`` runs one model's decode loop on the model's worker thread (the scheduler's, so
-OIP infer requests and generation share one ONNX Runtime thread). Each request is a ``Stream``: one
-row with its own KV cache (``Generator.stream_ids``). Every round gives each active stream one
-decode step, in arrival order, so concurrent requests interleave step by step and a long
-generation cannot hold a short one back. This is interleaving, not continuous batching: each step
-runs one row.
+OIP infer requests and generation share one ONNX Runtime thread). Each request is a ``Stream``, one
+row of the model's ``DecodeBatch`` (runtime/generate.py): a request joins at the next step (its
+prefill), and every step then runs all rows in one session call, each row choosing its own token
+with its own sampling options. So concurrent requests advance together, token by token, and a long
+generation cannot hold a short one back; greedy rows get exactly the tokens ``Bundle.generate``
+gives them alone.
 
 A stream ends at EOS, a stop string, its token budget, its deadline (``--generate-timeout-s``,
 503), or when its client goes away (``Stream.cancel``). The loop checks before every step, so a
-client that disconnects costs at most the step in flight, and its KV cache is freed at once.
+client that disconnects costs at most the step in flight, and its row (its KV cache) leaves the
+batch at once.
 
 Example (inside the server)::
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from torch2ort.errors import PredictInputError, ProtocolError
 from torch2ort.runtime.bundle import Bundle
+from torch2ort.runtime.generate import DecodeBatch
 from torch2ort.runtime.sampling import SamplingOptions
 from torch2ort.serve.options import Limits
 
@@ -88,13 +91,12 @@ class _End:
         self.error = error
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the loop's lists hold each stream once
 class Stream:
     """One request in the decode loop; ``events()`` yields its ``Delta``s as the loop makes them."""
 
     prepared: Prepared
     deadline: float
-    iterator: object = None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     submitted: float = field(default_factory=time.perf_counter)
@@ -136,6 +138,8 @@ class GenerationEngine:
         self.name = bundle.name
         self.max_positions = self.info.get("max_positions") or None
         self.active: list[Stream] = []
+        self._new: list[Stream] = []
+        self.batch = DecodeBatch(self.generator)
         self.metrics = None  # metrics.ModelMetrics, set when the app records Prometheus metrics
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -199,12 +203,10 @@ class GenerationEngine:
 
     # --- the loop -------------------------------------------------------------------------------
     def submit(self, prepared: Prepared) -> Stream:
-        """Start a checked request; it takes its first step (the prefill) in the next round."""
+        """Start a checked request; it joins the batch (its prefill) at the next step."""
         stream = Stream(prepared, time.monotonic() + self.limits.generate_timeout_s)
-        p = prepared.params
-        stream.iterator = self.generator.stream_ids([prepared.prompt_ids], max_new_tokens=p.max_new_tokens,
-                                                    stop=list(p.stop), **p.sampling())
         self.active.append(stream)
+        self._new.append(stream)
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._loop(), name=f"generate-{self.name}")
@@ -229,8 +231,8 @@ class GenerationEngine:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            turn = list(self.active)
-            outcomes = await loop.run_in_executor(self.executor, self._round, turn)
+            new, self._new = self._new, []
+            outcomes = await loop.run_in_executor(self.executor, self._step, new, list(self.active))
             for stream, outcome in outcomes:
                 if isinstance(outcome, Delta):
                     stream.queue.put_nowait(outcome)
@@ -240,51 +242,61 @@ class GenerationEngine:
                 stream.queue.put_nowait(outcome)
                 self.active.remove(stream)
 
-    def _round(self, streams: list[Stream]) -> list[tuple[Stream, Delta | _End]]:
-        """One decode step for each stream, on the worker thread; a stream that has ended is closed here
-        (its generator, and with it the KV cache, is released)."""
+    def _step(self, new: list[Stream], streams: list[Stream]) -> list[tuple[Stream, Delta | _End]]:
+        """On the worker thread: new streams join the batch, cancelled and late ones leave it, then one
+        decode step for all (``DecodeBatch.step``)."""
         out: list[tuple[Stream, Delta | _End]] = []
+        for s in new:
+            p = s.prepared.params
+            try:
+                self.batch.join(s, s.prepared.prompt_ids, max_new_tokens=p.max_new_tokens, stop=list(p.stop),
+                                **p.sampling())
+            except PredictInputError as exc:
+                out.append((s, self._end(FAILED, ProtocolError(str(exc)))))
         for s in streams:
-            outcome = self._step(s)
-            if not isinstance(outcome, Delta) or outcome.finish_reason is not None:
-                s.iterator.close()
-            out.append((s, outcome))
+            if s.cancelled:
+                self.batch.drop(s)
+                out.append((s, self._end(CANCELLED)))
+            elif time.monotonic() > s.deadline:
+                self.batch.drop(s)
+                out.append((s, self._end(DEADLINE, ProtocolError(
+                    f"the generation took longer than {self.limits.generate_timeout_s:g} s (--generate-timeout-s) "
+                    f"after {s.steps} tokens", 503))))
+        gone = {id(s) for s, _ in out}
+        try:
+            steps = self.batch.step()
+        except Exception as exc:  # a batched run failed: every member shares it
+            if not isinstance(exc, PredictInputError):
+                log.exception("generation failed")
+            error = ProtocolError(str(exc)) if isinstance(exc, PredictInputError) else exc
+            for s in streams:
+                if id(s) not in gone:
+                    self.batch.drop(s)
+                    out.append((s, self._end(FAILED, error)))
+            return out
+        m = self.metrics
+        for s, token, text, finish in steps:
+            if isinstance(token, Exception):  # this one's prefill was refused
+                out.append((s, self._end(FAILED, ProtocolError(str(token)))))
+                continue
+            s.steps += 1
+            if m is not None:
+                m.tokens.inc()
+                if s.steps == 1:
+                    m.first_token.observe(time.perf_counter() - s.submitted)
+            if finish is not None:
+                self._end(finish)
+            out.append((s, Delta(token, text, finish)))
+        if m is not None:
+            for rows in self.batch.runs:
+                m.batch.observe(rows)
+        self.batch.runs.clear()
         return out
 
-    def _step(self, s: Stream) -> Delta | _End:
-        m = self.metrics
-        if s.cancelled:
-            self._ended(CANCELLED)
-            return _End()
-        if time.monotonic() > s.deadline:
-            self._ended(DEADLINE)
-            return _End(ProtocolError(f"the generation took longer than {self.limits.generate_timeout_s:g} s "
-                                      f"(--generate-timeout-s) after {s.steps} tokens", 503))
-        try:
-            step = next(s.iterator)
-        except StopIteration:  # the generator ended without marking a finish: cannot happen, but end cleanly
-            self._ended("length")
-            return _End()
-        except PredictInputError as exc:  # ONNX Runtime refused the feed
-            self._ended(FAILED)
-            return _End(ProtocolError(str(exc)))
-        except Exception as exc:  # an internal fault: this request's 500, the others go on
-            log.exception("generation failed")
-            self._ended(FAILED)
-            return _End(exc)
-        s.steps += 1
-        if m is not None:
-            m.tokens.inc()
-            if s.steps == 1:
-                m.first_token.observe(time.perf_counter() - s.submitted)
-        finish = step.finish_reason[0] if step.finish_reason else None
-        if finish is not None:
-            self._ended(finish)
-        return Delta(int(step.token_ids[0]), step.text[0], finish)
-
-    def _ended(self, why: str) -> None:
+    def _end(self, why: str, error: BaseException | None = None) -> _End:
         if self.metrics is not None:
             self.metrics.generations.labels(self.name, why).inc()
+        return _End(error)
 
 
 async def merged(streams: list[Stream]) -> AsyncIterator[tuple[int, Delta]]:

@@ -199,11 +199,13 @@ def _wait(condition, limit: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def test_concurrent_streams_take_turns(served):
-    """A 20-token stream that starts while a 3,000-token one runs finishes long before it: the decode loop gives
-    each stream a step per round. First come, first served would run the long one to its end first; here it is
-    still running (and then its client leaves) when the short one has finished."""
+def test_concurrent_streams_are_batched(served, bundle):
+    """A 20-token stream that starts while a 3,000-token one runs finishes long before it, with the tokens
+    Bundle.generate gives it alone: it joins the running batch (first come, first served would run the long one
+    to its end first; here it is still running, and then its client leaves, when the short one has finished),
+    and runs of two rows show in the batch-size histogram."""
     order: list[str] = []
+    short_tokens: list[int] = []
     lock = threading.Lock()
     started, done = threading.Event(), threading.Event()
 
@@ -211,14 +213,17 @@ def test_concurrent_streams_take_turns(served):
         conn = http.client.HTTPConnection(*tuple_of(served.url), timeout=60)
         conn.request("POST", "/v2/models/chat/generate_stream", json.dumps({"text_input": PROMPT,
                                                                               "max_tokens": tokens}))
-        for _ in events(conn.getresponse()):
+        for e in events(conn.getresponse()):
             with lock:
                 order.append(name)
+                if name == "short":
+                    short_tokens.extend(json.loads(e)["token_ids"])
             started.set()
             if until is not None and until.is_set():
                 break
         conn.close()
 
+    single = metric(served, "torch2ort_batch_size_bucket", le="1.0", model="chat")
     long = threading.Thread(target=stream, args=("long", LONG, done))
     long.start()
     assert started.wait(30)
@@ -230,7 +235,11 @@ def test_concurrent_streams_take_turns(served):
     assert order.count("short") == 20
     assert long_so_far < LONG, "the short stream waited for the long one to finish"
     first, last = order.index("short"), len(order) - order[::-1].index("short")
-    assert order[first:last].count("long") <= 3 * 20 + 10, "the streams did not take turns"
+    assert order[first:last].count("long") <= 3 * 20 + 10, "the streams did not advance together"
+    assert short_tokens == bundle.generate(PROMPT, max_new_tokens=20).token_ids[0]
+    runs = metric(served, "torch2ort_batch_size_count", model="chat")
+    assert runs - metric(served, "torch2ort_batch_size_bucket", le="1.0", model="chat") >= 10, "no run of 2 rows"
+    assert single >= 0
 
 
 BAD = [
