@@ -79,6 +79,7 @@ def test_stop_strings_end_a_row_and_stay_in_its_text(bundle):
 def test_stream_yields_the_same_text_step_by_step(bundle):
     steps = list(bundle.stream(PROMPTS, max_new_tokens=12))
     assert len(steps) == 12 and [s.step for s in steps] == list(range(12))
+    assert steps[0].finish_reason == [None] * 3 and steps[-1].finish_reason == ["length"] * 3
     whole = bundle.generate(PROMPTS, max_new_tokens=12)
     for row in range(3):
         assert "".join(s.text[row] for s in steps) == whole.text[row]

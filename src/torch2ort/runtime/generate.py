@@ -101,14 +101,6 @@ class Generator:
         return Generation([r.new for r in rows], [r.text for r in rows], [r.done or "length" for r in rows],
                           [len(r.prompt) for r in rows])
 
-    def stream_ids(self, prompt_ids: list[list[int]], *, max_new_tokens: int = 32, stop: list[str] | None = None,
-                   **sampling) -> Iterator[GenerationStep]:
-        """``stream`` for already tokenised prompts (the server tokenises and checks them before queueing)."""
-        _, stop, max_new_tokens = _check(["-"], stop, max_new_tokens)
-        if not prompt_ids or not all(prompt_ids):
-            raise PredictInputError("every prompt needs at least one token")
-        yield from self._steps([list(p) for p in prompt_ids], max_new_tokens, stop, SamplingOptions(**sampling), [])
-
     def generate_ids(self, prompt_ids: list[list[int]], max_new_tokens: int, **sampling) -> list[list[int]]:
         """New token ids for already tokenised prompts (the parity check drives this)."""
         rows: list[_Row] = []
