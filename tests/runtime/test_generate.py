@@ -79,6 +79,7 @@ def test_stop_strings_end_a_row_and_stay_in_its_text(bundle):
 def test_stream_yields_the_same_text_step_by_step(bundle):
     steps = list(bundle.stream(PROMPTS, max_new_tokens=12))
     assert len(steps) == 12 and [s.step for s in steps] == list(range(12))
+    assert steps[0].finish_reason == [None] * 3 and steps[-1].finish_reason == ["length"] * 3
     whole = bundle.generate(PROMPTS, max_new_tokens=12)
     for row in range(3):
         assert "".join(s.text[row] for s in steps) == whole.text[row]
@@ -135,3 +136,28 @@ def test_predict_streams_without_torch(llama_decoder, bundle):
     bad = subprocess.run([sys.executable, "-c", BLOCK + code, "predict", str(llama_decoder.bundle), "--text", "a",
                           "--top-p", "2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "top_p" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_continuous_batching_gives_each_row_its_own_tokens(bundle):
+    """DecodeBatch (the server's decode loop): rows join at different steps and leave when done or dropped;
+    every step runs them together, and each row gets the tokens generate gives it alone, greedy or seeded."""
+    from torch2ort.runtime.generate import DecodeBatch
+
+    gen = bundle.generator()
+    sampled = dict(do_sample=True, temperature=1.3, top_k=30, seed=5)
+    want = {p: bundle.generate(p, max_new_tokens=24).token_ids[0] for p in PROMPTS}
+    want["seeded"] = bundle.generate(PROMPTS[1], max_new_tokens=12, **sampled).token_ids[0]
+    batch, got = DecodeBatch(gen), {k: [] for k in [*want, "dropped"]}
+    joins = {0: [(PROMPTS[0], {})], 3: [(PROMPTS[1], {}), ("dropped", {})], 6: [(PROMPTS[2], {}), ("seeded", sampled)]}
+    step = 0
+    while batch or step <= max(joins):
+        for key, kw in joins.get(step, []):
+            text = PROMPTS[1] if key in ("seeded", "dropped") else key
+            batch.join(key, gen.encode([text])[0], max_new_tokens=12 if key == "seeded" else 24, **kw)
+        if step == 5:
+            batch.drop("dropped")
+        for key, token, _, _ in batch.step():
+            got[key].append(token)
+        step += 1
+    assert {k: got[k] for k in want} == want
+    assert len(got["dropped"]) == 2 and max(batch.runs) == 4 and batch.members == []

@@ -5,7 +5,8 @@ a one-line failure. ``test_probes.py`` runs every probe as a test; run this file
 the family → cases → failures table for any source tree (e.g. an older commit). The probes
 themselves are in ``probe_bodies.py`` (items 4-5), ``probe_clients.py`` (items 6-8, names) and
 ``probe_hostile.py`` (issue 27: refused runs, zero-size shapes, gRPC limits and auth, big text,
-the intake) and ``probe_files.py`` (issue 26: corrupt and hostile files, file size, decode deadline)::
+the intake), ``probe_files.py`` (issue 26: corrupt and hostile files, file size, decode deadline) and
+``probe_generate.py`` (issue 25.6: the generation routes on models that do not generate)::
 
     python tests/serve/probes.py --src /tmp/base/src --image BUNDLE --text BUNDLE --lookup BUNDLE \
         [--arg=--read-timeout-s=2]
@@ -160,12 +161,12 @@ def image_json(**extra) -> str:
 
 
 def families() -> dict[str, dict[str, Callable[[Target], str | None]]]:
-    from serve import probe_bodies, probe_clients, probe_files, probe_hostile
+    from serve import probe_bodies, probe_clients, probe_files, probe_generate, probe_hostile
 
     return {"malformed bodies (4)": probe_bodies.MALFORMED, "large requests (5)": probe_bodies.LOAD,
             "slow clients (6)": probe_clients.SLOW, "option values (7)": probe_clients.OPTIONS,
             "OpenAPI agreement (8)": probe_clients.OPENAPI, "model names": probe_clients.NAMES,
-            **probe_hostile.FAMILIES, **probe_files.FAMILIES}
+            **probe_hostile.FAMILIES, **probe_files.FAMILIES, **probe_generate.FAMILIES}
 
 
 def run_all(target: Target) -> dict[str, list[tuple[str, str | None]]]:

@@ -14,7 +14,7 @@ BAD_NUMBERS = [math.nan, math.inf, -math.inf, 0, -1, 10**12]
 
 @pytest.mark.parametrize("value", BAD_NUMBERS)
 @pytest.mark.parametrize("name", ["max_batch", "max_delay_ms", "queue", "max_rows", "max_text_chars", "max_file_mb",
-                                  "decode_timeout_s"])
+                                  "decode_timeout_s", "max_prompt_tokens", "max_new_tokens", "generate_timeout_s"])
 def test_limits_refuse_bad_numbers(name, value):
     if name == "max_delay_ms" and value == 0:
         assert Limits(max_delay_ms=0).max_delay_ms == 0  # no wait at all is a valid choice

@@ -93,3 +93,25 @@ def test_other_families_export_and_verify(tmp_path, family):
     assert export.exporter == "dynamo", export.attempts
     res = verify_onnx(loaded, export.path, loaded.hints.spec)
     assert res.report and res.generation["identical"], res.report.failures()
+
+
+@pytest.mark.parametrize("where", ["tokenizer_config", "jinja_file", "named_list", "none"])
+def test_the_chat_template_travels_into_the_generation_section(tmp_path, where):
+    """As apply_chat_template finds it: chat_template.jinja (transformers 5 saves it apart), else tokenizer_config's
+    string or its 'default' named template; the special tokens the template may name go with it."""
+    from torch2ort.sources.hf_decoder import chat_info
+
+    template = "{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}"
+    cfg = {"eos_token": {"content": "</s>", "lstrip": False}, "bos_token": "<s>"}
+    if where == "tokenizer_config":
+        cfg["chat_template"] = template
+    elif where == "named_list":
+        cfg["chat_template"] = [{"name": "tool_use", "template": "x"}, {"name": "default", "template": template}]
+    elif where == "jinja_file":
+        (tmp_path / "chat_template.jinja").write_text(template)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    info = chat_info(tmp_path)
+    if where == "none":
+        assert info == {}
+    else:
+        assert info == {"chat_template": template, "special_tokens": {"bos_token": "<s>", "eos_token": "</s>"}}

@@ -14,6 +14,10 @@ def add_parser(sub) -> None:
         "serve",
         description="Serve one or more bundles with the KServe v2 / Open Inference Protocol REST "
                     "API (JSON and binary tensors; tritonclient works), optionally gRPC too (--grpc-port). "
+                    "Bundles that generate text also get Triton's generate extension (/v2/models/NAME/generate, "
+                    "/generate_stream) and OpenAI-compatible /v1/completions, /v1/chat/completions (with a chat "
+                    "template) and /v1/models, streamed as server-sent events; generation stops when the client "
+                    "disconnects, and concurrent requests are batched continuously. "
                     "Torch is never imported. OpenAPI document at /openapi.json, Prometheus metrics at "
                     "/metrics. Numbers must be finite and in range (checked before anything loads). "
                     "See docs/serve.md and docs/scale.md.")
@@ -36,6 +40,14 @@ def add_parser(sub) -> None:
     p.add_argument("--decode-timeout-s", type=float, default=30.0, metavar="S",
                    help="time to parse and decode one request's inputs (files, text) before answering 503, "
                         "0.01-3600 (default 30)")
+    p.add_argument("--max-prompt-tokens", type=int, default=8192, metavar="T",
+                   help="text generation: tokens in one prompt (a chat: its rendered messages), 1-2^20 (default 8192)")
+    p.add_argument("--max-new-tokens", type=int, default=2048, metavar="T",
+                   help="text generation: the most tokens one request may ask for (max_tokens), 1-2^16 "
+                        "(default 2048); the model's context bounds it too")
+    p.add_argument("--generate-timeout-s", type=float, default=600.0, metavar="S",
+                   help="text generation: one request's deadline, from its admission to its last token (then 503, "
+                        "or a last error event in a stream), 0.01-86400 (default 600)")
     p.add_argument("--read-timeout-s", type=float, default=30.0, metavar="S",
                    help="time a client has to send its request headers, and then its body, 0.1-3600 (default 30)")
     p.add_argument("--queue", type=int, default=64, metavar="Q",
@@ -57,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from torch2ort.serve import Limits, serve
 
     limits = Limits(args.max_batch, args.max_delay_ms, args.queue, args.max_rows, args.max_text_chars,
-                    args.max_file_mb, args.decode_timeout_s)
+                    args.max_file_mb, args.decode_timeout_s, max_prompt_tokens=args.max_prompt_tokens,
+                    max_new_tokens=args.max_new_tokens, generate_timeout_s=args.generate_timeout_s)
     serve(args.bundles, args.host, args.port, limits, args.max_body_mb, args.providers, args.threads,
           args.log_level, read_timeout_s=args.read_timeout_s, grpc_port=args.grpc_port, token_file=args.token_file,
           ui=not args.no_ui)

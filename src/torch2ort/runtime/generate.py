@@ -34,11 +34,13 @@ MAX_PROMPTS = 1024
 
 @dataclass
 class GenerationStep:
-    """One decode step of a stream: per row the new token (None once the row has finished) and its new text."""
+    """One decode step of a stream: per row the new token (None once the row has finished), its new text, and
+    why the row stopped when it stopped at this step (``eos``, ``stop``, ``length``; else None)."""
 
     step: int
     token_ids: list[int | None]
     text: list[str]
+    finish_reason: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -76,8 +78,9 @@ class Generator:
         if missing:
             raise BundleError(f"the bundle's generation section names inputs the model lacks: {missing[:4]}")
 
-    def encode(self, prompts: list[str]) -> list[list[int]]:
-        rows = [e.ids for e in self.tokenizer.encode_batch(prompts)]
+    def encode(self, prompts: list[str], special_tokens: bool = True) -> list[list[int]]:
+        """Token ids per prompt; ``special_tokens=False`` for text that already holds them (a rendered chat)."""
+        rows = [e.ids for e in self.tokenizer.encode_batch(prompts, add_special_tokens=special_tokens)]
         for text, ids in zip(prompts, rows):
             if not ids:
                 raise PredictInputError(f"the prompt {text[:40]!r} encodes to no tokens; give some text")
@@ -131,10 +134,12 @@ class Generator:
             chosen = chooser(logits, history, step)
             tokens: list[int | None] = []
             deltas: list[str] = []
+            ended: list[str | None] = []
             for i, r in enumerate(rows):
                 if r.done:
                     tokens.append(None)
                     deltas.append("")
+                    ended.append(None)
                     continue
                 token = int(chosen[i])
                 r.new.append(token)
@@ -144,7 +149,8 @@ class Generator:
                 elif step + 1 == max_new_tokens:
                     r.done = "length"
                 deltas.append(self._advance(r, stop, final=r.done is not None) if decode else "")
-            yield GenerationStep(step, tokens, deltas)
+                ended.append(r.done)
+            yield GenerationStep(step, tokens, deltas, ended)
             if all(r.done for r in rows):
                 return
             # finished rows keep feeding the pad token, as transformers does, so the batch stays rectangular
@@ -186,6 +192,162 @@ class Generator:
         delta, row.text = text[len(row.text):], text
         return delta
 
+
+
+@dataclass(eq=False)
+class _Member:
+    """One request in a ``DecodeBatch``: its row, its own chooser (so its draws do not depend on its company),
+    its budget and stop strings."""
+
+    key: object
+    row: _Row
+    chooser: TokenChooser
+    max_new_tokens: int
+    stop: list[str]
+
+
+class DecodeBatch:
+    """Continuous batching: requests join and leave between decode steps, and every step runs all of them in
+    one session call.
+
+    A joining request's prompt runs alone (its prefill); its cache is then merged into the batch's, the
+    shorter side left-padded with masked positions, as ``generate`` left-pads a batch of prompts (each row's
+    positions count its own tokens). Rows that end (or are dropped) leave at the next step, and the columns
+    no row uses any more are cut off. The cache passes through numpy only when the membership changes; between
+    changes it stays in ONNX Runtime's buffers (IOBinding), as in ``generate``. Each row chooses its next token
+    with its own ``TokenChooser``, so greedy rows get the tokens ``generate`` gives them alone, and a seeded
+    row the same draws.
+
+    Example::
+
+        batch = DecodeBatch(bundle.generator())
+        batch.join("a", ids_a, max_new_tokens=16)
+        while batch:
+            for key, token, text, finish in batch.step():
+                ...
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        self.g = generator
+        self.members: list[_Member] = []
+        self.joining: list[_Member] = []
+        self.leaving: set[int] = set()          # id() of keys to drop at the next step
+        self.past: dict | None = None           # name -> OrtValue (batch, kv, P, hd)
+        self.mask = np.zeros((0, 0), dtype=np.int64)  # (batch, P): 1 where a row's cache holds a real token
+        self.binding = generator.session.io_binding()
+        self.runs: list[int] = []               # rows per decode run, for the caller's metrics (then cleared)
+
+    def __bool__(self) -> bool:
+        return bool(self.members or self.joining)
+
+    def join(self, key, prompt_ids: list[int], *, max_new_tokens: int = 32, stop: list[str] | None = None,
+             **sampling) -> None:
+        _, stop, max_new_tokens = _check(["-"], stop, max_new_tokens)
+        if not prompt_ids:
+            raise PredictInputError("the prompt needs at least one token")
+        self.joining.append(_Member(key, _Row(list(prompt_ids)), TokenChooser(SamplingOptions(**sampling),
+                                                                              self.g.eos), max_new_tokens, stop))
+
+    def drop(self, key) -> None:
+        """Take ``key`` out before the next step (its client went away, or its deadline passed)."""
+        self.leaving.add(id(key))
+        self.joining = [m for m in self.joining if m.key is not key]
+
+    def step(self) -> list[tuple[object, int, str, str | None]]:
+        """One token for every member: (key, token, new text, finish reason or None). New members take their
+        prefill now (that is their first token); members that ended leave before the next step."""
+        out = []
+        if self.leaving:
+            self._keep([m for m in self.members if id(m.key) not in self.leaving])
+        self.leaving.clear()
+        if self.members:
+            out += self._decode()
+            if any(m.row.done for m in self.members):  # ended rows leave now: their cache is freed at once
+                self._keep([m for m in self.members if not m.row.done])
+        joined, self.joining = self.joining, []
+        for m in joined:
+            try:
+                logits, present = self._prefill(m.row.prompt)
+            except PredictInputError as exc:
+                out.append((m.key, exc, "", None))
+                continue
+            out.append(self._choose(m, logits[0], 0))
+            if not m.row.done:
+                self._merge(m, present)
+        return out
+
+    # --- internals --------------------------------------------------------------------------------
+    def _choose(self, m: _Member, logits: np.ndarray, step: int) -> tuple[object, int, str, str | None]:
+        r = m.row
+        token = int(m.chooser(logits[None, :], [r.prompt + r.new], len(r.new))[0])
+        r.new.append(token)
+        if token in self.g.eos:
+            r.done = "eos"
+        elif len(r.new) >= m.max_new_tokens:
+            r.done = "length"
+        text = self.g._advance(r, m.stop, final=r.done is not None)
+        return m.key, token, text, r.done
+
+    def _prefill(self, prompt: list[int]):
+        import onnxruntime as ort
+
+        n = len(prompt)
+        feed = {"input_ids": np.array([prompt], dtype=np.int64), "attention_mask": np.ones((1, n), dtype=np.int64),
+                "position_ids": np.arange(n, dtype=np.int64)[None, :]}
+        empty = np.zeros((1, int(self.g.info["kv_heads"]), 0, int(self.g.info["head_dim"])), dtype=np.float32)
+        past = {name: ort.OrtValue.ortvalue_from_numpy(empty) for name in self.g.past_names}
+        return self.g._run(self.g.session.io_binding(), feed, past)
+
+    def _decode(self) -> list[tuple[object, int, str, str | None]]:
+        rows = [m.row for m in self.members]
+        batch = len(rows)
+        feed = {"input_ids": np.array([[r.new[-1]] for r in rows], dtype=np.int64),
+                "attention_mask": np.concatenate([self.mask, np.ones((batch, 1), dtype=np.int64)], axis=1),
+                "position_ids": np.array([[len(r.prompt) + len(r.new) - 1] for r in rows], dtype=np.int64)}
+        logits, self.past = self.g._run(self.binding, feed, self.past)
+        self.mask = feed["attention_mask"]
+        self.runs.append(batch)
+        return [self._choose(m, logits[i], len(m.row.new)) for i, m in enumerate(self.members)]
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {} if self.past is None else {k: v.numpy() for k, v in self.past.items()}
+
+    def _set(self, arrays: dict[str, np.ndarray], mask: np.ndarray) -> None:
+        import onnxruntime as ort
+
+        used = np.flatnonzero(mask.any(axis=0))  # columns some row still holds: the rest is cut
+        start = int(used[0]) if used.size else mask.shape[1]
+        self.mask = np.ascontiguousarray(mask[:, start:])
+        self.past = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a[:, :, start:, :]))
+                     for k, a in arrays.items()}
+
+    def _keep(self, members: list[_Member]) -> None:
+        index = [i for i, m in enumerate(self.members) if m in members]
+        self.members = [self.members[i] for i in index]
+        if not self.members:
+            self.past, self.mask = None, np.zeros((0, 0), dtype=np.int64)
+            return
+        self._set({k: a[index] for k, a in self._arrays().items()}, self.mask[index])
+
+    def _merge(self, m: _Member, present: dict) -> None:
+        new = {k: v.numpy() for k, v in present.items()}
+        length = len(m.row.prompt)
+        if not self.members:
+            self.members = [m]
+            self._set(new, np.ones((1, length), dtype=np.int64))
+            return
+        old = self._arrays()
+        width = max(self.mask.shape[1], length)
+
+        def pad(a: np.ndarray, to: int) -> np.ndarray:
+            return np.pad(a, [(0, 0), (0, 0), (to - a.shape[2], 0), (0, 0)]) if a.shape[2] < to else a
+
+        arrays = {k: np.concatenate([pad(old[k], width), pad(new[k], width)]) for k in old}
+        mask = np.zeros((len(self.members) + 1, width), dtype=np.int64)
+        mask[:-1, width - self.mask.shape[1]:] = self.mask
+        mask[-1, width - length:] = 1
+        self.members.append(m)
+        self._set(arrays, mask)
 
 def load_tokenizer(path):
     """The bundle's tokenizer.json, as it is: no truncation, no padding (the loop pads on the left itself)."""

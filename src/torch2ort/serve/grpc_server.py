@@ -116,6 +116,9 @@ class Servicer:
                 request = await _one_message(context)
                 host = self.s.host_of(request.model_name, request.model_version or None)
                 with self.s.metrics.track(host.name, "grpc"):
+                    if getattr(host, "generation", None) is not None:  # its KV-cache tensors are not a client's
+                        raise ProtocolError(f"model {host.name!r} generates text: use HTTP, /v2/models/{host.name}"
+                                            "/generate or /infer with text_input (gRPC has no generation)")
                     host.scheduler.admit()
                     try:
                         raw, request_id = bool(request.raw_input_contents), request.id

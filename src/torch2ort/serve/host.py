@@ -2,10 +2,13 @@
 
 - ``info`` (``metadata.ModelInfo``): what the model is: name, version, inputs, outputs;
 - ``compute`` (``compute.Compute``): request body → checked feed → the bundle's stages → outputs;
-- ``scheduler`` (``scheduler.Scheduler``): queue slots, the worker thread, dynamic batching.
+- ``scheduler`` (``scheduler.Scheduler``): queue slots, the worker thread, dynamic batching;
+- ``generation`` (``generation.GenerationEngine``), for a bundle that generates text: its decode loop,
+  on the scheduler's worker thread.
 
 The warm-up run at load time is what joins them: it proves the session computes, and it tells
-which outputs (post-processed ones included) the model answers with.
+which outputs (post-processed ones included) the model answers with; a generating bundle warms up
+with a short generation instead, and answers with text.
 """
 
 from __future__ import annotations
@@ -22,10 +25,19 @@ class ModelHost:
     def __init__(self, bundle: Bundle, limits: Limits, version: str = "1") -> None:
         self.bundle = bundle
         self.compute = Compute(bundle, limits.caps)
-        self.info = ModelInfo.of(bundle, self.compute.warm_up(), self.compute.text, limits.max_batch, version,
-                                 self.compute.file_metadata(), self.compute.output_metadata())
+        self.generation = None
+        if bundle.generates:
+            self.info = ModelInfo.generating(bundle, version)
+        else:
+            self.info = ModelInfo.of(bundle, self.compute.warm_up(), self.compute.text, limits.max_batch, version,
+                                     self.compute.file_metadata(), self.compute.output_metadata())
         self.scheduler = Scheduler(bundle.name, limits, self.compute.run, self.compute.postprocess,
                                    self.info.batching)
+        if bundle.generates:
+            from torch2ort.serve.generation import GenerationEngine
+
+            self.generation = GenerationEngine(bundle, limits, self.scheduler.executor)
+            self.generation.warm_up()
 
     @property
     def name(self) -> str:

@@ -59,6 +59,7 @@ class ModelInfo:
     batch_label: str | None
     batching: bool           # dynamic batching is on: max_batch > 1 and a shared batch dim
     display: dict | None = None  # how the page at / shows an answer (``display``)
+    generation: dict | None = None  # a generating bundle: its routes and context (``generating``)
 
     @classmethod
     def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
@@ -83,11 +84,25 @@ class ModelInfo:
         return cls(bundle.name, version, inputs, metas, label, max_batch > 1 and label is not None,
                    display(bundle, outputs))
 
+    @classmethod
+    def generating(cls, bundle: Bundle, version: str = "1") -> ModelInfo:
+        """A decoder bundle: prompts in (BYTES ``text_input``), text out (BYTES ``text_output``); the KV-cache
+        tensors are the server's business, not the client's."""
+        info = bundle.manifest["generation"]
+        return cls(bundle.name, version, [{"name": "text_input", "datatype": "BYTES", "shape": [-1]}],
+                   [{"name": "text_output", "datatype": "BYTES", "shape": [-1]}], None, False, None,
+                   {"generate": f"/v2/models/{bundle.name}/generate",
+                    "generate_stream": f"/v2/models/{bundle.name}/generate_stream",
+                    "openai": ["/v1/completions"] + (["/v1/chat/completions"] if info.get("chat_template") else []),
+                    "max_positions": info.get("max_positions")})
+
     def metadata(self) -> dict:
+        params = {"torch2ort_dynamic_batching": self.batching, "batch_dim": self.batch_label,
+                  "torch2ort_display": self.display}
+        if self.generation is not None:
+            params["torch2ort_generation"] = self.generation
         return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
-                "inputs": self.inputs, "outputs": self.outputs,
-                "parameters": {"torch2ort_dynamic_batching": self.batching, "batch_dim": self.batch_label,
-                               "torch2ort_display": self.display}}
+                "inputs": self.inputs, "outputs": self.outputs, "parameters": params}
 
 
 __all__ = ["ModelInfo", "batch_label", "display"]

@@ -12,7 +12,12 @@ one, so one process can run several servers, as the tests do).
   ``read`` (the HTTP body arriving; HTTP only: a gRPC message is read before its model is known), ``decode`` (parsing,
   checking and decoding the inputs: JSON, binary, files, text) and ``encode`` (the answer's bytes);
 - ``torch2ort_batch_size{model}``: rows per run;
-- ``torch2ort_queue_depth{model}``: requests admitted and not yet answered (queued or running).
+- ``torch2ort_queue_depth{model}``: requests admitted and not yet answered (queued or running);
+- ``torch2ort_generated_tokens_total{model}``: tokens made by the decode loop (one per step of a stream);
+- ``torch2ort_time_to_first_token_seconds{model}``: from a generation joining the loop to its first token;
+- ``torch2ort_generations_total{model,reason}``: generations ended, by why (``eos``, ``stop``, ``length``,
+  ``cancelled``: the client went away, ``deadline``: --generate-timeout-s, ``error``);
+- ``torch2ort_generations_active{model}``: generations in the decode loop now.
 
 Requests for unknown models are not labelled by name (no unbounded label sets from clients).
 
@@ -46,6 +51,9 @@ class ModelMetrics:
         self.compute = metrics.compute.labels(model)
         self.batch = metrics.batch.labels(model)
         self.postprocess = metrics.postprocess.labels(model)
+        self.tokens = metrics.tokens.labels(model)
+        self.first_token = metrics.first_token.labels(model)
+        self.generations = metrics.generations
 
 
 class Metrics:
@@ -69,6 +77,13 @@ class Metrics:
         self.batch = Histogram("torch2ort_batch_size", "Rows per ONNX Runtime run", ["model"], buckets=ROWS,
                                registry=r)
         self.depth = Gauge("torch2ort_queue_depth", "Requests admitted and not yet answered", ["model"], registry=r)
+        self.tokens = Counter("torch2ort_generated_tokens", "Tokens generated (decode steps)", ["model"], registry=r)
+        self.first_token = Histogram("torch2ort_time_to_first_token_seconds",
+                                     "From a generation joining the decode loop to its first token", ["model"],
+                                     buckets=LATENCY, registry=r)
+        self.generations = Counter("torch2ort_generations", "Generations ended, by reason", ["model", "reason"],
+                                   registry=r)
+        self.active = Gauge("torch2ort_generations_active", "Generations in the decode loop", ["model"], registry=r)
 
     def attach(self, hosts: dict) -> None:
         """Give every host its recorders, and read its queue depth at scrape time."""
@@ -79,6 +94,11 @@ class Metrics:
                 self.requests.labels(name, protocol)
                 for stage in STAGES[protocol == "grpc":]:  # gRPC's message is read before the call is known
                     self.stage.labels(name, protocol, stage)
+            engine = getattr(host, "generation", None)
+            if engine is not None:
+                engine.metrics = host.scheduler.metrics
+                self.tokens.labels(name)
+                self.active.labels(name).set_function(lambda e=engine: len(e.active))
 
     @contextmanager
     def track(self, model: str, protocol: str):

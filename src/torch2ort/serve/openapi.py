@@ -1,4 +1,4 @@
-"""The server's OpenAPI document: every status the routes send, and the infer request body.
+"""The server's OpenAPI document: every status the routes send, and the infer and generation request bodies.
 
 The infer route reads its raw body itself (JSON or the binary tensor extension), so its request
 schema is declared here by hand, with the same rules ``protocol.parse_request`` enforces on
@@ -42,6 +42,60 @@ INDEX_RESPONSES = {
     408: error_response("the request body was not received in time (--read-timeout-s)"),
     413: error_response("body over --max-body-mb"),
 }
+_GEN_ERRORS = {
+    400: error_response("malformed request, a field out of range, an empty prompt, a prompt or max_tokens over "
+                        "the caps (--max-prompt-tokens, --max-new-tokens, the model's context), or a model that "
+                        "does not generate text"),
+    404: error_response("unknown model or version"),
+    408: error_response("the request body was not received in time (--read-timeout-s)"),
+    413: error_response("body over --max-body-mb"),
+    503: error_response("model not ready, its queue is full (--queue), or the generation took longer than "
+                        "--generate-timeout-s"),
+}
+# each server-sent event, as an object (``data`` holds one JSON document, or OpenAI's closing [DONE])
+_SSE = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "string"}, "event": {"type": "string"}}}}}
+GENERATE_RESPONSES = {200: {"description": "the generated text", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/GenerateResponse"}}}}} | _GEN_ERRORS
+GENERATE_STREAM_RESPONSES = {200: {"description": "server-sent events, one generate response per token; an error "
+                                                  "after the first is a last data: {\"error\": …} event",
+                                   "content": _SSE}} | _GEN_ERRORS
+_OPENAI_ERROR = {"$ref": "#/components/schemas/OpenAIError"}
+OPENAI_RESPONSES = {200: {"description": "an OpenAI completion object, or with stream: true server-sent chunks "
+                                         "ending in data: [DONE]",
+                          "content": {"application/json": {"schema": {"type": "object"}}} | _SSE}} | {
+    code: {"description": r["description"], "content": {"application/json": {"schema": _OPENAI_ERROR}}}
+    for code, r in _GEN_ERRORS.items()}
+OPENAI_MODELS_RESPONSES = {200: {"description": "the served models that generate text", "content": {
+    "application/json": {"schema": {"type": "object", "required": ["object", "data"]}}}}}
+
+
+def body(schema: str) -> dict:
+    """A route's JSON request body, by the name of its schema in ``generation_schemas``."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "$ref": f"#/components/schemas/{schema}"}}}}}
+
+
+def generation_schemas() -> dict:
+    """The generation request bodies, made from the same pydantic models the routes validate with."""
+    from torch2ort.serve.gen_requests import ChatCompletion, Completion, TritonGenerate
+
+    out: dict = {}
+    for model in (TritonGenerate, Completion, ChatCompletion):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    out["OpenAIError"] = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type"], "properties": {
+            "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "integer"}}}}}
+    out["GenerateResponse"] = {"type": "object", "required": ["model_name", "text_output"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "text_output": {"type": "string"}, "token_ids": {"type": "array", "items": {"type": "integer"}},
+        "finish_reason": {"type": "string", "enum": ["eos", "stop", "length"]},
+        "prompt_tokens": {"type": "integer"}}}
+    return out
+
+
 METRICS_RESPONSES = {200: {"description": "Prometheus text exposition format",
                            "content": {"text/plain": {"schema": {"type": "string"}}}}}
 UNAUTHORIZED = error_response("no or wrong bearer token (only with --token-file)")
@@ -102,7 +156,10 @@ def add_schemas(app, models: list[str], auth: bool = False) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = base()
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(SCHEMAS | generation_schemas())
+        for body in ("Completion", "ChatCompletion"):  # served names, so generated requests reach real models
+            if models:
+                schema["components"]["schemas"][body]["properties"]["model"]["examples"] = models
         if auth:
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         for path, item in schema.get("paths", {}).items():

@@ -37,10 +37,14 @@ class Limits:
     max_text_chars: int = 100_000  # characters in one string
     max_file_mb: float = 32.0      # one encoded file (image, audio, signal record), before it is decoded
     decode_timeout_s: float = 30.0  # parsing and decoding one request's inputs, files included
+    max_prompt_tokens: int = 8192   # text generation: tokens in one prompt (a chat's rendered messages)
+    max_new_tokens: int = 2048      # text generation: tokens one request may ask for (max_tokens)
+    generate_timeout_s: float = 600.0  # text generation: one request, from its admission to its last token
 
     RANGES = {"max_batch": (1, 2**20, True), "max_delay_ms": (0, 60_000, False), "queue": (1, 2**20, True),
               "max_rows": (1, 2**31, True), "max_text_chars": (1, 2**31, True), "max_file_mb": (1e-3, 2**20, False),
-              "decode_timeout_s": (0.01, 3600, False)}
+              "decode_timeout_s": (0.01, 3600, False), "max_prompt_tokens": (1, 2**20, True),
+              "max_new_tokens": (1, 2**16, True), "generate_timeout_s": (0.01, 86_400, False)}
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -92,6 +92,8 @@ class ServerState:
 
     async def stop(self) -> None:
         for host in self.hosts.values():
+            if getattr(host, "generation", None) is not None:
+                await host.generation.stop()
             await host.scheduler.stop()
         self.parse_pool.shutdown(wait=True)
         if self.parse_procs is not None:

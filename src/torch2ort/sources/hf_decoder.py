@@ -91,7 +91,33 @@ def generation_info(path: Path, config, names: list[str], layers: int, kv_heads:
     return {"inputs": names, "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": "float32",
             "eos_token_id": [int(e) for e in eos], "pad_token_id": int(pad),
             "bos_token_id": gen_cfg.get("bos_token_id", getattr(config, "bos_token_id", None)),
-            "max_positions": int(getattr(config, "max_position_embeddings", 0) or 0) or None}
+            "max_positions": int(getattr(config, "max_position_embeddings", 0) or 0) or None} | chat_info(path)
+
+
+SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def chat_info(path: Path) -> dict:
+    """The folder's chat template and the special tokens it may name, as ``apply_chat_template`` finds them:
+    ``chat_template.jinja`` (transformers 5 saves it apart), else ``tokenizer_config.json``'s ``chat_template``
+    (a string, or a list of named templates: the ``default`` one). Empty when the folder has none."""
+    cfg = read_json(path / "tokenizer_config.json", "tokenizer config") if (path / "tokenizer_config.json").is_file() \
+        else {}
+    template = cfg.get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if (path / "chat_template.jinja").is_file():
+        template = (path / "chat_template.jinja").read_text(encoding="utf-8")
+    if not isinstance(template, str) or not template.strip():
+        return {}
+    tokens = {}
+    for key in SPECIAL_TOKENS:
+        value = cfg.get(key)
+        value = value.get("content") if isinstance(value, dict) else value
+        if isinstance(value, str):
+            tokens[key] = value
+    return {"chat_template": template, "special_tokens": tokens}
 
 
 def decoder_spec(config, names, past, outputs, kv_heads: int, head_dim: int):

@@ -37,6 +37,10 @@ router = APIRouter()
 async def infer(s: State, name: str, request: Request, version: str | None = None):
     host = s.host_of(name, version)
     with s.metrics.track(name, "http"):
+        if host.generation is not None:  # a decoder: text_input in, text_output out (routes/generate.py)
+            from torch2ort.serve.routes.generate import infer_text
+
+            return await infer_text(s, host, request)
         return await _infer(s, host, request)
 
 
