@@ -137,7 +137,7 @@ def aggregate(metric: str, comps: list[OutputComparison]) -> float:
         return max(c.max_abs for c in comps)
     if metric == "psnr":
         return min(c.psnr for c in comps)
-    field_name = "top1" if metric == "top1" else "decision"
+    field_name = metric if metric in metrics.AGREEMENT else "decision"
     weights = [(getattr(c, field_name), _rows(c) if metric == "top1" else c.n_total) for c in comps]
     if any(v is None for v, _ in weights):
         return math.nan
