@@ -30,6 +30,7 @@ from torch2ort.optimization.passes.fp16 import Fp16
 from torch2ort.optimization.passes.graph import GraphOptimize
 from torch2ort.optimization.passes.int8_dynamic import OP_TYPES, Int8Dynamic, quantisable_nodes
 from torch2ort.optimization.passes.int8_static import Int8Static
+from torch2ort.optimization.passes.lift1d import Lift1d, conv1d_count
 from torch2ort.optimization.passes.subpixel import SubPixel
 from torch2ort.optimization.passes.transformer import TransformerFusion, looks_like_transformer
 from torch2ort.parity import metrics
@@ -150,6 +151,10 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
             # layers that add the most quantisation noise, measured, in float: k = 1, 2, 4… up to a
             # quarter of the weighted layers, tried in that order until one holds (float_ladder).
             fallback += [[Int8Static(reduce_range=reduce_range, exclude=["first", "last"])]]
+            if _conv1d(onnx_path):
+                # ORT's NCHWc layout takes 2-D convs only; lifted, the 1-D ones join it (OpenVINO's edge on ECG).
+                # Whether that is faster depends on the machine: the timing decides
+                primary += [[Lift1d()]]
             if counts.get("ConvTranspose", 0):
                 # ORT's CPU provider has no int8 ConvTranspose: as Conv + DepthToSpace it gets QLinearConv
                 primary += [[SubPixel()], [SubPixel(), Int8Static(reduce_range=reduce_range)]]
@@ -163,6 +168,12 @@ def plan_auto(onnx_path: str | Path, providers: list[str], reduce_range: str | b
         if gpu:
             primary.append([Fp16()])
     return primary, fallback
+
+
+def _conv1d(onnx_path: str | Path) -> int:
+    import onnx
+
+    return conv1d_count(onnx.load(str(onnx_path), load_external_data=False).graph)
 
 
 def float_ladder(onnx_path: str | Path) -> list[int]:
