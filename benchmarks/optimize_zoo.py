@@ -245,8 +245,10 @@ def trained_main(args) -> int:
                 if args.weights not in ("both", label):
                     continue
                 load_start = os.getloadavg()
+                # the kept variant stays in OUT/<factory>/auto.onnx, where peer_runtimes.py --auto-dir finds it
+                (args.out / entry.factory).mkdir(parents=True, exist_ok=True)
                 res = run_one(f"{name}, {label}", entry, args, threads, tmp_path / f"t{i}{label}.onnx",
-                              tmp_path / f"t{i}{label}.opt.onnx", samples, n=0)
+                              args.out / entry.factory / "auto.onnx", samples, n=0)
                 res["load_start"], res["load"] = load_start, os.getloadavg()
                 _store_and_render(args, threads, order, res)
     return 0
