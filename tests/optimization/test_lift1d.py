@@ -66,13 +66,19 @@ def test_lifted_convs_compute_the_same_and_join_ort_nchwc(tmp_path):
     assert before.get("Add", 0) == 1 and "Add" not in after and "Relu" not in after
 
 
-def test_auto_offers_it_only_where_there_are_1d_convs(tmp_path, exported):
+def test_auto_offers_it_only_where_there_are_1d_convs(tmp_path):
     _resnet1d(tmp_path / "m.onnx")
-    labels = ["+".join(p.label for p in chain) for chain in plan_auto(tmp_path / "m.onnx", ["CPUExecutionProvider"])[0]]
-    assert "lift1d" in labels
-    labels = ["+".join(p.label for p in chain) for chain in plan_auto(exported("mobilenet"),
-                                                                      ["CPUExecutionProvider"])[0]]
-    assert "lift1d" not in labels
+    conv2d = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], "conv2d",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")])
+    onnx.save(helper.make_model(conv2d, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "c.onnx"))
+
+    def labels(path) -> list[str]:
+        return ["+".join(p.label for p in chain) for chain in plan_auto(path, ["CPUExecutionProvider"])[0]]
+
+    assert "lift1d" in labels(tmp_path / "m.onnx") and "lift1d" not in labels(tmp_path / "c.onnx")
 
 
 def test_an_old_opset_is_refused_with_a_reason(tmp_path):
