@@ -13,8 +13,9 @@ in that layout. ORT's layout transformer (NCHWc, ORT_ENABLE_ALL) handles 2-D Con
   the reorders around it go.
 
 Both keep the arithmetic (the same multiply-adds, reordered); ``python benchmarks/ort_rewrites.py IN.onnx OUT.onnx``
-checks the rewritten model against the original on ORT before writing it. These are measurement tools in
-benchmarks/; a pass in torch2ort.optimization would be the place to ship them.
+checks the rewritten model against the original on ORT before writing it. ``conv1d_as_2d`` ships as the
+``lift1d`` pass (torch2ort.optimization.passes.lift1d), which ``auto`` offers on graphs with 1-D convs; the
+ConvTranspose rewrites stay measurement tools here (``subpixel`` is the shipped one).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from torch2ort.optimization.passes.base import replace_nodes
-
-LIFTABLE_UNARY = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish"}
-LIFTABLE_BINARY = {"Add", "Mul", "Sub"}
+from torch2ort.optimization.passes.lift1d import conv1d_as_2d  # noqa: F401  (the lift1d pass's rewrite)
 
 
 def _named(node, suffix: str) -> str:
@@ -38,72 +37,6 @@ def _named(node, suffix: str) -> str:
 
 def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def conv1d_as_2d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """Returns the rewritten model and how many 1-D Conv/MaxPool nodes became 2-D."""
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    axes = "conv1d_as_2d_axis2"
-    g.initializer.append(numpy_helper.from_array(np.array([2], dtype=np.int64), axes))
-    lifted: dict[str, str] = {}      # 3-D name -> its 4-D (unit height) twin
-    present: set[str] = {i.name for i in g.input} | set(inits)  # 3-D tensors that exist in the new graph
-    out_nodes, n = [], 0
-
-    def four(name: str) -> str:
-        if name not in lifted:
-            lifted[name] = name + "__h1"
-            out_nodes.append(helper.make_node("Unsqueeze", [name, axes], [lifted[name]]))
-        return lifted[name]
-
-    def three(name: str) -> str:
-        if name not in present:
-            out_nodes.append(helper.make_node("Squeeze", [lifted[name], axes], [name]))
-            present.add(name)
-        return name
-
-    for node in g.node:
-        a = _attrs(node)
-        if node.op_type in ("Conv", "MaxPool") and len(a.get("kernel_shape", [])) == 1:
-            new = {"kernel_shape": [1, a["kernel_shape"][0]], "strides": [1, a.get("strides", [1])[0]],
-                   "dilations": [1, a.get("dilations", [1])[0]]}
-            p = a.get("pads", [0, 0])
-            new["pads"] = [0, p[0], 0, p[1]]
-            for k in ("group", "auto_pad", "ceil_mode", "storage_order"):
-                if k in a:
-                    new[k] = a[k]
-            ins = [four(node.input[0])]
-            if node.op_type == "Conv":
-                w = inits[node.input[1]]
-                w4 = numpy_helper.to_array(w)[:, :, None, :]
-                g.initializer.append(numpy_helper.from_array(w4, w.name + "__h1"))
-                ins += [w.name + "__h1", *node.input[2:]]
-            outs = [o + "__h1" if o else "" for o in node.output]
-            out_nodes.append(helper.make_node(node.op_type, ins, outs, name=_named(node, "__h1"), **new))
-            for o in node.output:
-                if o:
-                    lifted[o] = o + "__h1"
-            n += 1
-        elif node.op_type in LIFTABLE_UNARY and node.input[0] in lifted:
-            out_nodes.append(helper.make_node(node.op_type, [lifted[node.input[0]], *node.input[1:]],
-                                              [node.output[0] + "__h1"], **a))
-            lifted[node.output[0]] = node.output[0] + "__h1"
-        elif node.op_type in LIFTABLE_BINARY and all(i in lifted for i in node.input):
-            out_nodes.append(helper.make_node(node.op_type, [lifted[i] for i in node.input],
-                                              [node.output[0] + "__h1"]))
-            lifted[node.output[0]] = node.output[0] + "__h1"
-        else:
-            for i in node.input:
-                if i in lifted:
-                    three(i)
-            out_nodes.append(node)
-            present.update(node.output)
-    for o in g.output:
-        if o.name in lifted:
-            three(o.name)
-    replace_nodes(g, out_nodes)
-    del g.value_info[:]  # the 3-D shapes recorded for lifted tensors no longer hold
-    return model, n
 
 
 def convtranspose_as_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:

@@ -144,3 +144,56 @@ def test_kept_samples_too_few_to_show_the_gate_are_topped_up_with_fresh_cases(ex
     v = result.variant("graph")
     assert v.confirmed is True and result.chosen == "graph", (result.message, v.passed, v.summary)
     assert v.confirmation["checks"][0]["n"] >= 25 and v.confirmation["checks"][0]["bound"] >= 0.9
+
+
+class FlipMarginal(Pass):
+    """The planted sign-flipper: negates every logit closer to 0 than ``below``, as int8 noise flips the
+    decisions with the least margin. It stays within 2 × ``below`` of PyTorch everywhere."""
+
+    name = "flip"
+
+    def run(self, src, out, ctx):
+        import onnx
+        from onnx import helper, numpy_helper
+
+        model = onnx.load(str(src))
+        output = model.graph.output[0].name
+        for node in model.graph.node:
+            node.output[:] = [f"{output}__exact" if o == output else o for o in node.output]
+        below = numpy_helper.from_array(np.array(self.options["below"], np.float32), "flip_below")
+        model.graph.initializer.append(below)
+        model.graph.node.extend([
+            helper.make_node("Abs", [f"{output}__exact"], ["flip_abs"]),
+            helper.make_node("Less", ["flip_abs", "flip_below"], ["flip_small"]),
+            helper.make_node("Neg", [f"{output}__exact"], ["flip_neg"]),
+            helper.make_node("Where", ["flip_small", "flip_neg", f"{output}__exact"], [output]),
+        ])
+        onnx.save(model, str(out))
+        return PassResult(out, True)
+
+
+def test_a_sign_gate_fits_independent_logits_and_catches_flipped_decisions(tmp_path, monkeypatch):
+    """Per-segment logits (AttnMIL's segment head) are independent binary decisions at 0: ``sign`` counts
+    them, with n and the 95% bound; a faithful variant passes it, and one that flips the decisions with
+    the least margin (a tenth of them here) fails it, though it never strays more than 0.04 from PyTorch."""
+    from fixtures.families import MODELS, run_cli
+    from torch2ort.sources import ModelRequest, load_model
+    from torch2ort.spec import InputSpec
+
+    monkeypatch.setitem(PASSES, "flip", f"{__name__}:FlipMarginal")
+    model, onnx_path = f"{MODELS}:SegmentLogits", tmp_path / "seg.onnx"
+    inputs = ["segments:batch=2,segments=8,16:float32"]
+    assert run_cli("export", model, "--input", inputs[0], "--output-names", "seg_logits", "-o", onnx_path) == 0
+    spec = InputSpec.from_cli(inputs, "seg_logits")
+    result = planner.optimize(load_model(ModelRequest(model)), None, onnx_path, spec, passes=["graph", "flip"],
+                              accept=["seg_logits:sign>=0.99"], pass_options={"flip": {"below": 0.02}},
+                              out=tmp_path / "opt.onnx")
+    faithful, flipped = result.variant("graph"), next(v for v in result.variants if v.name.startswith("flip"))
+    check = faithful.gate["checks"][0]
+    assert check["metric"] == "sign" and check["value"] == 1.0 and check["bound"] >= 0.99
+    assert check["n"] >= 2 * 268  # decisions, one per segment: cases were added until 0.99 could be shown
+    assert faithful.passed and faithful.confirmed and result.chosen == "graph"
+    bad = flipped.gate["checks"][0]
+    assert not flipped.passed and 0.8 < bad["value"] < 0.97 and bad["bound"] < bad["value"]
+    assert "95% lower bound" in bad["reason"] and "sign>=0.99" in bad["reason"]
+    assert flipped.max_abs <= 0.04

@@ -27,6 +27,8 @@ def test_auto_plans_by_graph_kind(exported):
     ladder = _labels(cnn_fallback)[1:]
     assert ladder[:2] == ["int8-static[float-layers=1]", "int8-static[float-layers=2]"]
     assert all(x.startswith("int8-static[float-layers=") for x in ladder)
+    # ... on each calibration method; optimize climbs the one whose whole-model variant came closer
+    assert "int8-static[float-layers=1,method=percentile]" in ladder
     enc, fallback = plan_auto(exported("encoder"), ["CPUExecutionProvider"])
     assert {"transformer", "transformer[skip-norm=unfused]+int8-dynamic[per-channel]"} <= set(_labels(enc))
     # fused only to MultiHeadAttention: the Q/K/V projections in int8 too, with and without SmoothQuant;
@@ -159,3 +161,23 @@ def test_text_models_are_gated_on_real_text(tmp_path):
     texts = [InputCase(f"text-{i}", {}, kind="sample") for i in range(5)]
     chosen, kept = _gate_cases(spec, texts)
     assert chosen["cases"] == ["text-0", "text-2", "text-4"] and [c.name for c in kept] == ["text-1", "text-3"]
+
+
+def test_the_float_layers_ladder_climbs_from_the_closer_calibration():
+    """The trained ECG of issue 24: percentile calibration came within a hair of its gate, minmax far from it,
+    so the float-layers ladder builds on percentile."""
+    from torch2ort.optimization.planner import Variant, _closest_method
+    from torch2ort.parity.gates import Gate
+
+    gates = {"y": Gate("decision", 0.99, "y")}
+
+    def variant(name: str, value: float, bound: float) -> Variant:
+        v = Variant(name, [name])
+        v.gate = {"checks": [{"output": "y", "value": value, "bound": bound}]}
+        return v
+
+    far, near = variant("int8-static", 0.944, 0.93), variant("int8-static[method=percentile]", 0.995, 0.987)
+    assert _closest_method([variant(BASELINE, 1.0, 0.996), far, near], gates) == "percentile"
+    near.error = "failed to build"
+    assert _closest_method([far, near], gates) == "minmax"
+    assert _closest_method([], gates) == "minmax"

@@ -144,3 +144,20 @@ def test_zero_shot_logits_get_top1_over_the_candidate_labels():
     assert (gate.metric, gate.limit) == ("top1", 0.99) and "zero-shot" in gate.why
     with pytest.raises(UsageError, match="top1 needs class scores"):  # one candidate label: no top-1 to agree on
         resolve_gates([], {"logits_per_image": [*refs, refs[0][:, :1]]}, roles)
+
+
+def test_sign_judges_logits_at_zero_whatever_their_range():
+    """Logits that all happen to lie in [0, 1] read as probabilities to ``decision`` (threshold 0.5); ``sign``
+    says they are logits, so the decision is at 0 (sigmoid's 0.5), and it counts decisions like ``decision``."""
+    ref = np.array([[0.2, 0.7, 0.9, 0.4]], np.float32)
+    got = np.array([[0.6, 0.3, 0.8, -0.1]], np.float32)  # two cross 0.5; only the last changes sign
+    c = _report(ref, got).comparisons[0]
+    assert c.decision_threshold == 0.5 and c.decision == 0.5 and c.sign == 0.75
+    verdict = judge(_report(ref, got), {"y": parse_gate("y:sign>=0.5")})
+    check = verdict.checks[0]
+    assert check.metric == "sign" and check.value == 0.75 and check.n == 4 and check.bound < 0.75
+    assert "sign 0.75 (≥" in verdict.summary()
+    with pytest.raises(UsageError, match="needs floating-point outputs"):
+        resolve_gates([parse_gate("ids:sign>=0.99")], {"ids": [np.arange(4)]})
+    with pytest.raises(UsageError, match="limit must be a finite number"):
+        parse_gate("sign>=1.5")

@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
                    help="dynamic sizes to verify (default: the example size and two others per label)")
     p.add_argument("--optimize", default="none", metavar="none|auto|PASS[,PASS…]",
                    help="none (default), auto (try the variants worth trying, keep the fastest that passes), or "
-                        "one chain of passes: graph, slim, transformer, fp16, int8-dynamic, int8-static, subpixel; "
+                        "one chain of passes: graph, slim, transformer, fp16, int8-dynamic, int8-static, subpixel, "
+                        "lift1d; "
                         "for a text-generation model: auto, int8-weight or int4-weight (weight-only, behind "
                         "generation gates)")
     p.add_argument("--accept", action="append", default=[], metavar="[OUTPUT:]METRIC>=X",

@@ -28,10 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where the chosen variant goes")
     p.add_argument("--passes", action="append", default=[], metavar="auto|PASS[,PASS…]",
                    help="repeatable; each value is one variant, its passes applied in order. Passes: graph, "
-                        "slim, transformer, fp16, int8-dynamic, int8-static, subpixel (default: auto)")
+                        "slim, transformer, fp16, int8-dynamic, int8-static, subpixel, lift1d (default: auto)")
     p.add_argument("--accept", action="append", default=[], metavar="[OUTPUT:]METRIC>=X",
-                   help="accuracy gate, repeatable: cosine>=X, top1>=X, decision>=X, maxabs<=X "
-                        "(default: chosen per output kind)")
+                   help="accuracy gate, repeatable: cosine>=X, top1>=X, decision>=X, sign>=X, psnr>=X, "
+                        "maxabs<=X (default: chosen per output kind)")
     p.add_argument("--samples", metavar="FILE.npz|DIR", help="real inputs: verified on, and used for calibration")
     p.add_argument("--n", type=int, default=8, help="seeded synthetic verification inputs (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed for synthetic inputs (default 0)")

@@ -4,7 +4,7 @@ Both are plain dataclasses that round-trip through JSON, so outputs produced on 
 (a GPU box, a browser) can be loaded and judged by the same code. The numbers are defined once, in
 ``parity.metrics``; the verdict for each output comes from a factory:
 ``allclose(atol, rtol)`` (the verify default), ``cosine(min)``, ``top1_agreement(min)``,
-``decision_agreement(min)``, ``max_abs(max)``, ``psnr(min_db)``.
+``decision_agreement(min)``, ``sign_agreement(min)``, ``max_abs(max)``, ``psnr(min_db)``.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ class OutputComparison:
     top1: float | None = None
     decision: float | None = None
     decision_threshold: float | None = None
+    sign: float | None = None
     psnr: float | None = None
     agree: int | None = None     # answer gates (parity.answers): units that agree, of ``n_total`` judged
     passed: bool = False
@@ -152,6 +153,7 @@ def _threshold(field_name: str, label: str, metric_name: str) -> Callable[[float
 cosine = _threshold("cosine", "min cosine", "cosine")
 top1_agreement = _threshold("top1", "top-1 agreement", "top1")
 decision_agreement = _threshold("decision", "decision agreement", "decision")
+sign_agreement = _threshold("sign", "sign agreement", "sign")
 psnr = _threshold("psnr", "min PSNR (dB)", "psnr")
 max_abs = _threshold("max_abs", "max abs err", "maxabs")
 
@@ -194,14 +196,14 @@ class ParityReport:
         for c in self.comparisons:
             row = rows.setdefault((c.runner, c.output), {
                 "runner": c.runner, "output": c.output, "cases": 0, "failed": 0, "max_abs": 0.0,
-                "max_rel": 0.0, "mean_abs": 0.0, "min_cosine": 1.0, "top1": None, "decision": None, "psnr": None,
-                "nonfinite": 0, "shape": c.shape_ref, "dtype": c.dtype_ref})
+                "max_rel": 0.0, "mean_abs": 0.0, "min_cosine": 1.0, "top1": None, "decision": None, "sign": None,
+                "psnr": None, "nonfinite": 0, "shape": c.shape_ref, "dtype": c.dtype_ref})
             row["cases"] += 1
             row["failed"] += 0 if c.passed else 1
             for key, value, pick in (("max_abs", c.max_abs, max), ("max_rel", c.max_rel, max),
                                      ("mean_abs", c.mean_abs, max), ("min_cosine", c.cosine, min),
                                      ("top1", c.top1, min), ("decision", c.decision, min),
-                                     ("psnr", c.psnr, min)):
+                                     ("sign", c.sign, min), ("psnr", c.psnr, min)):
                 if value is None or (isinstance(value, float) and math.isnan(value)):
                     continue
                 row[key] = value if row[key] is None else pick(row[key], value)

@@ -6,6 +6,7 @@ each aggregated over every verification case:
     cosine    min per-item cosine similarity to the PyTorch output      (embeddings)
     top1      share of rows whose argmax agrees with PyTorch            (classifier scores)
     decision  share of values on the same side of 0.5 as PyTorch        (multi-label sigmoids)
+    sign      share of values with the same sign as PyTorch             (independent binary logits)
     maxabs    max |variant - PyTorch|                                   (regression, images)
     psnr      min peak signal-to-noise ratio in dB over the cases        (images, e.g. lip-sync frames)
     entities  share of entity groups both find (NER answers)             (parity.answers)
@@ -38,9 +39,10 @@ from torch2ort.parity import metrics
 
 METRICS = metrics.DIRECTIONS
 _GATE = re.compile(r"^(?:(?P<output>[^:]+):)?(?P<metric>[a-z0-9]+)\s*(?P<op>>=|<=)\s*(?P<limit>[-+0-9.eE]+)$")
-LIMITS = {"cosine": (-1.0, 1.0), "top1": (0.0, 1.0), "decision": (0.0, 1.0), "maxabs": (0.0, 1e6),
-          "psnr": (0.0, 1000.0), "entities": (0.0, 1.0), "boxes": (0.0, 1.0),
-          "pixels": (0.0, 1.0)}  # what each metric can take: a limit outside can never hold, or always does
+# what each metric can take: a limit outside can never hold, or always does
+LIMITS = {"cosine": (-1.0, 1.0), "top1": (0.0, 1.0), "decision": (0.0, 1.0), "sign": (0.0, 1.0),
+          "maxabs": (0.0, 1e6), "psnr": (0.0, 1000.0), "entities": (0.0, 1.0), "boxes": (0.0, 1.0),
+          "pixels": (0.0, 1.0)}
 EMBEDDING_WORDS = ("embed", "pool", "sentence", "feature", "vector", "hidden", "encod")
 
 

@@ -141,7 +141,7 @@ def aggregate(metric: str, comps: list[OutputComparison]) -> float:
     if metric in metrics.ANSWER:  # counts, not shares: sum what agrees over what was judged
         judged = sum(c.n_total for c in comps)
         return sum(c.agree or 0 for c in comps) / judged if judged else math.nan
-    field_name = "top1" if metric == "top1" else "decision"
+    field_name = metric if metric in ("top1", "sign") else "decision"
     weights = [(getattr(c, field_name), _rows(c) if metric == "top1" else c.n_total) for c in comps]
     if any(v is None for v, _ in weights):
         return math.nan

@@ -19,10 +19,13 @@ Definitions (``ref`` is the reference, usually PyTorch; all arithmetic in float6
               positive (>=). The threshold is 0.5 for probabilities and 0 for logits (sigmoid's 0.5);
               ``compare`` picks it per output from every case's reference values (0.5 when all lie in
               [0, 1]) unless the model declares it. Defined for floating outputs.
+    sign      share of values with the same sign, a value of 0 counting as positive: ``decision`` with
+              the threshold fixed at 0 whatever the values' range, for independent binary logits
+              (sigmoid(0) = 0.5) such as per-segment logits. Defined for floating outputs.
     psnr      10·log10(peak² / mean squared error) in dB, peak = the reference's max - min (1 when that
               is 0); identical outputs give +Inf.
 
-A metric's limit is held with ``holds(metric, value, limit)``: ``>=`` for cosine, top1 and decision,
+A metric's limit is held with ``holds(metric, value, limit)``: ``>=`` for cosine, top1, decision, sign and psnr,
 ``<=`` for maxabs; NaN or None never holds.
 """
 
@@ -35,7 +38,7 @@ import numpy as np
 DECISION_THRESHOLD = 0.5      # on probabilities
 LOGIT_DECISION_THRESHOLD = 0.0  # the same decision on logits: sigmoid(0) = 0.5
 # metric name -> the direction its limit is held in
-DIRECTIONS = {"cosine": ">=", "top1": ">=", "decision": ">=", "maxabs": "<=", "psnr": ">=",
+DIRECTIONS = {"cosine": ">=", "top1": ">=", "decision": ">=", "sign": ">=", "maxabs": "<=", "psnr": ">=",
               "entities": ">=", "boxes": ">=", "pixels": ">="}  # the last three judge answers: parity.answers
 
 
@@ -119,6 +122,11 @@ def decision(ref: np.ndarray, got: np.ndarray, threshold: float | None = None) -
     return float(((r >= threshold) == (g >= threshold)).mean())
 
 
+def sign(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """Share of values whose sign agrees (0 counts as positive), or None when not floating: a logit's decision."""
+    return decision(ref, got, LOGIT_DECISION_THRESHOLD)
+
+
 def psnr(ref: np.ndarray, got: np.ndarray) -> float | None:
     """Peak signal-to-noise ratio in dB with the reference's own range as the peak; None when not floating."""
     if not np.issubdtype(np.asarray(ref).dtype, np.floating) or not np.asarray(ref).size:
@@ -134,7 +142,7 @@ def psnr(ref: np.ndarray, got: np.ndarray) -> float | None:
 # Agreement metrics are proportions of rows or decisions that agree: a point estimate over a few dozen
 # of them cannot resolve a limit like 0.99 (one flip moves it by more than the margin, issue 24), so a
 # gate on them holds its one-sided 95% lower bound, not the estimate.
-AGREEMENT = ("top1", "decision", "entities", "boxes", "pixels")
+AGREEMENT = ("top1", "decision", "sign", "entities", "boxes", "pixels")
 ANSWER = ("entities", "boxes", "pixels")  # agreement of post-processed answers, counted in parity.answers
 Z_95 = 1.6448536269514722  # one-sided 95%: the normal quantile at 0.95
 
@@ -190,7 +198,7 @@ def measure(ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
         "cosine": min_cosine(ref, got),
     }
     for name, value in (("top1", top1(ref, got)), ("decision", decision(ref, got, threshold)),
-                        ("psnr", psnr(ref, got))):
+                        ("sign", sign(ref, got)), ("psnr", psnr(ref, got))):
         if value is not None:
             out[name] = value
     return out
@@ -200,14 +208,15 @@ def agreement(ref: np.ndarray, got: np.ndarray, threshold: float | None = None) 
     """The summary the migrate check and the pooling choice record: max abs, cosine, top-1, decision."""
     if np.shape(ref) != np.shape(got):
         return {"shape_ref": list(np.shape(ref)), "shape_got": list(np.shape(got)), "max_abs": None,
-                "min_cosine": None, "top1": None, "decision": None}
+                "min_cosine": None, "top1": None, "decision": None, "sign": None}
     cos = cosine_per_item(ref, got)
     return {"shape": list(np.shape(ref)), "max_abs": max_abs(ref, got), "min_cosine": min_cosine(ref, got),
             "mean_cosine": float(np.mean(cos)) if cos.size else 1.0, "top1": top1(ref, got),
-            "decision": decision(ref, got, threshold), "psnr": psnr(ref, got)}
+            "decision": decision(ref, got, threshold), "sign": sign(ref, got), "psnr": psnr(ref, got)}
 
 
 def value_of(metric: str, summary: dict) -> float | None:
     """The number a gate on ``metric`` reads from an ``agreement`` summary."""
-    key = {"cosine": "min_cosine", "maxabs": "max_abs", "top1": "top1", "decision": "decision", "psnr": "psnr"}[metric]
+    key = {"cosine": "min_cosine", "maxabs": "max_abs", "top1": "top1", "decision": "decision", "sign": "sign",
+           "psnr": "psnr"}[metric]
     return summary.get(key)

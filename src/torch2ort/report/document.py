@@ -350,7 +350,7 @@ def _optimize(ev: Evidence) -> list[Block]:
     blocks: list[Block] = [
         ("h2", "Optimisation variants"),
         ("p", f"Each variant was re-verified against PyTorch on {o.cases} cases and held to its gate: {gates}"
-              f"{_gate_cases(o.gate_cases)}. Agreement gates (top-1, decision) pass on the one-sided 95% lower "
+              f"{_gate_cases(o.gate_cases)}. Agreement gates (top-1, decision, sign) pass on the one-sided 95% lower "
               f"bound of the agreement, not the point estimate: the metric column shows both, and n."
               f"{_confirm_cases(o.confirm_cases)} "
               f"Int8 calibration: {o.calibration}. Passing variants were timed in fresh processes (latency at "

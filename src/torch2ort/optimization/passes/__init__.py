@@ -18,6 +18,7 @@ PASSES = {
     "int8-dynamic": "torch2ort.optimization.passes.int8_dynamic:Int8Dynamic",
     "int8-static": "torch2ort.optimization.passes.int8_static:Int8Static",
     "subpixel": "torch2ort.optimization.passes.subpixel:SubPixel",
+    "lift1d": "torch2ort.optimization.passes.lift1d:Lift1d",
 }
 
 
