@@ -19,6 +19,7 @@ from torch2ort.optimization.passes.transformer import looks_like_transformer
 # pass name -> the fixture family it is meant for
 TARGETS = {"graph": "mobilenet", "slim": "mobilenet", "transformer": "encoder", "fp16": "mobilenet",
            "int8-dynamic": "encoder", "int8-static": "ecg_resnet1d",
+           "lift1d": "ecg_resnet1d",
            "subpixel": "mobilenet"}  # no ConvTranspose there: left as is; tests/optimization/test_subpixel.py rewrites
 
 
