@@ -84,6 +84,7 @@ class OptimizeResult:
     message: str = ""
     bench: dict | None = None
     seconds: float = 0.0
+    decoder: dict | None = None   # a decoder's run (optimization/decoder.py): its gates' text, limits and variants
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
