@@ -135,3 +135,27 @@ def test_predict_streams_without_torch(llama_decoder, bundle):
     bad = subprocess.run([sys.executable, "-c", BLOCK + code, "predict", str(llama_decoder.bundle), "--text", "a",
                           "--top-p", "2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "top_p" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_detokenising_is_incremental_and_equals_the_whole_decode(bundle):
+    """Token by token, the text given out equals decoding the whole row (multi-byte characters split across byte
+    tokens included), while each step decodes only a few tokens, not the whole row."""
+    from torch2ort.runtime.generate import Generator, _Row
+
+    real = bundle.generator().tokenizer
+    text = "naïve café — 東京 😀 done. " * 12
+    ids = real.encode(text).ids
+    widths = []
+
+    class Counting:
+        def decode(self, tokens, skip_special_tokens=True):
+            widths.append(len(tokens))
+            return real.decode(tokens, skip_special_tokens=skip_special_tokens)
+
+    gen = Generator(bundle.session, Counting(), bundle.generator().info)
+    row, out = _Row([0]), []
+    for i, token in enumerate(ids):
+        row.new.append(token)
+        out.append(gen._advance(row, [], final=i == len(ids) - 1))
+    assert "".join(out) == row.text == real.decode(ids) == text
+    assert len(ids) > 300 and max(widths) <= 8  # 😀 is 4 byte tokens: the widest window
