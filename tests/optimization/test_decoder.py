@@ -115,3 +115,33 @@ def test_optimize_cli_refuses_a_degraded_int4_and_writes_the_planner_json(llama_
     assert set(data) >= {"model", "onnx", "variants", "gates", "cases", "calibration", "chosen", "output", "message",
                          "decoder"}
     assert data["decoder"]["text"].startswith("Python standard library sources")
+
+
+def test_a_transposed_or_fused_transposed_weight_is_untied_so_it_can_be_quantised(tmp_path):
+    """A tied LM head reaches its MatMul as Transpose(W) (export) or FusedMatMul(transB=1) (after fusion): both
+    become MatMul with a transposed initializer, the same numbers out, and MatMulNBits then takes them."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from torch2ort.optimization.passes.base import PassContext
+    from torch2ort.optimization.passes.weight_only import WeightOnly, untie_transposed_weights
+
+    w = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)   # vocab 64, hidden 32
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["W"], ["Wt"], perm=[1, 0]), helper.make_node("MatMul", ["x", "Wt"], ["a"]),
+         helper.make_node("FusedMatMul", ["x", "W"], ["b"], domain="com.microsoft", transB=1)],
+        "tied", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 32])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 64]) for n in "ab"], [numpy_helper.from_array(w, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    onnx.save(model, tmp_path / "tied.onnx")
+    x = np.random.default_rng(1).standard_normal((2, 32)).astype(np.float32)
+    assert untie_transposed_weights(model) == 2
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "MatMul"]
+    assert [i.name for i in model.graph.initializer] == ["W.transposed"]
+    onnx.save(model, tmp_path / "untied.onnx")
+    for out in ort.InferenceSession(str(tmp_path / "untied.onnx")).run(None, {"x": x}):
+        np.testing.assert_allclose(out, x @ w.T, rtol=1e-5, atol=1e-5)
+    res = WeightOnly(bits=4)(tmp_path / "tied.onnx", tmp_path / "int4.onnx", PassContext(tmp_path))
+    assert res.details["matmulnbits"] == 2 and res.details["transposed_weights"] == 2

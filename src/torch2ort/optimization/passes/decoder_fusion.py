@@ -8,11 +8,11 @@ angles as transformers 4 traced them; the dynamo export of transformers 5 writes
 ``Mul(position_ids[..., None], inv_freq)`` instead, so the rule never fires and the rotary step stays
 as a dozen elementwise ops per layer. ``_mul_form_rule_class`` below is the same rewrite for that form.
 
-``GroupQueryAttention`` is not produced: onnxscript's rule matches only the causal mask
-transformers 4 wrote (``Trilu`` / ``Range`` based), while transformers 5's mask is built from
-``LessOrEqual``/``And`` over the padding mask; and ORT's GQA derives each row's length from
-``position_ids`` (right padding), where our loop left-pads a batch as transformers does. So
-attention fuses as MultiHeadAttention, with the cache still concatenated by the graph.
+``GroupQueryAttention`` is written only with ``attention="gqa"``. onnxscript's rule does match these
+graphs, but ORT's GQA ignores ``attention_mask``: it takes each row's length from ``ReduceMax(position_ids)``,
+which assumes right padding, while the runtime left-pads a batch as transformers does; and its CPU kernel
+needs a head size that is a multiple of 16. So by default attention fuses as MultiHeadAttention, with the
+cache still concatenated by the graph.
 
 The fused graph is not trusted: the optimiser re-verifies it against transformers (logits on the
 prefill and cached steps, greedy tokens) before it can be kept, like every pass.
