@@ -134,7 +134,8 @@ def test_a_transposed_or_fused_transposed_weight_is_untied_so_it_can_be_quantise
          helper.make_node("FusedMatMul", ["x", "W"], ["b"], domain="com.microsoft", transB=1)],
         "tied", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 32])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 64]) for n in "ab"], [numpy_helper.from_array(w, "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     onnx.save(model, tmp_path / "tied.onnx")
     x = np.random.default_rng(1).standard_normal((2, 32)).astype(np.float32)
     assert untie_transposed_weights(model) == 2

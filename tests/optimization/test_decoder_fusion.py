@@ -53,3 +53,21 @@ def test_options_are_checked():
     for bad in ({"attention": "flash"}, {"max_positions": 0}, {"max_positions": 1.5}):
         with pytest.raises(PassError):
             DecoderFusion(**bad)
+
+
+def test_a_graph_the_rules_break_is_the_pass_failing_in_one_line(tmp_path, monkeypatch):
+    """onnxscript's rules can leave a graph ONNX Runtime refuses (a GPT-2 export's Gemm fed rank 3): a PassError."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from torch2ort.optimization.passes import decoder_fusion
+    from torch2ort.optimization.passes.base import PassContext, PassError
+
+    broken = helper.make_model(helper.make_graph(
+        [helper.make_node("Gemm", ["x", "x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                           [2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(broken, tmp_path / "in.onnx")
+    monkeypatch.setattr(decoder_fusion, "fuse_decoder", lambda model, *a: (model, {}))
+    with pytest.raises(PassError, match="ONNX Runtime refuses"):
+        decoder_fusion.DecoderFusion()(tmp_path / "in.onnx", tmp_path / "out.onnx", PassContext(tmp_path))

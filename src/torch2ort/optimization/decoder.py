@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch2ort.errors import PassError, UsageError, unknown_name
+from torch2ort.errors import PassError, PassFailedError, UsageError, unknown_name
 
 if TYPE_CHECKING:
     from torch2ort.sources import LoadedModel
@@ -166,7 +166,7 @@ def optimize_decoder(onnx_path: str | Path, info: dict, tokenizer_file: str | Pa
                 log(f"{p.label}: fusing, then re-verifying against transformers")
                 try:
                     res = p(onnx_path, Path(tmp) / "fused.onnx", ctx)
-                except PassError as exc:
+                except (PassError, PassFailedError) as exc:
                     fused.update(error=str(exc))
                     return fused
                 fused.update(path=res.model, details=res.details, parity=_parity(loaded, res.model, prompts))
@@ -192,7 +192,11 @@ def optimize_decoder(onnx_path: str | Path, info: dict, tokenizer_file: str | Pa
                     p = WeightOnly(block_size=BLOCK_SIZE, accuracy_level=ACCURACY_LEVEL, bits=step)
                     label.append(p.label)
                     log(f"{p.label}: quantising{' the fused graph' if src != Path(onnx_path) else ''}")
-                    res = p(src, Path(tmp) / f"{name}.onnx", ctx)
+                    try:
+                        res = p(src, Path(tmp) / f"{name}.onnx", ctx)
+                    except (PassError, PassFailedError) as exc:
+                        why = str(exc)
+                        break
                     src = res.model
                     details.update({k: v for k, v in res.details.items() if k not in ("nodes_before", "nodes_after")})
             if why:

@@ -61,6 +61,7 @@ class DecoderFusion(Pass):
         data.unlink(missing_ok=True)
         big = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
         ir.save(model, str(out), **({"external_data": data.name} if big > EXTERNAL_DATA_BYTES else {}))
+        _loads(out)
         before, after = op_counts(src), op_counts(out)
         fused = {op: after[op] - before.get(op, 0) for op in FUSED_OPS if after.get(op, 0) > before.get(op, 0)}
         notes = []
@@ -68,6 +69,22 @@ class DecoderFusion(Pass):
             notes.append("no attention fused: this decoder's attention subgraph does not match onnxscript's patterns")
         return PassResult(out, bool(fused), {"fused_ops": fused, "rules": {k: v for k, v in counts.items() if v}},
                           notes)
+
+
+def _loads(path: Path) -> None:
+    """ONNX Runtime must accept the fused graph (onnxscript's rules can leave one it refuses: on a GPT-2 export a
+    ``Gemm`` fed a rank-3 input); a graph it refuses is this pass's failure, said in one line."""
+    import onnxruntime as ort
+
+    from torch2ort.errors import describe
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise PassError(f"decoder-fusion wrote a graph ONNX Runtime refuses: {describe(exc)}") from None
 
 
 def fuse_decoder(model, attention: str = "mha", max_positions: int | None = None):
