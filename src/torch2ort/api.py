@@ -356,7 +356,7 @@ def _optimize_decoder(loaded: LoadedModel, onnx: str | Path, chains: list[str], 
     returned in the planner's ``OptimizeResult`` shape (``optimization/decoder.py``)."""
     from torch2ort.inputs.texts import read_texts
     from torch2ort.optimization.decoder import optimize_decoder
-    from torch2ort.optimization.planner import _write as _write_variant
+    from torch2ort.optimization.planner import write_variant
 
     if not Path(onnx).is_file():
         raise UsageError(f"ONNX file not found: {onnx}")
@@ -374,7 +374,7 @@ def _optimize_decoder(loaded: LoadedModel, onnx: str | Path, chains: list[str], 
         return result
     chosen = result.variant(result.chosen)   # with auto, the fp32 export too, as optimize keeps it for other models
     chosen.path = str(res.output or onnx)
-    _write_variant(chosen, out, {})
+    write_variant(chosen, out, {})
     result.output = str(out)
     return result
 

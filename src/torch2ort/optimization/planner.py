@@ -279,7 +279,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
         _choose(result, auto, bench is not None)
         _confirm(result, auto, bench is not None, loaded, spec, confirm, gates, providers, thresholds, log)
         if result.chosen and out is not None:
-            _write(result.variant(result.chosen), Path(out), gates)
+            write_variant(result.variant(result.chosen), Path(out), gates)
             result.output = str(out)
         for v in variants:  # the temporary files are gone after this
             if v.name != BASELINE:
@@ -476,7 +476,8 @@ def _choose(result: OptimizeResult, auto: bool, benched: bool) -> None:
     result.message = result.message or f"chose {best.name}: {why}"
 
 
-def _write(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
+def write_variant(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
+    """The chosen variant at ``out``, stamped with its name, gates and metric in the model's metadata."""
     import onnx
 
     from torch2ort.optimization.passes.base import save_model
