@@ -57,6 +57,21 @@ def llama_decoder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen2_decoder(tmp_path_factory):
+    """A tiny peaked Qwen2 (attention biases, grouped KV heads): its folder, the loaded model and its ONNX export."""
+    from types import SimpleNamespace
+
+    from fixtures.decoders import decoder_dir, export_decoder
+    from torch2ort.sources import ModelRequest, load_model
+
+    root = tmp_path_factory.mktemp("decoder-qwen2")
+    folder = decoder_dir(root / "qwen2", "qwen2")
+    loaded = load_model(ModelRequest(f"hf:{folder}"))
+    export = export_decoder(loaded, root / "qwen2.onnx")
+    return SimpleNamespace(folder=folder, loaded=loaded, export=export, onnx=Path(export.path))
+
+
+@pytest.fixture(scope="session")
 def migrated(tmp_path_factory):
     """One full `torch2ort migrate` of the mobilenet family, bench included (short), shared by tests."""
     fam = FAMILIES["mobilenet"]

@@ -325,6 +325,13 @@ def optimize(model, onnx: str | Path, inputs: Inputs = None, *, output: str | Pa
     if not names:
         raise UsageError("--providers: give at least one, e.g. cpu or cuda")
     loaded = load(model, log=log, **model_options)
+    if loaded.hints.task == "text-generation":
+        result = _optimize_decoder(loaded, onnx, chains, out, samples=samples, threads=threads, repeats=repeats,
+                                   log=log)
+        if json_out:
+            json_out.write_text(json.dumps({"model": loaded.source, "onnx": str(onnx), **result.to_dict()},
+                                           indent=1, default=str))
+        return result
     request = model if isinstance(model, ModelRequest) else (
         model_request(model, **model_options) if isinstance(model, (str, Path)) else None)
     spec = input_spec(inputs, output_names, allow_all_false_masks, loaded)
@@ -340,6 +347,35 @@ def optimize(model, onnx: str | Path, inputs: Inputs = None, *, output: str | Pa
     if json_out:
         json_out.write_text(json.dumps({"model": loaded.source, "onnx": str(onnx), **result.to_dict()}, indent=1,
                                        default=str))
+    return result
+
+
+def _optimize_decoder(loaded: LoadedModel, onnx: str | Path, chains: list[str], out: Path, *, samples, threads,
+                      repeats: int, log: Log | None):
+    """``optimize`` for a text-generation model: decoder fusion and weight-only variants behind generation gates,
+    returned in the planner's ``OptimizeResult`` shape (``optimization/decoder.py``)."""
+    from torch2ort.inputs.texts import read_texts
+    from torch2ort.optimization.decoder import optimize_decoder
+    from torch2ort.optimization.planner import write_variant
+
+    if not Path(onnx).is_file():
+        raise UsageError(f"ONNX file not found: {onnx}")
+    if samples is not None and not str(samples).endswith(".txt"):
+        raise UsageError(f"--samples {samples}: a text-generation model takes prompts, one per line in a .txt")
+    prompts = read_texts(str(samples)) if samples else list(loaded.hints.texts or [])
+    hints = loaded.hints
+    res = optimize_decoder(onnx, hints.generation, hints.tokenizer, prompts, chains=chains, model_dir=hints.model_dir,
+                           out=out, threads=threads or 2, repeats=max(1, V.count("--repeats", repeats, 1, 100)),
+                           log=log or (lambda line: None), loaded=loaded)
+    result = res.to_optimize_result()
+    if res.chosen == "fp32" and list(chains) != ["auto"]:  # as for other models: named variants, none held
+        result.chosen, result.output = None, None
+        result.message = "no optimised variant held its gates; nothing written"
+        return result
+    chosen = result.variant(result.chosen)   # with auto, the fp32 export too, as optimize keeps it for other models
+    chosen.path = str(res.output or onnx)
+    write_variant(chosen, out, {})
+    result.output = str(out)
     return result
 
 

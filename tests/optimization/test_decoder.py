@@ -14,18 +14,48 @@ def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, 
     from torch2ort.optimization.decoder import optimize_decoder
 
     hints = llama_decoder.loaded.hints
-    res = optimize_decoder(llama_decoder.onnx, hints.generation, hints.tokenizer, hints.texts, chains="auto",
-                           out=tmp_path / "best.onnx", repeats=1)
+    res = optimize_decoder(llama_decoder.onnx, hints.generation, hints.tokenizer, hints.texts[:2], chains="auto",
+                           out=tmp_path / "best.onnx", repeats=1, loaded=llama_decoder.loaded)
     names = [v.name for v in res.variants]
-    assert names == ["fp32", "int8-weight", "int4-weight"]
+    assert names == ["fp32", "fused", "int8-weight", "int4-weight", "fused+int8-weight", "fused+int4-weight"]
+    by = {v.name: v for v in res.variants}
     for v in res.variants[1:]:
-        assert v.details["matmulnbits"] == 2 * 7 + 1 and v.details["block_size"] == 32  # 7 per layer + lm_head
         assert set(v.gates) >= {"top1", "ppl_ratio", "greedy", "loops", "text"} and v.ms_per_token > 0
         assert v.passed == (not v.gates["failures"])
+    for name in ("int8-weight", "int4-weight", "fused+int4-weight"):
+        assert by[name].details["matmulnbits"] == 2 * 7 + 1 and by[name].details["block_size"] == 32  # 7/layer + head
+    for name in ("fused", "fused+int8-weight", "fused+int4-weight"):  # the fusion re-verified against transformers
+        assert by[name].details["fused_ops"]["MultiHeadAttention"] == 2 and by[name].parity["passed"]
+        assert by[name].parity["checked"] and by[name].parity["greedy_identical"]
+    assert by["fused"].gates["top1"] == 1.0 and by["fused+int4-weight"].label == \
+        "decoder-fusion+int4-weight[block=32,accuracy=4]"
     held = [v for v in res.variants if v.passed]
     assert res.chosen == min(held, key=lambda v: v.ms_per_token).name
     assert (res.output is None) == (res.chosen == "fp32")
     assert "standard library" in res.text
+
+
+def test_a_fused_graph_that_fails_parity_is_refused_with_what_builds_on_it(llama_decoder, tmp_path, monkeypatch):
+    from fixtures.decoders import plant_rotary_fault
+    from torch2ort.optimization.decoder import optimize_decoder
+    from torch2ort.optimization.passes.decoder_fusion import DecoderFusion
+
+    real = DecoderFusion.run
+
+    def faulty(self, src, out, ctx):
+        res = real(self, src, out, ctx)
+        plant_rotary_fault(res.model, res.model)
+        return res
+
+    monkeypatch.setattr(DecoderFusion, "run", faulty)
+    hints = llama_decoder.loaded.hints
+    res = optimize_decoder(llama_decoder.onnx, hints.generation, hints.tokenizer, hints.texts[:2],
+                           chains=["fused,fused+int4-weight"], out=tmp_path / "best.onnx", repeats=1,
+                           loaded=llama_decoder.loaded)
+    fused, fused4 = res.variants[1:]
+    for v in (fused, fused4):
+        assert not v.passed and "fails parity against transformers" in v.why and not v.parity["passed"]
+    assert res.chosen == "fp32" and res.output is None
 
 
 def test_gates_pass_the_same_graph_and_refuse_a_degraded_one(llama_decoder, tmp_path):
@@ -52,6 +82,67 @@ def test_unknown_variant_names_list_the_valid_ones():
     from torch2ort.errors import UsageError
     from torch2ort.optimization.decoder import variant_names
 
-    assert variant_names("auto") == ["int8-weight", "int4-weight"]
+    assert variant_names("auto") == ["fused", "int8-weight", "int4-weight", "fused+int8-weight", "fused+int4-weight"]
     with pytest.raises(UsageError, match="int4-weight"):
         variant_names(["int3-weight"])
+
+
+def test_optimize_cli_refuses_a_degraded_int4_and_writes_the_planner_json(llama_decoder, tmp_path, monkeypatch):
+    """``torch2ort optimize`` on a decoder: an int4 variant planted to degrade is refused, the fp32 export kept
+    (auto), and ``--json`` has the shape optimize writes for every other model."""
+    import json
+
+    from fixtures.decoders import plant_weight_noise
+    from fixtures.families import run_cli
+    from torch2ort.optimization.passes.weight_only import WeightOnly
+
+    real = WeightOnly.run
+
+    def degraded(self, src, out, ctx):
+        res = real(self, src, out, ctx)
+        if self.options["bits"] == 4:  # the int4 variant, degraded: noise on every remaining 2-D weight
+            plant_weight_noise(src, res.model, scale=2.0)
+        return res
+
+    monkeypatch.setattr(WeightOnly, "run", degraded)
+    out, report = tmp_path / "best.onnx", tmp_path / "opt.json"
+    code = run_cli("optimize", f"hf:{llama_decoder.folder}", llama_decoder.onnx, "-o", out, "--passes", "int4-weight",
+                   "--repeats", "1", "--json", report)
+    data = json.loads(report.read_text())
+    assert code == 1 and not out.exists() and data["chosen"] is None
+    int4 = next(v for v in data["variants"] if v["name"].startswith("int4-weight"))
+    assert not int4["passed"] and "top-1" in int4["error"]
+    assert set(data) >= {"model", "onnx", "variants", "gates", "cases", "calibration", "chosen", "output", "message",
+                         "decoder"}
+    assert data["decoder"]["text"].startswith("Python standard library sources")
+
+
+def test_a_transposed_or_fused_transposed_weight_is_untied_so_it_can_be_quantised(tmp_path):
+    """A tied LM head reaches its MatMul as Transpose(W) (export) or FusedMatMul(transB=1) (after fusion): both
+    become MatMul with a transposed initializer, the same numbers out, and MatMulNBits then takes them."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from torch2ort.optimization.passes.base import PassContext
+    from torch2ort.optimization.passes.weight_only import WeightOnly, untie_transposed_weights
+
+    w = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)   # vocab 64, hidden 32
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["W"], ["Wt"], perm=[1, 0]), helper.make_node("MatMul", ["x", "Wt"], ["a"]),
+         helper.make_node("FusedMatMul", ["x", "W"], ["b"], domain="com.microsoft", transB=1)],
+        "tied", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 32])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 64]) for n in "ab"], [numpy_helper.from_array(w, "W")])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    onnx.save(model, tmp_path / "tied.onnx")
+    x = np.random.default_rng(1).standard_normal((2, 32)).astype(np.float32)
+    assert untie_transposed_weights(model) == 2
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "MatMul"]
+    assert [i.name for i in model.graph.initializer] == ["W.transposed"]
+    onnx.save(model, tmp_path / "untied.onnx")
+    for out in ort.InferenceSession(str(tmp_path / "untied.onnx")).run(None, {"x": x}):
+        np.testing.assert_allclose(out, x @ w.T, rtol=1e-5, atol=1e-5)
+    res = WeightOnly(bits=4)(tmp_path / "tied.onnx", tmp_path / "int4.onnx", PassContext(tmp_path))
+    assert res.details["matmulnbits"] == 2 and res.details["transposed_weights"] == 2

@@ -34,3 +34,19 @@ def test_migrate_a_gpt2_folder_end_to_end(tmp_path):
     assert "tokenizers" in (out / "bundle" / "requirements.txt").read_text()
     report = (out / "report.md").read_text()
     assert "Greedy tokens vs transformers generate" in report and "bundle.generate(" in report
+
+
+@pytest.mark.slow
+def test_migrate_optimize_fused_shows_the_fused_ops_and_their_parity(llama_decoder, tmp_path):
+    out = tmp_path / "out"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def add(a, b):\nThe quick brown fox\n")
+    assert run_cli("migrate", f"hf:{llama_decoder.folder}", "--samples", prompts, "--optimize", "fused",
+                   "--no-bench", "-o", out) == 0
+    ev = json.loads((out / "evidence.json").read_text())
+    fused = next(v for v in ev["optimize"]["decoder"]["variants"] if v["name"] == "fused")
+    assert fused["details"]["fused_ops"]["MultiHeadAttention"] == 2 and fused["details"]["fused_ops"]["RotaryEmbedding"]
+    assert fused["parity"]["passed"] and fused["parity"]["greedy_identical"]
+    report = (out / "report.md").read_text()
+    assert "Decoder fusion" in report and "2 MultiHeadAttention, 4 RotaryEmbedding" in report
+    assert "Not measured in this run: a migration does not time generation" in report

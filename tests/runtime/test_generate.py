@@ -161,3 +161,27 @@ def test_continuous_batching_gives_each_row_its_own_tokens(bundle):
         step += 1
     assert {k: got[k] for k in want} == want
     assert len(got["dropped"]) == 2 and max(batch.runs) == 4 and batch.members == []
+
+
+def test_detokenising_is_incremental_and_equals_the_whole_decode(bundle):
+    """Token by token, the text given out equals decoding the whole row (multi-byte characters split across byte
+    tokens included), while each step decodes only a few tokens, not the whole row."""
+    from torch2ort.runtime.generate import Generator, _Row
+
+    real = bundle.generator().tokenizer
+    text = "naïve café — 東京 😀 done. " * 12
+    ids = real.encode(text).ids
+    widths = []
+
+    class Counting:
+        def decode(self, tokens, skip_special_tokens=True):
+            widths.append(len(tokens))
+            return real.decode(tokens, skip_special_tokens=skip_special_tokens)
+
+    gen = Generator(bundle.session, Counting(), bundle.generator().info)
+    row, out = _Row([0]), []
+    for i, token in enumerate(ids):
+        row.new.append(token)
+        out.append(gen._advance(row, [], final=i == len(ids) - 1))
+    assert "".join(out) == row.text == real.decode(ids) == text
+    assert len(ids) > 300 and max(widths) <= 8  # 😀 is 4 byte tokens: the widest window

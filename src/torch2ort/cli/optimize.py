@@ -21,14 +21,19 @@ def add_parser(sub) -> None:
         description="Build variants of the ONNX model (graph optimisation, transformer fusion, "
                     "fp16, int8 dynamic, int8 static QDQ), re-verify each against PyTorch with a "
                     "task-level gate, benchmark the passing ones in isolated processes, and write "
-                    "the fastest that passes. Exit 1 when none passes. See docs/optimize.md.")
+                    "the fastest that passes. Exit 1 when none passes. A text-generation model (hf:DIR of a "
+                    "causal LM) gets decoder variants instead (fused, int8-weight, int4-weight, "
+                    "fused+int8-weight, fused+int4-weight) behind generation gates, timed per decoded token. "
+                    "See docs/optimize.md.")
     p.add_argument("positional", nargs="+", metavar="MODEL ONNX", help="the PyTorch model and its .onnx export")
     add_model_args(p)
     add_spec_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where the chosen variant goes")
     p.add_argument("--passes", action="append", default=[], metavar="auto|PASS[,PASS…]",
                    help="repeatable; each value is one variant, its passes applied in order. Passes: graph, "
-                        "slim, transformer, fp16, int8-dynamic, int8-static, subpixel, lift1d (default: auto)")
+                        "slim, transformer, fp16, int8-dynamic, int8-static, subpixel, lift1d (default: auto). For a "
+                        "text-generation model, variants: fused, int8-weight, int4-weight, fused+int8-weight, "
+                        "fused+int4-weight")
     p.add_argument("--accept", action="append", default=[], metavar="[OUTPUT:]METRIC>=X",
                    help="accuracy gate, repeatable: cosine>=X, top1>=X, decision>=X, sign>=X, psnr>=X, "
                         "maxabs<=X (default: chosen per output kind)")
@@ -105,10 +110,17 @@ def print_table(console, result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    if result.decoder:
+        lim = result.decoder["limits"]
+        console.print(f"generation gates against the fp32 export: teacher-forced top-1 >= {lim['top1']} and "
+                      f"perplexity ratio <= {lim['ppl_ratio']} on {result.cases} tokens of "
+                      f"{escape(result.decoder['text'])}; greedy agreement >= {lim['greedy']} and no new loop on the "
+                      "prompts; a fused graph is re-verified against transformers; timed in ms per decoded token")
     gates = ", ".join(f"{g.text()} ({g.why})" for g in result.gates.values())
     judged = result.gate_cases.get("cases", [])
-    console.print(f"gates: {escape(gates)}; {result.cases} verification cases, gates judged on {len(judged)}: "
-                  f"{escape(result.gate_cases.get('why', ''))}; calibration: {result.calibration}")
+    if not result.decoder:
+        console.print(f"gates: {escape(gates)}; {result.cases} verification cases, gates judged on {len(judged)}: "
+                      f"{escape(result.gate_cases.get('why', ''))}; calibration: {result.calibration}")
     if result.confirm_cases.get("cases"):
         console.print(f"the choice is confirmed on {len(result.confirm_cases['cases'])} fresh cases: "
                       f"{escape(result.confirm_cases.get('why', ''))}; agreement gates pass on their 95% lower bound")

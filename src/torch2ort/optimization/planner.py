@@ -86,6 +86,7 @@ class OptimizeResult:
     message: str = ""
     bench: dict | None = None
     seconds: float = 0.0
+    decoder: dict | None = None   # a decoder's run (optimization/decoder.py): its gates' text, limits and variants
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
@@ -328,7 +329,7 @@ def optimize(loaded, request, onnx_path: str | Path, spec: InputSpec, *, passes:
         _choose(result, auto, bench is not None)
         _confirm(result, auto, bench is not None, loaded, spec, confirm, gates, providers, thresholds, log, task)
         if result.chosen and out is not None:
-            _write(result.variant(result.chosen), Path(out), gates)
+            write_variant(result.variant(result.chosen), Path(out), gates)
             result.output = str(out)
         for v in variants:  # the temporary files are gone after this
             if v.name != BASELINE:
@@ -556,7 +557,8 @@ def _choose(result: OptimizeResult, auto: bool, benched: bool) -> None:
     result.message = result.message or f"chose {best.name}: {why}"
 
 
-def _write(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
+def write_variant(variant: Variant, out: Path, gates: dict[str, Gate]) -> None:
+    """The chosen variant at ``out``, stamped with its name, gates and metric in the model's metadata."""
     import onnx
 
     from torch2ort.optimization.passes.base import save_model

@@ -151,28 +151,23 @@ class Optimize(Stage):
 
 
 def _optimize_decoder(state: MigrationState) -> str:
-    """Weight-only int8/int4 variants behind generation gates (optimization/decoder.py)."""
-    from torch2ort.optimization.decoder import optimize_decoder
-    from torch2ort.parity.generation_gates import CHUNK, LIMITS
+    """Decoder fusion and weight-only int8/int4 variants behind generation gates (optimization/decoder.py)."""
+    from torch2ort.optimization.decoder import optimize_decoder, summary
 
     hints, opts = state.loaded.hints, state.opts
     res = optimize_decoder(state.onnx, hints.generation, hints.tokenizer, state.texts,
                            chains="auto" if opts.optimize == "auto" else opts.optimize, model_dir=hints.model_dir,
                            out=state.optimized, threads=opts.threads or 2, repeats=max(2, opts.repeats),
-                           log=state.log)
+                           log=state.log, loaded=state.loaded)
     base = res.variants[0].ms_per_token
-    rows = [{"variant": v.label, "gate": "pass" if v.passed else "FAIL",
-             "metric": "-" if v.name == "fp32" else
-             f"top-1 {v.gates['top1']:.3f}, ppl ×{v.gates['ppl_ratio']:.3f}, greedy {v.gates['greedy']:.2f}",
+    rows = [{"variant": v.label, "gate": "pass" if v.passed else "FAIL", "metric": summary(v),
              "chosen": v.name == res.chosen, "pareto": False, "why": v.why, "p50_ms": v.ms_per_token,
              "vs_fp32": base / v.ms_per_token if v.ms_per_token else None, "size_mb": v.size_mb,
              "confirmed": None} for v in res.variants]
     positions = max((v.gates.get("positions", 0) for v in res.variants), default=0)
     state.evidence.optimize = OptimizeInfo.from_dict({
         "gates": {}, "cases": positions, "calibration": "none (weight-only: no activation statistics)",
-        "table": rows, "chosen": res.chosen, "message": res.message,
-        "decoder": {"text": res.text, "variants": [vars(v) for v in res.variants], "limits": LIMITS, "chunk": CHUNK,
-                    "timing": "ms per decoded token, the runtime's greedy loop, best of the repeats"}})
+        "table": rows, "chosen": res.chosen, "message": res.message, "decoder": res.evidence()})
     if res.output:
         state.final = res.output
     return res.message

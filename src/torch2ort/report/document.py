@@ -337,7 +337,19 @@ def _optimize(ev: Evidence) -> list[Block]:
         lim = decoder.get("limits", {})
         rows = [[("→ " if r.chosen else "") + r.variant, r.gate, r.metric, _n(r.p50_ms),
                  "-" if r.vs_fp32 is None else f"{r.vs_fp32:.2f}×", _n(r.size_mb), r.why] for r in o.table]
-        return [("h2", "Optimisation variants (weight-only quantisation of the decoder)"),
+        fused = next((v for v in decoder.get("variants", []) if v.get("details", {}).get("fused_ops")), None)
+        fusion = []
+        if fused:
+            ops = ", ".join(f"{n} {op}" for op, n in fused["details"]["fused_ops"].items())
+            par = fused.get("parity") or {}
+            verdict = ("not re-verified against transformers" if not par.get("checked") else
+                       f"re-verified against transformers: {'pass' if par.get('passed') else '**FAIL**'}, logits max "
+                       f"abs {_n(par.get('max_abs'))}, greedy tokens "
+                       f"{'identical' if par.get('greedy_identical') else '**differ**'}")
+            fusion = [("p", f"Decoder fusion (onnxscript's ORT fusions plus torch2ort's rotary rule) wrote {ops}; "
+                            f"the fused graph was {verdict} (prefill and cached decode steps, each prompt alone and "
+                            "batched), before any gate.")]
+        return [("h2", "Optimisation variants (decoder fusion and weight-only quantisation)"),
                 ("p", f"Each variant (ONNX Runtime's MatMulNBitsQuantizer: block size and accuracy level in its name) "
                       f"was held to generation gates against the fp32 export: next-token top-1 agreement >= "
                       f"{lim.get('top1')} under teacher forcing and a perplexity ratio <= {lim.get('ppl_ratio')}, both "
@@ -346,6 +358,7 @@ def _optimize(ev: Evidence) -> list[Block]:
                       f"first divergence, averaged over the prompts); a variant that loops where fp32 does not is "
                       f"refused. Timing: "
                       f"{decoder['timing']}. → the variant shipped. {o.message}."),
+                *fusion,
                 ("table", ["variant", "gates", "metrics", "ms/token", "vs fp32", "MB", "why"], rows)]
     blocks: list[Block] = [
         ("h2", "Optimisation variants"),
@@ -409,6 +422,13 @@ def _raw_steps(c) -> list[Block]:
 
 def _performance(ev: Evidence) -> list[Block]:
     b = ev.bench
+    if not b and ev.model and ev.model.task == "text-generation":
+        return [("h2", "Performance"),
+                ("p", "Not measured in this run: a migration does not time generation, so there are no TTFT, "
+                      "tokens/s or memory figures here against transformers or onnxruntime-genai. "
+                      "`benchmarks/generate_peers.py` measures them, each side in its own process (BENCHMARKS.md, "
+                      "the generate-peers section), and `benchmarks/generate_latency.py` the per-token latency "
+                      "as the context grows.")]
     if not b:
         return [("h2", "Performance"), ("p", "Not measured in this run.")]
     m, o = b.machine, b.options

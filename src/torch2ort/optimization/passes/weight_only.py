@@ -8,6 +8,12 @@ the result, so the report says which block size and accuracy level a variant use
 
 This is the decoders' quantisation (onnxruntime-genai's builder writes the same op); it is judged by
 generation gates (``parity/generation_gates.py``), not by logits tolerance.
+
+A tied LM head (Qwen2-0.5B's: the embedding matrix, 136 M of its 494 M parameters) reaches its MatMul
+through a ``Transpose`` of the embedding, or, after the decoder fusion, as ``FusedMatMul(transB=1)``;
+the quantiser takes neither, and a quarter of every token's FLOPs would stay fp32. Such a weight is
+materialised transposed first (``untie_transposed_weights``), so the head is quantised too (the
+embedding's Gather keeps the float matrix).
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ class WeightOnly(Pass):
         o = self.options
         config = DefaultWeightOnlyQuantConfig(block_size=o["block_size"], is_symmetric=True,
                                               accuracy_level=o["accuracy_level"], bits=o["bits"])
-        quantizer = MatMulNBitsQuantizer(load_model(src), bits=o["bits"], block_size=o["block_size"],
+        source = load_model(src)
+        untied = untie_transposed_weights(source)
+        quantizer = MatMulNBitsQuantizer(source, bits=o["bits"], block_size=o["block_size"],
                                          is_symmetric=True, accuracy_level=o["accuracy_level"], algo_config=config)
         with quiet_library():
             quantizer.process()
@@ -58,4 +66,51 @@ class WeightOnly(Pass):
 
         save_model(model, out)
         return PassResult(out, True, {"bits": o["bits"], "block_size": o["block_size"],
-                                      "accuracy_level": o["accuracy_level"], "matmulnbits": quantized})
+                                      "accuracy_level": o["accuracy_level"], "matmulnbits": quantized,
+                                      "transposed_weights": untied})
+
+
+def untie_transposed_weights(model) -> int:
+    """``MatMul(x, Transpose(W))`` and ``FusedMatMul(x, W, transB=1)`` with a constant 2-D ``W`` become
+    ``MatMul(x, Wᵀ)`` with ``Wᵀ`` a new initializer, in place; returns how many."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    made: dict[str, str] = {}
+
+    def transposed(name: str) -> str:
+        if name not in made:
+            made[name] = f"{name}.transposed"
+            model.graph.initializer.append(
+                numpy_helper.from_array(numpy_helper.to_array(inits[name]).T.copy(), made[name]))
+        return made[name]
+
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.domain in ("", "ai.onnx") and len(node.input) == 2:
+            t = producer.get(node.input[1])
+            perm = next((list(a.ints) for a in t.attribute if a.name == "perm"), None) if t is not None else None
+            if t is not None and t.op_type == "Transpose" and perm == [1, 0] and t.input[0] in inits \
+                    and len(inits[t.input[0]].dims) == 2:
+                node.input[1] = transposed(t.input[0])
+                count += 1
+        elif node.op_type == "FusedMatMul" and node.domain == "com.microsoft" and node.input[1] in inits:
+            attrs = {a.name: (a.i if a.type == a.INT else a.f) for a in node.attribute}
+            if attrs.get("transB") == 1 and not attrs.get("transA") and attrs.get("alpha", 1.0) == 1.0 \
+                    and not attrs.get("transBatchA") and not attrs.get("transBatchB") \
+                    and len(inits[node.input[1]].dims) == 2:
+                node.input[1] = transposed(node.input[1])
+                node.op_type, node.domain = "MatMul", ""
+                del node.attribute[:]
+                count += 1
+    if count:  # a Transpose nothing reads any more
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type == "Transpose" and not any(o in used for o in n.output)]
+        for n in dead:
+            model.graph.node.remove(n)
+        used = {i for n in model.graph.node for i in n.input}
+        for name in made:
+            if name not in used:
+                model.graph.initializer.remove(inits[name])
+    return count
