@@ -62,3 +62,27 @@ def test_admission_refuses_before_start_and_when_the_queue_is_full():
         return out
 
     assert asyncio.run(main())["y"].tolist() == [[2, 2, 2]]
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["alone", "batched"])
+def test_every_request_records_its_queue_compute_and_postprocess(batching):
+    """The metrics a served request's breakdown reads (serve.metrics.Breakdown): one queue wait and one
+    postprocess per request, one compute per run, with batching on or off."""
+    from torch2ort.serve.metrics import Metrics, ModelMetrics, samples
+
+    metrics = Metrics()
+
+    async def main():
+        s = _scheduler(Limits(max_batch=4, max_delay_ms=50), batching, [])
+        s.metrics = ModelMetrics(metrics, "m")
+        await s.start()
+        for _ in range(3):
+            s.admit()
+        await asyncio.gather(*(s.infer({"x": np.ones((1, 3), np.float32)}) for _ in range(3)))
+        await s.stop()
+
+    asyncio.run(main())
+    got = samples(metrics.exposition().decode())
+    count = lambda name: got[(f"torch2ort_{name}_seconds_count", (("model", "m"),))]  # noqa: E731
+    assert count("queue") == 3 and count("postprocess") == 3
+    assert count("compute") == (1 if batching else 3)

@@ -65,7 +65,7 @@ class Scheduler:
         if not self.batching:
             raw = await loop.run_in_executor(self.executor, self._timed_run, feed, [time.perf_counter()])
             self.stats["batches"] += 1
-            return await loop.run_in_executor(self.executor, self._postprocess, feed, raw)
+            return await loop.run_in_executor(self.executor, self._timed_postprocess, feed, raw)
         rows = next(iter(feed.values())).shape[0]
         signature = tuple((k, v.shape[1:], str(v.dtype)) for k, v in sorted(feed.items()))
         job = _Job(feed, rows, signature, loop.create_future())
