@@ -37,13 +37,43 @@ def display(bundle: Bundle, outputs: dict[str, np.ndarray]) -> dict:
                          if len(o["shape"]) == 2 and o["shape"][1] in segment_dims and o["name"] in outputs]
     for step in bundle.manifest.get("postprocess", []):  # structured answers: spans, boxes, a colour mask
         name = step.get("name", {"segment": "segmentation"}.get(step["op"], step["op"]))
-        if step["op"] in ("entities", "detections") and name in outputs:
+        if step["op"] in ("entities", "detections", "zero_shot") and name in outputs:
             hints[step["op"]] = {"output": name}
         if step["op"] == "segment" and name in outputs:
             from torch2ort.runtime.masks import palette
 
             hints["mask"] = {"output": name, "palette": palette().tolist(), "padding": -1}
     return hints
+
+
+# what each call option is, as a request parameter (docs/serve.md, "Structured outputs")
+OPTION_HELP = {
+    "aggregation_strategy": "string: none, simple, first, average or max",
+    "ignore_labels": "array of strings (over gRPC: a JSON array in a string parameter)",
+    "threshold": "number from 0 to 1",
+    "candidate_labels": "array of 1 to 1024 strings (over gRPC: a JSON array in a string parameter); a string "
+                        "is split at commas",
+    "hypothesis_template": "string with one {} where each label goes",
+}
+
+
+def call_options(bundle: Bundle) -> dict[str, dict]:
+    """The request parameters the model takes (``CALL_OPTIONS`` its steps take): name -> what it is,
+    whether every request needs it, and its default when the manifest sets one."""
+    from torch2ort.runtime.processors import step_options
+    from torch2ort.serve.compute import needs_labels
+
+    out: dict[str, dict] = {}
+    for kind in ("preprocess", "postprocess"):
+        steps = bundle.manifest.get(kind, [])
+        for name in step_options(steps, kind):
+            info = {"type": OPTION_HELP.get(name, "see docs/serve.md"),
+                    "required": name == "candidate_labels" and needs_labels(bundle)}
+            default = next((s[name] for s in steps if name in s), None)
+            if default is not None:
+                info["default"] = default
+            out[name] = info
+    return out
 
 
 def _dims(shape: list) -> list[int]:
@@ -59,6 +89,7 @@ class ModelInfo:
     batch_label: str | None
     batching: bool           # dynamic batching is on: max_batch > 1 and a shared batch dim
     display: dict | None = None  # how the page at / shows an answer (``display``)
+    options: dict | None = None  # the request parameters it takes (``call_options``)
 
     @classmethod
     def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
@@ -81,13 +112,13 @@ class ModelInfo:
         metas = [m | (output_meta or {}).get(m["name"], {}) for m in metas]
         label = batch_label(bundle)
         return cls(bundle.name, version, inputs, metas, label, max_batch > 1 and label is not None,
-                   display(bundle, outputs))
+                   display(bundle, outputs), call_options(bundle))
 
     def metadata(self) -> dict:
         return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
                 "inputs": self.inputs, "outputs": self.outputs,
                 "parameters": {"torch2ort_dynamic_batching": self.batching, "batch_dim": self.batch_label,
-                               "torch2ort_display": self.display}}
+                               "torch2ort_display": self.display, "torch2ort_call_options": self.options or {}}}
 
 
-__all__ = ["ModelInfo", "batch_label", "display"]
+__all__ = ["OPTION_HELP", "ModelInfo", "batch_label", "call_options", "display"]
