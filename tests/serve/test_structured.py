@@ -260,14 +260,14 @@ def test_zero_shot_labels_are_refused_with_the_models_own_tensors(served):
 
 
 @pytest.mark.browser
-def test_the_page_renders_spans_boxes_and_a_colour_mask_as_predict_answers(served, tmp_path):
+def test_the_page_renders_spans_boxes_a_colour_mask_and_zero_shot_bars_as_predict_answers(served, tmp_path):
     from playwright.sync_api import sync_playwright
 
     from serve.test_ui import _attrs, _chromium, _upload
     from torch2ort.runtime.masks import colour_mask
 
     url, _, bundles = served
-    for i, image in enumerate(IMAGES[:2] * 2):  # the same two images under new names: a file input
+    for i, image in enumerate(IMAGES[:2] * 3):  # the same two images under new names: a file input
         (tmp_path / f"image{i}.png").write_bytes(image)  # fires no change event for the same files again
     with sync_playwright() as pw:
         ctx, page = _chromium(pw, tmp_path / "profile")
@@ -308,6 +308,17 @@ def test_the_page_renders_spans_boxes_and_a_colour_mask_as_predict_answers(serve
             assert (pixels[..., 3] == 255).all()
         legend = _attrs(page, '[data-row="0"] .legend span', "label")
         assert [g[0] for g in legend] == [bundles["regions"].labels[i] for i in np.unique(maps[0])]
+
+        page.select_option("#model", "zeroshot")
+        page.wait_for_function("() => t2oServe.meta && t2oServe.meta.name === 'zeroshot'")
+        assert page.is_visible("#labels")
+        page.fill("#labels", "list, files, disk usage")
+        images = [tmp_path / "image4.png", tmp_path / "image5.png"]
+        _upload(page, "zeroshot", images)
+        want = bundles["zeroshot"].predict([p.read_bytes() for p in images], candidate_labels=ZS_LABELS)["zero_shot"]
+        for row in range(2):
+            got = _attrs(page, f'[data-row="{row}"] .topk .bar', "label", "score")
+            assert [(g[0], float(g[1])) for g in got] == [(d["label"], d["score"]) for d in want[row]]
         page.screenshot(path=str(tmp_path / "tasks.png"))  # an artefact in pytest's tmp dir, not git
         assert not errors, errors
         ctx.close()
