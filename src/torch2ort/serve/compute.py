@@ -9,10 +9,11 @@ a refused run is its input's fault; the scheduler then re-runs a batch's request
 Nothing here knows about queues or threads: that is ``scheduler.Scheduler``.
 
 Structured answers (docs/serve.md, "Structured outputs"): a result that is, per input, a list of
-records (``entities``, ``detections``) leaves as a BYTES output of one JSON document per input;
+records (``entities``, ``detections``, ``zero_shot``) leaves as a BYTES output of one JSON document per input;
 per-image label maps of different sizes (``segmentation``) leave as one INT64 tensor padded with
 ``-1`` to the request's largest image. The request's ``parameters`` carry the call options
-(``aggregation_strategy``, ``threshold``, ...) as ``Bundle.predict`` takes them.
+(``aggregation_strategy``, ``threshold``, ...) as ``Bundle.predict`` takes them; a zero-shot model's
+``candidate_labels`` (a preprocess option: they make the text tower's input) go to its files' preprocess.
 """
 
 from __future__ import annotations
