@@ -1,6 +1,7 @@
-"""Bundles with structured answers over tiny hand-built ONNX models: named entities from text, detections
-and a segmentation map from image files. The models are real graphs (an embedding table per token; a
-linear head on the image's mean colour; a strided convolution), built in milliseconds; what the tests
+"""Bundles with structured answers over tiny hand-built ONNX models: named entities from text, detections,
+a segmentation map and zero-shot labels from image files. The models are real graphs (an embedding table
+per token; a linear head on the image's mean colour; a strided convolution; two towers, CLIP's inputs and
+outputs), built in milliseconds; what the tests
 prove is the serving of the answers, which is the same for any model behind them."""
 
 from __future__ import annotations
@@ -100,5 +101,55 @@ def regions_bundle(root: Path) -> Path:
                 postprocess=[{"op": "segment", "output": "logits", "name": "segmentation"}])
 
 
+def zero_shot_bundle(root: Path) -> Path:
+    """CLIP's graph interface with two tiny towers: the image's mean colour through a linear layer, the
+    masked sum of a label's token embeddings; both L2-normalised, ``logits_per_image`` their scaled cosine
+    [batch, labels]. Labels are formatted and tokenised by the ``candidate_labels`` step (WordPiece)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fixtures.tokenizer import tiny_tokenizer
+
+    vocab = tiny_tokenizer(root / "zs-tokenizer.json")
+    rng, dim = np.random.default_rng(3), 8
+    nodes, inits = [], []
+    colour = _image_mean(nodes, inits)
+    # random test images all average near grey: what the tower sees is their small departure from it
+    nodes += [helper.make_node("Sub", [colour, "grey"], ["tint"]),
+              helper.make_node("Gemm", ["tint", "wi", "bi"], ["image_raw"]),
+              helper.make_node("LpNormalization", ["image_raw"], ["image_embeds"], axis=-1, p=2),
+              helper.make_node("Gather", ["table", "input_ids"], ["tokens"]),
+              helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+              helper.make_node("Unsqueeze", ["maskf", "last"], ["mask3"]),
+              helper.make_node("Mul", ["tokens", "mask3"], ["masked"]),
+              helper.make_node("ReduceSum", ["masked", "seq"], ["text_raw"], keepdims=0),
+              helper.make_node("LpNormalization", ["text_raw"], ["text_embeds"], axis=-1, p=2),
+              helper.make_node("Transpose", ["text_embeds"], ["text_t"], perm=[1, 0]),
+              helper.make_node("MatMul", ["image_embeds", "text_t"], ["cosine"]),
+              helper.make_node("Mul", ["cosine", "scale"], ["logits_per_image"]),
+              helper.make_node("Transpose", ["logits_per_image"], ["logits_per_text"], perm=[1, 0])]
+    inits += [numpy_helper.from_array((rng.standard_normal((3, dim)) * 300).astype(np.float32), "wi"),
+              numpy_helper.from_array((rng.standard_normal(dim) * 0.1).astype(np.float32), "bi"),
+              numpy_helper.from_array(np.full(3, 0.5, np.float32), "grey"),
+              numpy_helper.from_array(rng.standard_normal((len(vocab), dim)).astype(np.float32), "table"),
+              numpy_helper.from_array(np.array([2], np.int64), "last"),
+              numpy_helper.from_array(np.array([1], np.int64), "seq"),
+              numpy_helper.from_array(np.array(20.0, np.float32), "scale")]
+    text = ["labels", "sequence"]
+    model = _save(nodes, "zeroshot",
+                  [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 32, 32]),
+                   helper.make_tensor_value_info("input_ids", TensorProto.INT64, text),
+                   helper.make_tensor_value_info("attention_mask", TensorProto.INT64, text)],
+                  [helper.make_tensor_value_info("logits_per_image", TensorProto.FLOAT, ["batch", "labels"]),
+                   helper.make_tensor_value_info("logits_per_text", TensorProto.FLOAT, ["labels", "batch"]),
+                   helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["labels", dim]),
+                   helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", dim])],
+                  inits, root / "zeroshot.onnx")
+    steps = [*IMAGE_STEPS, {"op": "candidate_labels", "hypothesis_template": "a {}", "file": "tokenizer.json",
+                            "max_length": 16, "pad_id": 0}]
+    return pack(model, root / "zeroshot", name="zeroshot", tokenizer=root / "zs-tokenizer.json", preprocess=steps,
+                postprocess=[{"op": "zero_shot", "output": "logits_per_image", "name": "zero_shot"}])
+
+
 def task_bundles(root: Path) -> dict[str, Path]:
-    return {"ner": ner_bundle(root), "boxes": boxes_bundle(root), "regions": regions_bundle(root)}
+    return {"ner": ner_bundle(root), "boxes": boxes_bundle(root), "regions": regions_bundle(root),
+            "zeroshot": zero_shot_bundle(root)}

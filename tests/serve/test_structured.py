@@ -1,5 +1,5 @@
-"""Structured answers through the Open Inference Protocol: named entities from text, detections and a
-segmentation map from image files, over REST JSON, the binary extension and gRPC, equal to
+"""Structured answers through the Open Inference Protocol: named entities from text, detections, a
+segmentation map and zero-shot labels from image files, over REST JSON, the binary extension and gRPC, equal to
 ``Bundle.predict`` on the same inputs, with the call options as request parameters."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from serve.test_files import png
 from serve.test_http import call, error_of
 from torch2ort.runtime import Bundle
 from torch2ort.serve import Limits
+from torch2ort.serve.metadata import OPTION_HELP
 
 IMAGES = [png(1), png(2, (64, 30)), png(3, (20, 52))]
 
@@ -150,6 +151,21 @@ BAD = [
     ("ner", {"ignore_labels": 3}, "ignore_labels"),
     ("ner", {"threshold": 0.5}, "takes no option 'threshold'"),
     ("regions", {"threshold": 0.5}, "it takes: none"),
+    ("zeroshot", {"hypothesis_template": "a {}"}, "needs candidate labels"),
+    ("zeroshot", {"candidate_labels": []}, "candidate_labels"),
+    ("zeroshot", {"candidate_labels": [1, 2]}, "not of type 'string'"),
+    ("zeroshot", {"candidate_labels": [""]}, "too short"),
+    ("zeroshot", {"candidate_labels": ["x"] * 1025}, "candidate_labels"),
+    ("zeroshot", {"candidate_labels": ["x" * 1001]}, "candidate_labels"),
+    ("zeroshot", {"candidate_labels": " , ,"}, "holds no label"),
+    ("zeroshot", {"candidate_labels": "[list"}, "not a JSON array"),
+    ("zeroshot", {"candidate_labels": 3.5}, "candidate_labels"),
+    ("zeroshot", {"candidate_labels": None}, "candidate_labels"),
+    ("zeroshot", {"candidate_labels": {"a": 1}}, "candidate_labels"),
+    ("zeroshot", {"candidate_labels": ["list"], "hypothesis_template": "no slot"}, "one {}"),
+    ("zeroshot", {"candidate_labels": ["list"], "hypothesis_template": "{0.__class__}"}, "one {}"),
+    ("zeroshot", {"candidate_labels": ["list"], "hypothesis_template": 7}, "hypothesis_template"),
+    ("zeroshot", {"candidate_labels": ["list"], "threshold": 0.5}, "takes no option 'threshold'"),
 ]
 
 
@@ -174,15 +190,84 @@ def test_non_finite_thresholds_are_refused_over_grpc(served):
         assert "INVALID_ARGUMENT" in str(info.value.status()) and "threshold" in info.value.message()
 
 
+ZS_LABELS = ["list", "files", "disk usage"]
+
+
+def test_zero_shot_metadata_declares_the_answer_and_the_parameters_it_takes(served):
+    url, _, _ = served
+    meta = json.loads(call(url, "/v2/models/zeroshot")[2])
+    out = {o["name"]: o for o in meta["outputs"]}["zero_shot"]
+    assert (out["datatype"], out["shape"]) == ("BYTES", [-1])
+    assert out["parameters"]["fields"] == {"score": "float", "label": "str"}
+    options = meta["parameters"]["torch2ort_call_options"]
+    assert set(options) == {"candidate_labels", "hypothesis_template"}
+    assert options["candidate_labels"]["required"] and "array" in options["candidate_labels"]["type"]
+    assert options["hypothesis_template"] == {"type": OPTION_HELP["hypothesis_template"], "required": False,
+                                              "default": "a {}"}
+    assert meta["parameters"]["torch2ort_display"]["zero_shot"] == {"output": "zero_shot"}
+    # each request's labels make its own text rows: requests are never stacked into one run
+    assert meta["parameters"]["torch2ort_dynamic_batching"] is False
+    boxes = json.loads(call(url, "/v2/models/boxes")[2])["parameters"]["torch2ort_call_options"]
+    assert boxes == {"threshold": {"type": OPTION_HELP["threshold"], "required": False, "default": 0.5}}
+
+
+@pytest.mark.parametrize("template", [None, "{} on a disk"])
+def test_zero_shot_over_rest_json_equals_predict(served, template):
+    url, _, bundles = served
+    params = {"candidate_labels": ZS_LABELS} | ({} if template is None else {"hypothesis_template": template})
+    outs = _outputs(call(url, "/v2/models/zeroshot/infer", _files("zeroshot", IMAGES, params)))
+    assert outs["zero_shot"]["datatype"] == "BYTES" and outs["zero_shot"]["shape"] == [3]
+    want = bundles["zeroshot"].predict(IMAGES, **params)["zero_shot"]
+    got = [json.loads(d) for d in outs["zero_shot"]["data"]]
+    assert got == want and len({row[0]["label"] for row in got}) > 1  # top-1 differs between the images
+    assert outs["logits_per_image"]["shape"] == [3, 3]
+
+
+def test_zero_shot_over_grpc_and_binary_http_equals_predict(served):
+    url, grpc_url, bundles = served
+    tensor = tg.InferInput("image_file", [2], "BYTES")
+    tensor.set_data_from_numpy(np.array(IMAGES[1:], dtype=object))
+    client = tg.InferenceServerClient(grpc_url)
+    for labels in (json.dumps(ZS_LABELS), "list, files, disk usage"):  # a JSON array in a string, or commas
+        got = client.infer("zeroshot", [tensor], parameters={"candidate_labels": labels,
+                                                             "hypothesis_template": "a {} here"})
+        want = bundles["zeroshot"].predict(IMAGES[1:], candidate_labels=ZS_LABELS, hypothesis_template="a {} here")
+        assert [json.loads(d) for d in got.as_numpy("zero_shot")] == want["zero_shot"]
+    one = th.InferInput("image_file", [1], "BYTES")
+    one.set_data_from_numpy(np.array(IMAGES[:1], dtype=object), binary_data=True)
+    got = th.InferenceServerClient(url).infer("zeroshot", [one], outputs=[th.InferRequestedOutput("zero_shot")],
+                                              parameters={"candidate_labels": ["show", "directory"]})
+    want = bundles["zeroshot"].predict(IMAGES[0], candidate_labels=["show", "directory"])["zero_shot"]
+    assert [json.loads(d) for d in got.as_numpy("zero_shot")] == want
+
+
+def test_zero_shot_labels_are_refused_with_the_models_own_tensors(served):
+    url, grpc_url, _ = served
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    body = {"inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": [1, 3, 32, 32],
+                        "data": x.ravel().tolist()},
+                       {"name": "input_ids", "datatype": "INT64", "shape": [2, 3], "data": [2, 4, 3, 2, 5, 3]},
+                       {"name": "attention_mask", "datatype": "INT64", "shape": [2, 3], "data": [1] * 6}]}
+    outs = _outputs(call(url, "/v2/models/zeroshot/infer", body))
+    assert "zero_shot" not in outs and outs["logits_per_image"]["shape"] == [1, 2]
+    resp = call(url, "/v2/models/zeroshot/infer", body | {"parameters": {"candidate_labels": ["list"]}})
+    assert resp[0] == 400 and "apply to 'image_file'" in error_of(resp)
+    tensor = tg.InferInput("image_file", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array(IMAGES[:1], dtype=object))
+    with pytest.raises(InferenceServerException) as info:
+        tg.InferenceServerClient(grpc_url).infer("zeroshot", [tensor], parameters={"candidate_labels": "[1, 2]"})
+    assert "INVALID_ARGUMENT" in str(info.value.status()) and "candidate_labels" in info.value.message()
+
+
 @pytest.mark.browser
-def test_the_page_renders_spans_boxes_and_a_colour_mask_as_predict_answers(served, tmp_path):
+def test_the_page_renders_spans_boxes_a_colour_mask_and_zero_shot_bars_as_predict_answers(served, tmp_path):
     from playwright.sync_api import sync_playwright
 
     from serve.test_ui import _attrs, _chromium, _upload
     from torch2ort.runtime.masks import colour_mask
 
     url, _, bundles = served
-    for i, image in enumerate(IMAGES[:2] * 2):  # the same two images under new names: a file input
+    for i, image in enumerate(IMAGES[:2] * 3):  # the same two images under new names: a file input
         (tmp_path / f"image{i}.png").write_bytes(image)  # fires no change event for the same files again
     with sync_playwright() as pw:
         ctx, page = _chromium(pw, tmp_path / "profile")
@@ -223,6 +308,17 @@ def test_the_page_renders_spans_boxes_and_a_colour_mask_as_predict_answers(serve
             assert (pixels[..., 3] == 255).all()
         legend = _attrs(page, '[data-row="0"] .legend span', "label")
         assert [g[0] for g in legend] == [bundles["regions"].labels[i] for i in np.unique(maps[0])]
+
+        page.select_option("#model", "zeroshot")
+        page.wait_for_function("() => t2oServe.meta && t2oServe.meta.name === 'zeroshot'")
+        assert page.is_visible("#labels")
+        page.fill("#labels", "list, files, disk usage")
+        images = [tmp_path / "image4.png", tmp_path / "image5.png"]
+        _upload(page, "zeroshot", images)
+        want = bundles["zeroshot"].predict([p.read_bytes() for p in images], candidate_labels=ZS_LABELS)["zero_shot"]
+        for row in range(2):
+            got = _attrs(page, f'[data-row="{row}"] .topk .bar', "label", "score")
+            assert [(g[0], float(g[1])) for g in got] == [(d["label"], d["score"]) for d in want[row]]
         page.screenshot(path=str(tmp_path / "tasks.png"))  # an artefact in pytest's tmp dir, not git
         assert not errors, errors
         ctx.close()

@@ -134,3 +134,38 @@ def test_predict_cli_takes_the_labels_and_refuses_bad_ones_in_one_line(migrated_
         assert message in err and len(err.splitlines()) == 1, (option, err)
     assert run_cli("predict", bundle, "--input", image) == 2
     assert "needs candidate_labels" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_migrated_bundle_serves_and_batches_its_labels(migrated_clip, tmp_path):
+    """The real CLIP bundle behind `torch2ort serve` (every sample image in one request, the labels and
+    template as request parameters) and `torch2ort batch --option`, answered as Bundle.predict answers."""
+    import base64
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from fixtures.server import running
+    from serve.test_http import call
+    from torch2ort.runtime import Bundle
+
+    _, out, images = migrated_clip
+    bundle = Bundle.load(out / "bundle")
+    want = bundle.predict(images, candidate_labels=LABELS, hypothesis_template=TEMPLATE)["zero_shot"]
+    with running([out / "bundle"]) as (url, hosts):
+        body = {"inputs": [{"name": "image_file", "datatype": "BYTES", "shape": [len(images)],
+                            "data": [base64.b64encode(Path(p).read_bytes()).decode() for p in images]}],
+                "parameters": {"candidate_labels": LABELS, "hypothesis_template": TEMPLATE},
+                "outputs": [{"name": "zero_shot"}]}
+        status, _, raw = call(url, f"/v2/models/{next(iter(hosts))}/infer", body)
+        assert status == 200, raw
+        assert [json.loads(d) for d in json.loads(raw)["outputs"][0]["data"]] == want
+    dataset = tmp_path / "zs.parquet"
+    assert run_cli("batch", out / "bundle", out / "samples" / "raw", "-o", dataset, "--no-progress", "--batch-size",
+                   "2", "--option", "candidate_labels=" + json.dumps(LABELS), "--option",
+                   f"hypothesis_template={TEMPLATE}") == 0
+    rows = sorted(pq.read_table(dataset).to_pylist(), key=lambda r: r["row"])
+    assert [r["source"] for r in rows] == [p.rsplit("/", 1)[1] for p in images] and not any(r["error"] for r in rows)
+    for r, w in zip(rows, want):
+        assert [d["label"] for d in r["zero_shot"]] == [d["label"] for d in w]
+        np.testing.assert_allclose([d["score"] for d in r["zero_shot"]], [d["score"] for d in w], rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ Example::
     result.rows, result.errors, result.skipped_shards
 
     run_batch("emotion-bundle", "faces/", "labels.parquet", engine="ray", address="auto")
+    run_batch("clip-bundle", "photos/", "labels.parquet", options={"candidate_labels": ["cat", "dog"]})
 
 The library behind ``torch2ort batch`` (see docs/scale.md): ``inputs`` reads INPUT, ``job`` owns
 the output folder and resuming, ``worker`` predicts and writes one shard, ``engines`` runs the
@@ -42,8 +43,12 @@ class BatchResult:
 def run_batch(bundle: str | Path, input_path: str | Path, out: str | Path, engine: str = "local",
               column: str | None = None, batch_size: int = 32, shard_rows: int = 1024,
               concurrency: int | None = None, threads: int | None = None, address: str | None = None,
-              force: bool = False, providers: list[str] | None = None, progress: bool | None = None) -> BatchResult:
-    """Predict every input of ``input_path`` with ``bundle``; write (or resume) the dataset ``out``."""
+              force: bool = False, providers: list[str] | None = None, progress: bool | None = None,
+              options: dict | None = None) -> BatchResult:
+    """Predict every input of ``input_path`` with ``bundle``; write (or resume) the dataset ``out``.
+
+    ``options``: call options for every row, as ``Bundle.predict`` takes them (a zero-shot bundle's
+    ``candidate_labels``, a token classifier's ``aggregation_strategy``); checked before any row runs."""
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -66,13 +71,14 @@ def run_batch(bundle: str | Path, input_path: str | Path, out: str | Path, engin
     manifest = mf.read_manifest(Path(bundle))
     mf.verify_files(Path(bundle), manifest["files"])  # here, before any worker or Ray actor starts
     pre = manifest.get("preprocess", [])
+    options = job_options(manifest, options)
     inputs = read_inputs(input_path, column, text_model=bool(pre) and pre[0].get("op") == "tokenize")
     if inputs.kind != "texts" and Path(input_path).is_dir() and Path(out).resolve().is_relative_to(inputs.root):
         raise UsageError(f"-o {out} is inside the input folder {input_path}: a rerun would read its own shards "
                          "as inputs; pick an -o outside it")
-    plan = make_plan(bundle, input_path, column, inputs, batch_size, shard_rows)
+    plan = make_plan(bundle, input_path, column, inputs, batch_size, shard_rows, options)
     pending = prepare_out(out, plan, force)
-    spec = engines.worker_spec(plan.bundle, inputs, str(Path(out).resolve()), plan.batch_size, providers)
+    spec = engines.worker_spec(plan.bundle, inputs, str(Path(out).resolve()), plan.batch_size, providers, options)
     todo = sum(b - a for _, a, b in pending)
     bar = _bar(todo, progress)
     counts = {"rows": 0, "errors": 0}
@@ -92,6 +98,31 @@ def run_batch(bundle: str | Path, input_path: str | Path, out: str | Path, engin
         bar.close()
     return BatchResult(Path(out), counts["rows"], counts["errors"], len(plan.shards),
                        len(plan.shards) - len(pending), time.perf_counter() - start)
+
+
+def job_options(manifest: dict, options: dict | None) -> dict:
+    """``options`` checked against the bundle's steps as ``Bundle.predict`` checks them, or UsageError; a
+    zero-shot bundle without candidate labels is refused here, not once per row."""
+    from torch2ort.errors import PredictInputError
+    from torch2ort.runtime.processors import split_options
+
+    if options is not None and not isinstance(options, dict):
+        raise UsageError(f"options must be a dict of call options, got {type(options).__name__}")
+    options = dict(options or {})
+    pre, post = manifest.get("preprocess", []), manifest.get("postprocess", [])
+    try:
+        split_options(pre, post, options)
+        if "candidate_labels" in options:  # a string is split at commas: refuse one that holds no label now
+            from torch2ort.runtime.processors.zero_shot import label_list
+
+            options["candidate_labels"] = label_list(options["candidate_labels"])
+    except PredictInputError as exc:
+        raise UsageError(f"--option: {exc}") from None
+    if "candidate_labels" not in options and any(s.get("op") == "candidate_labels" and "candidate_labels" not in s
+                                                 for s in pre):
+        raise UsageError("a zero-shot bundle needs candidate labels for the job: --option candidate_labels=cat,dog "
+                         "(or a JSON array)")
+    return options
 
 
 def _bar(total: int, show: bool | None):

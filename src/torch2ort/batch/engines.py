@@ -105,5 +105,7 @@ def run_ray(spec: dict, pending: list[Shard], address: str | None, concurrency: 
             ray.shutdown()
 
 
-def worker_spec(bundle: str, inputs: Inputs, out: str, batch_size: int, providers: list[str] | None) -> dict:
-    return {"bundle": bundle, "inputs": inputs, "out": out, "batch_size": batch_size, "providers": providers}
+def worker_spec(bundle: str, inputs: Inputs, out: str, batch_size: int, providers: list[str] | None,
+                options: dict | None = None) -> dict:
+    return {"bundle": bundle, "inputs": inputs, "out": out, "batch_size": batch_size, "providers": providers,
+            "options": dict(options or {})}

@@ -2,7 +2,7 @@
 
 OUT (``embeddings.parquet``) is a Parquet *dataset*: a folder of ``part-NNNNN.parquet`` shards that
 pyarrow, pandas, Polars, DuckDB, Spark and Ray read as one table, plus ``_torch2ort_batch.json``, the
-job's identity (bundle, input fingerprint, batch and shard sizes). Readers skip ``_`` and ``.`` files.
+job's identity (bundle, input fingerprint, batch and shard sizes, the call options). Readers skip ``_`` and ``.`` files.
 
 - A shard is written to a hidden temp file and renamed, so a shard on disk is complete.
 - A rerun of the same job skips the shards already there (resume).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from torch2ort.batch.inputs import Inputs
@@ -35,6 +35,7 @@ class Plan:
     rows: int
     batch_size: int
     shard_rows: int
+    options: dict = field(default_factory=dict)  # call options for every row (candidate_labels)
 
     @property
     def shards(self) -> list[tuple[int, int, int]]:
@@ -43,17 +44,18 @@ class Plan:
                 for i, lo in enumerate(range(0, self.rows, self.shard_rows))]
 
     def identity(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("bundle", "input")}
+        # no options: the identity earlier versions wrote, so their outputs still resume
+        return {k: v for k, v in asdict(self).items() if k not in ("bundle", "input") and (k != "options" or v)}
 
 
 def make_plan(bundle: str | Path, input_path: str | Path, column: str | None, inputs: Inputs,
-              batch_size: int, shard_rows: int) -> Plan:
+              batch_size: int, shard_rows: int, options: dict | None = None) -> Plan:
     if batch_size < 1 or shard_rows < 1:
         raise UsageError(f"--batch-size ({batch_size}) and --shard-rows ({shard_rows}) must be >= 1")
     manifest = Path(bundle) / "torch2ort.json"
     sha = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else ""
     return Plan(str(Path(bundle).resolve()), sha, str(Path(input_path).resolve()), column, inputs.fingerprint(),
-                len(inputs.sources), batch_size, max(shard_rows, batch_size))
+                len(inputs.sources), batch_size, max(shard_rows, batch_size), dict(options or {}))
 
 
 def prepare_out(out: str | Path, plan: Plan, force: bool) -> list[tuple[int, int, int]]:
@@ -74,8 +76,8 @@ def prepare_out(out: str | Path, plan: Plan, force: bool) -> list[tuple[int, int
         same = isinstance(previous, dict) and previous.get("identity") == plan.identity()
         if force or not same:
             if not force:
-                raise OutputExistsError(f"{out} holds a different batch job (other bundle, inputs, --batch-size or "
-                                        "--shard-rows); pass --force to replace it, or pick another -o")
+                raise OutputExistsError(f"{out} holds a different batch job (other bundle, inputs, --batch-size, "
+                                        "--shard-rows or --option); pass --force to replace it, or pick another -o")
             shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,10 @@ results are what it adds or replaces (embeddings, probabilities, top-k as ``<nam
 ``list<struct>``, whose fields the runtime declares); without one, the raw outputs. Tensors become
 (nested) lists. Image results that need the image's size (boxes, segmentation maps) are post-processed
 row by row. A bad input (a corrupt image, a bad .npy) fails alone: its row has the error, the job goes on.
+
+The job's call options go to every row, as ``Bundle.predict`` takes them. A zero-shot bundle's
+``candidate_labels`` make the text tower's rows: the same for every image, so a batch stacks its images
+and keeps one copy of the label rows (``SHARED_INPUTS``), and each image gets its ``zero_shot`` records.
 """
 
 from __future__ import annotations
@@ -25,17 +29,22 @@ from torch2ort.runtime.bundle import Bundle
 from torch2ort.runtime.processors import structured_results
 
 BASE_COLUMNS = ["row", "source", "error"]
+SHARED_INPUTS = ("input_ids", "attention_mask")  # what the candidate_labels step adds: one copy per batch
 
 
 class ShardWorker:
     """Holds one Bundle (ORT intra-op threads set explicitly: Ray sets OMP_NUM_THREADS=1)."""
 
     def __init__(self, bundle: str, inputs: Inputs, out: str, batch_size: int, threads: int,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, options: dict | None = None) -> None:
+        from torch2ort.runtime.processors import split_options
+
         self.bundle = Bundle.load(bundle, providers, intra_op_num_threads=threads)
         self.inputs, self.out, self.batch_size = inputs, Path(out), batch_size
         pre = self.bundle.manifest.get("preprocess", [])
         self.text = bool(pre) and pre[0].get("op") == "tokenize"
+        self.pre_options, self.options = split_options(pre, self.bundle.manifest.get("postprocess", []), options or {})
+        self.shared = set(SHARED_INPUTS) if any(s.get("op") == "candidate_labels" for s in pre) else set()
         self._types: dict[str, tuple[np.dtype, int]] = {}  # tensor results: dtype and list depth
         self.structured = structured_results(self.bundle.manifest.get("postprocess", []))
         self.schema = self._schema()
@@ -71,7 +80,8 @@ class ShardWorker:
             ok = [k for k in range(len(rows)) if texts[k] is not None]
             try:
                 if ok:
-                    return self._run(rows, [self.bundle.preprocess([texts[k] for k in ok])], [ok], texts)
+                    return self._run(rows, [self.bundle.preprocess([texts[k] for k in ok], None, **self.pre_options)],
+                                     [ok], texts)
             except Torch2OrtError:
                 pass  # find the bad text(s) one by one below
         metas: list[dict] = [{} for _ in rows]  # what preprocessing learnt per input (an image's size)
@@ -79,7 +89,8 @@ class ShardWorker:
             if rows[k]["error"] is not None:
                 continue
             try:
-                feeds[k] = self.bundle.preprocess([texts[k]] if self.text else self.inputs.load(src), metas[k])
+                feeds[k] = self.bundle.preprocess([texts[k]] if self.text else self.inputs.load(src), metas[k],
+                                                  **self.pre_options)
             except Torch2OrtError as exc:
                 rows[k]["error"] = exc.one_line()
             except Exception as exc:  # a decoder failing in its own way: still this input's fault
@@ -88,7 +99,8 @@ class ShardWorker:
         for k, f in enumerate(feeds):
             if f is not None:
                 groups.setdefault(tuple((n, a.shape[1:], str(a.dtype)) for n, a in sorted(f.items())), []).append(k)
-        merged = [{n: np.concatenate([feeds[k][n] for k in ks]) for n in feeds[ks[0]]} for ks in groups.values()]
+        merged = [{n: feeds[ks[0]][n] if n in self.shared else np.concatenate([feeds[k][n] for k in ks])
+                   for n in feeds[ks[0]]} for ks in groups.values()]
         return self._run(rows, merged, list(groups.values()), texts, metas)
 
     def _run(self, rows: list[dict], feeds: list[dict], members: list[list[int]], texts: list | None = None,
@@ -100,8 +112,7 @@ class ShardWorker:
             except Exception as exc:
                 if len(ks) > 1:  # isolate the row that fails
                     for k in ks:
-                        one = (self._preprocess_one(texts[k]) if self.windowed else
-                               {n: a[ks.index(k):ks.index(k) + 1] for n, a in feed.items()})
+                        one = (self._preprocess_one(texts[k]) if self.windowed else self._row(feed, ks.index(k)))
                         if one is None:
                             rows[k]["error"] = describe(exc)
                             continue
@@ -113,6 +124,10 @@ class ShardWorker:
                 rows[k].update({name: col[j] for name, col in results.items()})
         return rows
 
+    def _row(self, feed: dict, j: int) -> dict:
+        """Row ``j`` of a stacked feed; the shared label rows whole."""
+        return {n: a if n in self.shared else a[j:j + 1] for n, a in feed.items()}
+
     @property
     def windowed(self) -> bool:
         """A tokenize ``stride``: a long text is several feed rows (its windows), so rows are not texts."""
@@ -120,7 +135,7 @@ class ShardWorker:
 
     def _preprocess_one(self, text: str) -> dict | None:
         try:
-            return self.bundle.preprocess([text])
+            return self.bundle.preprocess([text], None, **self.pre_options)
         except Torch2OrtError:
             return None
 
@@ -128,14 +143,14 @@ class ShardWorker:
     def _results(self, feed: dict, raw: dict[str, np.ndarray], texts: list[str] | None = None,
                  metas: list[dict] | None = None) -> dict[str, list]:
         """Per-row Python values for every written result (see the module docstring)."""
-        n = next(iter(feed.values())).shape[0]
+        n = next(a for name, a in feed.items() if name not in self.shared).shape[0]
         if texts is not None and self.windowed:  # a text's windows are several rows: per-text results only
             return self._per_text(feed, raw, texts)
         if metas and any(metas) and n > 1:  # an image's size is its own: post-process row by row
-            rows = [self._results({k: v[j:j + 1] for k, v in feed.items()}, {k: v[j:j + 1] for k, v in raw.items()},
-                                  None, [metas[j]]) for j in range(n)]
+            rows = [self._results(self._row(feed, j), {k: v[j:j + 1] for k, v in raw.items()}, None, [metas[j]])
+                    for j in range(n)]
             return {k: [v for r in rows for v in r[k]] for k in rows[0] if all(k in r for r in rows)}
-        post = self.bundle.postprocess(feed, raw, texts, metas[0] if metas else None)
+        post = self.bundle.postprocess(feed, raw, texts, metas[0] if metas else None, **self.options)
         if self.bundle.manifest.get("postprocess"):
             post = {k: v for k, v in post.items() if k not in raw or v is not raw[k]}
         cols: dict[str, list] = {}
@@ -155,7 +170,7 @@ class ShardWorker:
 
     def _per_text(self, feed: dict, raw: dict[str, np.ndarray], texts: list[str]) -> dict[str, list]:
         """The results with one entry per text (entities merged over a text's windows), as columns."""
-        post = self.bundle.postprocess(feed, raw, texts)
+        post = self.bundle.postprocess(feed, raw, texts, **self.options)
         return {name: list(value) for name, value in post.items()
                 if name not in raw and isinstance(value, list) and len(value) == len(texts)}
 
@@ -168,7 +183,7 @@ class ShardWorker:
             shape = [d if isinstance(d, int) and d >= 0 else 1 for d in t["shape"]]
             feed[t["name"]] = np.zeros(shape, dtype=t["dtype"]) if t["dtype"] != "bool" else np.ones(shape, bool)
         if self.text:
-            feed = self.bundle.preprocess(["warm up"])
+            feed = self.bundle.preprocess(["warm up"], None, **self.pre_options)
         fields = [pa.field("row", pa.int64()), pa.field("source", pa.string()), pa.field("error", pa.string())]
         warm = self._results(feed, self.bundle.run(feed), ["warm up"] if self.text else None)
         for name in self.structured:

@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, metavar="T",
                    help="ONNX Runtime intra-op threads per worker (local default: cores // K; ray default: 1, "
                         "and each actor reserves T CPUs)")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a call option for every row, as predict --option takes it (VALUE is read as JSON when it "
+                        "parses, else as text), e.g. candidate_labels=cat,dog for a zero-shot bundle or "
+                        "aggregation_strategy=first for a token-classification one")
     p.add_argument("--providers", metavar="cuda,cpu", help="ONNX Runtime providers in order of preference")
     p.add_argument("--force", action="store_true", help="replace an OUT that holds a different batch job")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -38,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from torch2ort.batch import run_batch
+    from torch2ort.cli.common import parse_options
     from torch2ort.runtime import manifest as mf
 
+    options = parse_options(args.option)  # a malformed pair is refused before any bundle is read
     out = args.output
     if out is None:
         name = mf.read_manifest(Path(args.bundle))["name"]
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_batch(args.bundle, args.input, out, engine=args.engine, column=args.column,
                        batch_size=args.batch_size, shard_rows=args.shard_rows, concurrency=args.concurrency,
                        threads=args.threads, address=args.address, force=args.force, providers=args.providers,
-                       progress=False if args.no_progress else None)
+                       progress=False if args.no_progress else None, options=options)
     resumed = f", {result.skipped_shards} of {result.shards} shards already there" if result.skipped_shards else ""
     print(f"wrote {result.rows} rows ({result.errors} errors) to {result.out} in {result.seconds:.1f} s "
           f"({result.rows_per_s:.1f} rows/s){resumed}")

@@ -103,3 +103,21 @@ def note_printer(console):
     from rich.markup import escape
 
     return lambda note: console.print(f"[dim]•[/dim] {escape(note)}", highlight=False)
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``--option NAME=VALUE`` pairs (``predict``, ``batch``): a value that parses as JSON is that JSON."""
+    import json
+
+    from torch2ort.errors import UsageError
+
+    options = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        if not eq or not name.isidentifier():
+            raise UsageError(f"--option {pair!r}: expected NAME=VALUE, e.g. aggregation_strategy=first")
+        try:
+            options[name] = json.loads(value)
+        except ValueError:
+            options[name] = value
+    return options

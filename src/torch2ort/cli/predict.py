@@ -96,18 +96,9 @@ def _write_masks(result, output: str, feed, args: argparse.Namespace) -> list:
 
 
 def _options(pairs: list[str]) -> dict:
-    from torch2ort.errors import UsageError
+    from torch2ort.cli.common import parse_options
 
-    options = {}
-    for pair in pairs:
-        name, eq, value = pair.partition("=")
-        if not eq or not name.isidentifier():
-            raise UsageError(f"--option {pair!r}: expected NAME=VALUE, e.g. aggregation_strategy=first")
-        try:
-            options[name] = json.loads(value)
-        except ValueError:
-            options[name] = value
-    return options
+    return parse_options(pairs)
 
 
 def _check_generation(args: argparse.Namespace) -> None:

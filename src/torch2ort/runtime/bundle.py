@@ -24,7 +24,7 @@ import numpy as np
 from torch2ort._env import physical_cores
 from torch2ort.errors import BundleError, PredictInputError, describe
 from torch2ort.runtime import manifest as mf
-from torch2ort.runtime.processors import Context, check_options, check_pipeline, run_postprocess, run_preprocess
+from torch2ort.runtime.processors import Context, check_pipeline, run_postprocess, run_preprocess
 from torch2ort.runtime.processors.batching import split_by_tokens
 from torch2ort.runtime.processors.image import check_max_pixels
 from torch2ort.runtime.providers import requested_providers, usable_providers
@@ -136,16 +136,9 @@ class Bundle:
     def _split_options(self, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the options preprocess steps take, the ones postprocess steps take), each checked; an option no
         step takes is refused by name."""
-        from torch2ort.runtime.processors import step_options
+        from torch2ort.runtime.processors import split_options
 
-        pre, post = self.manifest.get("preprocess", []), self.manifest.get("postprocess", [])
-        takes_pre, takes_post = step_options(pre, "preprocess"), step_options(post, "postprocess")
-        unknown = [k for k in options if k not in takes_pre and k not in takes_post]
-        if unknown:
-            raise PredictInputError(f"this bundle takes no option {unknown[0]!r}; it takes: "
-                                    f"{', '.join([*takes_pre, *takes_post]) or 'none'}")
-        pre_options = check_options(pre, {k: v for k, v in options.items() if k in takes_pre}, "preprocess")
-        return pre_options, check_options(post, {k: v for k, v in options.items() if k in takes_post})
+        return split_options(self.manifest.get("preprocess", []), self.manifest.get("postprocess", []), options)
 
     # --- embeddings: a two-tower (zero-shot) bundle's image and text towers, one at a time --------------
     def embed_image(self, images: Any) -> np.ndarray:

@@ -9,10 +9,11 @@ a refused run is its input's fault; the scheduler then re-runs a batch's request
 Nothing here knows about queues or threads: that is ``scheduler.Scheduler``.
 
 Structured answers (docs/serve.md, "Structured outputs"): a result that is, per input, a list of
-records (``entities``, ``detections``) leaves as a BYTES output of one JSON document per input;
+records (``entities``, ``detections``, ``zero_shot``) leaves as a BYTES output of one JSON document per input;
 per-image label maps of different sizes (``segmentation``) leave as one INT64 tensor padded with
 ``-1`` to the request's largest image. The request's ``parameters`` carry the call options
-(``aggregation_strategy``, ``threshold``, ...) as ``Bundle.predict`` takes them.
+(``aggregation_strategy``, ``threshold``, ...) as ``Bundle.predict`` takes them; a zero-shot model's
+``candidate_labels`` (a preprocess option: they make the text tower's input) go to its files' preprocess.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from torch2ort.errors import BundleError, PredictInputError, ProtocolError, describe
 from torch2ort.runtime.bundle import Bundle
 from torch2ort.runtime.graph_bounds import InputBounds
-from torch2ort.runtime.processors import CALL_OPTIONS, check_options, file_kind, structured_results
+from torch2ort.runtime.processors import CALL_OPTIONS, file_kind, split_options, structured_results
 from torch2ort.serve.protocol import Caps, InferRequest, parse_request
 
 TEXT_INPUT = "text"
@@ -61,11 +62,14 @@ class Feed(dict):
         self.texts, self.meta, self.options = texts, dict(meta or {}), dict(options or {})
 
 
-def call_options(bundle: Bundle, parameters: dict | None) -> dict[str, Any]:
+def call_options(bundle: Bundle, parameters: dict | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The request parameters that are call options (``CALL_OPTIONS``), checked as ``Bundle.predict`` checks
-    them, or ProtocolError(400). Other parameters (``binary_data_output``) are the protocol's own.
+    them, as (the preprocess's, the postprocess's), or ProtocolError(400). Other parameters
+    (``binary_data_output``) are the protocol's own. A preprocess option (a zero-shot model's
+    ``candidate_labels``: they make the text tower's input) goes with the request's files.
 
-    A list option (``ignore_labels``) may come as a JSON array in a string: gRPC parameters are scalars."""
+    A list option (``ignore_labels``, ``candidate_labels``) may come as a JSON array in a string: gRPC
+    parameters are scalars."""
     options = {k: v for k, v in (parameters or {}).items() if k in CALL_OPTIONS}
     for key, value in options.items():
         if isinstance(value, str) and value.lstrip().startswith("["):
@@ -74,9 +78,15 @@ def call_options(bundle: Bundle, parameters: dict | None) -> dict[str, Any]:
             except ValueError:
                 raise ProtocolError(f"parameter {key!r}: {value[:40]!r} is not a JSON array") from None
     try:
-        return check_options(bundle.manifest.get("postprocess", []), options)
+        return split_options(bundle.manifest.get("preprocess", []), bundle.manifest.get("postprocess", []), options)
     except PredictInputError as exc:
         raise ProtocolError(f"parameters: {exc}") from None
+
+
+def needs_labels(bundle: Bundle) -> bool:
+    """Whether the bundle's preprocess asks each call for ``candidate_labels`` (zero-shot) and has none of its own."""
+    return any(s.get("op") == "candidate_labels" and "candidate_labels" not in s
+               for s in bundle.manifest.get("preprocess", []))
 
 
 def _document(row: Any) -> str:
@@ -119,6 +129,7 @@ class Compute:
         post = bundle.manifest.get("postprocess", [])
         self.records = structured_results(post)  # result name -> its records' fields: one JSON document per input
         self.maps = [s.get("name", "segmentation") for s in post if s.get("op") == "segment"]
+        self.labels = needs_labels(bundle)  # zero-shot: each request's candidate_labels make the text input
         self.bounds = InputBounds.of_file(bundle.path / bundle.manifest["model"])
 
     def warm_up(self) -> dict[str, np.ndarray]:
@@ -126,7 +137,8 @@ class Compute:
         if self.text:
             feed = self.preprocess_text(np.array(["Warm up in Paris."], dtype=object))
         elif self.file is not None and file_kind(self.bundle.manifest["preprocess"]) == "image":
-            feed = self.preprocess_files(np.array([_warm_up_image()], dtype=object))  # boxes need an image's size
+            labels = {"candidate_labels": ["a photo", "a drawing"]} if self.labels else {}
+            feed = self.preprocess_files(np.array([_warm_up_image()], dtype=object), labels)  # boxes need a size
         else:
             feed = {}
             for t in self.bundle.inputs:
@@ -146,13 +158,14 @@ class Compute:
             "json": "base64", "batch": "one element per file; several files are one batch",
             "instead_of": [t["name"] for t in self.bundle.inputs]}}
 
-    def preprocess_files(self, files: np.ndarray) -> dict[str, np.ndarray]:
-        """The model feed from encoded files: ``Bundle.preprocess`` on the bytes (a list of several is a batch)."""
+    def preprocess_files(self, files: np.ndarray, options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """The model feed from encoded files: ``Bundle.preprocess`` on the bytes (a list of several is a batch),
+        with the request's preprocess ``options`` (a zero-shot model's candidate labels)."""
         if files.dtype != object or files.ndim != 1 or files.size == 0:
             raise ProtocolError(f"input {self.file!r} must be BYTES with shape [N], N >= 1: one element per file")
         items = [bytes(f) for f in files]
         meta: dict[str, Any] = {}
-        feed = self.bundle.preprocess(items[0] if len(items) == 1 else items, meta)
+        feed = self.bundle.preprocess(items[0] if len(items) == 1 else items, meta, **(options or {}))
         return Feed(feed, meta=meta)
 
     def preprocess_text(self, texts: np.ndarray) -> dict[str, np.ndarray]:
@@ -193,7 +206,7 @@ class Compute:
         """The model feed for a request, or ProtocolError(400). Runs before anything is queued.
 
         ``parameters``: the request's; the call options among them go with the feed to ``postprocess``."""
-        options = call_options(self.bundle, parameters)
+        pre_options, options = call_options(self.bundle, parameters)
         try:
             if self.text and set(inputs) == {TEXT_INPUT}:
                 texts = inputs[TEXT_INPUT]
@@ -204,7 +217,13 @@ class Compute:
                 if len(inputs) > 1:
                     raise ProtocolError(f"send either {self.file!r} (encoded files) or the model's tensors "
                                         f"({', '.join(t['name'] for t in self.bundle.inputs)}), not both")
-                inputs = self.preprocess_files(inputs[self.file])
+                if self.labels and "candidate_labels" not in pre_options:
+                    raise ProtocolError('a zero-shot model needs candidate labels: send the parameter '
+                                        '"candidate_labels", e.g. ["cat", "dog"]')
+                inputs = self.preprocess_files(inputs[self.file], pre_options)
+            elif pre_options:
+                raise ProtocolError(f"parameters {sorted(pre_options)} apply to {self.file or 'the raw input'!r} "
+                                    "(they make the model's own tensors), not to the model's tensors sent as they are")
             elif any(a.dtype == object for a in inputs.values()):
                 raise ProtocolError("BYTES inputs are accepted only as 'text', for bundles with a text preprocess, "
                                     "and as the file input ('image_file', 'audio_file', 'signal_file') of bundles "
@@ -268,4 +287,4 @@ def _warm_up_image() -> bytes:
 
 
 __all__ = ["ACCEPTS", "PAD_LABEL", "TEXT_INPUT", "Compute", "Feed", "call_options", "file_input_name",
-           "padded_maps"]
+           "needs_labels", "padded_maps"]

@@ -37,13 +37,43 @@ def display(bundle: Bundle, outputs: dict[str, np.ndarray]) -> dict:
                          if len(o["shape"]) == 2 and o["shape"][1] in segment_dims and o["name"] in outputs]
     for step in bundle.manifest.get("postprocess", []):  # structured answers: spans, boxes, a colour mask
         name = step.get("name", {"segment": "segmentation"}.get(step["op"], step["op"]))
-        if step["op"] in ("entities", "detections") and name in outputs:
+        if step["op"] in ("entities", "detections", "zero_shot") and name in outputs:
             hints[step["op"]] = {"output": name}
         if step["op"] == "segment" and name in outputs:
             from torch2ort.runtime.masks import palette
 
             hints["mask"] = {"output": name, "palette": palette().tolist(), "padding": -1}
     return hints
+
+
+# what each call option is, as a request parameter (docs/serve.md, "Structured outputs")
+OPTION_HELP = {
+    "aggregation_strategy": "string: none, simple, first, average or max",
+    "ignore_labels": "array of strings (over gRPC: a JSON array in a string parameter)",
+    "threshold": "number from 0 to 1",
+    "candidate_labels": "array of 1 to 1024 strings (over gRPC: a JSON array in a string parameter); a string "
+                        "is split at commas",
+    "hypothesis_template": "string with one {} where each label goes",
+}
+
+
+def call_options(bundle: Bundle) -> dict[str, dict]:
+    """The request parameters the model takes (``CALL_OPTIONS`` its steps take): name -> what it is,
+    whether every request needs it, and its default when the manifest sets one."""
+    from torch2ort.runtime.processors import step_options
+    from torch2ort.serve.compute import needs_labels
+
+    out: dict[str, dict] = {}
+    for kind in ("preprocess", "postprocess"):
+        steps = bundle.manifest.get(kind, [])
+        for name in step_options(steps, kind):
+            info = {"type": OPTION_HELP.get(name, "see docs/serve.md"),
+                    "required": name == "candidate_labels" and needs_labels(bundle)}
+            default = next((s[name] for s in steps if name in s), None)
+            if default is not None:
+                info["default"] = default
+            out[name] = info
+    return out
 
 
 def _dims(shape: list) -> list[int]:
@@ -60,6 +90,7 @@ class ModelInfo:
     batching: bool           # dynamic batching is on: max_batch > 1 and a shared batch dim
     display: dict | None = None  # how the page at / shows an answer (``display``)
     generation: dict | None = None  # a generating bundle: its routes and context (``generating``)
+    options: dict | None = None  # the request parameters it takes (``call_options``)
 
     @classmethod
     def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
@@ -82,7 +113,7 @@ class ModelInfo:
         metas = [m | (output_meta or {}).get(m["name"], {}) for m in metas]
         label = batch_label(bundle)
         return cls(bundle.name, version, inputs, metas, label, max_batch > 1 and label is not None,
-                   display(bundle, outputs))
+                   display(bundle, outputs), options=call_options(bundle))
 
     @classmethod
     def generating(cls, bundle: Bundle, version: str = "1") -> ModelInfo:
@@ -91,7 +122,7 @@ class ModelInfo:
         info = bundle.manifest["generation"]
         return cls(bundle.name, version, [{"name": "text_input", "datatype": "BYTES", "shape": [-1]}],
                    [{"name": "text_output", "datatype": "BYTES", "shape": [-1]}], None, False, None,
-                   {"generate": f"/v2/models/{bundle.name}/generate",
+                   generation={"generate": f"/v2/models/{bundle.name}/generate",
                     "generate_stream": f"/v2/models/{bundle.name}/generate_stream",
                     "openai": ["/v1/completions"] + (["/v1/chat/completions"] if info.get("chat_template") else []),
                     "max_positions": info.get("max_positions")})
@@ -102,7 +133,8 @@ class ModelInfo:
         if self.generation is not None:
             params["torch2ort_generation"] = self.generation
         return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
-                "inputs": self.inputs, "outputs": self.outputs, "parameters": params}
+                "inputs": self.inputs, "outputs": self.outputs,
+                "parameters": params | {"torch2ort_call_options": self.options or {}}}
 
 
-__all__ = ["ModelInfo", "batch_label", "display"]
+__all__ = ["OPTION_HELP", "ModelInfo", "batch_label", "call_options", "display"]

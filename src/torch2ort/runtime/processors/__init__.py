@@ -309,6 +309,18 @@ def step_options(steps: list[dict], kind: str = "postprocess") -> list[str]:
     return [k for k in CALL_OPTIONS if k in taken]
 
 
+def split_options(pre: list[dict], post: list[dict], options: dict[str, Any]) -> tuple[dict, dict]:
+    """(the options the ``pre`` steps take, the ones the ``post`` steps take), each checked as
+    ``check_options`` checks it; an option no step takes is refused by name (PredictInputError)."""
+    takes_pre, takes_post = step_options(pre, "preprocess"), step_options(post, "postprocess")
+    unknown = [k for k in options if k not in takes_pre and k not in takes_post]
+    if unknown:
+        raise PredictInputError(f"this bundle takes no option {unknown[0]!r}; it takes: "
+                                f"{', '.join([*takes_pre, *takes_post]) or 'none'}")
+    return (check_options(pre, {k: v for k, v in options.items() if k in takes_pre}, "preprocess"),
+            check_options(post, {k: v for k, v in options.items() if k in takes_post}))
+
+
 def _none(ctx) -> None:  # the signature of an unknown step (``_step`` names it)
     return None
 
