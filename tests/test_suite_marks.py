@@ -76,3 +76,12 @@ def test_a_serial_test_has_the_machine_to_itself_under_xdist(tmp_path):
     assert len(shared) == 8 and not overlaps(serial, shared)
     serial, shared = _intervals(tmp_path)
     assert overlaps(serial, shared)
+
+
+def test_test_modules_have_unique_names():
+    """The test folders are not packages (rootdir-relative imports), so two test files with one basename cannot
+    be collected in one run: the second is an 'import file mismatch' and the whole run stops."""
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {k: v for k, v in names.items() if len(v) > 1}
