@@ -44,6 +44,7 @@ class ModelHints:
     media: str | None = None                # "image" or "audio": the bundle takes a raw file
     assets: dict[str, Any] = field(default_factory=dict)  # bundle file name -> numpy array (saved as .npy)
     generation: dict[str, Any] | None = None  # text-generation: the KV-cache layout, EOS and pad (hf_decoder)
+    speech: dict[str, Any] | None = None  # speech recognition: the decoder graph, prefix, limits (hf_speech)
 
     @property
     def max_length(self) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 from torch2ort.errors import SourceError, describe, unknown_name
 from torch2ort.sources import LoadedModel, ModelHints, ModelRequest
 from torch2ort.sources.hf_decoder import is_decoder
+from torch2ort.sources.hf_speech import is_speech
 from torch2ort.sources.hf_text import SAMPLE_TEXTS, check_tokenizer, input_spec, max_length, tokenizer_info
 from torch2ort.sources.hf_text import read_json as _json
 
@@ -41,6 +42,7 @@ TASKS = {
     "semantic-segmentation": ("AutoModelForSemanticSegmentation", "logits", "logits"),
     "object-detection": ("AutoModelForObjectDetection", "logits", "logits"),
     "text-generation": ("AutoModelForCausalLM", "logits", "logits"),  # hf_decoder: logits and the KV cache
+    "automatic-speech-recognition": ("AutoModelForSpeechSeq2Seq", "logits", "logits"),  # hf_speech: two graphs
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
@@ -75,6 +77,8 @@ def detect_task(path: Path) -> str:
     archs = _json(path / "config.json", "config").get("architectures") or []
     if is_decoder(path):  # before the suffixes: GPT2LMHeadModel ends in "Model" too
         return "text-generation"
+    if is_speech(path):
+        return "automatic-speech-recognition"
     for arch in archs:
         for suffix, task in ARCH_SUFFIXES.items():
             if arch.endswith(suffix):
@@ -150,6 +154,10 @@ def load(req: ModelRequest) -> LoadedModel:
         from torch2ort.sources import hf_media
 
         return hf_media.load(req.model, path, task, not opts.get("task"), from_pretrained)
+    if task == "automatic-speech-recognition":
+        from torch2ort.sources import hf_speech
+
+        return hf_speech.load(req.model, path, from_pretrained, not opts.get("task"))
     if task == "text-generation":
         from torch2ort.sources import hf_decoder
 
