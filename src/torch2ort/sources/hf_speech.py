@@ -30,6 +30,7 @@ from torch2ort.sources.hf_text import read_json
 TASK = "automatic-speech-recognition"
 DECODER_FILE = "decoder.onnx"
 MAX_SECONDS = 30.0  # one Whisper window; longer audio is refused, not chunked
+PIPELINE_MAX_NEW_TOKENS = 256  # transformers 5's ASR pipeline default (_default_generation_config)
 
 
 def is_speech(path: Path) -> bool:
@@ -108,15 +109,20 @@ def speech_info(path: Path, model, layers: int, heads: int, head_dim: int, frame
     targets = int(config.max_target_positions)
     # Whisper's generate: max_length grows by the prefix, capped at max_target_positions; without max_new_tokens
     # the new tokens are what is left (transformers' _set_max_new_tokens_and_length, short-form)
-    max_length = g.max_length if g.max_length is not None else targets
-    total = min(int(max_length) + min(targets // 2 - 1, len(prefix)), targets)
-    new = total - len(prefix) if g.max_new_tokens is None else min(int(g.max_new_tokens), targets - len(prefix))
+    if (g.num_beams or 1) > 1:
+        raise SourceError(f"{path}: the generation config asks for beam search (num_beams {g.num_beams}); torch2ort's "
+                          "runtime decodes greedily: set num_beams=1")
+    # pipeline("automatic-speech-recognition") asks for max_new_tokens=256 unless the folder sets it, and Whisper's
+    # generate caps it at max_target_positions less the prefix (_set_max_new_tokens_and_length)
+    new = min(int(g.max_new_tokens if g.max_new_tokens is not None else PIPELINE_MAX_NEW_TOKENS),
+              targets - len(prefix))
     return {"decoder": DECODER_FILE, "layers": layers, "heads": heads, "head_dim": head_dim,
             "encoder_frames": frames, "prefix": prefix, "eos_token_id": [int(e) for e in eos],
             "pad_token_id": int(g.pad_token_id if g.pad_token_id is not None else (eos or [0])[0]),
             "suppress_tokens": [int(t) for t in (getattr(g, "suppress_tokens", None) or [])],
             "begin_suppress_tokens": [int(t) for t in (getattr(g, "begin_suppress_tokens", None) or [])],
-            "max_new_tokens": int(new), "max_target_positions": targets, "max_seconds": MAX_SECONDS}
+            "max_new_tokens": int(new), "max_target_positions": targets, "max_seconds": MAX_SECONDS,
+            "num_beams_set": g.num_beams is not None}
 
 
 def decoder_loaded(loaded: LoadedModel) -> LoadedModel:
@@ -249,10 +255,14 @@ def reference_greedy(loaded: LoadedModel, features: np.ndarray, new_tokens: int 
     return rows
 
 
-def reference_pipeline(model_dir: str | Path, waves: list[np.ndarray]) -> list[str]:
-    """``pipeline("automatic-speech-recognition")`` on the same folder, each 16 kHz waveform alone: the texts."""
+def reference_pipeline(model_dir: str | Path, waves: list[np.ndarray], greedy: bool = False) -> list[str]:
+    """``pipeline("automatic-speech-recognition")`` on the same folder, each 16 kHz waveform alone: the texts.
+
+    ``greedy``: pass ``num_beams=1`` (for a folder whose generation config does not set num_beams, where the
+    pipeline would search with 5 beams and the runtime does not)."""
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    pipe = transformers.pipeline(TASK, model=str(model_dir), device="cpu")
+    kwargs = {"generate_kwargs": {"num_beams": 1}} if greedy else {}
+    pipe = transformers.pipeline(TASK, model=str(model_dir), device="cpu", **kwargs)
     return [pipe({"raw": np.asarray(w, np.float32), "sampling_rate": 16000})["text"] for w in waves]
