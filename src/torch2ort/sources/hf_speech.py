@@ -29,7 +29,6 @@ from torch2ort.sources.hf_text import read_json
 
 TASK = "automatic-speech-recognition"
 DECODER_FILE = "decoder.onnx"
-MAX_SECONDS = 30.0  # one Whisper window; longer audio is refused, not chunked
 PIPELINE_MAX_NEW_TOKENS = 256  # transformers 5's ASR pipeline default (_default_generation_config)
 
 
@@ -49,7 +48,9 @@ def load(source: str, path: Path, from_pretrained, auto_detected: bool) -> Loade
     name, steps, notes, dims, _ = audio_preprocess(path, assets)
     if name != "input_features":
         raise SourceError(f"{path}: speech recognition is translated for Whisper's feature extractor only")
-    steps[0]["max_seconds"] = MAX_SECONDS
+    # one Whisper window (30 s for the released models): longer audio is refused in one line, not chunked
+    window = next(s for s in steps if s["op"] == "log_mel")["n_samples"] / steps[0]["sample_rate"]
+    steps[0]["max_seconds"] = window
     model = from_pretrained(path, "AutoModelForSpeechSeq2Seq")
     model.eval()
     config = model.config
@@ -58,6 +59,7 @@ def load(source: str, path: Path, from_pretrained, auto_detected: bool) -> Loade
     frames = int(config.max_source_positions)
     cross = [f"cross_attention.{i}.{k}" for i in range(layers) for k in ("key", "value")]
     speech = speech_info(path, model, layers, heads, head_dim, frames)
+    speech["max_seconds"] = window
     hints = ModelHints(task=TASK, model_dir=str(path), preprocess=steps, media="audio", assets=assets,
                        tokenizer=str(tok), sweep={"batch": [1, 2, 3]})
     hints.spec = InputSpec.from_cli([f"input_features:{dims}:float32"], ["last_hidden_state", *cross])
@@ -68,7 +70,7 @@ def load(source: str, path: Path, from_pretrained, auto_detected: bool) -> Loade
              f"{layers} decoder layers, once per clip) and {DECODER_FILE} (input_ids, past_key_values.0..{layers - 1}"
              f".key/value and cross_attention.* in; logits and present.* out; batch, sequence and past dynamic)",
              f"prefix {speech['prefix']}, EOS {speech['eos_token_id']}, at most {speech['max_new_tokens']} new "
-             f"tokens; audio over {MAX_SECONDS:g} s is refused (no chunking)"]
+             f"tokens; audio over {window:g} s (one window) is refused (no chunking)"]
     return LoadedModel(encoder_wrapper()(model, layers), source, "hf", notes, hints)
 
 
@@ -121,7 +123,7 @@ def speech_info(path: Path, model, layers: int, heads: int, head_dim: int, frame
             "pad_token_id": int(g.pad_token_id if g.pad_token_id is not None else (eos or [0])[0]),
             "suppress_tokens": [int(t) for t in (getattr(g, "suppress_tokens", None) or [])],
             "begin_suppress_tokens": [int(t) for t in (getattr(g, "begin_suppress_tokens", None) or [])],
-            "max_new_tokens": int(new), "max_target_positions": targets, "max_seconds": MAX_SECONDS,
+            "max_new_tokens": int(new), "max_target_positions": targets,
             "num_beams_set": g.num_beams is not None}
 
 
