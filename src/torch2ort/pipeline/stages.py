@@ -87,7 +87,9 @@ class Export(Stage):
         from torch2ort.pipeline.pooling import choose_pooling, needs_choice
 
         if state.loaded.hints.task == "automatic-speech-recognition":  # two graphs: encoder, cached decoder
-            res = _export_speech(state)
+            from torch2ort.export.speech import export_speech
+
+            res = export_speech(state.loaded, state.spec, state.onnx)
         else:
             res = choose_pooling(state) if needs_choice(state) else export_onnx(state.loaded, state.spec, state.onnx)
         ex = state.evidence.export = ExportInfo.from_dict(asdict(res) | {"graph": graph_summary(state.onnx)})
@@ -162,20 +164,6 @@ class Optimize(Stage):
         else:
             target.unlink(missing_ok=True)
         return result.message
-
-
-def _export_speech(state: MigrationState):
-    """Whisper's two graphs: the encoder at ``state.onnx``, the decoder beside it (sources/hf_speech.py)."""
-    from torch2ort.export import export_onnx
-    from torch2ort.sources.hf_speech import DECODER_FILE, decoder_loaded
-
-    enc = export_onnx(state.loaded, state.spec, state.onnx)
-    dec_loaded = decoder_loaded(state.loaded)
-    dec = export_onnx(dec_loaded, dec_loaded.hints.spec, state.onnx.with_name(DECODER_FILE))
-    enc.why = f"encoder: {enc.why}; decoder ({DECODER_FILE}): {dec.exporter} ({dec.why})"
-    enc.attempts |= {f"decoder:{k}": v for k, v in dec.attempts.items()}
-    enc.seconds += dec.seconds
-    return enc
 
 
 def _optimize_decoder(state: MigrationState) -> str:
