@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-
 from tests.fixtures.speech import EN, NO_TIMESTAMPS, SOT, TRANSCRIBE, whisper_dir
 
 
@@ -89,6 +88,7 @@ def test_a_broken_decoder_cache_fails_verify(migrated, tmp_path):
     import shutil
 
     from tests.fixtures.decoders import plant_cache_fault
+
     from torch2ort.parity.speech import verify_speech
     from torch2ort.sources import ModelRequest, load_model
 
@@ -107,6 +107,7 @@ def test_a_broken_decoder_cache_fails_verify(migrated, tmp_path):
 
 def test_a_wrong_mel_filterbank_moves_the_encoder_output(migrated, tmp_path):
     from tests.fixtures.faults import bundle_with
+
     from torch2ort.runtime import Bundle
     from torch2ort.runtime.manifest import sha256_file
 

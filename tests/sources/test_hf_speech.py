@@ -39,8 +39,8 @@ def test_log_mel_equals_whisper_feature_extractor(tmp_path, mels):
 
 def test_speech_info_refuses_language_detection_and_beam_search(tmp_path):
     import transformers
-
     from tests.fixtures.speech import SOT, whisper_dir
+
     from torch2ort.sources.hf_speech import speech_info
 
     model = transformers.WhisperForConditionalGeneration.from_pretrained(str(whisper_dir(tmp_path / "w")))

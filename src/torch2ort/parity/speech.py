@@ -1,4 +1,4 @@
-"""Parity for a Whisper bundle's two graphs: encoder outputs, per-step decoder logits, greedy tokens, against transformers.
+"""Parity for Whisper's two graphs: encoder outputs, per-step decoder logits, greedy tokens, against transformers.
 
 1. the encoder's ``last_hidden_state`` and cross-attention keys/values, on the features of each clip;
 2. the decoder's logits for the forced prefix and ``steps`` cached steps, both sides fed transformers'

@@ -137,7 +137,7 @@ def decoder_loaded(loaded: LoadedModel) -> LoadedModel:
     names = [f"past_key_values.{i}.{k}" for i in range(n) for k in ("key", "value")]
     cross = [f"cross_attention.{i}.{k}" for i in range(n) for k in ("key", "value")]
     outputs = ["logits"] + [f"present.{i}.{k}" for i in range(n) for k in ("key", "value")]
-    items = ["input_ids:batch=2,sequence=3:int64:0..%d" % (vocab - 1)]
+    items = [f"input_ids:batch=2,sequence=3:int64:0..{vocab - 1}"]
     items += [f"{x}:batch=2,{h},past_sequence=5,{d}:float32" for x in names]
     items += [f"{x}:batch=2,{h},{f},{d}:float32" for x in cross]
     hints = ModelHints(task=TASK, spec=InputSpec.from_cli(items, outputs))
