@@ -151,6 +151,10 @@ def export_onnx(model, inputs: Inputs = None, output: str | Path = "model.onnx",
     out = check_writable(output, force)
     loaded = load(model, log=log, **model_options)
     spec = input_spec(inputs, output_names, allow_all_false_masks, loaded)
+    if loaded.hints.task == "automatic-speech-recognition":  # Whisper: the cached decoder graph beside the encoder
+        from torch2ort.export.speech import export_speech
+
+        return export_speech(loaded, spec, out, opset=opset, exporter=exporter, verbose=verbose)
     return export(loaded, spec, out, opset=opset, exporter=exporter, verbose=verbose)
 
 

@@ -29,6 +29,7 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+DECODER_FILE = "decoder.onnx"  # a speech bundle's second graph (runtime/transcribe.py)
 
 
 def _image_size(inputs: list[dict]) -> tuple[int, int]:
@@ -133,11 +134,15 @@ def _io(session) -> tuple[list[dict], list[dict]]:
 def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, labels: list[str] | None = None,
          preprocess: str | list | None = None, postprocess: str | list | None = None,
          tokenizer: str | Path | None = None, parity: dict | None = None, force: bool = False,
-         web: bool = False, assets: dict[str, Any] | None = None, generation: dict | None = None) -> Path:
+         web: bool = False, assets: dict[str, Any] | None = None, generation: dict | None = None,
+         speech: dict | None = None) -> Path:
     """Write a bundle directory from an ONNX file (with its external data, if any).
 
     ``generation``: a decoder's KV-cache layout (``ModelHints.generation``); the bundle then generates text
     (``Bundle.generate``) with its tokenizer, which is required.
+
+    ``speech``: a Whisper bundle (``ModelHints.speech``): ``onnx_path`` is the encoder, and the decoder graph
+    ``speech["decoder"]`` (a file beside it) is packed as ``decoder.onnx``; ``Bundle.predict`` then transcribes.
 
     ``assets``: extra numpy arrays a preprocess step reads (name.npy -> array), saved and checksummed.
 
@@ -178,6 +183,18 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         if web:
             raise UsageError("--web does not run text generation yet; pack the decoder without --web")
         generation = {**generation, "tokenizer": TOKENIZER_FILE}
+    decoder_src = None
+    if speech is not None:
+        if tokenizer is None:
+            raise UsageError("a speech-recognition bundle needs its tokenizer (--tokenizer tokenizer.json)")
+        if web:
+            raise UsageError("--web does not run speech recognition yet; pack without --web")
+        decoder_src = src.with_name(Path(speech["decoder"]).name)
+        if not decoder_src.is_file():
+            raise UsageError(f"the decoder graph {decoder_src} is missing (export writes it beside the encoder)")
+        if external_data_locations(decoder_src.read_bytes()):
+            raise UsageError(f"{decoder_src} keeps its weights in external data; pack a decoder under 2 GB")
+        speech = {**speech, "decoder": DECODER_FILE, "tokenizer": TOKENIZER_FILE}
     if web:
         from torch2ort.bundle.web import check_web, ort_web_files
 
@@ -193,6 +210,8 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         shutil.copyfile(src.parent / loc, dst)
     if tokenizer is not None:
         shutil.copyfile(tokenizer, out / TOKENIZER_FILE)
+    if decoder_src is not None:
+        shutil.copyfile(decoder_src, out / DECODER_FILE)
     for rel, array in (assets or {}).items():
         import numpy as np
 
@@ -226,8 +245,9 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         },
         "parity": parity,
         **({"generation": generation} if generation is not None else {}),
+        **({"speech": speech} if speech is not None else {}),
     }
-    (out / "requirements.txt").write_text(_requirements(pre, post, generation is not None))
+    (out / "requirements.txt").write_text(_requirements(pre, post, generation is not None or speech is not None))
     (out / "README.md").write_text(_readme(manifest))
     manifest["files"] = {rel: mf.sha256_file(out / rel) for rel in mf.bundle_files(out)}
     mf.validate(manifest)

@@ -138,6 +138,8 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
         if samples or extra_cases:
             raise UsageError("a text-generation model is verified on prompts (its sample texts), not --samples")
         return verify_decoder(loaded, onnx_path, atol=atol, rtol=rtol, providers=providers)
+    if loaded.hints.task == "automatic-speech-recognition":  # Whisper: encoder, cached decoder, greedy tokens
+        return _verify_speech(loaded, onnx_path, runtimes, samples or extra_cases, atol, rtol, providers)
     if not Path(onnx_path).is_file():
         raise UsageError(f"ONNX file not found: {onnx_path}")
     spec = with_onnx_output_names(spec, onnx_path)
@@ -167,3 +169,21 @@ def verify_onnx(loaded: LoadedModel, onnx_path: str | Path, spec: InputSpec, *, 
                 "shapes": {k: list(v.shape) for k, v in c.feed.items()}} for c in cases]
     return VerifyResult(report, results, summary, time.perf_counter() - start, info,
                         feeds={c.name: c.feed for c in cases})
+
+
+def _verify_speech(loaded, onnx_path, runtimes, samples, atol: float, rtol: float, providers) -> VerifyResult:
+    """A Whisper model on speech-like clips made here (``inputs.media``), through ``parity.speech``."""
+    import tempfile
+
+    from torch2ort.inputs.media import make_audio
+    from torch2ort.parity.speech import verify_speech
+
+    if [r for r in runtimes or ["cpu"] if r != "cpu"]:
+        raise UsageError("a speech-recognition model is verified on onnxruntime (cpu) only; --runtime web does not "
+                         "run it yet")
+    if samples:
+        raise UsageError("a speech-recognition model is verified on audio clips made by torch2ort, not --samples; "
+                         "migrate checks the packed bundle on raw files")
+    with tempfile.TemporaryDirectory(prefix="torch2ort-speech-") as tmp:
+        files = [str(f) for f in make_audio(Path(tmp))]
+        return verify_speech(loaded, onnx_path, files, atol=atol, rtol=rtol, providers=providers)

@@ -28,6 +28,10 @@ class Check(Stage):
 
         if state.loaded.hints.task == "text-generation":
             return _check_generation(state)
+        if state.loaded.hints.task == "automatic-speech-recognition":
+            from torch2ort.pipeline.check_speech import check_speech
+
+            return check_speech(state)
         if state.raw_files:
             if not state.loaded.hints.media:  # audio/signal files through the user's steps and module
                 from torch2ort.pipeline.check_raw import check_raw_files

@@ -124,6 +124,8 @@ class Bundle:
         for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise PredictInputError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.transcribes:  # a Whisper bundle: encoder, then the cached decoder loop (runtime/transcribe.py)
+            return self._predict_speech(inputs, options)
         pre_options, options = self._split_options(options)
         if self._texts(inputs) and len(inputs) > 1 and (batch_size or max_tokens):
             return self._predict_texts(list(inputs), raw, batch_size or len(inputs), max_tokens, options)
@@ -205,6 +207,55 @@ class Bundle:
         return self.generator().stream(
             prompts, max_new_tokens=max_new_tokens, stop=stop, min_new_tokens=min_new_tokens, do_sample=do_sample,
             temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed)
+
+    # --- transcribe: a Whisper bundle (the manifest's ``speech`` section) ------------------------------
+    @property
+    def transcribes(self) -> bool:
+        """Whether this bundle is a speech recogniser (an encoder plus a cached decoder)."""
+        return isinstance(self.manifest.get("speech"), dict)
+
+    def transcriber(self):
+        """The bundle's ``Transcriber`` (runtime/transcribe.py), made on first use."""
+        if not self.transcribes:
+            raise PredictInputError(f"{self.name} is not a speech-recognition bundle (its manifest has no "
+                                    "'speech' section); use predict()")
+        if "transcriber" not in self._ctx_cache:
+            from torch2ort.runtime.transcribe import Transcriber
+
+            self._ctx_cache["transcriber"] = Transcriber.of_bundle(self, self.manifest["speech"])
+        return self._ctx_cache["transcriber"]
+
+    def transcribe(self, audio: Any, *, max_new_tokens: int | None = None, do_sample: bool = False,
+                   temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0, seed: int | None = None):
+        """Token-level speech recognition: a ``Generation`` (``.token_ids``, ``.text``, ``.finish_reason``) per clip.
+
+        ``audio``: a path, bytes, a 16 kHz float array, or a list of them (one batch). Greedy by default, as
+        transformers' Whisper ``generate``; ``max_new_tokens`` defaults to the model's generation config.
+        """
+        return self.transcriber().transcribe(audio, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+    def _predict_speech(self, inputs: Any, options: dict[str, Any]) -> Prediction:
+        """``{"text": ...}`` as ``pipeline("automatic-speech-recognition")`` answers (a list for a list of clips)."""
+        bad = [k for k in options if k != "max_new_tokens"]
+        if bad:
+            raise PredictInputError(f"a speech-recognition bundle takes the option max_new_tokens; got {bad}")
+        transcriber = self.transcriber()
+        limit = transcriber._limit(options.get("max_new_tokens"))
+        many = isinstance(inputs, (list, tuple))
+        encoded = self.run(self._speech_feed(inputs))
+        out = transcriber.decode(encoded, limit)
+        return Prediction({"text": out.text if many else out.text[0],
+                           "token_ids": out.token_ids if many else out.token_ids[0]}, encoded)
+
+    def _speech_feed(self, audio: Any) -> dict[str, np.ndarray]:
+        """Each clip through the preprocess pipeline on its own, stacked into one batch."""
+        if not isinstance(audio, (list, tuple)):
+            return self.preprocess(audio)
+        if not audio:
+            raise PredictInputError("give at least one audio clip")
+        feeds = [self.preprocess(a) for a in audio]
+        return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
 
     def _texts(self, inputs: Any) -> bool:
         steps = self.manifest.get("preprocess", [])

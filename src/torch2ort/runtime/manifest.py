@@ -73,6 +73,7 @@ class Manifest(_Required, total=False):
     provenance: dict
     parity: dict | None
     generation: dict  # a decoder with a KV cache: layers, cache shape, EOS, pad, tokenizer (runtime/generate.py)
+    speech: dict  # Whisper: the decoder graph, prefix, suppress lists, limits, tokenizer (runtime/transcribe.py)
 
 
 def check_model_name(name: Any, where: str = "model name") -> str:

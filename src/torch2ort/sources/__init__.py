@@ -45,6 +45,7 @@ class ModelHints:
     assets: dict[str, Any] = field(default_factory=dict)  # bundle file name -> numpy array (saved as .npy)
     generation: dict[str, Any] | None = None  # text-generation: the KV-cache layout, EOS and pad (hf_decoder)
     options: dict[str, Any] = field(default_factory=dict)  # call options for samples and the check (candidate_labels)
+    speech: dict[str, Any] | None = None  # speech recognition: the decoder graph, prefix, limits (hf_speech)
 
     @property
     def max_length(self) -> int:

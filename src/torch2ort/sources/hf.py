@@ -25,6 +25,7 @@ from typing import Any
 from torch2ort.errors import SourceError, describe, unknown_name
 from torch2ort.sources import LoadedModel, ModelHints, ModelRequest
 from torch2ort.sources.hf_decoder import is_decoder
+from torch2ort.sources.hf_speech import is_speech
 from torch2ort.sources.hf_text import SAMPLE_TEXTS, check_tokenizer, input_spec, max_length, tokenizer_info
 from torch2ort.sources.hf_text import read_json as _json
 
@@ -44,6 +45,7 @@ TASKS = {
     # hf_clip: logits_per_image and both towers' embeddings
     "zero-shot-image-classification": ("AutoModelForZeroShotImageClassification", "logits_per_image",
                                        "logits_per_image"),
+    "automatic-speech-recognition": ("AutoModelForSpeechSeq2Seq", "logits", "logits"),  # hf_speech: two graphs
 }
 ARCH_SUFFIXES = {"ForSequenceClassification": "sequence-classification",
                  "ForTokenClassification": "token-classification", "ForMaskedLM": "fill-mask",
@@ -82,6 +84,8 @@ def detect_task(path: Path) -> str:
 
     if is_zero_shot(path):  # before the suffixes: CLIPModel ends in "Model" too
         return TASK
+    if is_speech(path):
+        return "automatic-speech-recognition"
     for arch in archs:
         for suffix, task in ARCH_SUFFIXES.items():
             if arch.endswith(suffix):
@@ -161,6 +165,10 @@ def load(req: ModelRequest) -> LoadedModel:
         from torch2ort.sources import hf_clip
 
         return hf_clip.load(req.model, path, not opts.get("task"), from_pretrained)
+    if task == "automatic-speech-recognition":
+        from torch2ort.sources import hf_speech
+
+        return hf_speech.load(req.model, path, from_pretrained, not opts.get("task"))
     if task == "text-generation":
         from torch2ort.sources import hf_decoder
 

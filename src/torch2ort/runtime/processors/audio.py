@@ -150,6 +150,9 @@ def load_audio(value, ctx, sample_rate: Rate = 16000, mono: bool = True, normali
         if value.ndim not in (1, 2) or not np.issubdtype(value.dtype, np.floating) or value.size == 0:
             raise PredictInputError("an audio array must be non-empty float [samples] or [samples, channels]")
         data, rate = (value[:, None] if value.ndim == 1 else value).astype(np.float32), input_rate or sample_rate
+        if data.shape[0] > max_seconds * rate:
+            seconds = data.shape[0] / rate
+            raise PredictInputError(f"the audio array is {seconds:.1f} s long; the limit is {max_seconds:g} s")
         check_values(data.shape[0] * (1 if mono else data.shape[1]), "the audio array", max_values, rate, sample_rate)
     else:
         data, rate = decode(value, max_seconds, max_values, sample_rate, mono)

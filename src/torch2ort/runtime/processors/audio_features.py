@@ -58,11 +58,14 @@ def log_mel(wave, ctx, filters: NpyFile, n_fft: Bins = 400, hop_length: Hop = 16
     padded = np.pad(x, n_fft // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
     window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
-    power = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2  # [frames, n_fft // 2 + 1]
-    spec = (mel.T @ power.T)[:, :-1]  # Whisper drops the last frame
-    logs = np.log10(np.clip(spec, 1e-10, None))
-    logs = np.maximum(logs, logs.max() - 8.0)
-    return ((logs + 4.0) / 4.0).astype(np.float32)
+    # as transformers' spectrogram(): the FFT stored as complex64, the power in float64, the log cast to float32
+    # before Whisper's clamp and rescale (which run in float32); with float64 throughout the result differed by 2e-5
+    spectrum = np.fft.rfft(frames * window, axis=-1).astype(np.complex64)
+    power = np.abs(spectrum, dtype=np.float64) ** 2  # [frames, n_fft // 2 + 1]
+    spec = np.maximum(1e-10, mel.T @ power.T)
+    logs = np.log10(spec).astype(np.float32)[:, :-1]  # Whisper drops the last frame
+    logs = np.maximum(logs, logs.max() - np.float32(8.0))
+    return (logs + np.float32(4.0)) / np.float32(4.0)
 
 
 def kaldi_fbank(wave, ctx, filters: NpyFile, window: NpyFile, max_frames: Annotated[int, Range(1, 1_000_000)],
