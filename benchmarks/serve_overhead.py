@@ -149,7 +149,7 @@ def main() -> int:
             proc.wait(30)
     rows, lines = [], []
     for label, got in rounds.items():
-        med = lambda f: statistics.median(f(b, c) for b, c in got)  # noqa: E731
+        med = lambda f, got=got: statistics.median(f(b, c) for b, c in got)  # noqa: E731
         totals = [b.total for b, _ in got]
         spread = max(totals) / min(totals)
         stable = "stable" if spread <= 1.5 else f"unstable ({spread:.1f}×)"
