@@ -167,22 +167,8 @@ class Generator:
             positions = positions[:, -1:] + 1
 
     def _run(self, binding, feed: dict[str, np.ndarray], past: dict) -> tuple[np.ndarray, dict]:
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
-        for name in self.inputs:
-            binding.bind_cpu_input(name, np.ascontiguousarray(feed[name]))
-        for name, value in past.items():
-            binding.bind_ortvalue_input(name, value)
-        for name in self.output_names:
-            binding.bind_output(name, "cpu")
-        try:
-            self.session.run_with_iobinding(binding)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise PredictInputError(f"the decoder failed: {describe(exc)}") from None
-        outs = binding.get_outputs()
-        logits = outs[0].numpy()[:, -1, :]
-        present = {p: outs[1 + i] for i, p in enumerate(self.past_names)}
-        return logits, present
+        return run_bound(self.session, binding, {k: feed[k] for k in self.inputs}, past, self.output_names,
+                         self.past_names)
 
     def _advance(self, row: _Row, stop: list[str], final: bool) -> str:
         """The row's new text after its latest token: held back while it ends in half a character (unless the
@@ -398,3 +384,24 @@ def _check(prompts, stop, max_new_tokens) -> tuple[list[str], list[str], int]:
         raise PredictInputError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
                                 f"got {max_new_tokens!r}")
     return list(prompts), stop, max_new_tokens
+
+
+def run_bound(session, binding, arrays: dict[str, np.ndarray], values: dict, output_names: list[str],
+              past_names: list[str]) -> tuple[np.ndarray, dict]:
+    """One cached decoder step through IOBinding: ``arrays`` bound from numpy, ``values`` (the past, and any
+    other OrtValues) bound as they are; returns the last position's logits and the ``present`` OrtValues,
+    which the next step binds as its past without their leaving ONNX Runtime."""
+    binding.clear_binding_inputs()
+    binding.clear_binding_outputs()
+    for name, value in arrays.items():
+        binding.bind_cpu_input(name, np.ascontiguousarray(value))
+    for name, value in values.items():
+        binding.bind_ortvalue_input(name, value)
+    for name in output_names:
+        binding.bind_output(name, "cpu")
+    try:
+        session.run_with_iobinding(binding)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise PredictInputError(f"the decoder failed: {describe(exc)}") from None
+    outs = binding.get_outputs()
+    return outs[0].numpy()[:, -1, :], {p: outs[1 + i] for i, p in enumerate(past_names)}

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from torch2ort.errors import BundleError, PredictInputError, describe
-from torch2ort.runtime.generate import Generation, load_tokenizer
+from torch2ort.runtime.generate import Generation, load_tokenizer, run_bound
 from torch2ort.runtime.sampling import SamplingOptions, TokenChooser
 
 
@@ -129,17 +129,6 @@ class Transcriber:
         return max_new_tokens
 
     def _run(self, binding, ids: np.ndarray, past: dict, cross: dict) -> tuple[np.ndarray, dict]:
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
-        binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids))
-        for name, value in (*past.items(), *cross.items()):
-            binding.bind_ortvalue_input(name, value)
-        for name in self.output_names:
-            binding.bind_output(name, "cpu")
-        try:
-            self.session.run_with_iobinding(binding)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise PredictInputError(f"the decoder failed: {describe(exc)}") from None
-        outs = binding.get_outputs()
-        logits = outs[0].numpy()[:, -1, :].copy()
-        return logits, {p: outs[1 + i] for i, p in enumerate(self.past_names)}
+        logits, present = run_bound(self.session, binding, {"input_ids": ids}, {**past, **cross}, self.output_names,
+                                    self.past_names)
+        return logits.copy(), present
