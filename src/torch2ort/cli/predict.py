@@ -24,8 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--text", action="append", default=[], help="text for a bundle with a text preprocess")
     p.add_argument("--raw", action="store_true", help="skip the postprocess pipeline")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a postprocess option by its transformers pipeline name, e.g. aggregation_strategy=first "
-                        "for a token-classification bundle (VALUE is read as JSON when it parses, else as text)")
+                   help="a pipeline option by its transformers pipeline name, e.g. aggregation_strategy=first "
+                        "for a token-classification bundle or candidate_labels=cat,dog for a zero-shot one (VALUE "
+                        "is read as JSON when it parses, else as text)")
     p.add_argument("--mask-dir", metavar="DIR",
                    help="segmentation bundles: write each image's colour mask (DIR/NAME.mask.png, PASCAL VOC palette) "
                         "and, for an image file, the mask over the image (DIR/NAME.overlay.png); only into DIR, "
