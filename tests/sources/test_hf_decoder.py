@@ -80,7 +80,7 @@ def test_a_degraded_graph_reports_the_first_greedy_divergence(llama_decoder, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["qwen2"])  # GPT-2: tests/pipeline/test_migrate_decoder.py
+@pytest.mark.parametrize("family", ["qwen2", "gemma2"])  # GPT-2: tests/pipeline/test_migrate_decoder.py
 def test_other_families_export_and_verify(tmp_path, family):
     from fixtures.decoders import export_decoder
     from torch2ort.parity.verify import verify_onnx
