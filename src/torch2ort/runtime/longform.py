@@ -85,8 +85,8 @@ class Chunking:
             raise PredictInputError(f"stride_length_s must be >= 0 seconds, got {stride_length_s!r}")
         chunk, left, right = (int(round(s * rate)) for s in (chunk_s, left_s, right_s))
         if chunk <= left + right:
-            raise PredictInputError(f"chunk_length_s ({chunk_s:g} s) must be longer than the left and right strides "
-                                    f"together ({left_s:g} + {right_s:g} s)")
+            raise PredictInputError(f"chunk_length_s ({chunk_s:g} s) must be longer than stride_length_s left and "
+                                    f"right together ({left_s:g} + {right_s:g} s)")
         return cls(chunk, left, right)
 
     def spans(self, samples: int) -> list[Span]:

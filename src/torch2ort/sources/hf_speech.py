@@ -288,17 +288,17 @@ def reference_greedy(loaded: LoadedModel, features: np.ndarray, new_tokens: int 
 
 
 def reference_pipeline(model_dir: str | Path, waves: list[np.ndarray], greedy: bool = False,
-                       **chunks: Any) -> list[str]:
+                       **call: Any) -> list[str]:
     """``pipeline("automatic-speech-recognition")`` on the same folder, each 16 kHz waveform alone: the texts.
 
     ``greedy``: pass ``num_beams=1`` (for a folder whose generation config does not set num_beams, where the
-    pipeline would search with 5 beams and the runtime does not). ``chunks``: ``chunk_length_s`` and
-    ``stride_length_s``, passed to the call as given."""
+    pipeline would search with 5 beams and the runtime does not). ``call``: options of the call (``chunk_length_s``,
+    ``stride_length_s``, ``max_new_tokens``), passed as given."""
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     kwargs = {"generate_kwargs": {"num_beams": 1}} if greedy else {}
     pipe = transformers.pipeline(TASK, model=str(model_dir), device="cpu", **kwargs)
     # chunking with a seq2seq model logs an "experimental" warning per call; ignore_warning is the pipeline's own switch
-    extra = {"ignore_warning": True, **chunks} if chunks else {}
+    extra = {"ignore_warning": True, **call} if "chunk_length_s" in call else call
     return [pipe({"raw": np.asarray(w, np.float32), "sampling_rate": 16000}, **extra)["text"] for w in waves]
