@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def build(root: Path) -> Path:
     """A whisper-tiny-shaped folder exported and packed (cached under ``root``)."""
