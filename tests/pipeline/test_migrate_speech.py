@@ -250,3 +250,21 @@ def test_a_wrong_mel_filterbank_moves_the_encoder_output(migrated, tmp_path):
     # the encoder output the check compares moves far past the verify tolerance (the tiny model's transcripts
     # barely depend on the audio, so the texts alone would not show it)
     assert float(np.abs(good - bad).max()) > 1e-2
+
+
+def test_a_bundle_packed_before_the_transcript_facts_keeps_to_one_window(migrated, tmp_path):
+    from tests.fixtures.faults import bundle_with
+
+    from torch2ort.errors import BundleError
+    from torch2ort.runtime import Bundle
+
+    def drop(manifest: dict) -> None:
+        del manifest["speech"]["transcript"]
+
+    res = migrated[1]
+    old = Bundle.load(bundle_with(res.out / "bundle", tmp_path / "old", drop))
+    wav, long = (str(res.out / "samples" / "raw" / f"speech-{n}16k.wav") for n in ("", "long-"))
+    assert old.predict(wav)["text"] == Bundle.load(res.out / "bundle").predict(wav)["text"]
+    for options in ({}, {"chunk_length_s": 2}):
+        with pytest.raises(BundleError, match="migrate the model again"):
+            old.predict(long if not options else wav, **options)
