@@ -268,3 +268,26 @@ def test_a_bundle_packed_before_the_transcript_facts_keeps_to_one_window(migrate
     for options in ({}, {"chunk_length_s": 2}):
         with pytest.raises(BundleError, match="migrate the model again"):
             old.predict(long if not options else wav, **options)
+
+
+def test_samples_given_by_the_user_may_be_longer_than_the_window(migrated, tmp_path):
+    """The load stage makes each file's feed (its first window, as the feature extractor cuts it) rather than
+    refusing a recording over the window; the check then transcribes it in chunks."""
+    import shutil
+
+    from torch2ort.evidence import Evidence
+    from torch2ort.pipeline.stages import Load
+    from torch2ort.pipeline.state import MigrateOptions, MigrationState
+    from torch2ort.sources import ModelRequest
+
+    folder, res = migrated
+    samples = tmp_path / "clips"
+    samples.mkdir()
+    for name in ("speech-16k.wav", "speech-long-16k.wav"):
+        shutil.copyfile(res.out / "samples" / "raw" / name, samples / name)
+    state = MigrationState(ModelRequest(f"hf:{folder}"), None, tmp_path / "out",
+                           MigrateOptions(samples=str(samples), bench=False), Evidence(torch2ort="test"))
+    Load().run(state)
+    assert [p.split("/")[-1] for p in state.raw_files] == ["speech-16k.wav", "speech-long-16k.wav"]
+    feeds = sorted((tmp_path / "out" / "samples").glob("*.npz"))
+    assert len(feeds) == 2 and all(np.load(f)["input_features"].shape == (1, 80, 300) for f in feeds)

@@ -56,7 +56,8 @@ class Load(Stage):
                 from torch2ort.runtime.processors.audio import MAX_SECONDS
 
                 steps = [steps[0] | {"max_seconds": MAX_SECONDS}, *steps[1:]]
-            state.samples = prepare_raw(state.raw_files, steps, list(state.spec.names), state.out / "samples")
+            state.samples = prepare_raw(state.raw_files, steps, list(state.spec.names), state.out / "samples",
+                                        None if state.opts.preprocess else loaded.hints.assets)
         elif loaded.hints.task == "text-generation":  # a decoder: verified and checked on prompts, not feeds
             from torch2ort.inputs.texts import read_texts
 
