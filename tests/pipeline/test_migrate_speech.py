@@ -137,6 +137,8 @@ def test_long_audio_options_are_checked_in_one_line(migrated, tmp_path, capsys):
         with pytest.raises(PredictInputError) as err:
             bundle.predict(str(long), **options)
         assert "\n" not in str(err.value) and next(iter(options)) in str(err.value), options
+    with pytest.raises(PredictInputError, match=r"^input 1: .*NaN"):  # a bad clip in a list is named by place
+        bundle.predict([str(long), np.full(1600, np.nan, np.float32)])
     features = bundle.preprocess(np.zeros(1600, np.float32))
     with pytest.raises(PredictInputError, match="need raw audio"):
         bundle.predict(features, chunk_length_s=2)

@@ -160,7 +160,12 @@ class Transcriber:
         if self.bundle is None:
             raise PredictInputError("this Transcriber has no bundle to preprocess audio with; call decode()")
         limit = self._limit(max_new_tokens)
-        waves = [self._waveform(a) for a in audio]
+        waves = []
+        for i, clip in enumerate(audio):
+            try:
+                waves.append(self._waveform(clip))
+            except PredictInputError as exc:
+                raise PredictInputError(f"input {i}: {exc}" if len(audio) > 1 else str(exc)) from None
         long = [w.size > self.window_s * self._rate() for w in waves]
         if self.vocab is None and (chunking is not None or any(long)):
             raise BundleError("this bundle was packed without the tokenizer facts long-form transcription needs; "
