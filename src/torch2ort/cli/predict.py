@@ -25,8 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--raw", action="store_true", help="skip the postprocess pipeline")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="a pipeline option by its transformers pipeline name, e.g. aggregation_strategy=first "
-                        "for a token-classification bundle or candidate_labels=cat,dog for a zero-shot one (VALUE "
-                        "is read as JSON when it parses, else as text)")
+                        "for a token-classification bundle, candidate_labels=cat,dog for a zero-shot one, "
+                        "chunk_length_s=20 or stride_length_s=[4,2] for a speech-recognition one (VALUE is read "
+                        "as JSON when it parses, else as text)")
     p.add_argument("--mask-dir", metavar="DIR",
                    help="segmentation bundles: write each image's colour mask (DIR/NAME.mask.png, PASCAL VOC palette) "
                         "and, for an image file, the mask over the image (DIR/NAME.overlay.png); only into DIR, "

@@ -87,6 +87,16 @@ def make_audio(folder: Path) -> list[Path]:
     return paths
 
 
+def make_long_speech(folder: Path, window_s: float) -> Path:
+    """A 16 kHz mono speech-like .wav of 2.2 windows: three chunks at the default stride (a sixth of the window
+    each side), so a speech model's check covers chunked transcription and both kinds of merge."""
+    import soundfile
+
+    path = folder / "speech-long-16k.wav"
+    soundfile.write(path, speech_like(16000, round(2.2 * window_s, 3), seed=len(CLIPS)), 16000, subtype="PCM_16")
+    return path
+
+
 def media_samples(steps: list[dict], media: str, folder: Path, assets: dict[str, np.ndarray] | None = None,
                   options: dict | None = None, tokenizer: str | None = None) -> tuple[list[str], str]:
     """(the raw files, a folder of .npz samples made from them by the runtime's preprocess ``steps``,

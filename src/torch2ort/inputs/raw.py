@@ -32,13 +32,14 @@ def raw_files(samples: str | None) -> list[str]:
     return []
 
 
-def feed_of(steps: list[dict], path: str, names: list[str]) -> dict[str, np.ndarray]:
-    """The model's feed for one file, built by the bundle's runtime steps."""
+def feed_of(steps: list[dict], path: str, names: list[str], bundle_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """The model's feed for one file, built by the bundle's runtime steps (which read their files, such as a
+    mel filter bank, from ``bundle_dir``; default: the file's own folder)."""
     from torch2ort.errors import Torch2OrtError
     from torch2ort.runtime.processors import Context, run_preprocess
 
     try:
-        value = run_preprocess(steps, path, Context(Path(path).parent))
+        value = run_preprocess(steps, path, Context(bundle_dir or Path(path).parent))
     except Torch2OrtError as exc:
         raise SampleError(f"--samples {path}: {exc.one_line()}") from None
     if isinstance(value, np.ndarray):
@@ -48,14 +49,22 @@ def feed_of(steps: list[dict], path: str, names: list[str]) -> dict[str, np.ndar
     return value
 
 
-def prepare_raw(files: list[str], steps: list[dict], names: list[str], folder: Path) -> str:
-    """Write one ``raw-<stem>.npz`` feed per file into ``folder``; returns the folder (the samples to verify on)."""
+def prepare_raw(files: list[str], steps: list[dict], names: list[str], folder: Path,
+                assets: dict[str, np.ndarray] | None = None) -> str:
+    """Write one ``raw-<stem>.npz`` feed per file into ``folder``; returns the folder (the samples to verify on).
+    ``assets``: the arrays the steps read as bundle files (an hf folder's mel filter bank), by file name."""
     from torch2ort.runtime.processors import FILE_LOADERS
 
     if not steps or steps[0]["op"] not in FILE_LOADERS:
         raise SampleError(f"--samples {files[0]}: audio and signal files need --preprocess steps that start with "
                           f"{' or '.join(FILE_LOADERS)}")
     folder.mkdir(parents=True, exist_ok=True)
+    bundle_dir = None
+    if assets:
+        bundle_dir = folder / "assets"
+        bundle_dir.mkdir(exist_ok=True)
+        for name, array in assets.items():
+            np.save(bundle_dir / name, array)
     for i, f in enumerate(files):
-        np.savez(folder / f"raw-{i:02d}-{Path(f).stem}.npz", **feed_of(steps, f, names))
+        np.savez(folder / f"raw-{i:02d}-{Path(f).stem}.npz", **feed_of(steps, f, names, bundle_dir))
     return str(folder)

@@ -48,10 +48,16 @@ class Load(Stage):
         if state.spec is None:
             raise SpecError("--input is required for this MODEL (only hf: sources know their own inputs)")
         files = raw_files(state.opts.samples)
+        speech = loaded.hints.task == "automatic-speech-recognition"
         if files:  # audio/signal files: the bundle's own steps make the samples
             state.raw_files = files
-            state.samples = prepare_raw(state.raw_files, state.raw_steps(), list(state.spec.names),
-                                        state.out / "samples")
+            steps = state.raw_steps()
+            if speech and steps:  # a recording over one window is fine: transcribed in chunks, verified on its first
+                from torch2ort.runtime.processors.audio import MAX_SECONDS
+
+                steps = [steps[0] | {"max_seconds": MAX_SECONDS}, *steps[1:]]
+            state.samples = prepare_raw(state.raw_files, steps, list(state.spec.names), state.out / "samples",
+                                        None if state.opts.preprocess else loaded.hints.assets)
         elif loaded.hints.task == "text-generation":  # a decoder: verified and checked on prompts, not feeds
             from torch2ort.inputs.texts import read_texts
 
@@ -66,6 +72,11 @@ class Load(Stage):
                                                   loaded.hints.assets, loaded.hints.options,
                                                   loaded.hints.tokenizer)
             state.samples = state.opts.samples or made
+            if speech:  # and one recording over the window, which the check transcribes in chunks
+                from torch2ort.inputs.media import make_long_speech
+
+                state.raw_files.append(str(make_long_speech(Path(state.raw_files[0]).parent,
+                                                            loaded.hints.speech["max_seconds"])))
         else:
             state.texts, state.samples = prepare_samples(loaded.hints, state.spec, state.opts.samples,
                                                          state.out / "samples")

@@ -40,6 +40,7 @@ _ORT_DTYPES = {
 
 TEXT_BATCH = 32     # sentence-transformers' default encode batch size
 TEXT_TOKENS = 2048  # padded tokens per model call: past this, a CPU's caches lose the activations
+SPEECH_OPTIONS = ("max_new_tokens", "chunk_length_s", "stride_length_s")  # pipeline("automatic-speech-recognition")'s
 
 
 class Prediction(dict):
@@ -236,17 +237,34 @@ class Bundle:
                                              temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
 
     def _predict_speech(self, inputs: Any, options: dict[str, Any]) -> Prediction:
-        """``{"text": ...}`` as ``pipeline("automatic-speech-recognition")`` answers (a list for a list of clips)."""
-        bad = [k for k in options if k != "max_new_tokens"]
+        """``{"text": ...}`` as ``pipeline("automatic-speech-recognition")`` answers (a list for a list of clips).
+
+        Options, by the pipeline's names: ``max_new_tokens``; ``chunk_length_s`` and ``stride_length_s`` (a
+        number or a ``[left, right]`` pair) transcribe in overlapping chunks as the pipeline does with them.
+        Audio over one window is chunked without them too, at the window's length with a sixth as stride.
+        ``.raw`` holds the encoder's outputs when no clip was chunked."""
+        bad = [k for k in options if k not in SPEECH_OPTIONS]
         if bad:
-            raise PredictInputError(f"a speech-recognition bundle takes the option max_new_tokens; got {bad}")
+            raise PredictInputError(f"a speech-recognition bundle takes the options {', '.join(SPEECH_OPTIONS)}; "
+                                    f"got {bad}")
         transcriber = self.transcriber()
         limit = transcriber._limit(options.get("max_new_tokens"))
+        chunking = transcriber.chunking(options.get("chunk_length_s"), options.get("stride_length_s"))
         many = isinstance(inputs, (list, tuple))
-        encoded = self.run(self._speech_feed(inputs))
-        out = transcriber.decode(encoded, limit)
-        return Prediction({"text": out.text if many else out.text[0],
-                           "token_ids": out.token_ids if many else out.token_ids[0]}, encoded)
+        looks_like_feed = isinstance(inputs, dict) and all(isinstance(v, np.ndarray) for v in inputs.values())
+        if looks_like_feed:  # model inputs (log-mel features): one window each, nothing to chunk
+            if chunking is not None:
+                raise PredictInputError("chunk_length_s and stride_length_s need raw audio (a path, bytes or a "
+                                        "16 kHz float array), not input_features")
+            encoded = self.run(self._speech_feed(inputs))
+            out = transcriber.decode(encoded, limit)
+            return Prediction({"text": out.text[0] if len(out.text) == 1 else out.text,
+                               "token_ids": out.token_ids[0] if len(out.token_ids) == 1 else out.token_ids}, encoded)
+        if many and not inputs:
+            raise PredictInputError("give at least one audio clip")
+        done, encoded = transcriber.run_clips(list(inputs) if many else [inputs], chunking, limit)
+        texts, ids = [t.text for t in done], [t.token_ids for t in done]
+        return Prediction({"text": texts if many else texts[0], "token_ids": ids if many else ids[0]}, encoded)
 
     def _speech_feed(self, audio: Any) -> dict[str, np.ndarray]:
         """Each clip through the preprocess pipeline on its own, stacked into one batch."""

@@ -48,7 +48,8 @@ def load(source: str, path: Path, from_pretrained, auto_detected: bool) -> Loade
     name, steps, notes, dims, _ = audio_preprocess(path, assets)
     if name != "input_features":
         raise SourceError(f"{path}: speech recognition is translated for Whisper's feature extractor only")
-    # one Whisper window (30 s for the released models): longer audio is refused in one line, not chunked
+    # one Whisper window (30 s for the released models): the encoder's input; the runtime cuts longer audio into
+    # chunks of at most this (runtime/longform.py), as pipeline(chunk_length_s=...) does
     window = next(s for s in steps if s["op"] == "log_mel")["n_samples"] / steps[0]["sample_rate"]
     steps[0]["max_seconds"] = window
     model = from_pretrained(path, "AutoModelForSpeechSeq2Seq")
@@ -60,6 +61,7 @@ def load(source: str, path: Path, from_pretrained, auto_detected: bool) -> Loade
     cross = [f"cross_attention.{i}.{k}" for i in range(layers) for k in ("key", "value")]
     speech = speech_info(path, model, layers, heads, head_dim, frames)
     speech["max_seconds"] = window
+    speech["transcript"] = transcript_facts(path, frames)
     hints = ModelHints(task=TASK, model_dir=str(path), preprocess=steps, media="audio", assets=assets,
                        tokenizer=str(tok), sweep={"batch": [1, 2, 3]})
     hints.spec = InputSpec.from_cli([f"input_features:{dims}:float32"], ["last_hidden_state", *cross])
@@ -70,7 +72,8 @@ def load(source: str, path: Path, from_pretrained, auto_detected: bool) -> Loade
              f"{layers} decoder layers, once per clip) and {DECODER_FILE} (input_ids, past_key_values.0..{layers - 1}"
              f".key/value and cross_attention.* in; logits and present.* out; batch, sequence and past dynamic)",
              f"prefix {speech['prefix']}, EOS {speech['eos_token_id']}, at most {speech['max_new_tokens']} new "
-             f"tokens; audio over {window:g} s (one window) is refused (no chunking)"]
+             f"tokens; audio over {window:g} s (one window) is transcribed in overlapping chunks merged as "
+             f"pipeline(chunk_length_s={window:g}) merges them"]
     return LoadedModel(encoder_wrapper()(model, layers), source, "hf", notes, hints)
 
 
@@ -125,6 +128,33 @@ def speech_info(path: Path, model, layers: int, heads: int, head_dim: int, frame
             "begin_suppress_tokens": [int(t) for t in (getattr(g, "begin_suppress_tokens", None) or [])],
             "max_new_tokens": int(new), "max_target_positions": targets,
             "num_beams_set": g.num_beams is not None}
+
+
+def transcript_facts(path: Path, encoder_positions: int) -> dict[str, Any]:
+    """What the pipeline's ``_decode_asr`` reads from the tokenizer and the model, for ``runtime/longform.py``:
+    the special ids, which of them are languages, where timestamps begin, seconds per timestamp, and the
+    prompt and start tokens it strips a sequence to (``encoder_positions``: the model's max_source_positions)."""
+    import transformers
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    from torch2ort.sources.hf_media import load_extractor
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(path))
+    fe = load_extractor(path)
+    special = sorted({int(i) for i in tok.all_special_ids})
+    languages = {str(i): LANGUAGES[tok.decode([i])[2:-2]] for i in special if tok.decode([i])[2:-2] in LANGUAGES}
+    # transformers 5 skips the clean-up for BPE tokenizers (Whisper's) unless told to corrupt the output
+    bpe = type(tok.backend_tokenizer.model).__name__ == "BPE" if hasattr(tok, "backend_tokenizer") else False
+    forced = getattr(tok, "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", False)
+    prompt = tok.convert_tokens_to_ids("<|startofprev|>")
+    start = tok.convert_tokens_to_ids("<|startoftranscript|>")
+    return {"special_ids": special, "languages": languages,
+            "timestamp_begin": int(tok.convert_tokens_to_ids("<|notimestamps|>")) + 1,
+            "time_precision": fe.chunk_length / encoder_positions,
+            "sampling_rate": int(fe.sampling_rate),
+            "prompt_token_id": None if prompt is None else int(prompt),
+            "start_token_id": None if start is None else int(start),
+            "clean_up": bool(getattr(tok, "clean_up_tokenization_spaces", False)) and (not bpe or bool(forced))}
 
 
 def decoder_loaded(loaded: LoadedModel) -> LoadedModel:
@@ -257,14 +287,18 @@ def reference_greedy(loaded: LoadedModel, features: np.ndarray, new_tokens: int 
     return rows
 
 
-def reference_pipeline(model_dir: str | Path, waves: list[np.ndarray], greedy: bool = False) -> list[str]:
+def reference_pipeline(model_dir: str | Path, waves: list[np.ndarray], greedy: bool = False,
+                       **call: Any) -> list[str]:
     """``pipeline("automatic-speech-recognition")`` on the same folder, each 16 kHz waveform alone: the texts.
 
     ``greedy``: pass ``num_beams=1`` (for a folder whose generation config does not set num_beams, where the
-    pipeline would search with 5 beams and the runtime does not)."""
+    pipeline would search with 5 beams and the runtime does not). ``call``: options of the call (``chunk_length_s``,
+    ``stride_length_s``, ``max_new_tokens``), passed as given."""
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     kwargs = {"generate_kwargs": {"num_beams": 1}} if greedy else {}
     pipe = transformers.pipeline(TASK, model=str(model_dir), device="cpu", **kwargs)
-    return [pipe({"raw": np.asarray(w, np.float32), "sampling_rate": 16000})["text"] for w in waves]
+    # chunking with a seq2seq model logs an "experimental" warning per call; ignore_warning is the pipeline's own switch
+    extra = {"ignore_warning": True, **call} if "chunk_length_s" in call else call
+    return [pipe({"raw": np.asarray(w, np.float32), "sampling_rate": 16000}, **extra)["text"] for w in waves]
