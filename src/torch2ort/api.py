@@ -426,6 +426,10 @@ def migrate(model, output: str | Path, inputs: Inputs = None, *, task: str | Non
         prompt_tokens=V.sizes("--prompt-tokens", prompt_tokens, 1 << 20) if prompt_tokens is not None else None,
         new_tokens=new_tokens, genai_python=str(genai_python) if isinstance(genai_python, Path) else genai_python,
         force=force, command=command)
+    if opts.bench and opts.genai_python:  # an interpreter without onnxruntime-genai: said now, not after the run
+        from torch2ort.benchmark.generation import genai_version
+
+        genai_version(opts.genai_python)
     return run(request, spec, output, opts, progress=progress)
 
 

@@ -71,7 +71,8 @@ def test_the_report_shows_ttft_tokens_per_second_memory_and_the_cache(timed):
     assert "| torch2ort |" in section and "| transformers |" in section and "| onnxruntime-genai |" not in section
     assert "decode vs transformers" in section and "time to first token vs transformers" in section
     assert "onnxruntime-genai: not measured" in section and "1 intra-op threads" in section
-    assert "KV cache: 0.2 KiB per token per sequence (float32 keys and values: 2 × 2 layers × 2 KV heads × 8)" in section
+    assert ("KV cache: 0.2 KiB per token per sequence (float32 keys and values: 2 × 2 layers × 2 KV heads × 8)"
+            in section)
     assert "300 capped to 252" in section
     line = summary_lines(_decoder_evidence(timed))[1]
     assert line.startswith("speed-up: the bundle decodes") and "onnxruntime-genai not measured" in line
@@ -87,7 +88,8 @@ def test_an_unstable_generation_ratio_is_marked_not_quoted(timed):
 def test_a_decoder_run_without_the_bench_says_why():
     ev = Evidence.from_dict({"format": 2, "model": {"source": "hf:x", "kind": "hf", "parameters": 1,
                                                     "parameter_mb": 0.0, "task": "text-generation"},
-                             "stages": [{"name": "bench", "status": "skipped", "summary": "not asked for (--no-bench)"}]})
+                             "stages": [{"name": "bench", "status": "skipped",
+                                         "summary": "not asked for (--no-bench)"}]})
     md = to_markdown(build(ev), {})
     assert "## Performance: generation\n\nNot measured in this run (not asked for (--no-bench))." in md
 
@@ -95,7 +97,8 @@ def test_a_decoder_run_without_the_bench_says_why():
 @pytest.mark.parametrize("kw", [{"prompt_tokens": "0"}, {"prompt_tokens": "nan"}, {"prompt_tokens": ""},
                                 {"prompt_tokens": [-1]}, {"prompt_tokens": [10**9]}, {"new_tokens": 1},
                                 {"new_tokens": float("nan")}, {"new_tokens": 10**9}, {"new_tokens": True},
-                                {"repeats": 0}, {"genai_python": 3}], ids=lambda kw: f"{next(iter(kw))}")
+                                {"repeats": 0}, {"genai_python": 3}, {"genai_python": ""}],
+                         ids=lambda kw: f"{next(iter(kw))}")
 def test_bad_bench_options_are_one_line_errors(kw):
     with pytest.raises(UsageError) as err:
         GenerateBenchOptions(**kw)
@@ -124,6 +127,11 @@ def test_migrate_refuses_a_bad_genai_interpreter_before_any_work(tmp_path, capsy
                    "-o", tmp_path / "out") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not an executable file" in err and not (tmp_path / "out").exists()
+    # a python without onnxruntime_genai (this one): refused before the run too
+    assert run_cli("migrate", f"hf:{tmp_path / 'no-folder'}", "--genai-python", sys.executable,
+                   "-o", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "onnxruntime_genai does not import there" in err
 
 
 def _genai_python() -> str | None:

@@ -64,10 +64,12 @@ def genai_python(path: str | os.PathLike | None) -> str | None:
     """The interpreter for the onnxruntime-genai side: ``path``, else $TORCH2ORT_GENAI_PYTHON, else None.
     One that is not an executable file is a usage error, said in one line."""
     flag = "--genai-python"
-    if path is None or path == "":
+    if path is None:  # an empty variable counts as unset
         path, flag = os.environ.get(GENAI_ENV) or None, f"${GENAI_ENV}"
     if path is None:
         return None
+    if path == "":
+        raise UsageError("--genai-python: give the path of a Python interpreter with onnxruntime-genai")
     if not isinstance(path, (str, os.PathLike)):
         raise UsageError(f"--genai-python {path!r:.40}: must be the path of a Python interpreter")
     p = Path(path).expanduser()
