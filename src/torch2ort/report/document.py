@@ -349,11 +349,16 @@ def _noise(b) -> str:
             f"{n.get('cores')} cores, CPU steal {n.get('steal_pct')}%.")
 
 
+def _skipped(ev: Evidence, name: str, otherwise: str) -> str:
+    """Why a stage left no section: its summary when it was skipped, else ``otherwise``."""
+    stage = ev.stage(name)
+    return stage.summary if stage and stage.status == "skipped" else otherwise
+
+
 def _optimize(ev: Evidence) -> list[Block]:
     o = ev.optimize
     if not o:
-        stage = ev.stage("optimize")
-        text = stage.summary if stage and stage.status == "skipped" else "did not run"
+        text = _skipped(ev, "optimize", "did not run")
         return [("h2", "Optimisation variants"), ("p", f"Optimisation {text}.")]
     gates = ", ".join(f"`{g.text()}` ({g.why})" for g in o.gates.values())
     rows = []
@@ -502,8 +507,7 @@ def _generation_performance(ev: Evidence) -> list[Block]:
     """A decoder's bench: TTFT per prompt length, decode tokens/s and peak RSS per side, the speed-ups, the cache."""
     g = ev.generation_bench
     if not g:
-        stage = ev.stage("bench")
-        why = stage.summary if stage and stage.status == "skipped" else "the bench stage did not run"
+        why = _skipped(ev, "bench", "the bench stage did not run")
         return [("h2", "Performance: generation"), ("p", f"Not measured in this run ({why}).")]
     lengths = [str(n) for n in g.prompt_tokens]
     m = g.machine
