@@ -26,16 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GENAI_PYTHON = ROOT / ".venv-genai" / "bin" / "python"
+WORKER = ROOT / "src" / "torch2ort" / "benchmark" / "generate_worker.py"
 DEFAULT_WORKDIR = Path("/tmp/t2o-generate-peers")
 # Qwen2-0.5B's shape (its config.json on the hub), random weights.
 QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
@@ -142,66 +141,33 @@ def worker(side: str, workdir: Path, lengths: list[int], new_tokens: int, repeat
             ttft.setdefault(n, []).append(times[0] * 1000)
             if n == lengths[0]:
                 decode.append((len(times) - 1) / sum(times[1:]))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _worker_sides().peak_rss_mb()
     return {"side": side, "ttft_ms": {str(n): statistics.median(v) for n, v in ttft.items()},
             "decode_tok_s": statistics.median(decode), "decode_runs": decode, "peak_rss_mb": peak,
             "new_tokens": new_tokens}
 
 
+def _worker_sides():
+    """The package's generation sides (``torch2ort/benchmark/generate_worker.py``), read by path: under
+    .venv-genai torch2ort's package does not import."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _transformers(side, workdir, threads):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(workdir / "model", dtype=torch.float32).eval()
-
-    class Clock:
-        def __init__(self):
-            self.stamps = []
-
-        def put(self, value):
-            self.stamps.append(time.perf_counter())
-
-        def end(self):
-            pass
-
-    def step_times(ids, n):
-        clock = Clock()
-        start = time.perf_counter()
-        with torch.inference_mode():
-            model.generate(torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-                           max_new_tokens=n, min_new_tokens=n, do_sample=False, streamer=clock)
-        stamps = [start] + clock.stamps[1:]  # the first put() is the prompt itself
-        return [b - a for a, b in zip(stamps, stamps[1:])]
-
-    return step_times
+    return _worker_sides().transformers_side({"model_dir": str(workdir / "model"), "threads": threads})
 
 
 def _genai(side, workdir, threads):
-    import onnxruntime_genai as og
-
-    path = workdir / side
-    config = json.loads((path / "genai_config.json").read_text())
-    config["model"]["decoder"].setdefault("session_options", {})["intra_op_num_threads"] = threads
-    (path / "genai_config.json").write_text(json.dumps(config, indent=1))
-    model = og.Model(str(path))
-
-    def step_times(ids, n):
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(ids) + n, min_length=len(ids) + n, do_sample=False)
-        gen = og.Generator(model, params)
-        stamps = [time.perf_counter()]
-        gen.append_tokens([ids])
-        while not gen.is_done():
-            gen.generate_next_token()
-            gen.get_next_tokens()
-            stamps.append(time.perf_counter())
-        return [b - a for a, b in zip(stamps, stamps[1:])]
-
-    return step_times
+    return _worker_sides().genai_side({"genai_dir": str(workdir / side), "threads": threads})
 
 
 def _ours(side, workdir, threads):
+    """A bare graph (the variants are not packed) driven by the runtime's loop, as the bundle drives its own."""
     import onnxruntime as ort
 
     from torch2ort.runtime.generate import Generator
@@ -210,15 +176,7 @@ def _ours(side, workdir, threads):
     opts.intra_op_num_threads = threads
     session = ort.InferenceSession(str(workdir / "ours" / f"{side}.onnx"), opts, providers=["CPUExecutionProvider"])
     info = json.loads((workdir / "ours" / "generation.json").read_text())
-    gen = Generator(session, None, info)
-
-    def step_times(ids, n):
-        stamps = [time.perf_counter()]
-        for _ in gen.stream_ids([ids], n, min_new_tokens=n):
-            stamps.append(time.perf_counter())
-        return [b - a for a, b in zip(stamps, stamps[1:])]
-
-    return step_times
+    return _worker_sides().ours_step_times(Generator(session, None, info))
 
 
 # --- the driver -----------------------------------------------------------------------------------------------

@@ -389,12 +389,17 @@ def migrate(model, output: str | Path, inputs: Inputs = None, *, task: str | Non
             labels=None, preprocess: str | list | None = None, postprocess: str | list | None = None,
             tokenizer: str | Path | None = None, bench: bool = True, batch: str | Iterable[int] | None = None,
             seconds: float = 1.0, repeats: int = 2, threads: int | None = None, peers: bool | str | list[str] = False,
-            force: bool = False, progress: Callable[[str, str, dict], None] | None = None, command: str | None = None,
+            prompt_tokens: str | Iterable[int] | None = None, new_tokens: int = 32,
+            genai_python: str | Path | None = None, force: bool = False,
+            progress: Callable[[str, str, dict], None] | None = None, command: str | None = None,
             output_names=None, allow_all_false_masks: bool = False, **model_options):
-    """``torch2ort migrate``: load, export, verify, optimise, verify again, benchmark, pack, check and report
+    """``torch2ort migrate``: load, export, verify, optimise, verify again, pack, check, benchmark and report
     into ``output``. Never raises for a failing stage: see ``.passed`` / ``.exit_code`` of the ``MigrateResult``.
     ``optimize``: "none", "auto", a chain like "transformer,int8-dynamic", or a list of chains. ``peers=True``
-    times torch.compile and OpenVINO (when installed) next to ORT for the report's "what else you could use" line."""
+    times torch.compile and OpenVINO (when installed) next to ORT for the report's "what else you could use" line.
+    A text-generation model is timed as generation instead: time to first token at ``prompt_tokens`` (default 128
+    and 512), decode tokens/s over ``new_tokens`` and peak RSS, against transformers ``generate`` and, with
+    ``genai_python`` (an interpreter with onnxruntime-genai; default ``$TORCH2ORT_GENAI_PYTHON``), onnxruntime-genai."""
     from torch2ort.benchmark.run import peer_names
     from torch2ort.pipeline.migrate import MigrateOptions
     from torch2ort.pipeline.migrate import migrate as run
@@ -417,7 +422,14 @@ def migrate(model, output: str | Path, inputs: Inputs = None, *, task: str | Non
         sweep=sweep_sizes(sweep, spec) if sweep else None, name=name, labels=labels_of(labels),
         preprocess=preprocess, postprocess=postprocess, tokenizer=str(tokenizer) if tokenizer else None,
         bench=bench, batches=V.sizes("--batch", batch) if batch is not None else None, seconds=seconds,
-        repeats=repeats, threads=threads, peers=peer_names(peers), force=force, command=command)
+        repeats=repeats, threads=threads, peers=peer_names(peers),
+        prompt_tokens=V.sizes("--prompt-tokens", prompt_tokens, 1 << 20) if prompt_tokens is not None else None,
+        new_tokens=new_tokens, genai_python=str(genai_python) if isinstance(genai_python, Path) else genai_python,
+        force=force, command=command)
+    if opts.bench and opts.genai_python:  # an interpreter without onnxruntime-genai: said now, not after the run
+        from torch2ort.benchmark.generation import genai_version
+
+        genai_version(opts.genai_python)
     return run(request, spec, output, opts, progress=progress)
 
 

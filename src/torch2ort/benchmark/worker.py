@@ -13,12 +13,12 @@ import time
 _T0 = time.perf_counter()
 
 import json  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from torch2ort.benchmark.generate_worker import peak_rss_mb  # noqa: E402  (shared with the generation sides)
 from torch2ort.benchmark.stats import LatencyStats  # noqa: E402
 from torch2ort.errors import describe  # noqa: E402
 from torch2ort.inputs import synthetic_feed  # noqa: E402
@@ -222,21 +222,6 @@ def run(cfg: dict) -> dict:
                                       "samples_ms": samples}
     out["peak_rss_mb"] = peak_rss_mb()
     return out
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process's own address space.
-
-    /proc's VmHWM starts afresh at exec; getrusage's ru_maxrss does not on Linux (it keeps the
-    forked parent's peak), which would charge the parent's memory to the worker.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main(argv: list[str]) -> int:

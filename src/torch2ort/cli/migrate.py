@@ -1,4 +1,4 @@
-"""``torch2ort migrate``: export, verify, optimise, verify, benchmark, pack, check and report, in one go."""
+"""``torch2ort migrate``: export, verify, optimise, verify, pack, check, benchmark and report, in one go."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch2ort.cli.common import Repeatable, add_model_args, add_spec_args, make
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "migrate",
-        description="Run export → verify → optimize (optional) → verify → bench → pack → check → "
+        description="Run export → verify → optimize (optional) → verify → pack → check → bench → "
                     "report for MODEL and write OUTDIR/bundle (torch-free), OUTDIR/report.md, "
                     "OUTDIR/report.html and OUTDIR/evidence.json. A failing stage stops the run "
                     "with its exit code and still writes a partial report. See docs/migrate.md.")
@@ -54,6 +54,14 @@ def add_parser(sub) -> None:
     b.add_argument("--peers", nargs="?", const="all", metavar="all|torch-compile,openvino",
                    help="also time torch.compile and OpenVINO (pip install 'torch2ort[peers]') on the same threads; "
                         "the report's 'what else you could use' line says where one was faster")
+    g = p.add_argument_group("benchmark of a text-generation model (instead of batches)")
+    g.add_argument("--prompt-tokens", metavar="128,512",
+                   help="prompt lengths to time the first token at (default 128,512; capped by the model's positions)")
+    g.add_argument("--new-tokens", type=int, default=32,
+                   help="tokens generated per prompt; decode tokens/s is over those after the first (default 32)")
+    g.add_argument("--genai-python", metavar="PYTHON",
+                   help="the python of an environment with onnxruntime-genai, to time it too (its model builder on "
+                        "the same folder); default $TORCH2ORT_GENAI_PYTHON; without one it is reported not measured")
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it holds an earlier migrate output")
     p.set_defaults(func=run)
 
@@ -68,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         sweep=args.sweep, optimize=args.optimize.strip(), accept=args.accept, name=args.name, labels=args.labels,
         preprocess=args.preprocess, postprocess=args.postprocess, tokenizer=args.tokenizer, bench=not args.no_bench,
         batch=args.batch, seconds=args.seconds, repeats=args.repeats, threads=args.threads, peers=args.peers,
+        prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, genai_python=args.genai_python,
         force=args.force,
         progress=_Display(console), command="torch2ort " + shlex.join(args.argv), **spec_options(args),
         **model_options(args))

@@ -8,7 +8,7 @@ Example::
 
 from __future__ import annotations
 
-from torch2ort.evidence.bench import BenchInfo, BenchRow, BenchRun, RatioInfo
+from torch2ort.evidence.bench import BenchInfo, BenchRow, BenchRun, GenerationBenchInfo, GenerationSide, RatioInfo
 from torch2ort.evidence.parity import (
     CaseInfo,
     ComparisonInfo,
@@ -44,7 +44,8 @@ from torch2ort.evidence.schema import (
 
 __all__ = [
     "FORMAT", "Agreement", "BenchInfo", "BenchRow", "BenchRun", "BundleInfo", "CaseInfo", "CheckInfo", "Closure",
-    "ComparisonInfo", "Evidence", "ExportInfo", "FootprintInfo", "GateCheckInfo", "GateVerdictInfo", "GraphInfo",
+    "ComparisonInfo", "Evidence", "ExportInfo", "FootprintInfo", "GateCheckInfo", "GateVerdictInfo",
+    "GenerationBenchInfo", "GenerationSide", "GraphInfo",
     "MachineInfo", "ModelInfo", "OptimizeInfo", "Outcome", "OutputCheck", "OutputSummary", "ParityInfo",
     "PoolingInfo", "RatioInfo", "Record", "StageRecord", "StepDrift", "TensorInfo", "VariantRow",
     "VerifyInfo", "VerifyOptimizedInfo", "plain",

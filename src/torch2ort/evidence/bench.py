@@ -98,3 +98,33 @@ class BenchInfo(Record):
     # peer runtimes (bench --peers / migrate --peers): name -> {"measured", "note", "compile_s"}; their
     # ratios sit in ``ratios`` as "openvino", "onnxruntime vs openvino", …
     peers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationSide(Record):
+    """One side of the generation benchmark: medians over its processes, or why it was not measured."""
+
+    measured: bool
+    note: str = ""
+    ttft_ms: dict[str, float] = field(default_factory=dict)              # prompt length -> ms
+    decode_tok_s: dict[str, float | None] = field(default_factory=dict)  # prompt length -> tokens/s
+    peak_rss_mb: float | None = None
+
+
+@dataclass
+class GenerationBenchInfo(Record):
+    """A decoder's bench (``benchmark/generation.py``): the bundle, transformers and onnxruntime-genai; every
+    process's own figures and step times stay in each side's ``runs`` (kept in ``extra``)."""
+
+    variant: str
+    threads: int
+    prompt_tokens: list[int]
+    new_tokens: int
+    repeats: int
+    sides: dict[str, GenerationSide] = field(default_factory=dict)
+    ratios: dict[str, dict[str, RatioInfo]] = field(default_factory=dict)  # "decode vs transformers" -> length ->
+    kv_cache: dict[str, Any] = field(default_factory=dict)
+    capped: str = ""
+    machine: BenchMachine | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    noise: dict[str, Any] = field(default_factory=dict)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch2ort.errors import UsageError
-from torch2ort.evidence.bench import BenchInfo
+from torch2ort.evidence.bench import BenchInfo, GenerationBenchInfo
 from torch2ort.evidence.parity import GateVerdictInfo, OptimizeInfo, VerifyInfo
 from torch2ort.evidence.record import Record
 
@@ -213,6 +213,7 @@ class Evidence(Record):
     optimize: OptimizeInfo | None = None
     verify_optimized: VerifyOptimizedInfo | None = None
     bench: BenchInfo | None = None
+    generation_bench: GenerationBenchInfo | None = None  # a decoder's bench: TTFT, tokens/s, memory per side
     bundle: BundleInfo | None = None
     footprint: FootprintInfo | None = None
     check: CheckInfo | None = None

@@ -1,6 +1,8 @@
 """One command from a PyTorch model to a verified, benchmarked, torch-free bundle plus a report.
 
-Stages, in order: load, export, verify, optimize, verify-optimized, bench, pack, check, report.
+Stages, in order: load, export, verify, optimize, verify-optimized, pack, check, bench, report. The bench
+runs last so that it times the bundle as shipped (a decoder's generation loop is the bundle's own), and only a
+bundle that passed its check.
 A stage that fails stops the run with its exit code; the report is written anyway and says
 where the run stopped and why. Every number in ``evidence.json`` was measured in this run.
 
@@ -55,7 +57,7 @@ def migrate(request, spec, out: str | Path, opts: MigrateOptions | None = None,
                         machine=MachineInfo.from_dict(machine_info()), versions=versions(),
                         options=plain(asdict(opts)))
     state = MigrationState(request, spec, out, opts, evidence, log=lambda line: progress("log", "", {"line": line}))
-    stages: list[Stage] = [Load(), Export(), Verify(), Optimize(), VerifyOptimized(), Bench(), Pack(), Check()]
+    stages: list[Stage] = [Load(), Export(), Verify(), Optimize(), VerifyOptimized(), Pack(), Check(), Bench()]
     for stage in stages:
         record = run_stage(stage, state, progress)
         evidence.stages.append(record)

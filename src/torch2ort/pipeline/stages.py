@@ -18,6 +18,7 @@ from torch2ort.evidence import (
     ExportInfo,
     FootprintInfo,
     GateVerdictInfo,
+    GenerationBenchInfo,
     ModelInfo,
     OptimizeInfo,
     VerifyInfo,
@@ -247,9 +248,7 @@ class Bench(Stage):
             self.skipped = "not run for speech recognition: one encoder call is not a transcription figure"
             return None
         if state.loaded.hints.task == "text-generation":
-            self.skipped = ("not run for text-generation: one forward call is not a generation figure; "
-                            "benchmarks/generate_latency.py times per-token latency")
-            return None
+            return _bench_generation(state)
         from torch2ort.benchmark.run import BenchOptions, bench
         from torch2ort.benchmark.stats import ratio_text
 
@@ -262,6 +261,31 @@ class Bench(Stage):
         state.evidence.bench = BenchInfo.from_dict(report.to_dict())
         ratios = report.ratios.get("onnxruntime", {})
         return "speed-up vs torch (p50): " + ", ".join(f"batch {b}: {ratio_text(r)}" for b, r in ratios.items())
+
+
+def _bench_generation(state: MigrationState) -> str:
+    """The packed bundle's own loop against transformers generate and onnxruntime-genai (benchmark/generation.py)."""
+    from torch2ort.benchmark.generation import GenerateBenchOptions, bench_generation
+    from torch2ort.benchmark.stats import ratio_text
+
+    opts = state.opts
+    gen_opts = GenerateBenchOptions(prompt_tokens=opts.prompt_tokens or [128, 512], new_tokens=opts.new_tokens,
+                                    repeats=opts.repeats, threads=opts.threads, genai_python=opts.genai_python)
+    variant = state.evidence.optimize.chosen if state.evidence.optimize and state.final != state.onnx else "fp32"
+    state.log(f"timing generation: the bundle, transformers generate and onnxruntime-genai, {gen_opts.repeats} "
+              "fresh processes each")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-generation-", dir=state.out) as work:  # genai's model: removed
+        res = bench_generation(state.bundle_dir, state.loaded.hints.model_dir, work, gen_opts, variant=variant,
+                               log=state.log)
+    state.evidence.generation_bench = GenerationBenchInfo.from_dict(res)
+    first = str(res["prompt_tokens"][0])
+    parts = [f"decode {res['sides']['torch2ort']['decode_tok_s'][first]:.1f} tok/s at {first} prompt tokens"]
+    for peer in ("transformers", "onnxruntime-genai"):
+        r = res["ratios"].get(f"decode vs {peer}", {}).get(first)
+        parts.append(f"vs {peer}: {ratio_text(r)}" if r else f"{peer}: not measured")
+    return "; ".join(parts)
 
 
 class Pack(Stage):

@@ -40,6 +40,9 @@ class MigrateOptions:
     repeats: int = 2
     threads: int | None = None
     peers: bool | str | list[str] = False   # time torch.compile / OpenVINO too: the report's "what else" line
+    prompt_tokens: list[int] | None = None  # text-generation bench: prompt lengths (default 128, 512; capped)
+    new_tokens: int = 32                    # text-generation bench: tokens generated per prompt
+    genai_python: str | None = None         # an interpreter with onnxruntime-genai (default $TORCH2ORT_GENAI_PYTHON)
     force: bool = False
     command: str | None = None              # how this run was invoked, for the report
 
@@ -51,6 +54,12 @@ class MigrateOptions:
         self.threads = V.optional_count("--threads", self.threads, 1, V.MAX_THREADS)
         if self.batches is not None:
             self.batches = V.sizes("--batch", self.batches)
+        if self.prompt_tokens is not None:
+            self.prompt_tokens = V.sizes("--prompt-tokens", self.prompt_tokens, 1 << 20)
+        self.new_tokens = V.count("--new-tokens", self.new_tokens, 2, 1 << 16)
+        from torch2ort.benchmark.generation import genai_python
+
+        self.genai_python = genai_python(self.genai_python)
 
 
 @dataclass

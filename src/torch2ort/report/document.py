@@ -108,6 +108,8 @@ def _gate_text(gate: GateVerdictInfo) -> str:
 
 def _speed_line(ev: Evidence) -> str:
     b = ev.bench
+    if ev.model and ev.model.task == "text-generation":
+        return _generation_line(ev)
     if not b or not b.ratios.get("onnxruntime"):
         return "speed-up: not measured" + ("" if b else " (the bench stage did not run)")
     ratios = b.ratios["onnxruntime"]
@@ -115,6 +117,35 @@ def _speed_line(ev: Evidence) -> str:
              for batch, r in ratios.items()]
     return (f"speed-up: ONNX Runtime vs PyTorch, p50 latency, {', '.join(parts)} "
             f"({b.options.repeats} A/B pairs of fresh processes, {b.options.threads} threads each)")
+
+
+def _fixed(v: float | None, digits: int = 1) -> str:
+    """Milliseconds, tokens/s and MB as plain figures (1,690.4 rather than 1.69e+03)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.{digits}f}" if abs(v) >= 10 or digits == 0 else f"{v:.3g}"
+
+
+def _kib_or_mb(b: float | None) -> str:
+    return "-" if b is None else (f"{b / 1024:.1f} KiB" if b < 2**20 else _mb(b))
+
+
+def _generation_line(ev: Evidence) -> str:
+    g = ev.generation_bench
+    if not g:
+        return "speed-up: generation not measured (the bench stage did not run)"
+    first = str(g.prompt_tokens[0])
+    parts = []
+    for peer in ("transformers", "onnxruntime-genai"):
+        decode, ttft = (g.ratios.get(f"{w} vs {peer}", {}).get(first) for w in ("decode", "ttft"))
+        if decode and ttft:
+            parts.append(f"vs {peer}: decode {decode.text()}, first token {ttft.text()}")
+        elif peer in g.sides and not g.sides[peer].measured:
+            parts.append(f"{peer} not measured")
+    ours = g.sides.get("torch2ort")
+    tok_s = ours.decode_tok_s.get(first) if ours else None
+    return (f"speed-up: the bundle decodes {_fixed(tok_s)} tok/s at {first} prompt tokens; " + "; ".join(parts)
+            + f" ({g.repeats} fresh processes per side, {g.threads} threads each)")
 
 
 def _footprint_line(ev: Evidence) -> str:
@@ -318,11 +349,16 @@ def _noise(b) -> str:
             f"{n.get('cores')} cores, CPU steal {n.get('steal_pct')}%.")
 
 
+def _skipped(ev: Evidence, name: str, otherwise: str) -> str:
+    """Why a stage left no section: its summary when it was skipped, else ``otherwise``."""
+    stage = ev.stage(name)
+    return stage.summary if stage and stage.status == "skipped" else otherwise
+
+
 def _optimize(ev: Evidence) -> list[Block]:
     o = ev.optimize
     if not o:
-        stage = ev.stage("optimize")
-        text = stage.summary if stage and stage.status == "skipped" else "did not run"
+        text = _skipped(ev, "optimize", "did not run")
         return [("h2", "Optimisation variants"), ("p", f"Optimisation {text}.")]
     gates = ", ".join(f"`{g.text()}` ({g.why})" for g in o.gates.values())
     rows = []
@@ -422,13 +458,8 @@ def _raw_steps(c) -> list[Block]:
 
 def _performance(ev: Evidence) -> list[Block]:
     b = ev.bench
-    if not b and ev.model and ev.model.task == "text-generation":
-        return [("h2", "Performance"),
-                ("p", "Not measured in this run: a migration does not time generation, so there are no TTFT, "
-                      "tokens/s or memory figures here against transformers or onnxruntime-genai. "
-                      "`benchmarks/generate_peers.py` measures them, each side in its own process (BENCHMARKS.md, "
-                      "the generate-peers section), and `benchmarks/generate_latency.py` the per-token latency "
-                      "as the context grows.")]
+    if ev.model and ev.model.task == "text-generation":
+        return _generation_performance(ev)
     if not b:
         return [("h2", "Performance"), ("p", "Not measured in this run.")]
     m, o = b.machine, b.options
@@ -466,6 +497,56 @@ def _performance(ev: Evidence) -> list[Block]:
         blocks.append(("p", f"ONNX Runtime's Python/binding overhead: {ov.overhead_ms:.4f} ms per call "
                             f"({ov.overhead_pct:.1f}% of the call), from a separate profiled run. "
                             + go_would_save(ov.overhead_ms, ov.overhead_pct)))
+    return blocks
+
+
+_GEN_SIDES = ("torch2ort", "transformers", "onnxruntime-genai")
+
+
+def _generation_performance(ev: Evidence) -> list[Block]:
+    """A decoder's bench: TTFT per prompt length, decode tokens/s and peak RSS per side, the speed-ups, the cache."""
+    g = ev.generation_bench
+    if not g:
+        why = _skipped(ev, "bench", "the bench stage did not run")
+        return [("h2", "Performance: generation"), ("p", f"Not measured in this run ({why}).")]
+    lengths = [str(n) for n in g.prompt_tokens]
+    m = g.machine
+    where = f" on {m.cpu} ({m.physical_cores} physical / {m.logical_cores} logical cores)" if m else ""
+    blocks: list[Block] = [
+        ("h2", "Performance: generation"),
+        ("p", f"Measured{where}, {g.threads} intra-op threads on every side, each side in its own fresh process per "
+              f"repeat ({g.repeats} repeats, alternating order), greedy, on seeded random prompts of "
+              f"{', '.join(lengths)} tokens, {g.new_tokens} new tokens each (EOS held back). Time to first token is "
+              f"the prefill plus the first chosen token; decode tokens/s is over the {g.new_tokens - 1} steps after "
+              f"it; peak RSS is the side's whole process. Medians over the repeats.{_noise(g)}"
+              + (f" Prompt lengths: {g.capped}." if g.capped else "")),
+    ]
+    rows = []
+    for name in _GEN_SIDES:
+        side = g.sides.get(name)
+        if side is None or not side.measured:
+            continue
+        rows.append([name, *(_fixed(side.ttft_ms.get(k)) for k in lengths),
+                     *(_fixed(side.decode_tok_s.get(k)) for k in lengths), _fixed(side.peak_rss_mb, 0)])
+    blocks.append(("table", ["side", *(f"TTFT {k} (ms)" for k in lengths), *(f"decode tok/s @{k}" for k in lengths),
+                             "peak RSS MB"], rows))
+    ratios = []
+    for peer in ("transformers", "onnxruntime-genai"):
+        for what in ("ttft", "decode"):
+            for k, r in g.ratios.get(f"{what} vs {peer}", {}).items():
+                ratios.append([f"{'time to first token' if what == 'ttft' else 'decode'} vs {peer}", k, r.text()])
+    if ratios:
+        blocks += [("p", "Speed-ups of the bundle: the other side's time over ours, one ratio per repeat (> 1: the "
+                         "bundle is faster); median [range]. *Unstable* marks ratios whose repeats disagree widely "
+                         "or whose decode steps jitter; those are not quoted as results."),
+                   ("table", ["speed-up", "prompt tokens", "ratio"], ratios)]
+    blocks.append(("list", [f"{name}: {g.sides[name].note}" for name in _GEN_SIDES if name in g.sides]))
+    kv = g.kv_cache
+    if kv:
+        blocks.append(("p", f"KV cache: {kv['bytes_per_token'] / 1024:.1f} KiB per token per sequence "
+                            f"({kv['dtype']} keys and values: 2 × {kv['layers']} layers × {kv['kv_heads']} KV heads × "
+                            f"{kv['head_dim']}); {_kib_or_mb(kv.get('bytes_at_longest'))} per sequence at the longest "
+                            "prompt plus its new tokens."))
     return blocks
 
 
