@@ -80,6 +80,8 @@ def test_metadata_names_the_audio_input_and_the_transcript_output(served):
         "openai": "/v1/audio/transcriptions", "window_s": 3.0, "language": "english"}
     models = json.loads(request(served.url, "GET", "/v1/models")[2])
     assert [m["id"] for m in models["data"]] == ["whisper"]  # lookup neither generates nor transcribes
+    maps = Path(f"/proc/{served.proc.pid}/maps").read_text()  # warmed up (a transcription ran) without torch
+    assert "libtorch" not in maps and "onnxruntime" in maps
 
 
 def test_oip_infer_over_http_and_grpc_transcribes_as_bundle_predict(served, whisper, expected):
