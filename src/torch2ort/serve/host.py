@@ -4,7 +4,9 @@
 - ``compute`` (``compute.Compute``): request body → checked feed → the bundle's stages → outputs;
 - ``scheduler`` (``scheduler.Scheduler``): queue slots, the worker thread, dynamic batching;
 - ``generation`` (``generation.GenerationEngine``), for a bundle that generates text: its decode loop,
-  on the scheduler's worker thread.
+  on the scheduler's worker thread;
+- for a speech-recognition (Whisper) bundle, ``compute`` is a ``transcription.SpeechCompute``: audio files in,
+  transcripts out, through ``Bundle.predict`` (``transcribes`` is then true).
 
 The warm-up run at load time is what joins them: it proves the session computes, and it tells
 which outputs (post-processed ones included) the model answers with; a generating bundle warms up
@@ -24,11 +26,19 @@ from torch2ort.serve.scheduler import Scheduler
 class ModelHost:
     def __init__(self, bundle: Bundle, limits: Limits, version: str = "1") -> None:
         self.bundle = bundle
-        self.compute = Compute(bundle, limits.caps)
         self.generation = None
-        if bundle.generates:
+        self.transcribes = bundle.transcribes
+        if self.transcribes:
+            from torch2ort.serve.transcription import SpeechCompute
+
+            self.compute = SpeechCompute(bundle, limits.caps)
+            self.compute.warm_up()
+            self.info = ModelInfo.transcribing(bundle, self.compute, version)
+        elif bundle.generates:
+            self.compute = Compute(bundle, limits.caps)
             self.info = ModelInfo.generating(bundle, version)
         else:
+            self.compute = Compute(bundle, limits.caps)
             self.info = ModelInfo.of(bundle, self.compute.warm_up(), self.compute.text, limits.max_batch, version,
                                      self.compute.file_metadata(), self.compute.output_metadata())
         self.scheduler = Scheduler(bundle.name, limits, self.compute.run, self.compute.postprocess,

@@ -91,6 +91,7 @@ class ModelInfo:
     display: dict | None = None  # how the page at / shows an answer (``display``)
     generation: dict | None = None  # a generating bundle: its routes and context (``generating``)
     options: dict | None = None  # the request parameters it takes (``call_options``)
+    transcription: dict | None = None  # a speech-recognition bundle: its routes and window (``transcribing``)
 
     @classmethod
     def of(cls, bundle: Bundle, outputs: dict[str, np.ndarray], text: bool, max_batch: int,
@@ -127,11 +128,25 @@ class ModelInfo:
                     "openai": ["/v1/completions"] + (["/v1/chat/completions"] if info.get("chat_template") else []),
                     "max_positions": info.get("max_positions")})
 
+    @classmethod
+    def transcribing(cls, bundle: Bundle, compute, version: str = "1") -> ModelInfo:
+        """A Whisper bundle: encoded audio files in (BYTES ``audio_file``), transcripts out (BYTES ``text_output``);
+        the encoder's and decoder's tensors are the server's business. ``compute``: its ``SpeechCompute``."""
+        from torch2ort.serve.transcription import OPTION_HELP
+
+        out = [{"name": n, "datatype": "BYTES", "shape": [-1]} | m for n, m in compute.output_metadata().items()]
+        return cls(bundle.name, version, [compute.file_metadata()], out, None, False, None,
+                   options={k: {"type": v, "required": False} for k, v in OPTION_HELP.items()},
+                   transcription={"openai": "/v1/audio/transcriptions", "window_s": compute.window_s,
+                                  "language": compute.language()})
+
     def metadata(self) -> dict:
         params = {"torch2ort_dynamic_batching": self.batching, "batch_dim": self.batch_label,
                   "torch2ort_display": self.display}
         if self.generation is not None:
             params["torch2ort_generation"] = self.generation
+        if self.transcription is not None:
+            params["torch2ort_transcription"] = self.transcription
         return {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
                 "inputs": self.inputs, "outputs": self.outputs,
                 "parameters": params | {"torch2ort_call_options": self.options or {}}}

@@ -17,7 +17,9 @@ one, so one process can run several servers, as the tests do).
 - ``torch2ort_time_to_first_token_seconds{model}``: from a generation joining the loop to its first token;
 - ``torch2ort_generations_total{model,reason}``: generations ended, by why (``eos``, ``stop``, ``length``,
   ``cancelled``: the client went away, ``deadline``: --generate-timeout-s, ``error``);
-- ``torch2ort_generations_active{model}``: generations in the decode loop now.
+- ``torch2ort_generations_active{model}``: generations in the decode loop now;
+- ``torch2ort_transcriptions_total{model}``: audio files a speech-recognition model transcribed (OIP infer,
+  gRPC and ``/v1/audio/transcriptions`` alike).
 
 Requests for unknown models are not labelled by name (no unbounded label sets from clients).
 
@@ -54,6 +56,7 @@ class ModelMetrics:
         self.tokens = metrics.tokens.labels(model)
         self.first_token = metrics.first_token.labels(model)
         self.generations = metrics.generations
+        self.transcriptions = metrics.transcriptions.labels(model)
 
 
 class Metrics:
@@ -84,6 +87,7 @@ class Metrics:
         self.generations = Counter("torch2ort_generations", "Generations ended, by reason", ["model", "reason"],
                                    registry=r)
         self.active = Gauge("torch2ort_generations_active", "Generations in the decode loop", ["model"], registry=r)
+        self.transcriptions = Counter("torch2ort_transcriptions", "Audio files transcribed", ["model"], registry=r)
 
     def attach(self, hosts: dict) -> None:
         """Give every host its recorders, and read its queue depth at scrape time."""
@@ -94,6 +98,9 @@ class Metrics:
                 self.requests.labels(name, protocol)
                 for stage in STAGES[protocol == "grpc":]:  # gRPC's message is read before the call is known
                     self.stage.labels(name, protocol, stage)
+            if getattr(host, "transcribes", False):
+                host.compute.metrics = host.scheduler.metrics
+                self.transcriptions.labels(name)
             engine = getattr(host, "generation", None)
             if engine is not None:
                 engine.metrics = host.scheduler.metrics

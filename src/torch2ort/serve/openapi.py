@@ -66,8 +66,28 @@ OPENAI_RESPONSES = {200: {"description": "an OpenAI completion object, or with s
                           "content": {"application/json": {"schema": {"type": "object"}}} | _SSE}} | {
     code: {"description": r["description"], "content": {"application/json": {"schema": _OPENAI_ERROR}}}
     for code, r in _GEN_ERRORS.items()}
-OPENAI_MODELS_RESPONSES = {200: {"description": "the served models that generate text", "content": {
-    "application/json": {"schema": {"type": "object", "required": ["object", "data"]}}}}}
+TRANSCRIPTION_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "model"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "an encoded audio file (wav, flac, ogg…)"},
+        "model": {"type": "string", "description": "a served speech-recognition model"},
+        "response_format": {"type": "string", "enum": ["json", "text"], "default": "json"},
+        "language": {"type": "string", "description": "ISO-639-1; only the language the bundle transcribes"},
+        "temperature": {"type": "number", "description": "0 only (greedy)"},
+        "prompt": {"type": "string", "description": "refused unless empty"}}}}}}}
+TRANSCRIPTION_RESPONSES = {200: {"description": "the transcript: {\"text\": …}, or with response_format text the "
+                                                "text itself",
+                                 "content": {"application/json": {"schema": {"type": "object", "required": ["text"]}},
+                                             "text/plain": {"schema": {"type": "string"}}}}} | {
+    code: {"description": d, "content": {"application/json": {"schema": _OPENAI_ERROR}}} for code, d in {
+        400: "malformed form, a missing or empty file, not audio, a field this server does not honour, or a "
+             "model that does not transcribe speech",
+        404: "unknown model",
+        408: "the request body was not received in time (--read-timeout-s)",
+        413: "body over --max-body-mb, or the file over --max-file-mb",
+        503: "model not ready, or its queue is full (--queue)"}.items()}
+OPENAI_MODELS_RESPONSES = {200: {"description": "the served models that generate text or transcribe speech",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "required": ["object", "data"]}}}}}
 
 
 def body(schema: str) -> dict:

@@ -4,6 +4,7 @@
 - ``infer``: ``POST …/infer``;
 - ``generate``: Triton's generate extension (``…/generate``, ``…/generate_stream``) for generating bundles;
 - ``openai``: ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions`` for generating bundles;
+- ``audio``: ``/v1/audio/transcriptions`` for speech-recognition bundles;
 - ``repository``: the model repository index and ``/metrics``;
 - ``files``: a bundle's own files (its web page);
 - ``ui``: the page at ``/`` to try the models (off with ``--no-ui``).
@@ -36,10 +37,10 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
 def routers(ui: bool = True) -> list:
     """Every router, in the order the app includes them (the catch-all bundle files come last);
     ``ui``: with the page at ``/``."""
-    from torch2ort.serve.routes import files, generate, health, infer, openai, repository
+    from torch2ort.serve.routes import audio, files, generate, health, infer, openai, repository
     from torch2ort.serve.routes import ui as page
 
-    return [health.router, infer.router, generate.router, openai.router, repository.router,
+    return [health.router, infer.router, generate.router, openai.router, audio.router, repository.router,
             *([page.router] if ui else []), files.router]
 
 

@@ -32,9 +32,10 @@ router = APIRouter()
 
 @router.get("/v1/models", responses=oa.OPENAI_MODELS_RESPONSES)
 async def models(s: State):
-    """The served models that generate text."""
+    """The served models that generate text or transcribe speech (``/v1/audio/transcriptions``)."""
     return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "torch2ort"}
-                                       for n, h in sorted(s.hosts.items()) if h.generation is not None]}
+                                       for n, h in sorted(s.hosts.items())
+                                       if h.generation is not None or getattr(h, "transcribes", False)]}
 
 
 def _usage(prompt: int, completion: int) -> dict:
