@@ -49,6 +49,12 @@ def test_bad_audio_is_one_line(tmp_path, make, message):
     assert "\n" not in str(info.value)
 
 
+def test_bad_audio_bytes_never_show_a_buffer_address():
+    with pytest.raises(PredictInputError, match="not readable audio") as info:
+        load_audio(b"not audio at all", None)
+    assert "0x" not in str(info.value) and "BytesIO" not in str(info.value), info.value
+
+
 def test_limits_and_arrays(tmp_path):
     path = tmp_path / "long.wav"
     sf.write(path, np.zeros((8000 * 3, 1), np.float32), 8000)

@@ -10,6 +10,7 @@ samples], mask: [segments]}``; ``add_batch`` (or several files given at once) ad
 from __future__ import annotations
 
 import io
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +23,7 @@ from torch2ort.runtime.typecheck import Name, Range, Rate
 
 MAX_SECONDS = 3600.0  # a longer recording is refused, not decoded into memory
 MAX_RATE = typing.get_args(Rate)[1].hi  # a file's own rate, held to what a step may ask for
+_BUFFER_REPR = re.compile(r"<_io\.\w+ object at 0x[0-9a-fA-F]+>")
 
 
 def _libs():
@@ -95,7 +97,8 @@ def decode(value, max_seconds: float = MAX_SECONDS, max_values: int = MAX_VALUES
     except PredictInputError:
         raise
     except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError for bad input
-        raise PredictInputError(f"{what} is not readable audio (wav, flac, ogg): {one_line(str(exc), 200)}") from None
+        why = _BUFFER_REPR.sub("the data", str(exc))  # libsndfile names the in-memory buffer by its address
+        raise PredictInputError(f"{what} is not readable audio (wav, flac, ogg): {one_line(why, 200)}") from None
     if len(data) < frames:
         raise PredictInputError(f"{what} is cut short: its header declares {frames:,} frames, it holds {len(data):,}")
     if data.size == 0:
