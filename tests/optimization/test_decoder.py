@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 
 
 def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, tmp_path):
-    from torch2ort.optimization.decoder import optimize_decoder
+    from torch2ort.optimization.decoder import optimize_decoder, summary
 
     hints = llama_decoder.loaded.hints
     res = optimize_decoder(llama_decoder.onnx, hints.generation, hints.tokenizer, hints.texts[:2], chains="auto",
@@ -22,13 +22,18 @@ def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, 
     for v in res.variants[1:]:
         assert set(v.gates) >= {"top1", "ppl_ratio", "greedy", "loops", "text"} and v.ms_per_token > 0
         assert v.passed == (not v.gates["failures"])
-    for name in ("int8-weight", "int4-weight", "fused+int4-weight"):
+    for name in ("int8-weight", "int4-weight"):
         assert by[name].details["matmulnbits"] == 2 * 7 + 1 and by[name].details["block_size"] == 32  # 7/layer + head
+    # packed: Q/K/V as one, gate/up as one, o and down: 4 per layer, plus the head
+    assert by["fused+int4-weight"].details["matmulnbits"] == 2 * 4 + 1
     for name in ("fused", "fused+int8-weight", "fused+int4-weight"):  # the fusion re-verified against transformers
         assert by[name].details["fused_ops"]["MultiHeadAttention"] == 2 and by[name].parity["passed"]
         assert by[name].parity["checked"] and by[name].parity["greedy_identical"]
+        assert by[name].details["packed"] == {"groups": 4, "merged": 10, "biases": 0, "matmuls_before": 15,
+                                              "matmuls_after": 9}
+    assert "10 MatMuls packed into 4" in summary(by["fused"])
     assert by["fused"].gates["top1"] == 1.0 and by["fused+int4-weight"].label == \
-        "decoder-fusion+int4-weight[block=32,accuracy=4]"
+        "decoder-fusion+pack-projections+int4-weight[block=32,accuracy=4]"
     held = [v for v in res.variants if v.passed]
     assert res.chosen == min(held, key=lambda v: v.ms_per_token).name
     assert (res.output is None) == (res.chosen == "fp32")
