@@ -10,8 +10,9 @@ byte-level tokenizer, and every side reads that folder:
   (``.venv-genai``, made by ``benchmarks/generate_peers_setup``; skipped, and said so, without it);
 - ``ours-fp32``, ``ours-int8``, ``ours-int4``, ``ours-fused``, ``ours-fused-int4``: torch2ort's dynamo export
   (``fp32``), its weight-only MatMulNBits variants (block 32, accuracy level 4) and the decoder fusion with
-  packed projections, each driven by the runtime's torch-free loop (``runtime/generate.py``), whose prefill
-  asks the graph for the last position's logits only (``logits_to_keep``).
+  packed projections (``ours-fused-int4`` quantises the embedding too, as the optimiser's
+  ``fused+int4-weight``), each driven by the runtime's torch-free loop (``runtime/generate.py``), whose
+  prefill asks the graph for the last position's logits only (``logits_to_keep``).
 
 Each side runs in a fresh process with 2 intra-op threads and measures, on seeded random prompts of
 128 and 512 tokens: time to first token (the prefill plus the first chosen token), decode tokens/s
@@ -111,7 +112,7 @@ def build_ours(folder: Path, out: Path, log, sides=OURS) -> None:
     ctx = PassContext(out)
     steps = [("ours-int8", fp32, WeightOnly(bits=8)), ("ours-int4", fp32, WeightOnly(bits=4)),
              ("ours-fused", fp32, FusedPacked()),
-             ("ours-fused-int4", out / "ours-fused.onnx", WeightOnly(bits=4))]
+             ("ours-fused-int4", out / "ours-fused.onnx", WeightOnly(bits=4, embedding=True))]
     needed = set(sides) | ({"ours-fused"} if "ours-fused-int4" in sides else set())
     for name, src, p in steps:
         if name in needed and not (out / f"{name}.onnx").is_file():

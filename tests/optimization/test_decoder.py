@@ -26,6 +26,8 @@ def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, 
         assert by[name].details["matmulnbits"] == 2 * 7 + 1 and by[name].details["block_size"] == 32  # 7/layer + head
     # packed: Q/K/V as one, gate/up as one, o and down: 4 per layer, plus the head
     assert by["fused+int4-weight"].details["matmulnbits"] == 2 * 4 + 1
+    assert by["fused+int4-weight"].details["gather_block_quantized"] == 1  # its embedding too; int4-weight's not
+    assert "gather_block_quantized" not in by["int4-weight"].details
     for name in ("fused", "fused+int8-weight", "fused+int4-weight"):  # the fusion re-verified against transformers
         assert by[name].details["fused_ops"]["MultiHeadAttention"] == 2 and by[name].parity["passed"]
         assert by[name].parity["checked"] and by[name].parity["greedy_identical"]
@@ -33,7 +35,7 @@ def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, 
                                               "matmuls_after": 9}
     assert "10 MatMuls packed into 4" in summary(by["fused"])
     assert by["fused"].gates["top1"] == 1.0 and by["fused+int4-weight"].label == \
-        "decoder-fusion+pack-projections+int4-weight[block=32,accuracy=4]"
+        "decoder-fusion+pack-projections+int4-weight[block=32,accuracy=4,embedding]"
     held = [v for v in res.variants if v.passed]
     assert res.chosen == min(held, key=lambda v: v.ms_per_token).name
     assert (res.output is None) == (res.chosen == "fp32")

@@ -10,7 +10,10 @@ Variants, each one or two passes:
 - ``int8-weight`` / ``int4-weight``: ``WeightOnly`` (ORT's MatMulNBitsQuantizer);
 - ``fused+int8-weight`` / ``fused+int4-weight``: the quantiser on the fused, packed graph (refused with it
   when that graph fails its parity). Packing first means one MatMulNBits per group: 4 weight MatMuls per
-  Qwen2 layer instead of 7, each call's fixed cost paid fewer times per decoded token.
+  Qwen2 layer instead of 7. ``fused+int4-weight`` quantises the token embedding too (GatherBlockQuantized,
+  as onnxruntime-genai's int4 does): on the Qwen2-0.5B shape that halves the decoding process's peak RSS
+  (BENCHMARKS.md). ``int4-weight`` leaves the embedding float, so a model whose embedding does not take
+  4 bits still has an int4 variant that can hold its gates.
 
 The export's ``logits_to_keep`` input (``export/logits.py``) is carried through every variant: the
 fusion's optimiser drops it, and it is put back (``restore_logits_to_keep``).
@@ -205,7 +208,8 @@ def optimize_decoder(onnx_path: str | Path, info: dict, tokenizer_file: str | Pa
                         why = "the fused graph fails parity against transformers: " + "; ".join(parity["failures"][:2])
                         break
                 else:
-                    p = WeightOnly(block_size=BLOCK_SIZE, accuracy_level=ACCURACY_LEVEL, bits=step)
+                    p = WeightOnly(block_size=BLOCK_SIZE, accuracy_level=ACCURACY_LEVEL, bits=step,
+                                   embedding=step == 4 and "fused" in steps)
                     label.append(p.label)
                     log(f"{p.label}: quantising{' the fused graph' if src != Path(onnx_path) else ''}")
                     try:
