@@ -9,8 +9,10 @@ byte-level tokenizer, and every side reads that folder:
 - ``genai-int4`` / ``genai-fp32``: onnxruntime-genai's model builder on the folder, run by its generator
   (``.venv-genai``, made by ``benchmarks/generate_peers_setup``; skipped, and said so, without it);
 - ``ours-fp32``, ``ours-int8``, ``ours-int4``, ``ours-fused``, ``ours-fused-int4``: torch2ort's dynamo export
-  (``fp32``), its weight-only MatMulNBits variants (block 32, accuracy level 4) and the decoder fusion,
-  each driven by the runtime's torch-free loop (``runtime/generate.py``).
+  (``fp32``), its weight-only MatMulNBits variants (block 32, accuracy level 4) and the decoder fusion with
+  packed projections (``ours-fused-int4`` quantises the embedding too, as the optimiser's
+  ``fused+int4-weight``), each driven by the runtime's torch-free loop (``runtime/generate.py``), whose
+  prefill asks the graph for the last position's logits only (``logits_to_keep``).
 
 Each side runs in a fresh process with 2 intra-op threads and measures, on seeded random prompts of
 128 and 512 tokens: time to first token (the prefill plus the first chosen token), decode tokens/s
@@ -74,11 +76,29 @@ def make_folder(folder: Path, quick: bool) -> dict:
 
 
 def build_ours(folder: Path, out: Path, log, sides=OURS) -> None:
-    """torch2ort's export, then the weight-only variants and decoder fusion ``sides`` name, each file in ``out``."""
+    """torch2ort's export, then the weight-only variants and decoder fusion ``sides`` name, each file in ``out``.
+
+    ``ours-fused`` is what the decoder optimiser's ``fused`` variant is: the fusion, the export's
+    ``logits_to_keep`` input put back, then the packed projections."""
     from torch2ort import api
+    from torch2ort.export.logits import restore_logits_to_keep
     from torch2ort.optimization.passes.base import PassContext
     from torch2ort.optimization.passes.decoder_fusion import DecoderFusion
+    from torch2ort.optimization.passes.pack import PackProjections
     from torch2ort.optimization.passes.weight_only import WeightOnly
+
+    class FusedPacked:
+        label = "decoder-fusion+pack-projections"
+
+        def __call__(self, src, dst, ctx):
+            unpacked = dst.with_name("ours-fused-unpacked.onnx")
+            fused = DecoderFusion(max_positions=info.get("max_positions"))(src, unpacked, ctx)
+            restore_logits_to_keep(src, unpacked)
+            res = PackProjections()(unpacked, dst, ctx)
+            for f in (unpacked, unpacked.with_name(unpacked.name + ".data")):
+                f.unlink(missing_ok=True)
+            res.details = {"fused_ops": fused.details["fused_ops"], "packed": res.details}
+            return res
 
     out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "ours-fp32.onnx"
@@ -90,8 +110,8 @@ def build_ours(folder: Path, out: Path, log, sides=OURS) -> None:
     info = json.loads((out / "generation.json").read_text())
     ctx = PassContext(out)
     steps = [("ours-int8", fp32, WeightOnly(bits=8)), ("ours-int4", fp32, WeightOnly(bits=4)),
-             ("ours-fused", fp32, DecoderFusion(max_positions=info.get("max_positions"))),
-             ("ours-fused-int4", out / "ours-fused.onnx", WeightOnly(bits=4))]
+             ("ours-fused", fp32, FusedPacked()),
+             ("ours-fused-int4", out / "ours-fused.onnx", WeightOnly(bits=4, embedding=True))]
     needed = set(sides) | ({"ours-fused"} if "ours-fused-int4" in sides else set())
     for name, src, p in steps:
         if name in needed and not (out / f"{name}.onnx").is_file():

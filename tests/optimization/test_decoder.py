@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 
 
 def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, tmp_path):
-    from torch2ort.optimization.decoder import optimize_decoder
+    from torch2ort.optimization.decoder import optimize_decoder, summary
 
     hints = llama_decoder.loaded.hints
     res = optimize_decoder(llama_decoder.onnx, hints.generation, hints.tokenizer, hints.texts[:2], chains="auto",
@@ -22,13 +22,20 @@ def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, 
     for v in res.variants[1:]:
         assert set(v.gates) >= {"top1", "ppl_ratio", "greedy", "loops", "text"} and v.ms_per_token > 0
         assert v.passed == (not v.gates["failures"])
-    for name in ("int8-weight", "int4-weight", "fused+int4-weight"):
+    for name in ("int8-weight", "int4-weight"):
         assert by[name].details["matmulnbits"] == 2 * 7 + 1 and by[name].details["block_size"] == 32  # 7/layer + head
+    # packed: Q/K/V as one, gate/up as one, o and down: 4 per layer, plus the head
+    assert by["fused+int4-weight"].details["matmulnbits"] == 2 * 4 + 1
+    assert by["fused+int4-weight"].details["gather_block_quantized"] == 1  # its embedding too; int4-weight's not
+    assert "gather_block_quantized" not in by["int4-weight"].details
     for name in ("fused", "fused+int8-weight", "fused+int4-weight"):  # the fusion re-verified against transformers
         assert by[name].details["fused_ops"]["MultiHeadAttention"] == 2 and by[name].parity["passed"]
         assert by[name].parity["checked"] and by[name].parity["greedy_identical"]
+        assert by[name].details["packed"] == {"groups": 4, "merged": 10, "biases": 0, "matmuls_before": 15,
+                                              "matmuls_after": 9}
+    assert "10 MatMuls packed into 4" in summary(by["fused"])
     assert by["fused"].gates["top1"] == 1.0 and by["fused+int4-weight"].label == \
-        "decoder-fusion+int4-weight[block=32,accuracy=4]"
+        "decoder-fusion+pack-projections+int4-weight[block=32,accuracy=4,embedding]"
     held = [v for v in res.variants if v.passed]
     assert res.chosen == min(held, key=lambda v: v.ms_per_token).name
     assert (res.output is None) == (res.chosen == "fp32")
@@ -146,3 +153,38 @@ def test_a_transposed_or_fused_transposed_weight_is_untied_so_it_can_be_quantise
         np.testing.assert_allclose(out, x @ w.T, rtol=1e-5, atol=1e-5)
     res = WeightOnly(bits=4)(tmp_path / "tied.onnx", tmp_path / "int4.onnx", PassContext(tmp_path))
     assert res.details["matmulnbits"] == 2 and res.details["transposed_weights"] == 2
+
+
+def test_the_embedding_can_be_quantised_too_and_its_options_are_checked(llama_decoder, tmp_path):
+    """``embedding=True``: the token embedding's Gather becomes GatherBlockQuantized (no other Gather is touched),
+    the graph keeps its logits_to_keep input, and the quantised rows cost little next to int4 MatMuls alone (this
+    random fixture's int4 misses the top-1 gate either way: its logits are near-uniform on real text)."""
+    import onnxruntime as ort
+
+    from torch2ort.export.graph import op_counts
+    from torch2ort.optimization.passes.base import PassContext, PassError
+    from torch2ort.optimization.passes.weight_only import WeightOnly
+    from torch2ort.parity.generation_gates import heldout_text, judge_decoder
+    from torch2ort.runtime.generate import load_tokenizer
+
+    p = WeightOnly(bits=4, embedding=True)
+    assert p.label == "int4-weight[block=32,accuracy=4,embedding]"
+    res = p(llama_decoder.onnx, tmp_path / "int4e.onnx", PassContext(tmp_path))
+    assert res.details["gather_block_quantized"] == 1 and res.details["matmulnbits"] == 2 * 7 + 1
+    counts = op_counts(res.model)
+    assert counts["GatherBlockQuantized"] == 1
+    assert counts.get("Gather", 0) == op_counts(llama_decoder.onnx)["Gather"] - 1  # only the embedding's
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    ref, got = (ort.InferenceSession(str(p), opts) for p in (llama_decoder.onnx, res.model))
+    assert [i.name for i in got.get_overridable_initializers()] == ["logits_to_keep"]
+    hints = llama_decoder.loaded.hints
+    text, name = heldout_text(None)
+    plain = WeightOnly(bits=4)(llama_decoder.onnx, tmp_path / "int4.onnx", PassContext(tmp_path)).model
+    tok = load_tokenizer(llama_decoder.folder / "tokenizer.json")
+    with_embedding, without = (judge_decoder(ref, s, hints.generation, tok, hints.texts[:2], text, name)
+                               for s in (got, ort.InferenceSession(str(plain), opts)))
+    assert with_embedding.ppl_ratio <= 1.10 and with_embedding.top1 >= without.top1 - 0.1, with_embedding.to_dict()
+    for bad in ({"bits": 8, "embedding": True}, {"embedding": "yes"}):
+        with pytest.raises(PassError):
+            WeightOnly(**bad)

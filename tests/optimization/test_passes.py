@@ -20,6 +20,7 @@ from torch2ort.optimization.passes.transformer import looks_like_transformer
 TARGETS = {"graph": "mobilenet", "slim": "mobilenet", "transformer": "encoder", "fp16": "mobilenet",
            "int8-dynamic": "encoder", "int8-static": "ecg_resnet1d",
            "lift1d": "ecg_resnet1d",
+           "pack-projections": "encoder",  # its Q/K/V; tests/optimization/test_pack.py for decoders
            "subpixel": "mobilenet"}  # no ConvTranspose there: left as is; tests/optimization/test_subpixel.py rewrites
 
 

@@ -33,7 +33,8 @@ def test_decoder_graph_has_the_cache_inputs_and_dynamic_dims(llama_decoder):
     assert dims["input_ids"] == ["batch", "sequence"] and dims["position_ids"] == ["batch", "sequence"]
     assert dims["attention_mask"] == ["batch", "total_sequence"]
     assert dims["past_key_values.1.value"] == ["batch", 2, "past_sequence", 8]
-    assert dims["logits"][:2] == ["batch", "sequence"]
+    assert dims["logits"][:2] == ["batch", "logits_sequence"]  # every position, or the last logits_to_keep
+    assert dims["logits_to_keep"] == [] and "logits_to_keep" in {i.name for i in graph.initializer}
     assert set(dims["present.0.key"]) >= {"batch"} and isinstance(dims["present.0.key"][2], str)
     assert [o.name for o in graph.output] == ["logits"] + [f"present.{i}.{k}" for i in range(2)
                                                           for k in ("key", "value")]

@@ -163,8 +163,10 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
         raise UsageError(f"{src} is not an ONNX model ({exc})") from None
     for loc in locations:
         mf.inside(src.parent, loc)  # refuses escaping references
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # not the warning every overridable initializer gets (a decoder's logits_to_keep)
     try:
-        session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise UsageError(f"onnxruntime cannot load {src}: {describe(exc)}") from None
     inputs, outputs = _io(session)

@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--optimize", default="none", metavar="none|auto|PASS[,PASS…]",
                    help="none (default), auto (try the variants worth trying, keep the fastest that passes), or "
                         "one chain of passes: graph, slim, transformer, fp16, int8-dynamic, int8-static, subpixel, "
-                        "lift1d; "
+                        "lift1d, pack-projections; "
                         "for a text-generation model: auto, int8-weight or int4-weight (weight-only, behind "
                         "generation gates)")
     p.add_argument("--accept", action="append", default=[], metavar="[OUTPUT:]METRIC>=X",

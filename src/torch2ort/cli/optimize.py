@@ -31,9 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where the chosen variant goes")
     p.add_argument("--passes", action="append", default=[], metavar="auto|PASS[,PASS…]",
                    help="repeatable; each value is one variant, its passes applied in order. Passes: graph, "
-                        "slim, transformer, fp16, int8-dynamic, int8-static, subpixel, lift1d (default: auto). For a "
-                        "text-generation model, variants: fused, int8-weight, int4-weight, fused+int8-weight, "
-                        "fused+int4-weight")
+                        "slim, transformer, fp16, int8-dynamic, int8-static, subpixel, lift1d, pack-projections "
+                        "(default: auto). For a text-generation model, variants: fused, int8-weight, int4-weight, "
+                        "fused+int8-weight, fused+int4-weight")
     p.add_argument("--accept", action="append", default=[], metavar="[OUTPUT:]METRIC>=X",
                    help="accuracy gate, repeatable: cosine>=X, top1>=X, decision>=X, sign>=X, psnr>=X, "
                         "maxabs<=X (default: chosen per output kind)")

@@ -78,6 +78,8 @@ def export_onnx(loaded: LoadedModel, spec: InputSpec, out: str | Path, *, opset:
                 print("".join(chatter))
             continue
         opset_used = _finish(out, loaded, spec, name, output_names)
+        head = getattr(module, "torch2ort_logits_to_keep", None)  # a decoder: the output its LM head makes
+        kept = _logits_to_keep(out, head) if head else None
         if opset is not None and opset_used != opset:  # dynamo answers below 18 with 18, silently
             attempts[name] = f"it wrote opset {opset_used}, not the {opset} asked for (--opset)"
             continue
@@ -88,6 +90,8 @@ def export_onnx(loaded: LoadedModel, spec: InputSpec, out: str | Path, *, opset:
             why = f"dynamo failed ({attempts['dynamo']}); fell back to the TorchScript exporter"
         else:
             why = "the TorchScript exporter was asked for with --exporter torchscript"
+        if kept:
+            why += f"; {kept}"
         return ExportResult(str(out), name, why, output_names, opset_used, seconds, big, attempts)
     raise ExportError(_failure_paragraph(module, args, attempts))
 
@@ -247,6 +251,18 @@ def _finish(out: Path, loaded: LoadedModel, spec: InputSpec, exporter: str, outp
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the exported model fails onnx.checker: {_first_line(exc)}") from None
     return opset
+
+
+def _logits_to_keep(out: Path, output: str) -> str | None:
+    """A decoder's ``logits_to_keep`` input (export/logits.py); a sentence when it could not be added."""
+    import onnx
+
+    from torch2ort.export.logits import add_logits_to_keep_file
+
+    why = add_logits_to_keep_file(out, output)
+    if why is None:
+        onnx.checker.check_model(str(out))
+    return None if why is None else f"no logits_to_keep input ({why}): the prefill computes logits at every position"
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

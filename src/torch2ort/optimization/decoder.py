@@ -3,12 +3,20 @@
 Variants, each one or two passes:
 
 - ``fused``: ``DecoderFusion`` (onnxscript's ORT fusions plus our rotary rule: MultiHeadAttention,
-  RotaryEmbedding, SkipSimplifiedLayerNormalization). It changes no weight, so it is held to what the
-  export is held to: re-verified against transformers (logits on the prefill and cached steps, greedy
-  tokens alone and batched, ``parity.generation.verify_decoder``) when the torch model is at hand;
+  RotaryEmbedding, SkipSimplifiedLayerNormalization), then ``PackProjections`` (MatMuls sharing an input,
+  Q/K/V and gate/up, as one MatMul and a Split). Neither changes a weight's value, so the result is held to
+  what the export is held to: re-verified against transformers (logits on the prefill and cached steps,
+  greedy tokens alone and batched, ``parity.generation.verify_decoder``) when the torch model is at hand;
 - ``int8-weight`` / ``int4-weight``: ``WeightOnly`` (ORT's MatMulNBitsQuantizer);
-- ``fused+int8-weight`` / ``fused+int4-weight``: the quantiser on the fused graph (refused with it when
-  the fused graph fails its parity).
+- ``fused+int8-weight`` / ``fused+int4-weight``: the quantiser on the fused, packed graph (refused with it
+  when that graph fails its parity). Packing first means one MatMulNBits per group: 4 weight MatMuls per
+  Qwen2 layer instead of 7. ``fused+int4-weight`` quantises the token embedding too (GatherBlockQuantized,
+  as onnxruntime-genai's int4 does): on the Qwen2-0.5B shape that halves the decoding process's peak RSS
+  (BENCHMARKS.md). ``int4-weight`` leaves the embedding float, so a model whose embedding does not take
+  4 bits still has an int4 variant that can hold its gates.
+
+The export's ``logits_to_keep`` input (``export/logits.py``) is carried through every variant: the
+fusion's optimiser drops it, and it is put back (``restore_logits_to_keep``).
 
 Every variant is also judged against the fp32 export by ``parity.generation_gates`` (teacher-forced
 top-1, perplexity ratio, greedy agreement, loops) and timed by the runtime's own greedy loop (ms per
@@ -108,6 +116,9 @@ def summary(v: DecoderVariant) -> str:
     fused = v.details.get("fused_ops")
     if fused:
         parts.append("fused " + ", ".join(f"{n} {op}" for op, n in fused.items()))
+    packed = v.details.get("packed")
+    if packed and packed["groups"]:
+        parts.append(f"{packed['merged']} MatMuls packed into {packed['groups']}")
     return "; ".join(parts) or "-"
 
 
@@ -133,8 +144,10 @@ def optimize_decoder(onnx_path: str | Path, info: dict, tokenizer_file: str | Pa
     import onnxruntime as ort
 
     from torch2ort.export.graph import model_bytes
+    from torch2ort.export.logits import restore_logits_to_keep
     from torch2ort.optimization.passes.base import PassContext
     from torch2ort.optimization.passes.decoder_fusion import DecoderFusion
+    from torch2ort.optimization.passes.pack import PackProjections
     from torch2ort.optimization.passes.weight_only import WeightOnly
     from torch2ort.parity.generation_gates import heldout_text, judge_decoder
     from torch2ort.runtime.generate import load_tokenizer
@@ -166,10 +179,15 @@ def optimize_decoder(onnx_path: str | Path, info: dict, tokenizer_file: str | Pa
                 log(f"{p.label}: fusing, then re-verifying against transformers")
                 try:
                     res = p(onnx_path, Path(tmp) / "fused.onnx", ctx)
+                    restore_logits_to_keep(onnx_path, res.model)
+                    packed = PackProjections()(res.model, Path(tmp) / "packed.onnx", ctx)
                 except (PassError, PassFailedError) as exc:
                     fused.update(error=str(exc))
                     return fused
-                fused.update(path=res.model, details=res.details, parity=_parity(loaded, res.model, prompts))
+                log(f"{PackProjections.name}: {packed.details['merged']} MatMuls packed into "
+                    f"{packed.details['groups']}")
+                fused.update(path=packed.model, details=res.details | {"packed": _packed(packed.details)},
+                             parity=_parity(loaded, packed.model, prompts))
             return fused
 
         for name in names:
@@ -179,17 +197,19 @@ def optimize_decoder(onnx_path: str | Path, info: dict, tokenizer_file: str | Pa
             for step in steps:
                 if step == "fused":
                     f = fuse()
-                    label.append("decoder-fusion")
+                    label.append("decoder-fusion+pack-projections")
                     if "error" in f:
                         why = f["error"]
                         break
                     src, parity = f["path"], f["parity"]
                     details["fused_ops"] = f["details"]["fused_ops"]
+                    details["packed"] = f["details"]["packed"]
                     if not parity["passed"]:
                         why = "the fused graph fails parity against transformers: " + "; ".join(parity["failures"][:2])
                         break
                 else:
-                    p = WeightOnly(block_size=BLOCK_SIZE, accuracy_level=ACCURACY_LEVEL, bits=step)
+                    p = WeightOnly(block_size=BLOCK_SIZE, accuracy_level=ACCURACY_LEVEL, bits=step,
+                                   embedding=step == 4 and "fused" in steps)
                     label.append(p.label)
                     log(f"{p.label}: quantising{' the fused graph' if src != Path(onnx_path) else ''}")
                     try:
@@ -218,6 +238,11 @@ def optimize_decoder(onnx_path: str | Path, info: dict, tokenizer_file: str | Pa
             shutil.copyfile(Path(tmp) / f"keep-{best.name}.onnx", out)
     return DecoderOptimizeResult(variants, best.name, out if best.name != "fp32" else None, text_name,
                                  time.perf_counter() - started)
+
+
+def _packed(details: dict) -> dict:
+    """What ``PackProjections`` did, for the variant's details and its summary."""
+    return {k: details[k] for k in ("groups", "merged", "biases", "matmuls_before", "matmuls_after")}
 
 
 def _parity(loaded: LoadedModel | None, path: Path, prompts: list[str]) -> dict:

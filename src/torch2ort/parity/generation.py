@@ -2,7 +2,8 @@
 
 Three checks, each against transformers on the same prompts:
 
-1. the logits of the prefill (real positions only) and of ``steps`` cached decode steps, both sides
+1. the logits of the prefill (every real position: the graph's ``logits_to_keep`` is left at its default,
+   all) and of ``steps`` cached decode steps, both sides
    fed transformers' own greedy tokens (teacher forcing), so an error in the cache update shows at
    the first step that reads it;
 2. greedy tokens of the bundle's own generation loop (``runtime/generate.py``) identical to
@@ -57,8 +58,10 @@ def verify_decoder(loaded: LoadedModel, onnx_path: str | Path, *, prompts: list[
     gen = loaded.hints.generation
     prompts = list(prompts or loaded.hints.texts or [])
     prompt_ids = encode_prompts(loaded.hints.tokenizer, prompts)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # not ORT's warning that an overridable initializer (logits_to_keep) is not folded
     try:
-        session = ort.InferenceSession(str(onnx_path), providers=providers or ["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(onnx_path), opts, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:
         raise UsageError(f"onnxruntime cannot load {onnx_path}: {describe(exc)}") from None
 

@@ -30,6 +30,9 @@ from torch2ort.runtime.sampling import SamplingOptions, TokenChooser
 
 MAX_NEW_TOKENS = 1 << 16
 MAX_PROMPTS = 1024
+# An exported decoder's optional input (export/logits.py): how many last positions reach the LM head, 0 (its
+# default) all. The prefill feeds 1: one position's logits, not the whole prompt's.
+LOGITS_TO_KEEP = "logits_to_keep"
 
 
 @dataclass
@@ -76,6 +79,12 @@ class Generator:
         self.past_names = [f"past_key_values.{i}.{k}" for i in range(self.layers) for k in ("key", "value")]
         self.output_names = ["logits"] + [f"present.{i}.{k}" for i in range(self.layers) for k in ("key", "value")]
         declared = {i.name for i in session.get_inputs()}
+        overridable = {i.name for i in session.get_overridable_initializers()}
+        self.prefill_feed = {}  # bound as an OrtValue: IOBinding takes an overridable initializer no other way
+        if LOGITS_TO_KEEP in overridable:
+            import onnxruntime as ort
+
+            self.prefill_feed[LOGITS_TO_KEEP] = ort.OrtValue.ortvalue_from_numpy(np.array(1, np.int64))
         missing = [n for n in self.inputs + self.past_names if n not in declared]
         if missing:
             raise BundleError(f"the bundle's generation section names inputs the model lacks: {missing[:4]}")
@@ -137,7 +146,7 @@ class Generator:
         binding = self.session.io_binding()
         for step in range(max_new_tokens):
             feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-            logits, past = self._run(binding, feed, past)
+            logits, past = self._run(binding, feed | (self.prefill_feed if step == 0 else {}), past)
             history = [r.prompt + r.new for r in rows]
             chosen = chooser(logits, history, step)
             tokens: list[int | None] = []
@@ -167,7 +176,8 @@ class Generator:
             positions = positions[:, -1:] + 1
 
     def _run(self, binding, feed: dict[str, np.ndarray], past: dict) -> tuple[np.ndarray, dict]:
-        return run_bound(self.session, binding, {k: feed[k] for k in self.inputs}, past, self.output_names,
+        values = past | {k: feed[k] for k in self.prefill_feed if k in feed}
+        return run_bound(self.session, binding, {k: feed[k] for k in self.inputs}, values, self.output_names,
                          self.past_names)
 
     def _advance(self, row: _Row, stop: list[str], final: bool) -> str:
@@ -297,7 +307,7 @@ class DecodeBatch:
 
         n = len(prompt)
         feed = {"input_ids": np.array([prompt], dtype=np.int64), "attention_mask": np.ones((1, n), dtype=np.int64),
-                "position_ids": np.arange(n, dtype=np.int64)[None, :]}
+                "position_ids": np.arange(n, dtype=np.int64)[None, :], **self.g.prefill_feed}
         empty = np.zeros((1, int(self.g.info["kv_heads"]), 0, int(self.g.info["head_dim"])), dtype=np.float32)
         past = {name: ort.OrtValue.ortvalue_from_numpy(empty) for name in self.g.past_names}
         return self.g._run(self.g.session.io_binding(), feed, past)

@@ -153,11 +153,15 @@ def decoder_wrapper():
     class DecoderWithPast(torch.nn.Module):
         """Flat tensors in and out: the past as ``past_key_values.{i}.key/value``, the cache as ``present.*``.
 
+        The exported graph gets one more input, ``logits_to_keep`` (export/logits.py), with a default of 0 (logits
+        at every position); the runtime's prefill feeds 1.
+
         The past length of the exported mask is ``past_sequence + sequence``, a relation torch.export
         infers (``torch2ort_derived_dims``); no Dim can spell a sum of two others.
         """
 
         torch2ort_derived_dims = (MASK_DIM,)
+        torch2ort_logits_to_keep = "logits"  # the exporter adds the input that lets the prefill skip the head
 
         def __init__(self, model, names: list[str], layers: int) -> None:
             super().__init__()

@@ -19,6 +19,7 @@ PASSES = {
     "int8-static": "torch2ort.optimization.passes.int8_static:Int8Static",
     "subpixel": "torch2ort.optimization.passes.subpixel:SubPixel",
     "lift1d": "torch2ort.optimization.passes.lift1d:Lift1d",
+    "pack-projections": "torch2ort.optimization.passes.pack:PackProjections",
 }
 
 

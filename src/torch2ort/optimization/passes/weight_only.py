@@ -14,6 +14,10 @@ through a ``Transpose`` of the embedding, or, after the decoder fusion, as ``Fus
 the quantiser takes neither, and a quarter of every token's FLOPs would stay fp32. Such a weight is
 materialised transposed first (``untie_transposed_weights``), so the head is quantised too (the
 embedding's Gather keeps the float matrix).
+
+``embedding=True`` (4 bits only) quantises that Gather too, as ORT's ``GatherBlockQuantized`` (blocks along
+the hidden axis), as onnxruntime-genai's builder does: the float embedding is otherwise the largest tensor
+left in an int4 decoder (545 MB of Qwen2-0.5B's).
 """
 
 from __future__ import annotations
@@ -29,19 +33,26 @@ ACCURACY_LEVELS = (0, 1, 2, 3, 4)
 class WeightOnly(Pass):
     name = "weight-only"
 
-    def __init__(self, bits: int = 4, block_size: int = 32, accuracy_level: int = 4, **options) -> None:
+    def __init__(self, bits: int = 4, block_size: int = 32, accuracy_level: int = 4, embedding: bool = False,
+                 **options) -> None:
         if bits not in BITS:
             raise PassError(f"weight-only bits must be one of {BITS}, got {bits!r}")
+        if not isinstance(embedding, bool):
+            raise PassError(f"weight-only embedding must be true or false, got {embedding!r}")
+        if embedding and bits != 4:
+            raise PassError("weight-only embedding quantisation needs bits=4 (ORT's GatherBlockQuantized is 4-bit)")
         if not isinstance(block_size, int) or block_size < 16 or block_size & (block_size - 1):
             raise PassError(f"weight-only block_size must be a power of two >= 16, got {block_size!r}")
         if accuracy_level not in ACCURACY_LEVELS:
             raise PassError(f"weight-only accuracy_level must be one of {ACCURACY_LEVELS}, got {accuracy_level!r}")
-        super().__init__(bits=bits, block_size=block_size, accuracy_level=accuracy_level, **options)
+        super().__init__(bits=bits, block_size=block_size, accuracy_level=accuracy_level, embedding=embedding,
+                         **options)
 
     @property
     def label(self) -> str:
         o = self.options
-        return f"int{o['bits']}-weight[block={o['block_size']},accuracy={o['accuracy_level']}]"
+        return (f"int{o['bits']}-weight[block={o['block_size']},accuracy={o['accuracy_level']}"
+                + (",embedding" if o["embedding"] else "") + "]")
 
     def run(self, src: Path, out: Path, ctx: PassContext) -> PassResult:
         from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -50,16 +61,24 @@ class WeightOnly(Pass):
         )
 
         o = self.options
-        config = DefaultWeightOnlyQuantConfig(block_size=o["block_size"], is_symmetric=True,
-                                              accuracy_level=o["accuracy_level"], bits=o["bits"])
         source = load_model(src)
         untied = untie_transposed_weights(source)
-        quantizer = MatMulNBitsQuantizer(source, bits=o["bits"], block_size=o["block_size"],
-                                         is_symmetric=True, accuracy_level=o["accuracy_level"], algo_config=config)
+        ops, axes, skip = ("MatMul",), (("MatMul", 0),), []
+        if o["embedding"]:
+            ops, axes = ("MatMul", "Gather"), (("MatMul", 0), ("Gather", 1))
+            table = embedding_gathers(source)
+            skip = [n.name for n in source.graph.node if n.op_type == "Gather" and n.name not in table]
+        config = DefaultWeightOnlyQuantConfig(block_size=o["block_size"], is_symmetric=True,
+                                              accuracy_level=o["accuracy_level"], bits=o["bits"],
+                                              op_types_to_quantize=ops, quant_axes=axes)
+        quantizer = MatMulNBitsQuantizer(source, bits=o["bits"], block_size=o["block_size"], is_symmetric=True,
+                                         accuracy_level=o["accuracy_level"], algo_config=config, nodes_to_exclude=skip,
+                                         op_types_to_quantize=ops, quant_axes=axes)
         with quiet_library():
             quantizer.process()
         model = quantizer.model.model
         quantized = sum(1 for n in model.graph.node if n.op_type == "MatMulNBits")
+        gathers = sum(1 for n in model.graph.node if n.op_type == "GatherBlockQuantized")
         if not quantized:
             raise PassError(f"{self.label}: no MatMul with a constant weight to quantise")
         from torch2ort.optimization.passes.base import save_model
@@ -67,7 +86,16 @@ class WeightOnly(Pass):
         save_model(model, out)
         return PassResult(out, True, {"bits": o["bits"], "block_size": o["block_size"],
                                       "accuracy_level": o["accuracy_level"], "matmulnbits": quantized,
-                                      "transposed_weights": untied})
+                                      "transposed_weights": untied,
+                                      **({"gather_block_quantized": gathers} if o["embedding"] else {})})
+
+
+def embedding_gathers(model) -> set[str]:
+    """Names of the Gathers that look rows up in a 2-D float32 initializer with a name (a token embedding): the only
+    Gathers ``embedding=True`` quantises (ORT's quantiser would otherwise try every Gather of a constant)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    return {n.name for n in model.graph.node if n.op_type == "Gather" and n.name and n.input[0] in inits
+            and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].data_type == 1}
 
 
 def untie_transposed_weights(model) -> int:
