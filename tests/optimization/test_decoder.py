@@ -25,7 +25,7 @@ def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, 
     for name in ("int8-weight", "int4-weight", "fused+int4-weight"):
         assert by[name].details["matmulnbits"] == 2 * 7 + 1 and by[name].details["block_size"] == 32  # 7/layer + head
     for name in ("fused", "fused+int8-weight", "fused+int4-weight"):  # the fusion re-verified against transformers
-        assert by[name].details["fused_ops"]["MultiHeadAttention"] == 2 and by[name].parity["passed"]
+        assert by[name].details["fused_ops"]["GroupQueryAttention"] == 2 and by[name].parity["passed"]
         assert by[name].parity["checked"] and by[name].parity["greedy_identical"]
     assert by["fused"].gates["top1"] == 1.0 and by["fused+int4-weight"].label == \
         "decoder-fusion+int4-weight[block=32,accuracy=4]"
