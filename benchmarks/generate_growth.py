@@ -6,9 +6,9 @@ where attention over the cache is a large share of a step. Here the same loop (t
 ``stream_ids``: IOBinding, the cache never leaving ONNX Runtime) decodes one seeded 64-token prompt
 to 1,024 tokens of context on ``--sides`` of our graphs (default: int4, fused+int4 with
 MultiHeadAttention over a concatenated cache, and fused+int4 with GroupQueryAttention over a shared
-buffer), each in a fresh process with 2 intra-op threads; ms per token is the mean over the 32 steps ending at 128, 256,
-512 and 1,024 tokens of context; min / median over ``--repeats``. Refreshes the 'generate-growth'
-section of BENCHMARKS.md.
+buffer), each in a fresh process with 2 intra-op threads; ms per token is the mean over the 32 steps
+ending at 128, 256, 512 and 1,024 tokens of context; min / median over ``--repeats``. Refreshes the
+'generate-growth' section of BENCHMARKS.md.
 
     flock /tmp/t2o-bench.lock nice -n -10 .venv/bin/python benchmarks/generate_peers.py \
         --sides ours-int4,ours-fused-mha-int4,ours-fused-int4  # builds the graphs (and times them)

@@ -203,7 +203,8 @@ def _masked_gqa_rule_class():
             # lengths: every row is the padded width long (the bias masks each row's padding)
             width = op.Shape(self._mask, start=1, end=2)                                  # [T]
             total = op.Cast(op.Squeeze(width), to=ir.DataType.INT32)                      # T
-            seqlens_k = op.Expand(op.Sub(total, op.Constant(value=ir.tensor(1, dtype=ir.DataType.INT32))), op.Shape(self._mask, start=0, end=1))
+            one = op.Constant(value=ir.tensor(1, dtype=ir.DataType.INT32))
+            seqlens_k = op.Expand(op.Sub(total, one), op.Shape(self._mask, start=0, end=1))        # [B]
             keep = op.Cast(op.Unsqueeze(self._mask, op.Constant(value_ints=[1, 2])), to=ir.DataType.FLOAT)
             lowest = op.Constant(value_float=float(np.finfo(np.float32).min))
             bias = op.Mul(op.Sub(op.Constant(value_float=1.0), keep), lowest)             # (B, 1, 1, T)
