@@ -181,6 +181,26 @@ def test_a_gqa_bundle_writes_its_cache_in_place_and_matches_transformers(gqa_bun
         hf, PROMPTS[2:], max_new_tokens=24, do_sample=False)
 
 
+def test_a_shared_cache_grows_when_full_and_keeps_its_tokens(gqa_bundle, hf, monkeypatch):
+    """The shared buffer starts GROW steps past the prompt and doubles (copied once) when full: still transformers'
+    tokens, and only two buffer sets for 24 steps with GROW=4 (29 long, then 25 + 24)."""
+    from torch2ort.runtime import generate
+
+    monkeypatch.setattr(generate, "GROW", 4)
+    gen = gqa_bundle.generator()
+    lengths: list[int] = []
+    real = type(gen)._run
+
+    def spy(self, binding, feed, past, *rest):
+        lengths.append(next(iter(past.values())).shape()[2])
+        return real(self, binding, feed, past, *rest)
+
+    monkeypatch.setattr(type(gen), "_run", spy)
+    got = gqa_bundle.generate(PROMPTS, max_new_tokens=24)
+    assert got.token_ids == _hf_generate(hf, PROMPTS, max_new_tokens=24, do_sample=False)
+    assert lengths == [29] * 5 + [49] * 19
+
+
 @pytest.mark.parametrize("cache", ["bogus", "", 3, ["shared"]])
 def test_an_unknown_cache_mode_is_a_bundle_error(gqa_bundle, cache):
     from torch2ort.errors import BundleError

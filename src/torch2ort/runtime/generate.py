@@ -7,9 +7,10 @@ through Python: each step's ``present`` OrtValues are bound as the next step's p
 the per-step cost does not grow with a copy of the whole cache into numpy and back.
 
 A graph whose attention is ORT's ``GroupQueryAttention`` (``decoder-fusion`` on grouped KV heads; the
-manifest's ``generation.cache`` is ``shared``) goes further: one buffer per layer's key and value, as
-long as the prompt plus ``max_new_tokens``, is allocated once and bound as both the past input and the
-present output, so GQA writes each step's K/V in place and nothing is concatenated or copied per step.
+manifest's ``generation.cache`` is ``shared``) goes further: one buffer per layer's key and value, the
+prompt plus up to ``GROW`` steps long (doubled, copied once, when full; never past the prompt plus
+``max_new_tokens``), is bound as both the past input and the present output, so GQA writes each step's
+K/V in place and nothing is concatenated or copied per step.
 Any other graph (``cache: concat``) concatenates its cache in the graph, one new buffer per step.
 
 Batches of prompts are left-padded, with positions counted from each row's first real token, as
@@ -37,6 +38,9 @@ from torch2ort.runtime.sampling import SamplingOptions, TokenChooser
 MAX_NEW_TOKENS = 1 << 16
 MAX_PROMPTS = 1024
 CACHE_MODES = ("concat", "shared")
+# A shared cache starts this many steps past the prompt and doubles when full (each growth copies it once), so
+# max_new_tokens=65536 does not allocate 65,536 positions for a reply that stops at 20.
+GROW = 256
 KV_CACHE_KEY = "torch2ort.kv_cache"   # the graph's own say (decoder-fusion stamps it), when the manifest has none
 
 
@@ -141,13 +145,17 @@ class Generator:
         positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1)
         kv, hd = int(self.info["kv_heads"]), int(self.info["head_dim"])
         shared = self.cache == "shared"
-        # shared: one zeroed buffer per past, long enough for every step, written in place by the graph
-        empty = np.zeros((batch, kv, width + max_new_tokens if shared else 0, hd), dtype=np.float32)
+        # shared: one zeroed buffer per past, written in place by the graph, grown (copied once) when full
+        capacity = width + min(max_new_tokens, GROW) if shared else 0
+        empty = np.zeros((batch, kv, capacity, hd), dtype=np.float32)
         past = {n: ort.OrtValue.ortvalue_from_numpy(empty.copy() if shared else empty) for n in self.past_names}
         chooser = TokenChooser(options, self.eos)
         binding = self.session.io_binding()
         for step in range(max_new_tokens):
             feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+            if shared and mask.shape[1] > capacity:
+                capacity = min(width + max_new_tokens, 2 * capacity)
+                past = {n: ort.OrtValue.ortvalue_from_numpy(_grown(v.numpy(), capacity)) for n, v in past.items()}
             logits, past = self._run(binding, feed, past, shared)
             history = [r.prompt + r.new for r in rows]
             chosen = chooser(logits, history, step)
@@ -397,6 +405,12 @@ def _check(prompts, stop, max_new_tokens) -> tuple[list[str], list[str], int]:
         raise PredictInputError(f"max_new_tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, "
                                 f"got {max_new_tokens!r}")
     return list(prompts), stop, max_new_tokens
+
+
+def _grown(cache: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.zeros(cache.shape[:2] + (capacity,) + cache.shape[3:], dtype=cache.dtype)
+    out[:, :, :cache.shape[2]] = cache
+    return out
 
 
 def cache_mode(session, info: dict) -> str:
