@@ -20,10 +20,10 @@ back from the cache) masks the padding; GQA's own causal mask does the rest. The
 positions count from its first real token (GQA's own rotary, given ``position_ids``, was measured inexact on a
 left-padded batch, and it refuses head sizes that are not a multiple of 16). GQA reads the past K/V with
 their own number of heads, so the ``Expand`` that repeated them for MultiHeadAttention goes, and when a
-caller binds ``past_key_values.*`` and ``present.*`` to the same buffer (``max_len`` long on the sequence axis), GQA writes the new K/V in place at
-``seqlens_k`` and the graph concatenates nothing: the fused graph says so in its metadata
-(``torch2ort.kv_cache = shared``), which ``pack`` copies into the bundle's ``generation`` section and
-``runtime/generate.py`` reads. Equal heads (GPT-2) or ``attention="mha"`` fuse as ``MultiHeadAttention``,
+caller binds ``past_key_values.*`` and ``present.*`` to the same buffer (``max_len`` long on the sequence
+axis), GQA writes the new K/V in place at ``seqlens_k`` and the graph concatenates nothing: the fused
+graph says so in its metadata (``torch2ort.kv_cache = shared``), which ``pack`` copies into the bundle's
+``generation`` section and ``runtime/generate.py`` reads. Equal heads (GPT-2) or ``attention="mha"`` fuse as ``MultiHeadAttention``,
 with the cache concatenated by the graph.
 
 The fused graph is not trusted: the optimiser re-verifies it against transformers (logits on the
