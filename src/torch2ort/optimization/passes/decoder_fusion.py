@@ -23,8 +23,8 @@ their own number of heads, so the ``Expand`` that repeated them for MultiHeadAtt
 caller binds ``past_key_values.*`` and ``present.*`` to the same buffer (``max_len`` long on the sequence
 axis), GQA writes the new K/V in place at ``seqlens_k`` and the graph concatenates nothing: the fused
 graph says so in its metadata (``torch2ort.kv_cache = shared``), which ``pack`` copies into the bundle's
-``generation`` section and ``runtime/generate.py`` reads. Equal heads (GPT-2) or ``attention="mha"`` fuse as ``MultiHeadAttention``,
-with the cache concatenated by the graph.
+``generation`` section and ``runtime/generate.py`` reads. Equal heads (GPT-2) or ``attention="mha"`` fuse
+as ``MultiHeadAttention``, with the cache concatenated by the graph.
 
 The fused graph is not trusted: the optimiser re-verifies it against transformers (logits on the
 prefill and cached steps, greedy tokens) before it can be kept, like every pass.
