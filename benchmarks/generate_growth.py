@@ -4,12 +4,14 @@ Qwen2-0.5B-shaped graphs that ``benchmarks/generate_peers.py`` built in its work
 ``generate_latency.py`` measures the growth on the tiny stdlib-trained model (0.33 M parameters),
 where attention over the cache is a large share of a step. Here the same loop (the runtime's
 ``stream_ids``: IOBinding, the cache never leaving ONNX Runtime) decodes one seeded 64-token prompt
-to 1,024 tokens of context on ``--sides`` of our graphs (default: int4 and fused+int4), each in a
-fresh process with 2 intra-op threads; ms per token is the mean over the 32 steps ending at 128, 256,
-512 and 1,024 tokens of context; min / median over ``--repeats``. Refreshes the 'generate-growth'
-section of BENCHMARKS.md.
+to 1,024 tokens of context on ``--sides`` of our graphs (default: int4, fused+int4 with
+MultiHeadAttention over a concatenated cache, and fused+int4 with GroupQueryAttention over a shared
+buffer), each in a fresh process with 2 intra-op threads; ms per token is the mean over the 32 steps
+ending at 128, 256, 512 and 1,024 tokens of context; min / median over ``--repeats``. Refreshes the
+'generate-growth' section of BENCHMARKS.md.
 
-    flock /tmp/t2o-bench.lock nice -n -10 .venv/bin/python benchmarks/generate_peers.py --sides ours-fp32  # builds
+    flock /tmp/t2o-bench.lock nice -n -10 .venv/bin/python benchmarks/generate_peers.py \
+        --sides ours-int4,ours-fused-mha-int4,ours-fused-int4  # builds the graphs (and times them)
     flock /tmp/t2o-bench.lock nice -n -10 .venv/bin/python benchmarks/generate_growth.py [--no-write]
 """
 
@@ -43,7 +45,7 @@ def worker(side: str, workdir: Path, threads: int) -> dict[int, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    ap.add_argument("--sides", default="ours-int4,ours-fused-int4",
+    ap.add_argument("--sides", default="ours-int4,ours-fused-mha-int4,ours-fused-int4",
                     help=f"comma-separated, of {', '.join(OURS)}")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)

@@ -9,10 +9,13 @@ byte-level tokenizer, and every side reads that folder:
 - ``genai-int4`` / ``genai-fp32``: onnxruntime-genai's model builder on the folder, run by its generator
   (``.venv-genai``, made by ``benchmarks/generate_peers_setup``; skipped, and said so, without it);
 - ``ours-fp32``, ``ours-int8``, ``ours-int4``, ``ours-fused``, ``ours-fused-int4``: torch2ort's dynamo export
-  (``fp32``), its weight-only MatMulNBits variants (block 32, accuracy level 4) and the decoder fusion with
-  packed projections (``ours-fused-int4`` quantises the embedding too, as the optimiser's
-  ``fused+int4-weight``), each driven by the runtime's torch-free loop (``runtime/generate.py``), whose
-  prefill asks the graph for the last position's logits only (``logits_to_keep``).
+  (``fp32``), its weight-only MatMulNBits variants (block 32, accuracy level 4) and the decoder fusion
+  (GroupQueryAttention over a shared KV buffer) with packed projections (``ours-fused-int4`` quantises the
+  embedding too, as the optimiser's ``fused+int4-weight``), each driven by the runtime's torch-free loop
+  (``runtime/generate.py``), whose prefill asks the graph for the last position's logits only
+  (``logits_to_keep``); ``ours-fused-mha``, ``ours-fused-mha-int4``: the fusion with ``attention="mha"``
+  (MultiHeadAttention, the KV heads repeated and the cache concatenated per step, no packing), as the fusion
+  was before GroupQueryAttention.
 
 Each side runs in a fresh process with 2 intra-op threads and measures, on seeded random prompts of
 128 and 512 tokens: time to first token (the prefill plus the first chosen token), decode tokens/s
@@ -44,7 +47,7 @@ QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, 
                  tie_word_embeddings=True, rms_norm_eps=1e-6)
 QUICK = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              intermediate_size=128, vocab_size=512, max_position_embeddings=2048, tie_word_embeddings=True)
-OURS = ("ours-fp32", "ours-int8", "ours-int4", "ours-fused", "ours-fused-int4")
+OURS = ("ours-fp32", "ours-int8", "ours-int4", "ours-fused", "ours-fused-int4", "ours-fused-mha", "ours-fused-mha-int4")
 SIDES = ("transformers", "genai-int4", "genai-fp32", *OURS)
 
 
@@ -111,8 +114,11 @@ def build_ours(folder: Path, out: Path, log, sides=OURS) -> None:
     ctx = PassContext(out)
     steps = [("ours-int8", fp32, WeightOnly(bits=8)), ("ours-int4", fp32, WeightOnly(bits=4)),
              ("ours-fused", fp32, FusedPacked()),
-             ("ours-fused-int4", out / "ours-fused.onnx", WeightOnly(bits=4, embedding=True))]
-    needed = set(sides) | ({"ours-fused"} if "ours-fused-int4" in sides else set())
+             ("ours-fused-int4", out / "ours-fused.onnx", WeightOnly(bits=4, embedding=True)),
+             ("ours-fused-mha", fp32, DecoderFusion(attention="mha", max_positions=info.get("max_positions"))),
+             ("ours-fused-mha-int4", out / "ours-fused-mha.onnx", WeightOnly(bits=4))]
+    needed = set(sides) | {s[:-len("-int4")] for s in sides  # a fused int4 graph is quantised from its fused one
+                           if s.startswith("ours-fused") and s.endswith("-int4") and not (out / f"{s}.onnx").is_file()}
     for name, src, p in steps:
         if name in needed and not (out / f"{name}.onnx").is_file():
             log(f"{name}: {p.label}")

@@ -29,7 +29,7 @@ def test_variants_are_gated_and_the_fastest_that_holds_is_chosen(llama_decoder, 
     assert by["fused+int4-weight"].details["gather_block_quantized"] == 1  # its embedding too; int4-weight's not
     assert "gather_block_quantized" not in by["int4-weight"].details
     for name in ("fused", "fused+int8-weight", "fused+int4-weight"):  # the fusion re-verified against transformers
-        assert by[name].details["fused_ops"]["MultiHeadAttention"] == 2 and by[name].parity["passed"]
+        assert by[name].details["fused_ops"]["GroupQueryAttention"] == 2 and by[name].parity["passed"]
         assert by[name].parity["checked"] and by[name].parity["greedy_identical"]
         assert by[name].details["packed"] == {"groups": 4, "merged": 10, "biases": 0, "matmuls_before": 15,
                                               "matmuls_after": 9}

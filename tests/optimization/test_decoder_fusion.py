@@ -9,28 +9,44 @@ from fixtures.decoders import plant_rotary_fault
 
 pytest.importorskip("onnxscript")
 
-FUSED = {"MultiHeadAttention": 2, "RotaryEmbedding": 4, "SkipSimplifiedLayerNormalization": 4,
-         "SimplifiedLayerNormalization": 1}  # 2 layers: attention each, rotary on Q and K each, the norms
+NORMS = {"RotaryEmbedding": 4, "SkipSimplifiedLayerNormalization": 4,
+         "SimplifiedLayerNormalization": 1}  # 2 layers: rotary on Q and K each, the norms
 PROMPTS = ["def fibonacci(n):", "The quick brown fox"]  # two lengths: the batched run is left-padded
 
 
-def _fuse(decoder, tmp_path):
+def _fuse(decoder, tmp_path, **options):
     from torch2ort.optimization.passes.base import PassContext
     from torch2ort.optimization.passes.decoder_fusion import DecoderFusion
 
-    return DecoderFusion(max_positions=256)(decoder.onnx, tmp_path / "fused.onnx", PassContext(tmp_path))
+    return DecoderFusion(max_positions=256, **options)(decoder.onnx, tmp_path / "fused.onnx", PassContext(tmp_path))
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_fused_graph_has_the_fused_ops_and_still_matches_transformers(family, request, tmp_path):
+@pytest.mark.parametrize(("family", "attention"), [("llama", "gqa"), ("qwen2", "gqa"), ("llama", "mha")])
+def test_fused_graph_has_the_fused_ops_and_still_matches_transformers(family, attention, request, tmp_path):
+    """Grouped KV heads fuse as GroupQueryAttention by default (lengths and the left padding from attention_mask),
+    as MultiHeadAttention with attention="mha"; both match transformers on left-padded batches."""
+    import onnx
+
     from torch2ort.export.graph import op_counts
     from torch2ort.parity.generation import verify_decoder
 
     decoder = request.getfixturevalue(f"{family}_decoder")
-    res = _fuse(decoder, tmp_path)
-    assert res.details["fused_ops"] == FUSED, res.details
+    res = _fuse(decoder, tmp_path, **({} if attention == "gqa" else {"attention": attention}))
+    fused = {("GroupQueryAttention" if attention == "gqa" else "MultiHeadAttention"): 2, **NORMS}
+    assert res.details["fused_ops"] == fused, res.details
     counts = op_counts(res.model)
-    assert all(counts[op] > 0 for op in FUSED) and "Softmax" not in counts and "Pow" not in counts
+    assert all(counts[op] > 0 for op in fused) and "Softmax" not in counts and "Pow" not in counts
+    model = onnx.load(str(res.model))
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    presents = [o.name for o in model.graph.output if o.name.startswith("present.")]
+    meta = {p.key: p.value for p in model.metadata_props}.get("torch2ort.kv_cache")
+    if attention == "gqa":  # GQA reads the past as it comes in and writes the present itself: nothing concatenated
+        assert {producers[p] for p in presents} == {"GroupQueryAttention"}
+        assert all(i.startswith("past_key_values.") for n in model.graph.node if n.op_type == "GroupQueryAttention"
+                   for i in n.input[3:5])
+        assert res.details["kv_cache"] == meta == "shared"
+    else:
+        assert res.details["kv_cache"] == "concat" and meta is None
     check = verify_decoder(decoder.loaded, res.model, prompts=PROMPTS)
     assert check.report, check.report.failures()
     assert check.generation["identical"] and len(check.generation["greedy"]) == 4  # 2 alone + 2 batched

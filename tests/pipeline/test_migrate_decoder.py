@@ -55,8 +55,11 @@ def test_migrate_optimize_fused_shows_the_fused_ops_and_their_parity(llama_decod
                    "--no-bench", "-o", out) == 0
     ev = json.loads((out / "evidence.json").read_text())
     fused = next(v for v in ev["optimize"]["decoder"]["variants"] if v["name"] == "fused")
-    assert fused["details"]["fused_ops"]["MultiHeadAttention"] == 2 and fused["details"]["fused_ops"]["RotaryEmbedding"]
+    ops = fused["details"]["fused_ops"]
+    assert ops["GroupQueryAttention"] == 2 and ops["RotaryEmbedding"]
     assert fused["parity"]["passed"] and fused["parity"]["greedy_identical"]
     report = (out / "report.md").read_text()
-    assert "Decoder fusion" in report and "2 MultiHeadAttention, 4 RotaryEmbedding" in report
+    assert "Decoder fusion" in report and "2 GroupQueryAttention, 4 RotaryEmbedding" in report
+    manifest = json.loads((out / "bundle" / "torch2ort.json").read_text())  # the packed graph's own cache mode
+    assert manifest["generation"]["cache"] == ("shared" if ev["optimize"]["chosen"] == "fused" else "concat")
     assert "## Performance: generation\n\nNot measured in this run (not asked for (--no-bench))." in report

@@ -23,6 +23,21 @@ def bundle(llama_decoder):
 
 
 @pytest.fixture(scope="module")
+def gqa_bundle(llama_decoder, tmp_path_factory):
+    """The same Llama fused (GroupQueryAttention over grouped KV heads) and packed: its cache is shared."""
+    from torch2ort.bundle.writer import pack
+    from torch2ort.optimization.passes.base import PassContext
+    from torch2ort.optimization.passes.decoder_fusion import DecoderFusion
+    from torch2ort.runtime import Bundle
+
+    root = tmp_path_factory.mktemp("gqa")
+    fused = DecoderFusion(max_positions=256)(llama_decoder.onnx, root / "fused.onnx", PassContext(root)).model
+    hints = llama_decoder.loaded.hints
+    return Bundle.load(pack(fused, root / "bundle", name="llama-gqa", tokenizer=hints.tokenizer,
+                            generation=hints.generation))
+
+
+@pytest.fixture(scope="module")
 def hf(llama_decoder):
     from tokenizers import Tokenizer
 
@@ -98,9 +113,9 @@ def test_kv_cache_is_not_copied_through_numpy(bundle, monkeypatch):
     bound_numpy: list[str] = []
     real = type(gen)._run
 
-    def spy(self, binding, feed, past):
+    def spy(self, binding, feed, past, *rest):
         bound_numpy.extend(k for k, v in past.items() if isinstance(v, np.ndarray))
-        return real(self, binding, feed, past)
+        return real(self, binding, feed, past, *rest)
 
     monkeypatch.setattr(type(gen), "_run", spy)
     bundle.generate(PROMPTS[:1], max_new_tokens=4)
@@ -138,11 +153,71 @@ def test_predict_streams_without_torch(llama_decoder, bundle):
     assert bad.returncode != 0 and "top_p" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_continuous_batching_gives_each_row_its_own_tokens(bundle):
+def test_a_gqa_bundle_writes_its_cache_in_place_and_matches_transformers(gqa_bundle, bundle, hf, monkeypatch):
+    """A GroupQueryAttention graph's bundle says its cache is shared; generate then binds one buffer per past and
+    present, the same OrtValues (same memory) every step, and its tokens equal transformers' on a left-padded
+    batch and alone."""
+    assert gqa_bundle.manifest["generation"]["cache"] == "shared" and bundle.manifest["generation"]["cache"] == "concat"
+    gen = gqa_bundle.generator()
+    seen: list[tuple] = []
+    real = type(gen)._run
+
+    def spy(self, binding, feed, past, *rest):
+        logits, present = real(self, binding, feed, past, *rest)
+        seen.append((rest, {k: (id(v), v.data_ptr(), v.shape()[2]) for k, v in past.items()},
+                     {k: (id(v), v.data_ptr()) for k, v in present.items()}))
+        return logits, present
+
+    monkeypatch.setattr(type(gen), "_run", spy)
+    got = gqa_bundle.generate(PROMPTS, max_new_tokens=24)
+    assert got.token_ids == _hf_generate(hf, PROMPTS, max_new_tokens=24, do_sample=False)
+    assert len(seen) == 24 and all(rest == (True,) for rest, _, _ in seen)
+    first = seen[0][1]
+    assert all(past == first for _, past, _ in seen)  # the same buffers, 25 + 24 long, every step
+    assert all(present == {k: v[:2] for k, v in first.items()} for _, _, present in seen)
+    assert {v[2] for v in first.values()} == {25 + 24}
+    monkeypatch.undo()
+    assert gqa_bundle.generate(PROMPTS[2], max_new_tokens=24).token_ids == _hf_generate(
+        hf, PROMPTS[2:], max_new_tokens=24, do_sample=False)
+
+
+def test_a_shared_cache_grows_when_full_and_keeps_its_tokens(gqa_bundle, hf, monkeypatch):
+    """The shared buffer starts GROW steps past the prompt and doubles (copied once) when full: still transformers'
+    tokens, and only two buffer sets for 24 steps with GROW=4 (29 long, then 25 + 24)."""
+    from torch2ort.runtime import generate
+
+    monkeypatch.setattr(generate, "GROW", 4)
+    gen = gqa_bundle.generator()
+    lengths: list[int] = []
+    real = type(gen)._run
+
+    def spy(self, binding, feed, past, *rest):
+        lengths.append(next(iter(past.values())).shape()[2])
+        return real(self, binding, feed, past, *rest)
+
+    monkeypatch.setattr(type(gen), "_run", spy)
+    got = gqa_bundle.generate(PROMPTS, max_new_tokens=24)
+    assert got.token_ids == _hf_generate(hf, PROMPTS, max_new_tokens=24, do_sample=False)
+    assert lengths == [29] * 5 + [49] * 19
+
+
+@pytest.mark.parametrize("cache", ["bogus", "", 3, ["shared"]])
+def test_an_unknown_cache_mode_is_a_bundle_error(gqa_bundle, cache):
+    from torch2ort.errors import BundleError
+    from torch2ort.runtime.generate import Generator
+
+    with pytest.raises(BundleError, match="cache"):
+        Generator(gqa_bundle.session, None, {**gqa_bundle.manifest["generation"], "cache": cache})
+
+
+@pytest.mark.parametrize("which", ["bundle", "gqa_bundle"])
+def test_continuous_batching_gives_each_row_its_own_tokens(which, request):
     """DecodeBatch (the server's decode loop): rows join at different steps and leave when done or dropped;
-    every step runs them together, and each row gets the tokens generate gives it alone, greedy or seeded."""
+    every step runs them together, and each row gets the tokens generate gives it alone, greedy or seeded.
+    On a GroupQueryAttention graph it runs the cache unshared (concatenated) against generate's shared buffers."""
     from torch2ort.runtime.generate import DecodeBatch
 
+    bundle = request.getfixturevalue(which)
     gen = bundle.generator()
     sampled = dict(do_sample=True, temperature=1.3, top_k=30, seed=5)
     want = {p: bundle.generate(p, max_new_tokens=24).token_ids[0] for p in PROMPTS}

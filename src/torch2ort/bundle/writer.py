@@ -184,7 +184,10 @@ def pack(onnx_path: str | Path, out: str | Path, *, name: str | None = None, lab
             raise UsageError("a text-generation bundle needs its tokenizer (--tokenizer tokenizer.json)")
         if web:
             raise UsageError("--web does not run text generation yet; pack the decoder without --web")
-        generation = {**generation, "tokenizer": TOKENIZER_FILE}
+        from torch2ort.runtime.generate import cache_mode
+
+        # the graph's own say: "shared" when GroupQueryAttention writes every present (decoder-fusion stamps it)
+        generation = {**generation, "tokenizer": TOKENIZER_FILE, "cache": cache_mode(session, {})}
     decoder_src = None
     if speech is not None:
         if tokenizer is None:

@@ -2,7 +2,8 @@
 
 Variants, each one or two passes:
 
-- ``fused``: ``DecoderFusion`` (onnxscript's ORT fusions plus our rotary rule: MultiHeadAttention,
+- ``fused``: ``DecoderFusion`` (onnxscript's ORT fusions plus our rotary and masked-GQA rules:
+  GroupQueryAttention over a shared KV buffer where KV heads are grouped, else MultiHeadAttention;
   RotaryEmbedding, SkipSimplifiedLayerNormalization), then ``PackProjections`` (MatMuls sharing an input,
   Q/K/V and gate/up, as one MatMul and a Split). Neither changes a weight's value, so the result is held to
   what the export is held to: re-verified against transformers (logits on the prefill and cached steps,

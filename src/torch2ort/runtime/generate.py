@@ -6,6 +6,13 @@ prefill with an empty past; each decode step then feeds one token per row. The c
 through Python: each step's ``present`` OrtValues are bound as the next step's past (IOBinding), so
 the per-step cost does not grow with a copy of the whole cache into numpy and back.
 
+A graph whose attention is ORT's ``GroupQueryAttention`` (``decoder-fusion`` on grouped KV heads; the
+manifest's ``generation.cache`` is ``shared``) goes further: one buffer per layer's key and value, the
+prompt plus up to ``GROW`` steps long (doubled, copied once, when full; never past the prompt plus
+``max_new_tokens``), is bound as both the past input and the present output, so GQA writes each step's
+K/V in place and nothing is concatenated or copied per step.
+Any other graph (``cache: concat``) concatenates its cache in the graph, one new buffer per step.
+
 Batches of prompts are left-padded, with positions counted from each row's first real token, as
 transformers' ``generate`` does; each row stops at its own EOS or stop string.
 
@@ -33,6 +40,11 @@ MAX_PROMPTS = 1024
 # An exported decoder's optional input (export/logits.py): how many last positions reach the LM head, 0 (its
 # default) all. The prefill feeds 1: one position's logits, not the whole prompt's.
 LOGITS_TO_KEEP = "logits_to_keep"
+CACHE_MODES = ("concat", "shared")
+# A shared cache starts this many steps past the prompt and doubles when full (each growth copies it once), so
+# max_new_tokens=65536 does not allocate 65,536 positions for a reply that stops at 20.
+GROW = 256
+KV_CACHE_KEY = "torch2ort.kv_cache"   # the graph's own say (decoder-fusion stamps it), when the manifest has none
 
 
 @dataclass
@@ -88,6 +100,7 @@ class Generator:
         missing = [n for n in self.inputs + self.past_names if n not in declared]
         if missing:
             raise BundleError(f"the bundle's generation section names inputs the model lacks: {missing[:4]}")
+        self.cache = cache_mode(session, info)
 
     def encode(self, prompts: list[str], special_tokens: bool = True) -> list[list[int]]:
         """Token ids per prompt; ``special_tokens=False`` for text that already holds them (a rendered chat)."""
@@ -140,13 +153,19 @@ class Generator:
             mask[i, width - len(r.prompt):] = 1
         positions = np.where(mask == 0, 1, np.cumsum(mask, axis=1) - 1)
         kv, hd = int(self.info["kv_heads"]), int(self.info["head_dim"])
-        empty = np.zeros((batch, kv, 0, hd), dtype=np.float32)
-        past = {n: ort.OrtValue.ortvalue_from_numpy(empty) for n in self.past_names}
+        shared = self.cache == "shared"
+        # shared: one zeroed buffer per past, written in place by the graph, grown (copied once) when full
+        capacity = width + min(max_new_tokens, GROW) if shared else 0
+        empty = np.zeros((batch, kv, capacity, hd), dtype=np.float32)
+        past = {n: ort.OrtValue.ortvalue_from_numpy(empty.copy() if shared else empty) for n in self.past_names}
         chooser = TokenChooser(options, self.eos)
         binding = self.session.io_binding()
         for step in range(max_new_tokens):
             feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-            logits, past = self._run(binding, feed | (self.prefill_feed if step == 0 else {}), past)
+            if shared and mask.shape[1] > capacity:
+                capacity = min(width + max_new_tokens, 2 * capacity)
+                past = {n: ort.OrtValue.ortvalue_from_numpy(_grown(v.numpy(), capacity)) for n, v in past.items()}
+            logits, past = self._run(binding, feed | (self.prefill_feed if step == 0 else {}), past, shared)
             history = [r.prompt + r.new for r in rows]
             chosen = chooser(logits, history, step)
             tokens: list[int | None] = []
@@ -175,10 +194,10 @@ class Generator:
             mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
             positions = positions[:, -1:] + 1
 
-    def _run(self, binding, feed: dict[str, np.ndarray], past: dict) -> tuple[np.ndarray, dict]:
+    def _run(self, binding, feed: dict[str, np.ndarray], past: dict, shared: bool = False) -> tuple[np.ndarray, dict]:
         values = past | {k: feed[k] for k in self.prefill_feed if k in feed}
         return run_bound(self.session, binding, {k: feed[k] for k in self.inputs}, values, self.output_names,
-                         self.past_names)
+                         self.past_names, shared=shared)
 
     def _advance(self, row: _Row, stop: list[str], final: bool) -> str:
         """The row's new text after its latest token: held back while it ends in half a character (unless the
@@ -222,7 +241,9 @@ class _Member:
 
 class DecodeBatch:
     """Continuous batching: requests join and leave between decode steps, and every step runs all of them in
-    one session call.
+    one session call. It always runs the cache as ``concat`` (each step's present, one column longer, bound as
+    the next past): a shared buffer would have to be reallocated whenever a row joins or leaves anyway, and a
+    GroupQueryAttention graph concatenates its past correctly when the buffers are not shared.
 
     A joining request's prompt runs alone (its prefill); its cache is then merged into the batch's, the
     shorter side left-padded with masked positions, as ``generate`` left-pads a batch of prompts (each row's
@@ -396,22 +417,46 @@ def _check(prompts, stop, max_new_tokens) -> tuple[list[str], list[str], int]:
     return list(prompts), stop, max_new_tokens
 
 
+def _grown(cache: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.zeros(cache.shape[:2] + (capacity,) + cache.shape[3:], dtype=cache.dtype)
+    out[:, :, :cache.shape[2]] = cache
+    return out
+
+
+def cache_mode(session, info: dict) -> str:
+    """``shared`` or ``concat``: the manifest's ``generation.cache`` when it says, else the graph's metadata."""
+    mode = info.get("cache")
+    if mode is None:
+        mode = session.get_modelmeta().custom_metadata_map.get(KV_CACHE_KEY, "concat")
+    if mode not in CACHE_MODES:
+        raise BundleError(f"the generation section's cache {mode!r} is not one of {', '.join(CACHE_MODES)}")
+    return mode
+
+
 def run_bound(session, binding, arrays: dict[str, np.ndarray], values: dict, output_names: list[str],
-              past_names: list[str]) -> tuple[np.ndarray, dict]:
+              past_names: list[str], shared: bool = False) -> tuple[np.ndarray, dict]:
     """One cached decoder step through IOBinding: ``arrays`` bound from numpy, ``values`` (the past, and any
     other OrtValues) bound as they are; returns the last position's logits and the ``present`` OrtValues,
-    which the next step binds as its past without their leaving ONNX Runtime."""
+    which the next step binds as its past without their leaving ONNX Runtime. ``shared``: each ``present``
+    is bound to its past's own OrtValue (``output_names[1:]`` pair with ``past_names``), which the graph
+    writes in place; the same OrtValues come back."""
     binding.clear_binding_inputs()
     binding.clear_binding_outputs()
     for name, value in arrays.items():
         binding.bind_cpu_input(name, np.ascontiguousarray(value))
     for name, value in values.items():
         binding.bind_ortvalue_input(name, value)
-    for name in output_names:
-        binding.bind_output(name, "cpu")
+    binding.bind_output(output_names[0], "cpu")
+    for name, past in zip(output_names[1:], past_names):
+        if shared:
+            binding.bind_ortvalue_output(name, values[past])
+        else:
+            binding.bind_output(name, "cpu")
     try:
         session.run_with_iobinding(binding)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise PredictInputError(f"the decoder failed: {describe(exc)}") from None
+    if shared:
+        return binding.get_outputs()[0].numpy()[:, -1, :], {p: values[p] for p in past_names}
     outs = binding.get_outputs()
     return outs[0].numpy()[:, -1, :], {p: outs[1 + i] for i, p in enumerate(past_names)}
