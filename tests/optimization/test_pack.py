@@ -43,7 +43,7 @@ def test_a_llama_export_packs_qkv_and_gate_up_and_keeps_transformers_tokens(llam
 
 
 def test_a_fused_qwen2_packs_its_biases_too_and_keeps_transformers_tokens(qwen2_decoder, tmp_path):
-    """Qwen2 has q/k/v biases; after the fusion its attention is MultiHeadAttention."""
+    """Qwen2 has q/k/v biases; after the fusion its attention is GroupQueryAttention over a shared cache."""
     pytest.importorskip("onnxscript")
     from torch2ort.export.logits import restore_logits_to_keep
     from torch2ort.optimization.passes.decoder_fusion import DecoderFusion
@@ -54,7 +54,7 @@ def test_a_fused_qwen2_packs_its_biases_too_and_keeps_transformers_tokens(qwen2_
     res = PackProjections()(fused, tmp_path / "packed.onnx", ctx)
     assert {k: res.details[k] for k in ("groups", "merged", "biases")} == {"groups": 4, "merged": 10, "biases": 6}
     counts = op_counts(res.model)
-    assert counts["MultiHeadAttention"] == 2 and counts["MatMul"] == op_counts(fused)["MatMul"] - 6
+    assert counts["GroupQueryAttention"] == 2 and counts["MatMul"] == op_counts(fused)["MatMul"] - 6
     assert "logits_to_keep" in {i.name for i in _session(res.model).get_overridable_initializers()}
     _verify(qwen2_decoder.loaded, res.model)
 
