@@ -61,8 +61,8 @@ def test_the_runtime_prefill_computes_the_last_position_only_and_still_matches(l
     real = gen_module.run_bound
     calls = []
 
-    def spy(session, binding, arrays, values, output_names, past_names):
-        out = real(session, binding, arrays, values, output_names, past_names)
+    def spy(session, binding, arrays, values, output_names, past_names, **kwargs):
+        out = real(session, binding, arrays, values, output_names, past_names, **kwargs)
         calls.append((LOGITS_TO_KEEP in values, list(binding.get_outputs()[0].shape())))
         return out
 
