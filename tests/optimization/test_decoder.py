@@ -155,6 +155,47 @@ def test_a_transposed_or_fused_transposed_weight_is_untied_so_it_can_be_quantise
     assert res.details["matmulnbits"] == 2 and res.details["transposed_weights"] == 2
 
 
+def test_a_bias_add_after_a_quantised_matmul_becomes_its_bias_input(tmp_path):
+    """Qwen2's packed Q/K/V bias: ``Add(MatMulNBits(x), b)`` folds into MatMulNBits' bias (one node less per
+    layer), with the same outputs as the unfolded graph; an Add another node also reads, or a 2-D addend, stays."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from torch2ort.optimization.passes.base import PassContext
+    from torch2ort.optimization.passes.weight_only import WeightOnly, fold_bias_adds
+
+    rng = np.random.default_rng(0)
+    w1, w2, w3 = (rng.standard_normal((64, 48)).astype(np.float32) for _ in range(3))
+    b, b2 = rng.standard_normal(48).astype(np.float32), rng.standard_normal((2, 48)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W1"], ["m1"]), helper.make_node("Add", ["m1", "b"], ["y1"]),
+         helper.make_node("MatMul", ["x", "W2"], ["m2"]), helper.make_node("Add", ["b", "m2"], ["y2"]),
+         helper.make_node("Neg", ["m2"], ["y3"]),                                      # m2 has a second reader
+         helper.make_node("MatMul", ["x", "W3"], ["m3"]), helper.make_node("Add", ["m3", "b2"], ["y4"])],
+        "biased", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "y2", "y3", "y4")],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "W1"), (w2, "W2"), (w3, "W3"), (b, "b"), (b2, "b2"))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "biased.onnx")
+    res = WeightOnly(bits=4)(tmp_path / "biased.onnx", tmp_path / "int4.onnx", PassContext(tmp_path))
+    assert res.details["matmulnbits"] == 3 and res.details["biases_folded"] == 1
+    folded = onnx.load(str(res.model))
+    assert [n.op_type for n in folded.graph.node].count("Add") == 2
+    assert next(n for n in folded.graph.node if n.output[0] == "y1").input[5] == "b"
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    unfolded = onnx.load(str(res.model))
+    for n in unfolded.graph.node:  # undo the fold by hand: the same int4 weights, the bias as an Add again
+        if n.output[0] == "y1":
+            del n.input[3:]
+            n.output[0] = "m1"
+    unfolded.graph.node.append(helper.make_node("Add", ["m1", "b"], ["y1"]))
+    got = ort.InferenceSession(folded.SerializeToString()).run(["y1"], {"x": x})[0]
+    want = ort.InferenceSession(unfolded.SerializeToString()).run(["y1"], {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert fold_bias_adds(folded) == 0  # nothing left to fold
+
+
 def test_the_embedding_can_be_quantised_too_and_its_options_are_checked(llama_decoder, tmp_path):
     """``embedding=True``: the token embedding's Gather becomes GatherBlockQuantized (no other Gather is touched),
     the graph keeps its logits_to_keep input, and the quantised rows cost little next to int4 MatMuls alone (this

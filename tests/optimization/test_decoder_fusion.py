@@ -45,6 +45,8 @@ def test_fused_graph_has_the_fused_ops_and_still_matches_transformers(family, at
         assert all(i.startswith("past_key_values.") for n in model.graph.node if n.op_type == "GroupQueryAttention"
                    for i in n.input[3:5])
         assert res.details["kv_cache"] == meta == "shared"
+        gqa = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]  # one bias, built once for all
+        assert len({n.input[10] for n in gqa}) == 1 and counts["Expand"] <= 2, counts
     else:
         assert res.details["kv_cache"] == "concat" and meta is None
     check = verify_decoder(decoder.loaded, res.model, prompts=PROMPTS)

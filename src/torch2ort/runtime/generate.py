@@ -101,6 +101,8 @@ class Generator:
         if missing:
             raise BundleError(f"the bundle's generation section names inputs the model lacks: {missing[:4]}")
         self.cache = cache_mode(session, info)
+        vocab = session.get_outputs()[0].shape[-1]
+        self.vocab = vocab if isinstance(vocab, int) and vocab > 0 else None  # None: a symbolic dim
 
     def encode(self, prompts: list[str], special_tokens: bool = True) -> list[list[int]]:
         """Token ids per prompt; ``special_tokens=False`` for text that already holds them (a rendered chat)."""
@@ -195,9 +197,48 @@ class Generator:
             positions = positions[:, -1:] + 1
 
     def _run(self, binding, feed: dict[str, np.ndarray], past: dict, shared: bool = False) -> tuple[np.ndarray, dict]:
+        if shared:
+            return self._run_shared(binding, feed, past)
         values = past | {k: feed[k] for k in self.prefill_feed if k in feed}
         return run_bound(self.session, binding, {k: feed[k] for k in self.inputs}, values, self.output_names,
-                         self.past_names, shared=shared)
+                         self.past_names)
+
+    def _run_shared(self, binding, feed: dict[str, np.ndarray], past: dict) -> tuple[np.ndarray, dict]:
+        """A step over a shared cache. What does not change between steps stays bound: each past and present to
+        its one buffer (bound again only when the cache grows, a new ``past``), ``logits_to_keep`` = 1 (at a
+        decode step, one new token, that keeps the one position there is anyway), and the logits to one array
+        of (batch, 1, vocab) when the graph keeps one position. A step then binds only the three small inputs,
+        instead of the 2 x layers cache bindings and a fresh logits buffer (on the Qwen2-0.5B shape about 0.3 ms
+        of a 15 ms step)."""
+        import onnxruntime as ort
+
+        state = getattr(binding, "_torch2ort", None)
+        if state is None:
+            state = {"past": None, "logits": None}
+            binding._torch2ort = state
+            for name, value in self.prefill_feed.items():
+                binding.bind_ortvalue_input(name, value)
+            if self.prefill_feed and self.vocab:
+                array = np.empty((len(feed["input_ids"]), 1, self.vocab), dtype=np.float32)
+                state["logits"] = (array, ort.OrtValue.ortvalue_from_numpy(array))
+                binding.bind_ortvalue_output("logits", state["logits"][1])
+            else:  # bound first, so it is output 0; bound again each step (in its place) as ORT sizes it
+                binding.bind_output("logits", "cpu")
+        if state["past"] is not past:
+            for name, past_name in zip(self.output_names[1:], self.past_names):
+                binding.bind_ortvalue_input(past_name, past[past_name])
+                binding.bind_ortvalue_output(name, past[past_name])
+            state["past"] = past
+        for name in self.inputs:
+            binding.bind_cpu_input(name, np.ascontiguousarray(feed[name]))
+        if state["logits"] is None:
+            binding.bind_output("logits", "cpu")
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise PredictInputError(f"the decoder failed: {describe(exc)}") from None
+        logits = state["logits"][0] if state["logits"] is not None else binding.get_outputs()[0].numpy()
+        return logits[:, -1, :], past  # a view of the bound array: the loop reads it before the next step runs
 
     def _advance(self, row: _Row, stop: list[str], final: bool) -> str:
         """The row's new text after its latest token: held back while it ends in half a character (unless the

@@ -183,6 +183,9 @@ def _masked_gqa_rule_class():
             if query_BSD.dtype != ir.DataType.FLOAT:
                 return p.MatchResult().fail("the masked GQA rewrite is built for float32 graphs", query_BSD)
             self._mask = mask
+            # the new tokens' count from input_ids, not from this layer's query: every layer then builds the
+            # same bias, and common-subexpression elimination keeps one for the whole graph
+            self._ids = next((v for v in context.model.graph.inputs if v.name == "input_ids"), None)
             return result
 
         def rewrite(self, op, query_BSD, key_BSDkv, value_BSDkv, past_key, past_value, position_ids, cos, sin,
@@ -210,7 +213,8 @@ def _masked_gqa_rule_class():
             lowest = op.Constant(value_float=float(np.finfo(np.float32).min))
             bias = op.Mul(op.Sub(op.Constant(value_float=1.0), keep), lowest)             # (B, 1, 1, T)
             rows = op.Concat(op.Shape(self._mask, start=0, end=1), op.Constant(value_ints=[1]),
-                             op.Shape(query_BSD, start=1, end=2), width, axis=0)
+                             op.Shape(self._ids if self._ids is not None else query_BSD, start=1, end=2), width,
+                             axis=0)
             bias = op.Expand(bias, rows)                                                  # (B, 1, S, T)
             return op.GroupQueryAttention(query, key, value_BSDkv, past_key, past_value, seqlens_k, total, None, None,
                                           None, bias, num_heads=self.num_heads, kv_num_heads=self.kv_num_heads,

@@ -77,6 +77,7 @@ class WeightOnly(Pass):
         with quiet_library():
             quantizer.process()
         model = quantizer.model.model
+        biases = fold_bias_adds(model)
         quantized = sum(1 for n in model.graph.node if n.op_type == "MatMulNBits")
         gathers = sum(1 for n in model.graph.node if n.op_type == "GatherBlockQuantized")
         if not quantized:
@@ -86,8 +87,43 @@ class WeightOnly(Pass):
         save_model(model, out)
         return PassResult(out, True, {"bits": o["bits"], "block_size": o["block_size"],
                                       "accuracy_level": o["accuracy_level"], "matmulnbits": quantized,
-                                      "transposed_weights": untied,
+                                      "transposed_weights": untied, "biases_folded": biases,
                                       **({"gather_block_quantized": gathers} if o["embedding"] else {})})
+
+
+def fold_bias_adds(model) -> int:
+    """``Add(MatMulNBits(x), b)`` with ``b`` a 1-D float initializer of N values becomes MatMulNBits' own bias input
+    (index 5), in place, when the Add is the MatMulNBits output's only reader and not a graph output; one node
+    less per biased projection (Qwen2's packed Q/K/V). Returns how many."""
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {o.name for o in model.graph.output}
+    attrs = lambda n: {a.name: a.i for a in n.attribute if a.type == a.INT}  # noqa: E731
+    dead, count = [], 0
+    for node in model.graph.node:
+        if node.op_type != "MatMulNBits" or (len(node.input) > 5 and node.input[5]) or node.output[0] in outputs:
+            continue
+        users = readers.get(node.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Add" or users[0].domain not in ("", "ai.onnx"):
+            continue
+        add = users[0]
+        bias = next((i for i in add.input if i != node.output[0]), None)
+        init = inits.get(bias)
+        if init is None or list(add.input).count(node.output[0]) != 1 or init.data_type != 1 \
+                or list(init.dims) != [attrs(node).get("N")]:
+            continue
+        while len(node.input) < 5:
+            node.input.append("")
+        node.input.append(bias)
+        node.output[0] = add.output[0]
+        dead.append(add)
+        count += 1
+    for add in dead:
+        model.graph.node.remove(add)
+    return count
 
 
 def embedding_gathers(model) -> set[str]:
