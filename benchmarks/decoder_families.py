@@ -62,6 +62,7 @@ FINAL_NORMS = ("model.norm.weight", "ln_f.weight", "transformer.ln_f.weight", "m
 def make_folder(path: Path, family: str) -> None:
     import torch
     import transformers
+
     from fixtures.decoders import EOS, PEAK, byte_tokenizer
 
     config_cls, model_cls, kwargs = FAMILIES[family]

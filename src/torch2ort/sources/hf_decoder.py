@@ -172,7 +172,8 @@ def decoder_wrapper():
 
             named = dict(zip(self.names, args))
             past = args[len(self.names):]
-            cache = DynamicCache()  # full layers everywhere: a sliding-window layer would crop the past (its mask still applies the window)
+            # full layers everywhere: a sliding-window layer would crop the past (the mask still applies the window)
+            cache = DynamicCache()
             for i in range(self.layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
             out = self.model(**named, **{_CACHE_KWARG: cache}, use_cache=True)
