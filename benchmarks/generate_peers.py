@@ -100,7 +100,8 @@ def build_ours(folder: Path, out: Path, log, sides=OURS) -> None:
             res = PackProjections()(unpacked, dst, ctx)
             for f in (unpacked, unpacked.with_name(unpacked.name + ".data")):
                 f.unlink(missing_ok=True)
-            res.details = {"fused_ops": fused.details["fused_ops"], "packed": res.details}
+            res.details = {"fused_ops": fused.details["fused_ops"], "kv_cache": fused.details.get("kv_cache"),
+                           "packed": res.details}
             return res
 
     out.mkdir(parents=True, exist_ok=True)
