@@ -33,7 +33,7 @@ def number(flag: str, value, low: float, high: float) -> float:
 def count(flag: str, value, low: int, high: int) -> int:
     """An integer within [low, high]; floats (3.0 included), bools and strings are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
-        raise UsageError(f"{flag} {value!r:.40}: must be a whole number from {low:g} to {high:g}")
+        raise UsageError(f"{flag} {value!r:.40}: must be a whole number from {low:,} to {high:,}")
     return value
 
 
