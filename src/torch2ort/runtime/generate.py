@@ -475,12 +475,11 @@ def cache_mode(session, info: dict) -> str:
 
 
 def run_bound(session, binding, arrays: dict[str, np.ndarray], values: dict, output_names: list[str],
-              past_names: list[str], shared: bool = False) -> tuple[np.ndarray, dict]:
+              past_names: list[str]) -> tuple[np.ndarray, dict]:
     """One cached decoder step through IOBinding: ``arrays`` bound from numpy, ``values`` (the past, and any
     other OrtValues) bound as they are; returns the last position's logits and the ``present`` OrtValues,
-    which the next step binds as its past without their leaving ONNX Runtime. ``shared``: each ``present``
-    is bound to its past's own OrtValue (``output_names[1:]`` pair with ``past_names``), which the graph
-    writes in place; the same OrtValues come back."""
+    which the next step binds as its past without their leaving ONNX Runtime. (A shared cache, written in
+    place, keeps its bindings between steps instead: ``Generator._run_shared``.)"""
     binding.clear_binding_inputs()
     binding.clear_binding_outputs()
     for name, value in arrays.items():
@@ -488,16 +487,11 @@ def run_bound(session, binding, arrays: dict[str, np.ndarray], values: dict, out
     for name, value in values.items():
         binding.bind_ortvalue_input(name, value)
     binding.bind_output(output_names[0], "cpu")
-    for name, past in zip(output_names[1:], past_names):
-        if shared:
-            binding.bind_ortvalue_output(name, values[past])
-        else:
-            binding.bind_output(name, "cpu")
+    for name in output_names[1:]:
+        binding.bind_output(name, "cpu")
     try:
         session.run_with_iobinding(binding)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise PredictInputError(f"the decoder failed: {describe(exc)}") from None
-    if shared:
-        return binding.get_outputs()[0].numpy()[:, -1, :], {p: values[p] for p in past_names}
     outs = binding.get_outputs()
     return outs[0].numpy()[:, -1, :], {p: outs[1 + i] for i, p in enumerate(past_names)}

@@ -19,7 +19,6 @@ thread: the transcript is the one ``predict`` gives for the same file (up to the
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,6 @@ from torch2ort.serve.compute import ACCEPTS, Feed
 from torch2ort.serve.protocol import Caps, InferRequest, parse_request
 
 AUDIO_INPUT, TEXT_OUTPUT = "audio_file", "text_output"
-_BUFFER = re.compile(r"<_io\.BytesIO object at 0x[0-9a-f]+>")  # soundfile names the buffer it could not open
 OPTION_HELP = {
     "max_new_tokens": "whole number: tokens one window may generate (default: the bundle's)",
     "chunk_length_s": "number of seconds, above 0 and at most the model's window: transcribe in chunks",
@@ -138,7 +136,7 @@ class SpeechCompute:
         try:
             texts = self.bundle.predict(files, **options)["text"]
         except (PredictInputError, BundleError) as exc:
-            raise ProtocolError(_BUFFER.sub("the file", str(exc))) from None
+            raise ProtocolError(str(exc)) from None
         if self.metrics is not None:
             self.metrics.transcriptions.inc(len(files))
         return {TEXT_OUTPUT: np.array(texts, dtype=object)}

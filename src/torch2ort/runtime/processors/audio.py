@@ -23,7 +23,7 @@ from torch2ort.runtime.typecheck import Name, Range, Rate
 
 MAX_SECONDS = 3600.0  # a longer recording is refused, not decoded into memory
 MAX_RATE = typing.get_args(Rate)[1].hi  # a file's own rate, held to what a step may ask for
-_BUFFER_REPR = re.compile(r"<_io\.\w+ object at 0x[0-9a-fA-F]+>")
+_BUFFER_REPR = re.compile(r"<_io\.\w+[^>]*>")  # libsndfile's name for what it read: a buffer's address, a repr
 
 
 def _libs():
@@ -97,7 +97,7 @@ def decode(value, max_seconds: float = MAX_SECONDS, max_values: int = MAX_VALUES
     except PredictInputError:
         raise
     except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError/TypeError for bad input
-        why = _BUFFER_REPR.sub("the data", str(exc))  # libsndfile names the in-memory buffer by its address
+        why = _BUFFER_REPR.sub("the data", str(exc))
         raise PredictInputError(f"{what} is not readable audio (wav, flac, ogg): {one_line(why, 200)}") from None
     if len(data) < frames:
         raise PredictInputError(f"{what} is cut short: its header declares {frames:,} frames, it holds {len(data):,}")
